@@ -1,0 +1,207 @@
+//! Volumes, snapshots, images, quotas and workflow records.
+
+use crate::{ImageId, Metadata, ProjectId, SnapshotId, Timestamp, UserId, VolumeId, WorkflowId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! status_enum {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ();
+            fn from_str(s: &str) -> Result<Self, ()> {
+                match s { $($text => Ok($name::$variant),)* _ => Err(()) }
+            }
+        }
+    };
+}
+
+status_enum!(VolumeStatus {
+    Creating => "creating",
+    Available => "available",
+    Reserved => "reserved",
+    Attaching => "attaching",
+    Detaching => "detaching",
+    InUse => "in-use",
+    Maintenance => "maintenance",
+    Deleting => "deleting",
+    Error => "error",
+    ErrorDeleting => "error_deleting",
+    ErrorExtending => "error_extending",
+    ErrorRestoring => "error_restoring",
+    Extending => "extending",
+    Reverting => "reverting",
+});
+
+impl VolumeStatus {
+    /// Statuses in which work is under way; recovery never leaves a volume in
+    /// one of these.
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            VolumeStatus::Creating
+                | VolumeStatus::Deleting
+                | VolumeStatus::Extending
+                | VolumeStatus::Reverting
+        )
+    }
+}
+
+status_enum!(SnapshotStatus {
+    Creating => "creating",
+    Available => "available",
+    Deleting => "deleting",
+    Error => "error",
+    ErrorDeleting => "error_deleting",
+    Restoring => "restoring",
+});
+
+impl SnapshotStatus {
+    pub fn is_transitional(self) -> bool {
+        matches!(self, SnapshotStatus::Creating | SnapshotStatus::Deleting)
+    }
+}
+
+/// A volume attachment (legacy `os-attach` or the attachments API).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: uuid::Uuid,
+    pub instance_uuid: Option<String>,
+    pub host_name: Option<String>,
+    pub mountpoint: Option<String>,
+    pub mode: String,
+    pub attached_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: VolumeId,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub size_gib: u64,
+    pub status: VolumeStatus,
+    pub availability_zone: String,
+    pub volume_type: String,
+    pub snapshot_id: Option<SnapshotId>,
+    pub source_volid: Option<VolumeId>,
+    pub metadata: Metadata,
+    pub bootable: bool,
+    pub multiattach: bool,
+    pub attachments: Vec<Attachment>,
+    /// The writable top of the volume's chain, once it exists.
+    pub image: Option<ImageId>,
+    /// Why the last operation failed, for admins (`error` statuses).
+    pub error_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: SnapshotId,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub volume_id: VolumeId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub size_gib: u64,
+    pub status: SnapshotStatus,
+    pub metadata: Metadata,
+    /// The frozen image holding the snapshot's data, once taken.
+    pub image: Option<ImageId>,
+    pub progress: String,
+    pub error_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+/// Who keeps an image alive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageOwner {
+    /// The writable top of a volume.
+    Volume(VolumeId),
+    /// The frozen image of a snapshot.
+    Snapshot(SnapshotId),
+    /// Nobody: the image lives only while other images read through it, and
+    /// the garbage collector merges or deletes it.
+    None,
+}
+
+/// One layer of a backing chain as the metadata store records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub id: ImageId,
+    pub parent: Option<ImageId>,
+    pub size_bytes: u64,
+    pub owner: ImageOwner,
+    pub created_at: Timestamp,
+}
+
+/// Quota-limited resources, as Cinder names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum QuotaResource {
+    Volumes,
+    Snapshots,
+    Gigabytes,
+}
+
+impl QuotaResource {
+    pub const ALL: [QuotaResource; 3] =
+        [QuotaResource::Volumes, QuotaResource::Snapshots, QuotaResource::Gigabytes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaResource::Volumes => "volumes",
+            QuotaResource::Snapshots => "snapshots",
+            QuotaResource::Gigabytes => "gigabytes",
+        }
+    }
+
+    /// Cinder's defaults.
+    pub fn default_limit(self) -> i64 {
+        match self {
+            QuotaResource::Volumes => 10,
+            QuotaResource::Snapshots => 10,
+            QuotaResource::Gigabytes => 1000,
+        }
+    }
+}
+
+/// Where a workflow stands; stored so a restart resumes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkflowPhase {
+    /// Running steps forward; `next_step` is the first not known done.
+    Forward,
+    /// A step failed; undoing steps `next_step - 1` down to 0.
+    Unwinding,
+}
+
+/// A durable record of one asynchronous operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRecord {
+    pub id: WorkflowId,
+    pub kind: String,
+    pub params: serde_json::Value,
+    pub phase: WorkflowPhase,
+    pub next_step: u32,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+}

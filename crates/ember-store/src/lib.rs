@@ -1,0 +1,76 @@
+//! The metadata store: every record Ember keeps, behind one trait.
+//!
+//! The service layer composes its rules out of the primitive reads and
+//! writes of [`Tx`], inside one transaction, so a rule such as "reserve quota
+//! and insert the snapshot and its workflow" is atomic on every backend.
+//! Nothing here knows about API dialects or business rules; nothing above
+//! it writes SQL. `sqlite` is the embedded default; a PostgreSQL backend
+//! implements the same two traits.
+
+mod list;
+pub mod sqlite;
+
+pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
+
+use ember_model::{
+    Image, ImageId, ProjectId, QuotaResource, Snapshot, SnapshotId, Volume, VolumeId,
+    WorkflowId, WorkflowRecord,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store error: {0}")]
+    Backend(String),
+    #[error("corrupt record {0}: {1}")]
+    Corrupt(String, String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Starts a read-write transaction. Writers are serialized; a commit
+    /// returns only once the change is durable.
+    fn write(&self) -> Result<Box<dyn Tx + '_>>;
+    /// Starts a read-only transaction (a consistent snapshot).
+    fn read(&self) -> Result<Box<dyn Tx + '_>>;
+}
+
+/// One transaction. Dropping it without `commit` rolls it back.
+pub trait Tx {
+    fn commit(self: Box<Self>) -> Result<()>;
+
+    fn volume(&mut self, id: VolumeId) -> Result<Option<Volume>>;
+    fn put_volume(&mut self, volume: &Volume) -> Result<()>;
+    fn delete_volume(&mut self, id: VolumeId) -> Result<()>;
+    fn list_volumes(&mut self, query: &ListQuery<VolumeFilter>) -> Result<Page<Volume>>;
+    fn all_volumes(&mut self) -> Result<Vec<Volume>>;
+
+    fn snapshot(&mut self, id: SnapshotId) -> Result<Option<Snapshot>>;
+    fn put_snapshot(&mut self, snapshot: &Snapshot) -> Result<()>;
+    fn delete_snapshot(&mut self, id: SnapshotId) -> Result<()>;
+    fn list_snapshots(&mut self, query: &ListQuery<SnapshotFilter>) -> Result<Page<Snapshot>>;
+    fn snapshots_of_volume(&mut self, volume: VolumeId) -> Result<Vec<Snapshot>>;
+    fn all_snapshots(&mut self) -> Result<Vec<Snapshot>>;
+
+    fn image(&mut self, id: ImageId) -> Result<Option<Image>>;
+    fn put_image(&mut self, image: &Image) -> Result<()>;
+    fn delete_image(&mut self, id: ImageId) -> Result<()>;
+    fn image_children(&mut self, id: ImageId) -> Result<Vec<Image>>;
+    fn all_images(&mut self) -> Result<Vec<Image>>;
+
+    /// The project's limit, or `None` when it uses the default.
+    fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
+    fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
+        -> Result<()>;
+    fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64>;
+    fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64)
+        -> Result<()>;
+    /// Every (project, resource, in-use) row, for audits.
+    fn all_quota_usage(&mut self) -> Result<Vec<(ProjectId, QuotaResource, i64)>>;
+
+    fn workflow(&mut self, id: WorkflowId) -> Result<Option<WorkflowRecord>>;
+    fn put_workflow(&mut self, workflow: &WorkflowRecord) -> Result<()>;
+    fn delete_workflow(&mut self, id: WorkflowId) -> Result<()>;
+    /// Workflows not yet finished, oldest first.
+    fn workflows(&mut self) -> Result<Vec<WorkflowRecord>>;
+}

@@ -1,0 +1,83 @@
+//! Listing parameters shared by every backend: filters, sort, pagination.
+
+use ember_model::{ProjectId, SnapshotStatus, VolumeId, VolumeStatus, Metadata};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortDir {
+    Asc,
+    Desc,
+}
+
+/// Columns a list can be sorted by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Id,
+    CreatedAt,
+    UpdatedAt,
+    Status,
+    Name,
+    Description,
+    Size,
+    VolumeId,
+    ProjectId,
+    UserId,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SnapshotFilter {
+    pub name: Option<String>,
+    pub status: Option<SnapshotStatus>,
+    pub volume_id: Option<VolumeId>,
+    pub metadata: Metadata,
+    /// A filter the backend cannot express matches nothing (Cinder's
+    /// behaviour for unknown filters).
+    pub match_nothing: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct VolumeFilter {
+    pub name: Option<String>,
+    pub status: Option<VolumeStatus>,
+    pub metadata: Metadata,
+    pub match_nothing: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListQuery<F> {
+    /// `None` lists every project (admin `all_tenants`).
+    pub project: Option<ProjectId>,
+    pub filter: F,
+    /// Sort keys in priority order; `id` is always appended as a tiebreaker.
+    pub sort: Vec<(SortKey, SortDir)>,
+    /// Resume after this item (which must exist in the listing's scope).
+    pub marker: Option<Uuid>,
+    pub limit: Option<u64>,
+    pub offset: u64,
+    pub with_count: bool,
+}
+
+impl<F: Default> Default for ListQuery<F> {
+    fn default() -> Self {
+        ListQuery {
+            project: None,
+            filter: F::default(),
+            sort: vec![(SortKey::CreatedAt, SortDir::Desc)],
+            marker: None,
+            limit: None,
+            offset: 0,
+            with_count: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Total matching items before pagination, when asked for.
+    pub count: Option<u64>,
+    /// Whether items exist beyond this page.
+    pub more: bool,
+    /// The marker did not name an item in scope.
+    pub marker_not_found: bool,
+}

@@ -1,0 +1,535 @@
+//! SQLite backend: one connection in WAL mode with `synchronous = FULL`, so
+//! a committed transaction survives power loss. Writers use `BEGIN
+//! IMMEDIATE`, which serializes them and makes check-then-write rules (quota)
+//! race-free. Records are stored as JSON bodies next to the columns that
+//! queries filter and sort on.
+
+use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
+use crate::{MetadataStore, Result, StoreError, Tx};
+use ember_model::{
+    Image, ImageId, Metadata, ProjectId, QuotaResource, Snapshot, SnapshotId, Volume, VolumeId,
+    WorkflowId, WorkflowRecord,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// Schema migrations, applied in order at start-up; the index is the version.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE volumes (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    status TEXT NOT NULL, name TEXT, description TEXT, size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER, body TEXT NOT NULL);
+CREATE INDEX volumes_by_project ON volumes (project_id, created_at);
+CREATE TABLE snapshots (
+    id TEXT PRIMARY KEY, project_id TEXT NOT NULL, user_id TEXT NOT NULL,
+    volume_id TEXT NOT NULL, status TEXT NOT NULL, name TEXT, description TEXT,
+    size INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER,
+    body TEXT NOT NULL);
+CREATE INDEX snapshots_by_project ON snapshots (project_id, created_at);
+CREATE INDEX snapshots_by_created ON snapshots (created_at);
+CREATE INDEX snapshots_by_volume ON snapshots (volume_id);
+CREATE TABLE images (id TEXT PRIMARY KEY, parent TEXT, body TEXT NOT NULL);
+CREATE INDEX images_by_parent ON images (parent);
+CREATE TABLE quota_limits (
+    project_id TEXT NOT NULL, resource TEXT NOT NULL, hard_limit INTEGER NOT NULL,
+    PRIMARY KEY (project_id, resource));
+CREATE TABLE quota_usage (
+    project_id TEXT NOT NULL, resource TEXT NOT NULL, in_use INTEGER NOT NULL,
+    PRIMARY KEY (project_id, resource));
+CREATE TABLE workflows (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(backend)?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self> {
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the open
+        // transaction is rolled back when `SqliteTx` drops), so a poisoned
+        // mutex is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .map_err(backend)?;
+    let version: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(migration).map_err(backend)?;
+        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        tracing::info!(version = i + 1, "applied metadata schema migration");
+    }
+    Ok(())
+}
+
+impl MetadataStore for SqliteStore {
+    fn write(&self) -> Result<Box<dyn Tx + '_>> {
+        let conn = self.lock();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        Ok(Box::new(SqliteTx { conn, open: true }))
+    }
+
+    fn read(&self) -> Result<Box<dyn Tx + '_>> {
+        let conn = self.lock();
+        conn.execute_batch("BEGIN").map_err(backend)?;
+        Ok(Box::new(SqliteTx { conn, open: true }))
+    }
+}
+
+struct SqliteTx<'a> {
+    conn: MutexGuard<'a, Connection>,
+    open: bool,
+}
+
+impl Drop for SqliteTx<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain records always serialize")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(what.to_string(), e.to_string()))
+}
+
+/// The SQL expression a sort key orders by. NULLs are folded into a value
+/// below every real one so that keyset pagination can compare tuples.
+fn sort_expr(key: SortKey) -> &'static str {
+    match key {
+        SortKey::Id => "id",
+        SortKey::CreatedAt => "created_at",
+        SortKey::UpdatedAt => "COALESCE(updated_at, -1)",
+        SortKey::Status => "status",
+        SortKey::Name => "COALESCE(name, '')",
+        SortKey::Description => "COALESCE(description, '')",
+        SortKey::Size => "size",
+        SortKey::VolumeId => "volume_id",
+        SortKey::ProjectId => "project_id",
+        SortKey::UserId => "user_id",
+    }
+}
+
+/// The WHERE clause and parameters of a listing, before pagination.
+struct Selection {
+    clauses: Vec<String>,
+    params: Vec<Value>,
+}
+
+impl Selection {
+    fn new<F>(query: &ListQuery<F>) -> Self {
+        let mut s = Selection { clauses: vec!["1 = 1".into()], params: vec![] };
+        if let Some(project) = &query.project {
+            s.eq("project_id", Value::Text(project.0.clone()));
+        }
+        s
+    }
+
+    fn eq(&mut self, column: &str, value: Value) {
+        self.params.push(value);
+        self.clauses.push(format!("{column} = ?{}", self.params.len()));
+    }
+
+    fn sql(&self) -> String {
+        self.clauses.join(" AND ")
+    }
+}
+
+fn list_rows<T: serde::de::DeserializeOwned, F>(
+    conn: &Connection,
+    table: &str,
+    query: &ListQuery<F>,
+    mut selection: Selection,
+    match_nothing: bool,
+    metadata: &Metadata,
+    metadata_of: impl Fn(&T) -> &Metadata,
+) -> Result<Page<T>> {
+    if match_nothing {
+        return Ok(Page {
+            items: vec![],
+            count: query.with_count.then_some(0),
+            more: false,
+            marker_not_found: false,
+        });
+    }
+    let mut sort = query.sort.clone();
+    if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
+        let dir = sort.last().map(|(_, d)| *d).unwrap_or(SortDir::Desc);
+        sort.push((SortKey::Id, dir));
+    }
+    let order_by = sort
+        .iter()
+        .map(|(k, d)| format!("{} {}", sort_expr(*k), if *d == SortDir::Asc { "ASC" } else { "DESC" }))
+        .collect::<Vec<_>>()
+        .join(", ");
+
+    let count = if query.with_count && metadata.is_empty() {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", selection.sql());
+        let n: i64 = conn
+            .query_row(&sql, rusqlite::params_from_iter(selection.params.iter()), |r| r.get(0))
+            .map_err(backend)?;
+        Some(n as u64)
+    } else {
+        None
+    };
+
+    if let Some(marker) = query.marker {
+        // Keyset: rows strictly after the marker in sort order.
+        let cols = sort.iter().map(|(k, _)| sort_expr(*k)).collect::<Vec<_>>().join(", ");
+        let mut marker_sel = Selection { clauses: selection.clauses.clone(), params: selection.params.clone() };
+        marker_sel.eq("id", Value::Text(marker.hyphenated().to_string()));
+        let sql = format!("SELECT {cols} FROM {table} WHERE {}", marker_sel.sql());
+        let values: Option<Vec<Value>> = conn
+            .query_row(&sql, rusqlite::params_from_iter(marker_sel.params.iter()), |row| {
+                (0..sort.len()).map(|i| row.get::<_, Value>(i)).collect()
+            })
+            .optional()
+            .map_err(backend)?;
+        let Some(values) = values else {
+            return Ok(Page { items: vec![], count, more: false, marker_not_found: true });
+        };
+        let mut alternatives = Vec::new();
+        for i in 0..sort.len() {
+            let mut terms = Vec::new();
+            for (j, value) in values.iter().enumerate().take(i + 1) {
+                selection.params.push(value.clone());
+                let p = selection.params.len();
+                let expr = sort_expr(sort[j].0);
+                if j < i {
+                    terms.push(format!("{expr} = ?{p}"));
+                } else {
+                    let op = if sort[j].1 == SortDir::Asc { ">" } else { "<" };
+                    terms.push(format!("{expr} {op} ?{p}"));
+                }
+            }
+            alternatives.push(format!("({})", terms.join(" AND ")));
+        }
+        selection.clauses.push(format!("({})", alternatives.join(" OR ")));
+    }
+
+    let in_sql_paging = metadata.is_empty();
+    let mut sql = format!("SELECT body FROM {table} WHERE {} ORDER BY {order_by}", selection.sql());
+    if in_sql_paging {
+        let limit = query.limit.map(|l| l as i64 + 1).unwrap_or(-1);
+        sql.push_str(&format!(" LIMIT {limit} OFFSET {}", query.offset));
+    }
+    let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+    let bodies = stmt
+        .query_map(rusqlite::params_from_iter(selection.params.iter()), |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    let mut items = bodies
+        .iter()
+        .map(|b| from_json::<T>(table, b))
+        .collect::<Result<Vec<_>>>()?;
+    let mut count = count;
+    if !in_sql_paging {
+        items.retain(|item| {
+            let have = metadata_of(item);
+            metadata.iter().all(|(k, v)| have.get(k) == Some(v))
+        });
+        if query.with_count {
+            count = Some(items.len() as u64);
+        }
+        items.drain(..(query.offset as usize).min(items.len()));
+        if let Some(limit) = query.limit {
+            items.truncate(limit as usize + 1);
+        }
+    }
+    let more = query.limit.is_some_and(|l| items.len() as u64 > l);
+    if let Some(limit) = query.limit {
+        items.truncate(limit as usize);
+    }
+    Ok(Page { items, count, more, marker_not_found: false })
+}
+
+fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
+    t.map(|t| t.0)
+}
+
+impl Tx for SqliteTx<'_> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(backend)?;
+        self.open = false;
+        Ok(())
+    }
+
+    fn volume(&mut self, id: VolumeId) -> Result<Option<Volume>> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM volumes WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        body.map(|b| from_json("volume", &b)).transpose()
+    }
+
+    fn put_volume(&mut self, v: &Volume) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO volumes (id, project_id, user_id, status, name, description, size, created_at, updated_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    v.id.to_string(),
+                    v.project_id.0,
+                    v.user_id.0,
+                    v.status.as_str(),
+                    v.name,
+                    v.description,
+                    v.size_gib as i64,
+                    v.created_at.0,
+                    opt_ts(v.updated_at),
+                    to_json(v)
+                ])
+            })
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_volume(&mut self, id: VolumeId) -> Result<()> {
+        self.conn.execute("DELETE FROM volumes WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+    }
+
+    fn list_volumes(&mut self, query: &ListQuery<VolumeFilter>) -> Result<Page<Volume>> {
+        let mut sel = Selection::new(query);
+        let f = &query.filter;
+        if let Some(name) = &f.name {
+            sel.eq("name", Value::Text(name.clone()));
+        }
+        if let Some(status) = f.status {
+            sel.eq("status", Value::Text(status.as_str().into()));
+        }
+        list_rows(&self.conn, "volumes", query, sel, f.match_nothing, &f.metadata, |v: &Volume| &v.metadata)
+    }
+
+    fn all_volumes(&mut self) -> Result<Vec<Volume>> {
+        self.list_volumes(&ListQuery::default()).map(|p| p.items)
+    }
+
+    fn snapshot(&mut self, id: SnapshotId) -> Result<Option<Snapshot>> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM snapshots WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        body.map(|b| from_json("snapshot", &b)).transpose()
+    }
+
+    fn put_snapshot(&mut self, s: &Snapshot) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO snapshots (id, project_id, user_id, volume_id, status, name, description, size, created_at, updated_at, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    s.id.to_string(),
+                    s.project_id.0,
+                    s.user_id.0,
+                    s.volume_id.to_string(),
+                    s.status.as_str(),
+                    s.name,
+                    s.description,
+                    s.size_gib as i64,
+                    s.created_at.0,
+                    opt_ts(s.updated_at),
+                    to_json(s)
+                ])
+            })
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_snapshot(&mut self, id: SnapshotId) -> Result<()> {
+        self.conn.execute("DELETE FROM snapshots WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+    }
+
+    fn list_snapshots(&mut self, query: &ListQuery<SnapshotFilter>) -> Result<Page<Snapshot>> {
+        let mut sel = Selection::new(query);
+        let f = &query.filter;
+        if let Some(name) = &f.name {
+            sel.eq("name", Value::Text(name.clone()));
+        }
+        if let Some(status) = f.status {
+            sel.eq("status", Value::Text(status.as_str().into()));
+        }
+        if let Some(volume) = f.volume_id {
+            sel.eq("volume_id", Value::Text(volume.to_string()));
+        }
+        list_rows(&self.conn, "snapshots", query, sel, f.match_nothing, &f.metadata, |s: &Snapshot| &s.metadata)
+    }
+
+    fn snapshots_of_volume(&mut self, volume: VolumeId) -> Result<Vec<Snapshot>> {
+        let query = ListQuery {
+            filter: SnapshotFilter { volume_id: Some(volume), ..Default::default() },
+            ..Default::default()
+        };
+        self.list_snapshots(&query).map(|p| p.items)
+    }
+
+    fn all_snapshots(&mut self) -> Result<Vec<Snapshot>> {
+        self.list_snapshots(&ListQuery::default()).map(|p| p.items)
+    }
+
+    fn image(&mut self, id: ImageId) -> Result<Option<Image>> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM images WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        body.map(|b| from_json("image", &b)).transpose()
+    }
+
+    fn put_image(&mut self, image: &Image) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO images (id, parent, body) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| {
+                s.execute(params![image.id.to_string(), image.parent.map(|p| p.to_string()), to_json(image)])
+            })
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_image(&mut self, id: ImageId) -> Result<()> {
+        self.conn.execute("DELETE FROM images WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+    }
+
+    fn image_children(&mut self, id: ImageId) -> Result<Vec<Image>> {
+        let mut stmt = self.conn.prepare_cached("SELECT body FROM images WHERE parent = ?1 ORDER BY id").map_err(backend)?;
+        let bodies = stmt
+            .query_map([id.to_string()], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        bodies.iter().map(|b| from_json("image", b)).collect()
+    }
+
+    fn all_images(&mut self) -> Result<Vec<Image>> {
+        let mut stmt = self.conn.prepare_cached("SELECT body FROM images ORDER BY id").map_err(backend)?;
+        let bodies = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        bodies.iter().map(|b| from_json("image", b)).collect()
+    }
+
+    fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>> {
+        self.conn
+            .prepare_cached("SELECT hard_limit FROM quota_limits WHERE project_id = ?1 AND resource = ?2")
+            .and_then(|mut s| s.query_row(params![project.0, resource.as_str()], |r| r.get(0)).optional())
+            .map_err(backend)
+    }
+
+    fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO quota_limits (project_id, resource, hard_limit) VALUES (?1, ?2, ?3)",
+                params![project.0, resource.as_str(), limit],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64> {
+        self.conn
+            .prepare_cached("SELECT in_use FROM quota_usage WHERE project_id = ?1 AND resource = ?2")
+            .and_then(|mut s| s.query_row(params![project.0, resource.as_str()], |r| r.get(0)).optional())
+            .map(|v| v.unwrap_or(0))
+            .map_err(backend)
+    }
+
+    fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO quota_usage (project_id, resource, in_use) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (project_id, resource) DO UPDATE SET in_use = in_use + excluded.in_use",
+            )
+            .and_then(|mut s| s.execute(params![project.0, resource.as_str(), delta]))
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn all_quota_usage(&mut self) -> Result<Vec<(ProjectId, QuotaResource, i64)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT project_id, resource, in_use FROM quota_usage").map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p, r, n)| {
+                QuotaResource::ALL.iter().find(|q| q.as_str() == r).map(|q| (ProjectId(p), *q, n))
+            })
+            .collect())
+    }
+
+    fn workflow(&mut self, id: WorkflowId) -> Result<Option<WorkflowRecord>> {
+        let body: Option<String> = self
+            .conn
+            .prepare_cached("SELECT body FROM workflows WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        body.map(|b| from_json("workflow", &b)).transpose()
+    }
+
+    fn put_workflow(&mut self, w: &WorkflowRecord) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO workflows (id, created_at, body) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![w.id.to_string(), w.created_at.0, to_json(w)]))
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_workflow(&mut self, id: WorkflowId) -> Result<()> {
+        self.conn.execute("DELETE FROM workflows WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+    }
+
+    fn workflows(&mut self) -> Result<Vec<WorkflowRecord>> {
+        let mut stmt = self.conn.prepare_cached("SELECT body FROM workflows ORDER BY created_at, id").map_err(backend)?;
+        let bodies = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        bodies.iter().map(|b| from_json("workflow", b)).collect()
+    }
+}
