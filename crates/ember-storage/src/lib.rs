@@ -122,4 +122,7 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Every image present on the storage, for the start-up orphan sweep.
     fn list_images(&self) -> Result<Vec<ImageId>>;
+
+    /// Removes half-created images left by a crash (never visible as images).
+    fn remove_temporaries(&self) -> Result<()>;
 }

@@ -151,6 +151,16 @@ impl StorageDriver for Qcow2Driver {
         images.sort();
         Ok(images)
     }
+
+    fn remove_temporaries(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".qcow2.tmp")) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An open chain; I/O goes to the top, reads fall through to the layers below.

@@ -1,0 +1,125 @@
+//! What workflows and requests share: the store, the storage driver, and
+//! one I/O slot per volume that serializes chain changes against I/O.
+
+use crate::engine::Faults;
+use crate::error::{Result, ServiceError};
+use ember_model::{ImageId, VolumeId};
+use ember_storage::{BlockIo, Chain, StorageDriver};
+use ember_store::{MetadataStore, Tx};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Settings the service layer needs.
+#[derive(Clone, Debug)]
+pub struct ServiceConfig {
+    pub availability_zone: String,
+    pub default_volume_type: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig { availability_zone: "nova".into(), default_volume_type: "__DEFAULT__".into() }
+    }
+}
+
+/// The open chain of one volume. I/O holds the read lock; anything that
+/// changes the chain (snapshot, revert, merge into the top) holds the write
+/// lock, flushes, and drops the handle so the next I/O reopens the new chain.
+#[derive(Default)]
+pub struct VolumeSlot {
+    io: RwLock<Option<Arc<dyn BlockIo>>>,
+}
+
+pub struct Core {
+    pub store: Arc<dyn MetadataStore>,
+    pub driver: Arc<dyn StorageDriver>,
+    pub config: ServiceConfig,
+    pub faults: Faults,
+    slots: Mutex<HashMap<VolumeId, Arc<VolumeSlot>>>,
+    pub(crate) gc_lock: Mutex<()>,
+}
+
+/// Held while a volume's chain changes; I/O waits meanwhile.
+pub struct ChainGuard<'a> {
+    io: std::sync::RwLockWriteGuard<'a, Option<Arc<dyn BlockIo>>>,
+}
+
+impl Core {
+    pub fn new(store: Arc<dyn MetadataStore>, driver: Arc<dyn StorageDriver>, config: ServiceConfig) -> Self {
+        Core { store, driver, config, faults: Faults::default(), slots: Mutex::new(HashMap::new()), gc_lock: Mutex::new(()) }
+    }
+
+    pub fn slot(&self, volume: VolumeId) -> Arc<VolumeSlot> {
+        self.slots.lock().unwrap().entry(volume).or_default().clone()
+    }
+
+    pub fn forget_slot(&self, volume: VolumeId) {
+        self.slots.lock().unwrap().remove(&volume);
+    }
+
+    /// Quiesces the volume: waits for in-flight I/O, flushes it, and closes
+    /// the open chain until the guard drops.
+    pub fn quiesce<'a>(&self, slot: &'a VolumeSlot) -> Result<ChainGuard<'a>> {
+        let mut io = slot.io.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = io.take() {
+            open.flush()?;
+        }
+        Ok(ChainGuard { io })
+    }
+
+    /// The chain under `top`, as the metadata store records it.
+    pub fn chain_of(tx: &mut dyn Tx, top: ImageId) -> Result<Chain> {
+        let mut images = vec![top];
+        let mut current = top;
+        while let Some(image) = tx.image(current)? {
+            match image.parent {
+                Some(parent) => {
+                    if images.contains(&parent) || images.len() > 100_000 {
+                        return Err(ServiceError::Internal(format!("image chain of {top} loops")));
+                    }
+                    images.push(parent);
+                    current = parent;
+                }
+                None => return Ok(Chain { images }),
+            }
+        }
+        Err(ServiceError::Internal(format!("image {current} is missing from the metadata store")))
+    }
+
+    /// Runs `f` on the volume's open chain (opening it on first use) while
+    /// holding the slot's read lock, so a chain change waits for it.
+    pub fn with_io<R>(&self, volume: VolumeId, f: impl FnOnce(&dyn BlockIo) -> Result<R>) -> Result<R> {
+        let slot = self.slot(volume);
+        loop {
+            {
+                let io = slot.io.read().unwrap_or_else(|p| p.into_inner());
+                if let Some(open) = io.as_ref() {
+                    return f(open.as_ref());
+                }
+            }
+            let mut io = slot.io.write().unwrap_or_else(|p| p.into_inner());
+            if io.is_none() {
+                *io = Some(self.open_volume_chain(volume)?);
+            }
+        }
+    }
+
+    fn open_volume_chain(&self, volume: VolumeId) -> Result<Arc<dyn BlockIo>> {
+        let chain = {
+            let mut tx = self.store.read()?;
+            let v = tx.volume(volume)?.ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
+            let top = v.image.ok_or_else(|| {
+                ServiceError::InvalidVolume(format!("Volume {volume} has no data yet (status {}).", v.status))
+            })?;
+            Self::chain_of(tx.as_mut(), top)?
+        };
+        Ok(self.driver.open(&chain, true)?)
+    }
+}
+
+impl ChainGuard<'_> {
+    /// Keeps the handle closed; the next I/O reopens from the store.
+    pub fn release(self) {
+        drop(self.io)
+    }
+}

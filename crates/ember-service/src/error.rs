@@ -1,0 +1,65 @@
+//! The one error type of the service layer. Dialects map each variant to
+//! their own status code and body; none of them is a 500 except `Internal`.
+
+use ember_model::QuotaResource;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServiceError {
+    #[error("Volume {0} could not be found.")]
+    VolumeNotFound(String),
+    #[error("Snapshot {0} could not be found.")]
+    SnapshotNotFound(String),
+    #[error("Snapshot {snapshot} has no metadata with key {key}.")]
+    SnapshotMetadataNotFound { snapshot: String, key: String },
+    #[error("Volume {volume} has no metadata with key {key}.")]
+    VolumeMetadataNotFound { volume: String, key: String },
+    /// The volume is in a state that does not allow the operation.
+    #[error("Invalid volume: {0}")]
+    InvalidVolume(String),
+    #[error("Invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+    /// The request is well-formed but asks for something impossible.
+    #[error("Invalid input received: {0}")]
+    InvalidInput(String),
+    #[error("{}", quota_message(*resource, *requested, *in_use, *limit))]
+    QuotaExceeded { resource: QuotaResource, requested: i64, in_use: i64, limit: i64 },
+    #[error("Policy doesn't allow {0} to be performed.")]
+    Forbidden(String),
+    #[error("No space left on the storage device.")]
+    StorageFull,
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn quota_message(resource: QuotaResource, requested: i64, in_use: i64, limit: i64) -> String {
+    match resource {
+        QuotaResource::Gigabytes => format!(
+            "VolumeSizeExceedsAvailableQuota: Requested volume or snapshot exceeds allowed gigabytes quota. \
+             Requested {requested}G, quota is {limit}G and {in_use}G has been consumed."
+        ),
+        QuotaResource::Volumes => {
+            format!("VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for quota 'volumes'.")
+        }
+        QuotaResource::Snapshots => {
+            format!("SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded")
+        }
+    }
+}
+
+impl From<ember_store::StoreError> for ServiceError {
+    fn from(e: ember_store::StoreError) -> Self {
+        ServiceError::Internal(e.to_string())
+    }
+}
+
+impl From<ember_storage::StorageError> for ServiceError {
+    fn from(e: ember_storage::StorageError) -> Self {
+        match e {
+            ember_storage::StorageError::NoSpace => ServiceError::StorageFull,
+            ember_storage::StorageError::OutOfRange { .. } => ServiceError::InvalidInput(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ServiceError>;

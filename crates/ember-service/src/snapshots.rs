@@ -1,0 +1,252 @@
+//! Snapshot operations and their rules.
+
+use crate::engine::new_record;
+use crate::quotas::reserve;
+use crate::volumes::{load_volume, require_admin};
+use crate::workflows::{snapshot_create, snapshot_delete};
+use crate::*;
+use ember_model::*;
+use ember_store::{ListQuery, Page, SnapshotFilter, Tx};
+
+pub(crate) fn load_snapshot(tx: &mut dyn Tx, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
+    match tx.snapshot(id)? {
+        Some(s) if caller.sees(&s.project_id) => Ok(s),
+        _ => Err(ServiceError::SnapshotNotFound(id.to_string())),
+    }
+}
+
+fn require_writer(caller: &Caller, action: &str) -> Result<()> {
+    if caller.can_write() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+}
+
+impl Service {
+    /// Accepts a snapshot request; the snapshot is `creating` until the
+    /// workflow has frozen the volume's data.
+    pub async fn create_snapshot(&self, caller: &Caller, req: CreateSnapshot) -> Result<Snapshot> {
+        require_writer(caller, "volume:create_snapshot")?;
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let (snapshot, record) = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let volume = load_volume(tx.as_mut(), &caller, req.volume_id)?;
+                let allowed = volume.status == VolumeStatus::Available
+                    || (volume.status == VolumeStatus::InUse && req.allow_in_use);
+                if !allowed {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Volume {} status must be available, but current status is: {}.",
+                        volume.id, volume.status
+                    )));
+                }
+                reserve(
+                    tx.as_mut(),
+                    &volume.project_id,
+                    &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)],
+                )?;
+                let snapshot = Snapshot {
+                    id: SnapshotId::new(),
+                    project_id: volume.project_id.clone(),
+                    user_id: caller.user_id.clone(),
+                    volume_id: volume.id,
+                    name: req.name,
+                    description: req.description,
+                    size_gib: volume.size_gib,
+                    status: SnapshotStatus::Creating,
+                    metadata: req.metadata,
+                    image: None,
+                    progress: "0%".into(),
+                    error_reason: None,
+                    created_at: Timestamp::now(),
+                    updated_at: None,
+                };
+                tx.put_snapshot(&snapshot)?;
+                let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
+                    snapshot_id: snapshot.id,
+                    volume_id: volume.id,
+                    new_top: ImageId::new(),
+                });
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok((snapshot, record))
+            })
+            .await?;
+        self.start(record);
+        Ok(snapshot)
+    }
+
+    pub async fn snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || load_snapshot(core.store.read()?.as_mut(), &caller, id)).await
+    }
+
+    pub async fn list_snapshots(&self, caller: &Caller, mut query: ListQuery<SnapshotFilter>, all_tenants: bool) -> Result<Page<Snapshot>> {
+        if !(all_tenants && caller.is_admin()) {
+            query.project = Some(caller.project_id.clone());
+        }
+        let core = self.core.clone();
+        self.run_blocking(move || Ok(core.store.read()?.list_snapshots(&query)?)).await
+    }
+
+    async fn mutate_snapshot(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        change: impl FnOnce(&mut Snapshot) -> Result<()> + Send + 'static,
+    ) -> Result<Snapshot> {
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let mut snapshot = load_snapshot(tx.as_mut(), &caller, id)?;
+            change(&mut snapshot)?;
+            snapshot.updated_at = Some(Timestamp::now());
+            tx.put_snapshot(&snapshot)?;
+            tx.commit()?;
+            Ok(snapshot)
+        })
+        .await
+    }
+
+    pub async fn update_snapshot(&self, caller: &Caller, id: SnapshotId, update: UpdateSnapshot) -> Result<Snapshot> {
+        require_writer(caller, "volume:update_snapshot")?;
+        self.mutate_snapshot(caller, id, move |s| {
+            if let Some(name) = update.name {
+                s.name = name;
+            }
+            if let Some(description) = update.description {
+                s.description = description;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn write_snapshot_metadata(&self, caller: &Caller, id: SnapshotId, metadata: Metadata, how: MetadataWrite) -> Result<Metadata> {
+        require_writer(caller, "volume:update_snapshot_metadata")?;
+        let s = self
+            .mutate_snapshot(caller, id, move |s| {
+                match how {
+                    MetadataWrite::Merge => s.metadata.extend(metadata),
+                    MetadataWrite::Replace => s.metadata = metadata,
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(s.metadata)
+    }
+
+    pub async fn delete_snapshot_metadata_key(&self, caller: &Caller, id: SnapshotId, key: String) -> Result<()> {
+        require_writer(caller, "volume:delete_snapshot_metadata")?;
+        self.mutate_snapshot(caller, id, move |s| {
+            s.metadata
+                .remove(&key)
+                .map(drop)
+                .ok_or(ServiceError::SnapshotMetadataNotFound { snapshot: id.to_string(), key })
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Deletes a snapshot; `force` (admin `os-force_delete`) skips the
+    /// status rule.
+    pub async fn delete_snapshot(&self, caller: &Caller, id: SnapshotId, force: bool) -> Result<()> {
+        require_writer(caller, "volume:delete_snapshot")?;
+        if force {
+            require_admin(caller, "volume_extension:snapshot_admin_actions:force_delete")?;
+        }
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let record = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut snapshot = load_snapshot(tx.as_mut(), &caller, id)?;
+                let deletable = matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error);
+                if !deletable && !force {
+                    return Err(ServiceError::InvalidSnapshot(
+                        "Snapshot status must be available or error and must not be part of a group.".into(),
+                    ));
+                }
+                if force && snapshot.status == SnapshotStatus::Creating && snapshot.image.is_none() {
+                    return Err(ServiceError::InvalidSnapshot(
+                        "Snapshot is still being taken; try again once it is available or in error.".into(),
+                    ));
+                }
+                snapshot.status = SnapshotStatus::Deleting;
+                snapshot.updated_at = Some(Timestamp::now());
+                tx.put_snapshot(&snapshot)?;
+                let record = new_record::<snapshot_delete::SnapshotDelete>(&snapshot_delete::Params { snapshot_id: id });
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await?;
+        self.start(record);
+        Ok(())
+    }
+
+    /// Admin `os-reset_status` (transitional statuses refused, see volumes).
+    pub async fn reset_snapshot_status(&self, caller: &Caller, id: SnapshotId, status: SnapshotStatus) -> Result<Snapshot> {
+        require_admin(caller, "volume_extension:snapshot_admin_actions:reset_status")?;
+        if status.is_transitional() {
+            return Err(ServiceError::InvalidInput(format!(
+                "Status '{status}' is a transitional state that only a running operation may set."
+            )));
+        }
+        self.mutate_snapshot(caller, id, move |s| {
+            s.status = status;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `os-update_snapshot_status`, used by drivers that take snapshots
+    /// with help from the compute host: only the transitions Cinder allows.
+    pub async fn update_snapshot_status(&self, caller: &Caller, id: SnapshotId, status: SnapshotStatus, progress: Option<String>) -> Result<Snapshot> {
+        require_admin(caller, "snapshot_extension:snapshot_actions:update_snapshot_status")?;
+        self.mutate_snapshot(caller, id, move |s| {
+            let allowed: &[SnapshotStatus] = match s.status {
+                SnapshotStatus::Creating => &[SnapshotStatus::Creating, SnapshotStatus::Available, SnapshotStatus::Error],
+                SnapshotStatus::Deleting => &[SnapshotStatus::Deleting, SnapshotStatus::ErrorDeleting],
+                _ => &[],
+            };
+            if !allowed.contains(&status) {
+                return Err(ServiceError::InvalidSnapshot(format!(
+                    "Snapshot status {} not allowed to transition to {status}.",
+                    s.status
+                )));
+            }
+            // Ember's own workflow finishes `creating`; an external report of
+            // success is only recorded once the data is actually frozen.
+            if status == SnapshotStatus::Available && s.image.is_none() {
+                return Err(ServiceError::InvalidSnapshot("Snapshot data is not frozen yet.".into()));
+            }
+            s.status = status;
+            if let Some(p) = progress {
+                s.progress = p;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads bytes of a snapshot's frozen data.
+    pub async fn read_snapshot(&self, caller: &Caller, id: SnapshotId, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let s = self.snapshot(caller, id).await?;
+        let Some(image) = s.image else {
+            return Err(ServiceError::InvalidSnapshot(format!("Snapshot {id} has no data yet (status {}).", s.status)));
+        };
+        if length > 64 << 20 {
+            return Err(ServiceError::InvalidInput("At most 64 MiB can be read at once.".into()));
+        }
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let chain = Core::chain_of(core.store.read()?.as_mut(), image)?;
+            let io = core.driver.open(&chain, false)?;
+            let mut buf = vec![0u8; length as usize];
+            io.read_at(&mut buf, offset)?;
+            Ok(buf)
+        })
+        .await
+    }
+}

@@ -1,0 +1,496 @@
+//! Volume operations and their rules.
+
+use crate::engine::new_record;
+use crate::quotas::reserve;
+use crate::workflows::{volume_create, volume_delete, volume_extend, volume_revert};
+use crate::*;
+use ember_model::*;
+use ember_store::{ListQuery, Page, Tx, VolumeFilter};
+
+/// Statuses from which a volume may be deleted (Cinder's list).
+const DELETABLE: &[VolumeStatus] = &[
+    VolumeStatus::Available,
+    VolumeStatus::Error,
+    VolumeStatus::ErrorRestoring,
+    VolumeStatus::ErrorExtending,
+];
+
+pub(crate) fn load_volume(tx: &mut dyn Tx, caller: &Caller, id: VolumeId) -> Result<Volume> {
+    match tx.volume(id)? {
+        Some(v) if caller.sees(&v.project_id) => Ok(v),
+        _ => Err(ServiceError::VolumeNotFound(id.to_string())),
+    }
+}
+
+fn require_writer(caller: &Caller, action: &str) -> Result<()> {
+    if caller.can_write() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+}
+
+pub(crate) fn require_admin(caller: &Caller, action: &str) -> Result<()> {
+    if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+}
+
+impl Service {
+    pub async fn create_volume(&self, caller: &Caller, req: CreateVolume) -> Result<Volume> {
+        require_writer(caller, "volume:create")?;
+        if let Some(az) = &req.availability_zone {
+            if az != &self.core.config.availability_zone {
+                return Err(ServiceError::InvalidInput(format!("Availability zone '{az}' is invalid.")));
+            }
+        }
+        if let Some(t) = &req.volume_type {
+            if t != &self.core.config.default_volume_type && t != DEFAULT_VOLUME_TYPE_ID {
+                return Err(ServiceError::InvalidInput(format!("Volume type with name {t} could not be found.")));
+            }
+        }
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let (volume, record) = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let image = ImageId::new();
+                let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
+                    let snapshot = match tx.snapshot(snapshot_id)? {
+                        Some(s) if caller.sees(&s.project_id) => s,
+                        _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
+                    };
+                    if snapshot.status != SnapshotStatus::Available {
+                        return Err(ServiceError::InvalidSnapshot(format!(
+                            "Originating snapshot status must be one of 'available' values"
+                        )));
+                    }
+                    let frozen = snapshot.image.ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
+                    let size = req.size_gib.unwrap_or(snapshot.size_gib);
+                    if size < snapshot.size_gib {
+                        return Err(ServiceError::InvalidInput(format!(
+                            "Volume size '{size}'GB cannot be smaller than the snapshot size {}GB. They must be >= original snapshot size.",
+                            snapshot.size_gib
+                        )));
+                    }
+                    // Recorded now so the snapshot image has a child before the
+                    // snapshot could be deleted and its image collected.
+                    tx.put_image(&Image {
+                        id: image,
+                        parent: Some(frozen),
+                        size_bytes: size * GIB,
+                        owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
+                        created_at: Timestamp::now(),
+                    })?;
+                    (size, volume_create::Source::SnapshotImage(frozen))
+                } else if let Some(source_id) = req.source_volid {
+                    let source = load_volume(tx.as_mut(), &caller, source_id)?;
+                    if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
+                        return Err(ServiceError::InvalidVolume(format!(
+                            "Source volume status must be available or in-use, but current status is: {}.",
+                            source.status
+                        )));
+                    }
+                    let size = req.size_gib.unwrap_or(source.size_gib);
+                    if size < source.size_gib {
+                        return Err(ServiceError::InvalidInput(format!(
+                            "Volume size '{size}'GB cannot be smaller than original volume size {}GB. They must be >= original volume size.",
+                            source.size_gib
+                        )));
+                    }
+                    (size, volume_create::Source::Volume { source: source_id, source_new_top: ImageId::new() })
+                } else {
+                    let size = req.size_gib.ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
+                    (size, volume_create::Source::Blank)
+                };
+                if size == 0 {
+                    return Err(ServiceError::InvalidInput(format!(
+                        "Volume size '{size}' must be an integer and greater than 0."
+                    )));
+                }
+                reserve(tx.as_mut(), &caller.project_id, &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)])?;
+                let volume = Volume {
+                    id: VolumeId::new(),
+                    project_id: caller.project_id.clone(),
+                    user_id: caller.user_id.clone(),
+                    name: req.name,
+                    description: req.description,
+                    size_gib: size,
+                    status: VolumeStatus::Creating,
+                    availability_zone: core.config.availability_zone.clone(),
+                    volume_type: core.config.default_volume_type.clone(),
+                    snapshot_id: req.snapshot_id,
+                    source_volid: req.source_volid,
+                    metadata: req.metadata,
+                    bootable: false,
+                    multiattach: req.multiattach,
+                    attachments: vec![],
+                    image: None,
+                    error_reason: None,
+                    created_at: Timestamp::now(),
+                    updated_at: None,
+                };
+                if let volume_create::Source::SnapshotImage(_) = source {
+                    let mut img = tx.image(image)?.expect("inserted above");
+                    img.owner = ImageOwner::Volume(volume.id);
+                    tx.put_image(&img)?;
+                }
+                tx.put_volume(&volume)?;
+                let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
+                    volume_id: volume.id,
+                    image,
+                    size_gib: size,
+                    source,
+                });
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok((volume, record))
+            })
+            .await?;
+        self.start(record);
+        Ok(volume)
+    }
+
+    pub async fn volume(&self, caller: &Caller, id: VolumeId) -> Result<Volume> {
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || load_volume(core.store.read()?.as_mut(), &caller, id)).await
+    }
+
+    pub async fn list_volumes(&self, caller: &Caller, mut query: ListQuery<VolumeFilter>, all_tenants: bool) -> Result<Page<Volume>> {
+        if !(all_tenants && caller.is_admin()) {
+            query.project = Some(caller.project_id.clone());
+        }
+        let core = self.core.clone();
+        self.run_blocking(move || Ok(core.store.read()?.list_volumes(&query)?)).await
+    }
+
+    pub async fn update_volume(&self, caller: &Caller, id: VolumeId, update: UpdateVolume) -> Result<Volume> {
+        require_writer(caller, "volume:update")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            if let Some(name) = update.name {
+                v.name = name;
+            }
+            if let Some(description) = update.description {
+                v.description = description;
+            }
+            if let Some(metadata) = update.metadata {
+                v.metadata = metadata;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Applies `change` to the volume in one write transaction.
+    pub(crate) async fn mutate_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        change: impl FnOnce(&mut dyn Tx, &mut Volume) -> Result<()> + Send + 'static,
+    ) -> Result<Volume> {
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let mut volume = load_volume(tx.as_mut(), &caller, id)?;
+            change(tx.as_mut(), &mut volume)?;
+            volume.updated_at = Some(Timestamp::now());
+            tx.put_volume(&volume)?;
+            tx.commit()?;
+            Ok(volume)
+        })
+        .await
+    }
+
+    pub async fn delete_volume(&self, caller: &Caller, id: VolumeId, cascade: bool, force: bool) -> Result<()> {
+        require_writer(caller, "volume:delete")?;
+        if force {
+            require_admin(caller, "volume_extension:volume_admin_actions:force_delete")?;
+        }
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let record = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut volume = load_volume(tx.as_mut(), &caller, id)?;
+                let snapshots = tx.snapshots_of_volume(id)?;
+                let blocked_by_status = !DELETABLE.contains(&volume.status) || !volume.attachments.is_empty();
+                if !force && (blocked_by_status || (!snapshots.is_empty() && !cascade)) {
+                    return Err(ServiceError::InvalidVolume(
+                        "Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.".into(),
+                    ));
+                }
+                if cascade && !force {
+                    if let Some(s) = snapshots.iter().find(|s| !matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Error)) {
+                        return Err(ServiceError::InvalidVolume(format!("Snapshot {} is in {} state and cannot be deleted.", s.id, s.status)));
+                    }
+                }
+                if force && volume.status == VolumeStatus::Creating {
+                    return Err(ServiceError::InvalidVolume("Volume is still being created; try again when it is available or in error.".into()));
+                }
+                for mut s in snapshots.into_iter().filter(|_| cascade || force) {
+                    s.status = SnapshotStatus::Deleting;
+                    tx.put_snapshot(&s)?;
+                }
+                volume.status = VolumeStatus::Deleting;
+                volume.updated_at = Some(Timestamp::now());
+                tx.put_volume(&volume)?;
+                let record = new_record::<volume_delete::VolumeDelete>(&volume_delete::Params {
+                    volume_id: id,
+                    cascade: cascade || force,
+                });
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await?;
+        self.start(record);
+        Ok(())
+    }
+
+    pub async fn extend_volume(&self, caller: &Caller, id: VolumeId, new_size_gib: u64) -> Result<()> {
+        require_writer(caller, "volume:extend")?;
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let record = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut volume = load_volume(tx.as_mut(), &caller, id)?;
+                if volume.status != VolumeStatus::Available {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Volume {id} status must be available to extend, but current status is: {}.",
+                        volume.status
+                    )));
+                }
+                if new_size_gib <= volume.size_gib {
+                    return Err(ServiceError::InvalidInput(format!(
+                        "New size for extend must be greater than current size. (current: {}, extended: {new_size_gib}).",
+                        volume.size_gib
+                    )));
+                }
+                let delta = (new_size_gib - volume.size_gib) as i64;
+                reserve(tx.as_mut(), &volume.project_id, &[(QuotaResource::Gigabytes, delta)])?;
+                let record = new_record::<volume_extend::VolumeExtend>(&volume_extend::Params {
+                    volume_id: id,
+                    old_size_gib: volume.size_gib,
+                    new_size_gib,
+                    resume_status: volume.status,
+                });
+                volume.status = VolumeStatus::Extending;
+                volume.updated_at = Some(Timestamp::now());
+                tx.put_volume(&volume)?;
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await?;
+        self.start(record);
+        Ok(())
+    }
+
+    /// Reverts a volume to its latest snapshot (Cinder 3.40 `revert`).
+    pub async fn revert_volume(&self, caller: &Caller, id: VolumeId, snapshot_id: SnapshotId) -> Result<()> {
+        require_writer(caller, "volume:revert_to_snapshot")?;
+        let core = self.core.clone();
+        let caller = caller.clone();
+        let record = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut volume = load_volume(tx.as_mut(), &caller, id)?;
+                let mut snapshot = match tx.snapshot(snapshot_id)? {
+                    Some(s) if caller.sees(&s.project_id) => s,
+                    _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
+                };
+                if snapshot.volume_id != id {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Snapshot {snapshot_id} does not belong to volume {id}."
+                    )));
+                }
+                let latest = tx
+                    .snapshots_of_volume(id)?
+                    .into_iter()
+                    .max_by_key(|s| (s.created_at, s.id))
+                    .expect("the volume has this snapshot");
+                if latest.id != snapshot_id {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Volume {id} status must be available and snapshot {snapshot_id} must be the latest snapshot of the volume to revert."
+                    )));
+                }
+                if volume.status != VolumeStatus::Available || snapshot.status != SnapshotStatus::Available {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Volume {id} status must be available and snapshot status must be available to revert, but current status is: {} and {}.",
+                        volume.status, snapshot.status
+                    )));
+                }
+                volume.status = VolumeStatus::Reverting;
+                volume.updated_at = Some(Timestamp::now());
+                snapshot.status = SnapshotStatus::Restoring;
+                tx.put_volume(&volume)?;
+                tx.put_snapshot(&snapshot)?;
+                let record = new_record::<volume_revert::VolumeRevert>(&volume_revert::Params {
+                    volume_id: id,
+                    snapshot_id,
+                    new_top: ImageId::new(),
+                });
+                tx.put_workflow(&record)?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await?;
+        self.start(record);
+        Ok(())
+    }
+
+    pub async fn write_volume_metadata(&self, caller: &Caller, id: VolumeId, metadata: Metadata, how: MetadataWrite) -> Result<Metadata> {
+        require_writer(caller, "volume:update_volume_metadata")?;
+        let v = self
+            .mutate_volume(caller, id, move |_, v| {
+                match how {
+                    MetadataWrite::Merge => v.metadata.extend(metadata),
+                    MetadataWrite::Replace => v.metadata = metadata,
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(v.metadata)
+    }
+
+    pub async fn delete_volume_metadata_key(&self, caller: &Caller, id: VolumeId, key: String) -> Result<()> {
+        require_writer(caller, "volume:delete_volume_metadata")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            v.metadata.remove(&key).map(drop).ok_or(ServiceError::VolumeMetadataNotFound { volume: id.to_string(), key })
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Legacy `os-attach`: records an attachment and marks the volume in use.
+    pub async fn attach_volume(&self, caller: &Caller, id: VolumeId, req: AttachRequest) -> Result<Volume> {
+        require_writer(caller, "volume:attach")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            let ok = match v.status {
+                VolumeStatus::Available | VolumeStatus::Reserved | VolumeStatus::Attaching => true,
+                VolumeStatus::InUse => v.multiattach,
+                _ => false,
+            };
+            if !ok {
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume {} status must be available or reserved to attach, but current status is: {}.",
+                    v.id, v.status
+                )));
+            }
+            v.attachments.push(Attachment {
+                id: uuid::Uuid::new_v4(),
+                instance_uuid: req.instance_uuid,
+                host_name: req.host_name,
+                mountpoint: req.mountpoint,
+                mode: req.mode,
+                attached_at: Timestamp::now(),
+            });
+            v.status = VolumeStatus::InUse;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Legacy `os-detach`: removes one attachment (or the only one).
+    pub async fn detach_volume(&self, caller: &Caller, id: VolumeId, attachment_id: Option<uuid::Uuid>) -> Result<Volume> {
+        require_writer(caller, "volume:detach")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            let index = match attachment_id {
+                Some(a) => v.attachments.iter().position(|x| x.id == a),
+                None if v.attachments.len() == 1 => Some(0),
+                None => None,
+            };
+            let Some(index) = index else {
+                return Err(ServiceError::InvalidVolume(format!("Volume {} has no such attachment.", v.id)));
+            };
+            v.attachments.remove(index);
+            v.status = if v.attachments.is_empty() { VolumeStatus::Available } else { VolumeStatus::InUse };
+            Ok(())
+        })
+        .await
+    }
+
+    /// `os-reserve`, `os-unreserve`, `os-begin_detaching`, `os-roll_detaching`.
+    pub async fn move_volume_status(&self, caller: &Caller, id: VolumeId, from: &'static [VolumeStatus], to: VolumeStatus, action: &'static str) -> Result<Volume> {
+        require_writer(caller, action)?;
+        self.mutate_volume(caller, id, move |_, v| {
+            if v.status == to {
+                return Ok(());
+            }
+            if !from.contains(&v.status) {
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume {} status must be {}, but current status is: {}.",
+                    v.id,
+                    from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
+                    v.status
+                )));
+            }
+            // Leaving the attached states without attachments means available.
+            v.status = if to == VolumeStatus::Available && !v.attachments.is_empty() { VolumeStatus::InUse } else { to };
+            Ok(())
+        })
+        .await
+    }
+
+    /// Admin `os-reset_status`. Transitional statuses are refused: with no
+    /// workflow behind them they would be exactly the stuck states Ember
+    /// promises never to show.
+    pub async fn reset_volume_status(&self, caller: &Caller, id: VolumeId, status: VolumeStatus) -> Result<Volume> {
+        require_admin(caller, "volume_extension:volume_admin_actions:reset_status")?;
+        if status.is_transitional() {
+            return Err(ServiceError::InvalidInput(format!(
+                "Status '{status}' is a transitional state that only a running operation may set."
+            )));
+        }
+        self.mutate_volume(caller, id, move |_, v| {
+            v.status = status;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reads `length` bytes at `offset` of a volume (Ember's data API).
+    pub async fn read_volume(&self, caller: &Caller, id: VolumeId, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let v = self.volume(caller, id).await?;
+        check_data_ready(&v)?;
+        if length > 64 << 20 {
+            return Err(ServiceError::InvalidInput("At most 64 MiB can be read at once.".into()));
+        }
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            core.with_io(id, |io| {
+                let mut buf = vec![0u8; length as usize];
+                io.read_at(&mut buf, offset)?;
+                Ok(buf)
+            })
+        })
+        .await
+    }
+
+    /// Writes bytes at `offset` and makes them durable before returning.
+    pub async fn write_volume(&self, caller: &Caller, id: VolumeId, offset: u64, data: Vec<u8>) -> Result<()> {
+        require_writer(caller, "volume:write")?;
+        let v = self.volume(caller, id).await?;
+        check_data_ready(&v)?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            core.with_io(id, |io| {
+                io.write_at(&data, offset)?;
+                io.flush()?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}
+
+fn check_data_ready(v: &Volume) -> Result<()> {
+    if matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse | VolumeStatus::Reserved | VolumeStatus::Attaching | VolumeStatus::Detaching) && v.image.is_some() {
+        Ok(())
+    } else {
+        Err(ServiceError::InvalidVolume(format!(
+            "Volume {} status must be available or in-use for data access, but current status is: {}.",
+            v.id, v.status
+        )))
+    }
+}
+
+/// The id of the one volume type Ember offers.
+pub const DEFAULT_VOLUME_TYPE_ID: &str = "a4ae4b0e-3a52-4b7c-9a1e-5b1f1c7d2e90";

@@ -1,0 +1,33 @@
+//! One file per asynchronous operation, each a list of idempotent steps
+//! with undos (see `crate::engine`). Every step says which subsystem it
+//! touches: (DB) the metadata store, (Storage) image files.
+
+pub mod snapshot_create;
+pub mod snapshot_delete;
+pub mod volume_create;
+pub mod volume_delete;
+pub mod volume_extend;
+pub mod volume_revert;
+
+use crate::core::Core;
+use crate::engine::{drive, Outcome, Workflow};
+use crate::error::{Result, ServiceError};
+use ember_model::WorkflowRecord;
+
+/// Runs a stored workflow record with the workflow its kind names.
+pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
+    match record.kind.as_str() {
+        volume_create::VolumeCreate::KIND => drive::<volume_create::VolumeCreate>(core, record),
+        volume_delete::VolumeDelete::KIND => drive::<volume_delete::VolumeDelete>(core, record),
+        volume_extend::VolumeExtend::KIND => drive::<volume_extend::VolumeExtend>(core, record),
+        volume_revert::VolumeRevert::KIND => drive::<volume_revert::VolumeRevert>(core, record),
+        snapshot_create::SnapshotCreate::KIND => drive::<snapshot_create::SnapshotCreate>(core, record),
+        snapshot_delete::SnapshotDelete::KIND => drive::<snapshot_delete::SnapshotDelete>(core, record),
+        other => Err(ServiceError::Internal(format!("unknown workflow kind {other}"))),
+    }
+}
+
+/// Truncates a failure reason to what fits in a status message.
+pub(crate) fn reason(text: &str) -> String {
+    text.chars().take(255).collect()
+}

@@ -1,0 +1,80 @@
+//! Volume delete (optionally with its snapshots: `cascade`).
+//!
+//! Steps:
+//! 1. (DB) `release`: in one transaction, release the volume's and (with
+//!    cascade) its snapshots' images and quota and delete their records.
+//! 2. (Storage) `collect`: remove or merge what is no longer referenced;
+//!    images that clones still read through stay.
+
+use super::snapshot_delete::release_snapshot;
+use crate::core::Core;
+use crate::engine::{nothing, Step, Workflow};
+use crate::error::{Result, ServiceError};
+use crate::gc;
+use ember_model::{ImageOwner, QuotaResource, Timestamp, VolumeId, VolumeStatus};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub volume_id: VolumeId,
+    pub cascade: bool,
+}
+
+pub struct VolumeDelete;
+
+impl Workflow for VolumeDelete {
+    const KIND: &'static str = "volume-delete";
+    type Params = Params;
+
+    fn steps() -> Vec<Step<Params>> {
+        vec![
+            Step { name: "release", run: release, undo: nothing },
+            Step { name: "collect", run: collect, undo: nothing },
+        ]
+    }
+
+    fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
+        let mut tx = core.store.write()?;
+        if let Some(mut v) = tx.volume(p.volume_id)? {
+            v.status = VolumeStatus::ErrorDeleting;
+            v.error_reason = Some(super::reason(reason));
+            v.updated_at = Some(Timestamp::now());
+            tx.put_volume(&v)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn release(core: &Core, p: &Params) -> Result<()> {
+    let slot = core.slot(p.volume_id);
+    let guard = core.quiesce(&slot)?;
+    let mut tx = core.store.write()?;
+    let Some(volume) = tx.volume(p.volume_id)? else {
+        return Ok(());
+    };
+    let snapshots = tx.snapshots_of_volume(p.volume_id)?;
+    if !snapshots.is_empty() && !p.cascade {
+        return Err(ServiceError::InvalidVolume("Volume still has snapshots.".into()));
+    }
+    for snapshot in snapshots {
+        release_snapshot(tx.as_mut(), snapshot.id)?;
+    }
+    if let Some(image_id) = volume.image {
+        if let Some(mut image) = tx.image(image_id)? {
+            image.owner = ImageOwner::None;
+            tx.put_image(&image)?;
+        }
+    }
+    tx.delete_volume(p.volume_id)?;
+    tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;
+    tx.add_quota_usage(&volume.project_id, QuotaResource::Gigabytes, -(volume.size_gib as i64))?;
+    tx.commit()?;
+    guard.release();
+    core.forget_slot(p.volume_id);
+    Ok(())
+}
+
+fn collect(core: &Core, _: &Params) -> Result<()> {
+    gc::collect_garbage(core)
+}

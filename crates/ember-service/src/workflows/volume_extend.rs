@@ -1,0 +1,98 @@
+//! Volume extend: grow the writable top. The quota for the extra size was
+//! reserved with the request; the undo of the first step returns it.
+//!
+//! Steps:
+//! 1. (DB) `reserve`: nothing forward. Undo: if the volume is still
+//!    `extending`, return the reserved gigabytes and mark `error_extending`
+//!    in one transaction (so a repeated undo returns them only once).
+//! 2. (Storage) `grow`: grow the top image (a no-op if already grown).
+//! 3. (DB) `finish`: record the new size; `available`.
+
+use crate::core::Core;
+use crate::engine::{nothing, Step, Workflow};
+use crate::error::{Result, ServiceError};
+use ember_model::{QuotaResource, Timestamp, VolumeId, VolumeStatus, GIB};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Params {
+    pub volume_id: VolumeId,
+    pub old_size_gib: u64,
+    pub new_size_gib: u64,
+    /// The status to return to (`available` or `in-use`).
+    pub resume_status: VolumeStatus,
+}
+
+pub struct VolumeExtend;
+
+impl Workflow for VolumeExtend {
+    const KIND: &'static str = "volume-extend";
+    type Params = Params;
+
+    fn steps() -> Vec<Step<Params>> {
+        vec![
+            Step { name: "reserve", run: nothing, undo: unreserve },
+            Step { name: "grow", run: grow, undo: nothing },
+            Step { name: "finish", run: finish, undo: nothing },
+        ]
+    }
+
+    fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
+        let mut tx = core.store.write()?;
+        if let Some(mut v) = tx.volume(p.volume_id)? {
+            v.error_reason = Some(super::reason(reason));
+            tx.put_volume(&v)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn unreserve(core: &Core, p: &Params) -> Result<()> {
+    let mut tx = core.store.write()?;
+    if let Some(mut v) = tx.volume(p.volume_id)? {
+        if v.status == VolumeStatus::Extending {
+            let delta = p.new_size_gib as i64 - p.old_size_gib as i64;
+            tx.add_quota_usage(&v.project_id, QuotaResource::Gigabytes, -delta)?;
+            v.status = VolumeStatus::ErrorExtending;
+            v.updated_at = Some(Timestamp::now());
+            tx.put_volume(&v)?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
+}
+
+fn grow(core: &Core, p: &Params) -> Result<()> {
+    let slot = core.slot(p.volume_id);
+    let guard = core.quiesce(&slot)?;
+    let chain = {
+        let mut tx = core.store.read()?;
+        let v = tx.volume(p.volume_id)?.ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
+        let top = v.image.ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
+        Core::chain_of(tx.as_mut(), top)?
+    };
+    core.driver.grow(&chain, p.new_size_gib * GIB)?;
+    let mut tx = core.store.write()?;
+    if let Some(mut image) = tx.image(chain.top())? {
+        image.size_bytes = p.new_size_gib * GIB;
+        tx.put_image(&image)?;
+    }
+    tx.commit()?;
+    guard.release();
+    Ok(())
+}
+
+fn finish(core: &Core, p: &Params) -> Result<()> {
+    let mut tx = core.store.write()?;
+    if let Some(mut v) = tx.volume(p.volume_id)? {
+        if v.status == VolumeStatus::Extending {
+            v.size_gib = p.new_size_gib;
+            v.status = p.resume_status;
+            v.updated_at = Some(Timestamp::now());
+            tx.put_volume(&v)?;
+            tx.commit()?;
+        }
+    }
+    Ok(())
+}
