@@ -20,6 +20,7 @@ pub use core::ServiceConfig;
 pub use error::{Result, ServiceError};
 pub use quotas::QuotaSet;
 pub use requests::*;
+pub use volumes::DEFAULT_VOLUME_TYPE_ID;
 
 use crate::core::Core;
 use ember_model::{WorkflowId, WorkflowRecord};

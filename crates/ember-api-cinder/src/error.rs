@@ -1,0 +1,72 @@
+//! Cinder's error bodies, in one place: `{"<kind>": {"code", "message"}}`.
+
+use axum::http::StatusCode;
+use ember_service::ServiceError;
+use serde_json::{json, Value};
+
+#[derive(Debug, Clone)]
+pub struct CinderError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl CinderError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        CinderError { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        CinderError { status: StatusCode::NOT_FOUND, message: message.into() }
+    }
+    pub fn snapshot_not_found(id: &str) -> Self {
+        Self::not_found(format!("Snapshot {id} could not be found."))
+    }
+    pub fn volume_not_found(id: &str) -> Self {
+        Self::not_found(format!("Volume {id} could not be found."))
+    }
+
+    /// The envelope key Cinder uses for a status code.
+    pub fn kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "badRequest",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "itemNotFound",
+            405 => "badMethod",
+            409 => "conflictingRequest",
+            413 => "overLimit",
+            415 => "badMediaType",
+            501 => "notImplemented",
+            503 => "serviceUnavailable",
+            _ => "computeFault",
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({ self.kind(): {"code": self.status.as_u16(), "message": self.message} })
+    }
+}
+
+impl From<ServiceError> for CinderError {
+    fn from(e: ServiceError) -> Self {
+        let status = match &e {
+            ServiceError::VolumeNotFound(_)
+            | ServiceError::SnapshotNotFound(_)
+            | ServiceError::SnapshotMetadataNotFound { .. }
+            | ServiceError::VolumeMetadataNotFound { .. } => StatusCode::NOT_FOUND,
+            ServiceError::InvalidVolume(_) | ServiceError::InvalidSnapshot(_) | ServiceError::InvalidInput(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ServiceError::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                return CinderError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    message: "The server has either erred or is incapable of performing the requested operation.".into(),
+                };
+            }
+        };
+        CinderError { status, message: e.to_string() }
+    }
+}

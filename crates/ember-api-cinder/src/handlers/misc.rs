@@ -1,0 +1,107 @@
+//! Volume types, availability zones, limits and quota sets: enough for the
+//! standard clients that list them.
+
+use crate::{CinderError, Reply, Req};
+use ember_model::{ProjectId, QuotaResource};
+use ember_service::{QuotaSet, Service, DEFAULT_VOLUME_TYPE_ID};
+use serde_json::{json, Map, Value};
+
+fn default_type(svc_name: &str) -> Value {
+    json!({
+        "id": DEFAULT_VOLUME_TYPE_ID,
+        "name": svc_name,
+        "is_public": true,
+        "description": "Default Volume Type",
+        "extra_specs": {},
+        "os-volume-type-access:is_public": true,
+        "qos_specs_id": null
+    })
+}
+
+pub fn list_types(_req: &Req) -> Result<Reply, CinderError> {
+    Ok(Reply::ok(json!({"volume_types": [default_type("__DEFAULT__")]})))
+}
+
+pub fn show_type(_req: &Req, id: &str) -> Result<Reply, CinderError> {
+    if id == DEFAULT_VOLUME_TYPE_ID || id == "__DEFAULT__" {
+        Ok(Reply::ok(json!({"volume_type": default_type("__DEFAULT__")})))
+    } else {
+        Err(CinderError::not_found(format!("Volume type {id} could not be found.")))
+    }
+}
+
+pub fn availability_zones(svc: &Service) -> Result<Reply, CinderError> {
+    Ok(Reply::ok(json!({"availabilityZoneInfo": [
+        {"zoneName": svc.config().availability_zone, "zoneState": {"available": true}}
+    ]})))
+}
+
+/// Quota keys Cinder reports that Ember does not limit: always unlimited
+/// or Cinder's default, reported so clients find every key they expect.
+const FIXED: &[(&str, i64)] = &[
+    ("per_volume_gigabytes", -1),
+    ("backups", 10),
+    ("backup_gigabytes", 1000),
+    ("groups", 10),
+    ("volumes___DEFAULT__", -1),
+    ("gigabytes___DEFAULT__", -1),
+    ("snapshots___DEFAULT__", -1),
+];
+
+fn render(set: &QuotaSet, usage: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(set.project_id.0));
+    for (resource, limit, in_use) in &set.entries {
+        let v = if usage { json!({"limit": limit, "in_use": in_use, "reserved": 0, "allocated": 0}) } else { json!(limit) };
+        o.insert(resource.as_str().into(), v);
+    }
+    for (key, limit) in FIXED {
+        let v = if usage { json!({"limit": limit, "in_use": 0, "reserved": 0, "allocated": 0}) } else { json!(limit) };
+        o.insert((*key).into(), v);
+    }
+    json!({"quota_set": o})
+}
+
+pub async fn show_quotas(svc: &Service, req: &Req, project: &str) -> Result<Reply, CinderError> {
+    let usage = req.query("usage").is_some_and(|u| u.eq_ignore_ascii_case("true") || u == "1");
+    let set = svc.quota_set(&req.caller, ProjectId(project.into())).await?;
+    Ok(Reply::ok(render(&set, usage)))
+}
+
+pub async fn quota_defaults(svc: &Service, project: &str) -> Result<Reply, CinderError> {
+    Ok(Reply::ok(render(&svc.quota_defaults(ProjectId(project.into())).await, false)))
+}
+
+pub async fn update_quotas(svc: &Service, req: &Req, project: &str) -> Result<Reply, CinderError> {
+    let body = req.json_body()?;
+    let Some(set) = body.get("quota_set").and_then(Value::as_object) else {
+        return Err(CinderError::bad_request("Missing required element 'quota_set' in request body."));
+    };
+    let mut limits = Vec::new();
+    for (key, value) in set {
+        let n = value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .ok_or_else(|| CinderError::bad_request(format!("Invalid input received: Quota '{key}' must be an integer.")))?;
+        match QuotaResource::ALL.iter().find(|r| r.as_str() == key) {
+            Some(r) => limits.push((*r, n)),
+            None if FIXED.iter().any(|(k, _)| k == key) => {}
+            None => return Err(CinderError::bad_request(format!("Invalid input received: Bad key(s) in quota set: {key}"))),
+        }
+    }
+    let set = svc.set_quotas(&req.caller, ProjectId(project.into()), limits).await?;
+    Ok(Reply::ok(render(&set, false)))
+}
+
+pub async fn limits(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    let set = svc.quota_set(&req.caller, req.caller.project_id.clone()).await?;
+    let get = |r: QuotaResource| set.entries.iter().find(|(x, _, _)| *x == r).map(|(_, l, u)| (*l, *u)).unwrap_or((0, 0));
+    let (vl, vu) = get(QuotaResource::Volumes);
+    let (sl, su) = get(QuotaResource::Snapshots);
+    let (gl, gu) = get(QuotaResource::Gigabytes);
+    Ok(Reply::ok(json!({"limits": {"rate": [], "absolute": {
+        "totalSnapshotsUsed": su, "maxTotalBackups": 10, "maxTotalVolumeGigabytes": gl,
+        "maxTotalSnapshots": sl, "maxTotalBackupGigabytes": 1000, "totalBackupGigabytesUsed": 0,
+        "maxTotalVolumes": vl, "totalVolumesUsed": vu, "totalBackupsUsed": 0, "totalGigabytesUsed": gu
+    }}})))
+}

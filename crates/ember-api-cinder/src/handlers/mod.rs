@@ -1,0 +1,72 @@
+//! Request handlers, one module per resource.
+
+mod misc;
+mod snapshots;
+mod volumes;
+
+use crate::{CinderError, CinderState, Endpoint, Reply, Req};
+use ember_api_common::schema::{validate, Schema};
+use serde_json::Value;
+
+pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<Reply, CinderError> {
+    use Endpoint::*;
+    let svc = &state.service;
+    match endpoint {
+        ListSnapshots { detail } => snapshots::list(svc, req, detail).await,
+        CreateSnapshot => snapshots::create(svc, req).await,
+        ShowSnapshot(id) => snapshots::show(svc, req, &id).await,
+        UpdateSnapshot(id) => snapshots::update(svc, req, &id).await,
+        DeleteSnapshot(id) => snapshots::delete(svc, req, &id).await,
+        SnapshotAction(id) => snapshots::action(svc, req, &id).await,
+        SnapshotMetadata(id) => snapshots::metadata(svc, req, &id).await,
+        WriteSnapshotMetadata { id, replace } => snapshots::write_metadata(svc, req, &id, replace).await,
+        ShowSnapshotMetadataKey { id, key } => snapshots::metadata_key(svc, req, &id, &key).await,
+        PutSnapshotMetadataKey { id, key } => snapshots::put_metadata_key(svc, req, &id, &key).await,
+        DeleteSnapshotMetadataKey { id, key } => snapshots::delete_metadata_key(svc, req, &id, &key).await,
+        ReadSnapshotData(id) => snapshots::read_data(svc, req, &id).await,
+
+        ListVolumes { detail } => volumes::list(svc, req, detail).await,
+        CreateVolume => volumes::create(svc, req).await,
+        ShowVolume(id) => volumes::show(svc, req, &id).await,
+        UpdateVolume(id) => volumes::update(svc, req, &id).await,
+        DeleteVolume(id) => volumes::delete(svc, req, &id).await,
+        VolumeAction(id) => volumes::action(svc, req, &id).await,
+        VolumeMetadata(id) => volumes::metadata(svc, req, &id).await,
+        WriteVolumeMetadata { id, replace } => volumes::write_metadata(svc, req, &id, replace).await,
+        ShowVolumeMetadataKey { id, key } => volumes::metadata_key(svc, req, &id, &key).await,
+        PutVolumeMetadataKey { id, key } => volumes::put_metadata_key(svc, req, &id, &key).await,
+        DeleteVolumeMetadataKey { id, key } => volumes::delete_metadata_key(svc, req, &id, &key).await,
+        ReadVolumeData(id) => volumes::read_data(svc, req, &id).await,
+        WriteVolumeData(id) => volumes::write_data(svc, req, &id).await,
+
+        ListTypes => misc::list_types(req),
+        ShowType(id) => misc::show_type(req, &id),
+        DefaultType => misc::show_type(req, ember_service::DEFAULT_VOLUME_TYPE_ID),
+        AvailabilityZones => misc::availability_zones(svc),
+        Limits => misc::limits(svc, req).await,
+        ShowQuotas { project } => misc::show_quotas(svc, req, &project).await,
+        UpdateQuotas { project } => misc::update_quotas(svc, req, &project).await,
+        QuotaDefaults { project } => misc::quota_defaults(svc, &project).await,
+    }
+}
+
+/// Parses and validates a JSON body against a schema.
+pub(crate) fn body(req: &Req, schema: &Schema) -> Result<Value, CinderError> {
+    let value = req.json_body()?;
+    validate(schema, &value).map_err(|e| CinderError::bad_request(e.to_message()))?;
+    Ok(value)
+}
+
+pub(crate) fn metadata_map(value: Option<&Value>) -> ember_model::Metadata {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// The optional string field `key`, falling back to its legacy `display_`
+/// name. `Some(None)` means explicitly null.
+pub(crate) fn text_field(obj: &Value, key: &str, legacy: &str) -> Option<Option<String>> {
+    let v = obj.get(key).or_else(|| obj.get(legacy))?;
+    Some(v.as_str().map(str::to_string))
+}

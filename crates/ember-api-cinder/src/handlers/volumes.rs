@@ -1,0 +1,252 @@
+//! `/volumes`: create, list, show, update, delete, metadata, actions, and
+//! Ember's raw data API.
+
+use super::{body, metadata_map, text_field};
+use crate::listing::{filters, next_link, paging, to_query};
+use crate::{schemas, views, CinderError, Reply, Req};
+use axum::http::StatusCode;
+use ember_api_common::schema::as_bool;
+use ember_model::{SnapshotId, VolumeId, VolumeStatus};
+use ember_service::{AttachRequest, CreateVolume, MetadataWrite, Service, UpdateVolume};
+use ember_store::{SortKey, VolumeFilter};
+use serde_json::{json, Value};
+
+fn volume_id(id: &str) -> Result<VolumeId, CinderError> {
+    VolumeId::parse(id).ok_or_else(|| CinderError::volume_not_found(id))
+}
+
+fn sort_key(key: &str) -> Option<SortKey> {
+    Some(match key {
+        "id" => SortKey::Id,
+        "created_at" => SortKey::CreatedAt,
+        "updated_at" => SortKey::UpdatedAt,
+        "status" => SortKey::Status,
+        "name" | "display_name" => SortKey::Name,
+        "display_description" => SortKey::Description,
+        "size" => SortKey::Size,
+        "project_id" => SortKey::ProjectId,
+        "user_id" => SortKey::UserId,
+        _ => return None,
+    })
+}
+
+pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, CinderError> {
+    let p = paging(req, sort_key)?;
+    let marker = match &p.marker {
+        Some(m) => Some(VolumeId::parse(m).ok_or_else(|| CinderError::volume_not_found(m))?.0),
+        None => None,
+    };
+    let mut filter = VolumeFilter::default();
+    for (k, v) in filters(req) {
+        match k.as_str() {
+            "name" | "display_name" => filter.name = Some(v),
+            "status" => match v.parse::<VolumeStatus>() {
+                Ok(s) => filter.status = Some(s),
+                Err(()) => filter.match_nothing = true,
+            },
+            "metadata" => match serde_json::from_str::<Value>(&v).ok().and_then(|m| m.as_object().cloned()) {
+                Some(m) => filter.metadata = m.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
+                None => return Err(CinderError::bad_request(format!("Invalid input received: Invalid metadata filter {v}"))),
+            },
+            "project_id" => {}
+            _ => filter.match_nothing = true,
+        }
+    }
+    let mut query = to_query(&p, marker, filter);
+    query.with_count = p.with_count && req.mv.at_least(45);
+    let page = svc.list_volumes(&req.caller, query, p.all_tenants).await?;
+    if page.marker_not_found {
+        return Err(CinderError::volume_not_found(p.marker.as_deref().unwrap_or_default()));
+    }
+    let admin = req.caller.is_admin();
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| if detail { views::volume(v, req.mv, &req.base, admin) } else { views::volume_summary(v, &req.base) })
+        .collect();
+    let mut out = serde_json::Map::new();
+    out.insert("volumes".into(), Value::Array(items));
+    if let Some(links) = next_link(req, page.items.len(), p.limit, page.items.last().map(|v| v.id.to_string())) {
+        out.insert("volumes_links".into(), links);
+    }
+    if let Some(count) = page.count {
+        out.insert("count".into(), json!(count));
+    }
+    Ok(Reply::ok(Value::Object(out)))
+}
+
+pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    let value = body(req, &schemas::volume_create())?;
+    let v = &value["volume"];
+    let size = match v.get("size") {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    };
+    let snapshot_id = match v.get("snapshot_id").and_then(Value::as_str) {
+        Some(s) => Some(SnapshotId::parse(s).ok_or_else(|| CinderError::snapshot_not_found(s))?),
+        None => None,
+    };
+    let source_volid = match v.get("source_volid").and_then(Value::as_str) {
+        Some(s) => Some(volume_id(s)?),
+        None => None,
+    };
+    if size.is_none() && snapshot_id.is_none() && source_volid.is_none() {
+        return Err(CinderError::bad_request("Invalid input received: Volume size is required when not creating from a snapshot or volume."));
+    }
+    let request = CreateVolume {
+        name: text_field(v, "name", "display_name").flatten().map(|n| n.trim().to_string()),
+        description: text_field(v, "description", "display_description").flatten(),
+        size_gib: size,
+        snapshot_id,
+        source_volid,
+        metadata: metadata_map(v.get("metadata")),
+        availability_zone: v.get("availability_zone").and_then(Value::as_str).map(str::to_string),
+        volume_type: v.get("volume_type").and_then(Value::as_str).map(str::to_string),
+        multiattach: v.get("multiattach").and_then(as_bool).unwrap_or(false),
+    };
+    let volume = svc.create_volume(&req.caller, request).await?;
+    Ok(Reply::accepted(json!({"volume": views::volume(&volume, req.mv, &req.base, false)})))
+}
+
+pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let volume = svc.volume(&req.caller, volume_id(id)?).await?;
+    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, req.caller.is_admin())})))
+}
+
+pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let id = volume_id(id)?;
+    let value = body(req, &schemas::volume_update())?;
+    let v = &value["volume"];
+    let update = UpdateVolume {
+        name: text_field(v, "name", "display_name").map(|n| n.map(|n| n.trim().to_string())),
+        description: text_field(v, "description", "display_description"),
+        metadata: v.get("metadata").map(|m| metadata_map(Some(m))),
+    };
+    let volume = svc.update_volume(&req.caller, id, update).await?;
+    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, req.caller.is_admin())})))
+}
+
+fn flag(req: &Req, key: &str) -> bool {
+    req.query(key).and_then(|v| as_bool(&Value::String(v.to_string()))).unwrap_or(false)
+}
+
+pub async fn delete(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let force = req.mv.at_least(23) && flag(req, "force");
+    svc.delete_volume(&req.caller, volume_id(id)?, flag(req, "cascade"), force).await?;
+    Ok(Reply::empty(StatusCode::ACCEPTED))
+}
+
+fn field<'a>(args: &'a Value, key: &str) -> Result<&'a Value, CinderError> {
+    args.get(key).ok_or_else(|| CinderError::bad_request(format!("'{key}' is a required property")))
+}
+
+pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let id = volume_id(id)?;
+    let value = req.json_body()?;
+    let Some((name, args)) = value.as_object().and_then(|o| if o.len() == 1 { o.iter().next() } else { None }) else {
+        return Err(CinderError::bad_request("There is either no action or more than one action in the request body."));
+    };
+    let caller = &req.caller;
+    use VolumeStatus::*;
+    match name.as_str() {
+        "os-extend" => {
+            let new_size = field(args, "new_size")?;
+            let n = new_size
+                .as_u64()
+                .or_else(|| new_size.as_str().and_then(|s| s.parse().ok()))
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| CinderError::bad_request(format!("Invalid input for field/attribute new_size. Value: {}. It must be an integer of at least 1", ember_api_common::pyrepr::str(new_size))))?;
+            svc.extend_volume(caller, id, n).await?;
+        }
+        "revert" if req.mv.at_least(40) => {
+            let snap = field(args, "snapshot_id")?.as_str().unwrap_or_default();
+            let snapshot = SnapshotId::parse(snap).ok_or_else(|| CinderError::snapshot_not_found(snap))?;
+            svc.revert_volume(caller, id, snapshot).await?;
+        }
+        "os-attach" => {
+            let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+            let mode = text("mode").unwrap_or_else(|| "rw".into());
+            if mode != "rw" && mode != "ro" {
+                return Err(CinderError::bad_request("Invalid attaching mode. Mode must be 'rw' or 'ro'."));
+            }
+            let request = AttachRequest { instance_uuid: text("instance_uuid"), host_name: text("host_name"), mountpoint: text("mountpoint"), mode };
+            svc.attach_volume(caller, id, request).await?;
+        }
+        "os-detach" => {
+            let attachment = args.get("attachment_id").and_then(Value::as_str).and_then(|a| uuid::Uuid::parse_str(a).ok());
+            svc.detach_volume(caller, id, attachment).await?;
+        }
+        "os-reserve" => drop(svc.move_volume_status(caller, id, &[Available, InUse], Reserved, "volume:reserve_volume").await?),
+        "os-unreserve" => drop(svc.move_volume_status(caller, id, &[Reserved, Attaching], Available, "volume:unreserve_volume").await?),
+        "os-begin_detaching" => drop(svc.move_volume_status(caller, id, &[InUse], Detaching, "volume:begin_detaching").await?),
+        "os-roll_detaching" => drop(svc.move_volume_status(caller, id, &[Detaching], InUse, "volume:roll_detaching").await?),
+        "os-reset_status" => {
+            let status = field(args, "status")?.as_str().unwrap_or_default();
+            let status = status.parse().map_err(|()| CinderError::bad_request(format!("Invalid input received: Invalid volume status {status}")))?;
+            svc.reset_volume_status(caller, id, status).await?;
+        }
+        "os-force_delete" => svc.delete_volume(caller, id, true, true).await?,
+        other => return Err(CinderError::bad_request(format!("Action {other} is not supported on volumes at this version."))),
+    }
+    Ok(Reply::empty(StatusCode::ACCEPTED))
+}
+
+pub async fn metadata(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let volume = svc.volume(&req.caller, volume_id(id)?).await?;
+    Ok(Reply::ok(json!({"metadata": volume.metadata})))
+}
+
+pub async fn write_metadata(svc: &Service, req: &Req, id: &str, replace: bool) -> Result<Reply, CinderError> {
+    let id = volume_id(id)?;
+    let value = body(req, &schemas::metadata_body())?;
+    let how = if replace { MetadataWrite::Replace } else { MetadataWrite::Merge };
+    let result = svc.write_volume_metadata(&req.caller, id, metadata_map(value.get("metadata")), how).await?;
+    Ok(Reply::ok(json!({"metadata": result})))
+}
+
+pub async fn metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+    let volume = svc.volume(&req.caller, volume_id(id)?).await?;
+    match volume.metadata.get(key) {
+        Some(v) => Ok(Reply::ok(json!({"meta": {key: v}}))),
+        None => Err(CinderError::not_found(format!("Volume {} has no metadata with key {key}.", volume.id))),
+    }
+}
+
+pub async fn put_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+    let id = volume_id(id)?;
+    let item = super::snapshots::meta_item(req, key)?;
+    svc.write_volume_metadata(&req.caller, id, item.clone(), MetadataWrite::Merge).await?;
+    Ok(Reply::ok(json!({"meta": item})))
+}
+
+pub async fn delete_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+    svc.delete_volume_metadata_key(&req.caller, volume_id(id)?, key.to_string()).await?;
+    Ok(Reply::empty(StatusCode::OK))
+}
+
+/// `?offset=N&length=M` of the data API.
+pub(crate) fn range(req: &Req) -> Result<(u64, u64), CinderError> {
+    let num = |k: &str, default: Option<u64>| -> Result<u64, CinderError> {
+        match req.query(k) {
+            Some(v) => v.parse().map_err(|_| CinderError::bad_request(format!("{k} must be a non-negative integer"))),
+            None => default.ok_or_else(|| CinderError::bad_request(format!("{k} is required"))),
+        }
+    };
+    Ok((num("offset", Some(0))?, num("length", None)?))
+}
+
+pub async fn read_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let (offset, length) = range(req)?;
+    let data = svc.read_volume(&req.caller, volume_id(id)?, offset, length).await?;
+    Ok(Reply { status: StatusCode::OK, body: None, raw: Some(data) })
+}
+
+pub async fn write_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    let offset = match req.query("offset") {
+        Some(v) => v.parse().map_err(|_| CinderError::bad_request("offset must be a non-negative integer"))?,
+        None => 0,
+    };
+    svc.write_volume(&req.caller, volume_id(id)?, offset, req.body.to_vec()).await?;
+    Ok(Reply::empty(StatusCode::NO_CONTENT))
+}

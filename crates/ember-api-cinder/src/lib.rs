@@ -1,0 +1,324 @@
+//! The OpenStack Block Storage (Cinder) API dialect: v3 with
+//! microversions, and v2 as seed 000 documents it.
+//!
+//! Every request goes through [`handle`]: version and microversion
+//! negotiation, authentication, routing to an [`Endpoint`], one handler,
+//! and the response headers Cinder sends. Handlers parse the wire format
+//! into a service request and render the domain result with `views`.
+
+mod error;
+mod handlers;
+mod listing;
+mod routes;
+mod schemas;
+pub mod version;
+mod views;
+
+pub use error::CinderError;
+pub use routes::Endpoint;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use ember_api_common::auth::Authenticator;
+use ember_service::{Caller, Service};
+use serde_json::Value;
+use std::sync::Arc;
+use version::Microversion;
+
+pub struct CinderState {
+    pub service: Service,
+    pub auth: Arc<dyn Authenticator>,
+}
+
+pub fn router(state: Arc<CinderState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// Which API the request addressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    V2,
+    V3,
+}
+
+/// One parsed request, as handlers see it.
+pub struct Req {
+    pub method: Method,
+    pub api: Api,
+    pub mv: Microversion,
+    pub caller: Caller,
+    pub headers: HeaderMap,
+    pub query: Vec<(String, String)>,
+    pub body: Bytes,
+    /// `http://host:port`, for links.
+    pub base: String,
+    /// The request path, for pagination links.
+    pub path: String,
+}
+
+impl Req {
+    pub fn json_body(&self) -> Result<Value, CinderError> {
+        use ember_api_common::body::{parse_json, BodyError};
+        parse_json(&self.headers, &self.body).map_err(|e| match e {
+            BodyError::TooLarge => CinderError { status: StatusCode::PAYLOAD_TOO_LARGE, message: "Request is too large.".into() },
+            BodyError::UnsupportedMediaType => {
+                CinderError { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: "Unsupported Content-Type".into() }
+            }
+            BodyError::Missing => CinderError::bad_request("The request body is missing or empty: a JSON object is required."),
+            BodyError::Malformed => CinderError::bad_request("Malformed request body"),
+        })
+    }
+
+    pub fn query(&self, key: &str) -> Option<&str> {
+        self.query.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A handler's successful answer.
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+    /// Raw bytes instead of JSON (Ember's data API).
+    pub raw: Option<Vec<u8>>,
+}
+
+impl Reply {
+    pub fn ok(body: Value) -> Self {
+        Reply { status: StatusCode::OK, body: Some(body), raw: None }
+    }
+    pub fn accepted(body: Value) -> Self {
+        Reply { status: StatusCode::ACCEPTED, body: Some(body), raw: None }
+    }
+    pub fn empty(status: StatusCode) -> Self {
+        Reply { status, body: None, raw: None }
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = Response::new(Body::from(serde_json::to_vec(body).expect("json")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The plain 404 that Cinder's router gives unknown paths and methods.
+fn route_not_found() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({"message": "The resource could not be found.<br /><br />\n\n\n", "code": "404 Not Found", "title": "Not Found"}),
+    )
+}
+
+fn error_response(e: &CinderError) -> Response {
+    json_response(e.status, &e.body())
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8776");
+    format!("http://{host}")
+}
+
+fn parse_query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            out.push(b' ');
+        } else if b == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(decoded) = hex {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+            out.push(b);
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The single entry point of the dialect.
+pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = ember_api_common::new_request_id();
+    let started = std::time::Instant::now();
+    let path = uri.path().to_string();
+    let mut response = dispatch(&state, method.clone(), &uri, headers, body).await;
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-openstack-request-id", v.clone());
+        h.insert("x-compute-request-id", v);
+    }
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "cinder request"
+    );
+    response
+}
+
+async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let base = base_url(&headers);
+    let trailing_slash = uri.path().ends_with('/');
+    match (method.as_str(), segments.as_slice()) {
+        ("GET", []) => {
+            let mut r = json_response(StatusCode::MULTIPLE_CHOICES, &version::versions_doc(&base));
+            r.headers_mut().insert("openstack-api-version", HeaderValue::from_static("volume 3.0"));
+            r.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+            return r;
+        }
+        ("GET", ["healthcheck"]) => {
+            return json_response(StatusCode::OK, &serde_json::json!({"detailed": false, "reasons": ["OK"]}));
+        }
+        ("GET", ["v3"]) | ("GET", ["v2"]) if !trailing_slash => {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::FOUND;
+            let location = format!("{base}/{}/", segments[0]);
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf8"));
+            return r;
+        }
+        _ => {}
+    }
+    let api = match segments.first() {
+        Some(&"v3") => Api::V3,
+        Some(&"v2") => Api::V2,
+        _ => return route_not_found(),
+    };
+    let mv = if api == Api::V3 {
+        match version::negotiate(&headers) {
+            Ok(mv) => mv,
+            Err(version::VersionError::Malformed(message)) => return error_response(&CinderError::bad_request(message)),
+            Err(version::VersionError::Unsupported { asked }) => {
+                let mut r = error_response(&CinderError {
+                    status: StatusCode::NOT_ACCEPTABLE,
+                    message: format!(
+                        "Version {asked} is not supported by the API. Minimum is 3.{} and maximum is 3.{}.",
+                        version::MIN_MINOR,
+                        version::MAX_MINOR
+                    ),
+                });
+                if let Ok(v) = HeaderValue::from_str(&format!("volume {asked}")) {
+                    r.headers_mut().insert("openstack-api-version", v);
+                }
+                r.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+                return r;
+            }
+        }
+    } else {
+        Microversion::V3_0
+    };
+    let mut response = route_and_run(state, api, mv, method, uri, headers, body, &segments[1..], base).await;
+    if api == Api::V3 {
+        if let Ok(v) = HeaderValue::from_str(&mv.header_value()) {
+            response.headers_mut().insert("openstack-api-version", v);
+        }
+        response.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+    }
+    response
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route_and_run(
+    state: &CinderState,
+    api: Api,
+    mv: Microversion,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    rest: &[&str],
+    base: String,
+) -> Response {
+    if rest.is_empty() {
+        // The version document of this API. Without a token, Cinder's noauth
+        // pipeline answers 204; Ember does the same for compatibility.
+        if method != Method::GET {
+            return route_not_found();
+        }
+        if headers.get("x-auth-token").is_none() {
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+            return r;
+        }
+        let doc = if api == Api::V3 { version::v3_version_doc(&base) } else { version::v2_version_doc(&base) };
+        return json_response(StatusCode::OK, &doc);
+    }
+    let Some((project_in_path, endpoint)) = routes::parse(&method, rest, api) else {
+        return route_not_found();
+    };
+    let caller = match state.auth.authenticate(&headers, project_in_path) {
+        Ok(c) => c,
+        Err(_) => {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+            )
+        }
+    };
+    if let Some(p) = project_in_path {
+        if p != caller.project_id.0 && !caller.is_admin() {
+            return error_response(&CinderError::bad_request(format!(
+                "Malformed request URL: URL's project_id '{p}' doesn't match Context's project_id '{}'",
+                caller.project_id
+            )));
+        }
+    }
+    let req = Req {
+        method,
+        api,
+        mv,
+        caller,
+        headers,
+        query: parse_query(uri),
+        body,
+        base,
+        path: uri.path().to_string(),
+    };
+    match handlers::run(state, &req, endpoint).await {
+        Ok(reply) => match reply.body {
+            Some(body) => json_response(reply.status, &body),
+            None if reply.raw.is_some() => {
+                let mut r = Response::new(Body::from(reply.raw.unwrap_or_default()));
+                *r.status_mut() = reply.status;
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                r
+            }
+            None => {
+                let mut r = Response::new(Body::empty());
+                *r.status_mut() = reply.status;
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+        },
+        Err(e) => error_response(&e),
+    }
+}

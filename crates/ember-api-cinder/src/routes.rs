@@ -1,0 +1,155 @@
+//! Every Cinder route Ember knows, as one enum, and the parser from method
+//! and path to it. A project id in the path must look like an id
+//! (`[0-9a-f-]+`); it may also be left out, as Cinder allows.
+
+use crate::Api;
+use axum::http::Method;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ListSnapshots { detail: bool },
+    CreateSnapshot,
+    ShowSnapshot(String),
+    UpdateSnapshot(String),
+    DeleteSnapshot(String),
+    SnapshotAction(String),
+    SnapshotMetadata(String),
+    WriteSnapshotMetadata { id: String, replace: bool },
+    ShowSnapshotMetadataKey { id: String, key: String },
+    PutSnapshotMetadataKey { id: String, key: String },
+    DeleteSnapshotMetadataKey { id: String, key: String },
+
+    ListVolumes { detail: bool },
+    CreateVolume,
+    ShowVolume(String),
+    UpdateVolume(String),
+    DeleteVolume(String),
+    VolumeAction(String),
+    VolumeMetadata(String),
+    WriteVolumeMetadata { id: String, replace: bool },
+    ShowVolumeMetadataKey { id: String, key: String },
+    PutVolumeMetadataKey { id: String, key: String },
+    DeleteVolumeMetadataKey { id: String, key: String },
+
+    ListTypes,
+    ShowType(String),
+    DefaultType,
+    AvailabilityZones,
+    Limits,
+    ShowQuotas { project: String },
+    UpdateQuotas { project: String },
+    QuotaDefaults { project: String },
+
+    /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
+    ReadVolumeData(String),
+    WriteVolumeData(String),
+    ReadSnapshotData(String),
+}
+
+impl Endpoint {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::ListSnapshots { .. } => "ListSnapshots",
+            Endpoint::CreateSnapshot => "CreateSnapshot",
+            Endpoint::ShowSnapshot(_) => "ShowSnapshot",
+            Endpoint::UpdateSnapshot(_) => "UpdateSnapshot",
+            Endpoint::DeleteSnapshot(_) => "DeleteSnapshot",
+            Endpoint::SnapshotAction(_) => "SnapshotAction",
+            _ => "Other",
+        }
+    }
+}
+
+fn is_project_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+const COLLECTIONS: &[&str] = &[
+    "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
+];
+
+/// Parses the path after `/v3` or `/v2`. Returns the project named in the
+/// path, if any, and the endpoint; `None` is Cinder's plain 404.
+pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option<&'a str>, Endpoint)> {
+    let (project, rest) = match rest.first() {
+        Some(first) if COLLECTIONS.contains(first) => (None, rest),
+        Some(first) if is_project_id(first) => (Some(*first), &rest[1..]),
+        _ => return None,
+    };
+    let m = method.as_str();
+    let s = |x: &&str| x.to_string();
+    use Endpoint::*;
+    let endpoint = match (m, rest) {
+        ("GET", ["snapshots"]) => ListSnapshots { detail: false },
+        ("GET", ["snapshots", "detail"]) => ListSnapshots { detail: true },
+        ("POST", ["snapshots"]) => CreateSnapshot,
+        ("GET", ["snapshots", id]) => ShowSnapshot(s(id)),
+        ("PUT", ["snapshots", id]) => UpdateSnapshot(s(id)),
+        ("DELETE", ["snapshots", id]) => DeleteSnapshot(s(id)),
+        ("POST", ["snapshots", id, "action"]) => SnapshotAction(s(id)),
+        ("GET", ["snapshots", id, "metadata"]) => SnapshotMetadata(s(id)),
+        ("POST", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata { id: s(id), replace: false },
+        ("PUT", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata { id: s(id), replace: true },
+        ("GET", ["snapshots", id, "metadata", key]) => ShowSnapshotMetadataKey { id: s(id), key: s(key) },
+        ("PUT", ["snapshots", id, "metadata", key]) => PutSnapshotMetadataKey { id: s(id), key: s(key) },
+        ("DELETE", ["snapshots", id, "metadata", key]) => DeleteSnapshotMetadataKey { id: s(id), key: s(key) },
+        ("GET", ["snapshots", id, "data"]) => ReadSnapshotData(s(id)),
+
+        ("GET", ["volumes"]) => ListVolumes { detail: false },
+        ("GET", ["volumes", "detail"]) => ListVolumes { detail: true },
+        ("POST", ["volumes"]) => CreateVolume,
+        ("GET", ["volumes", id]) => ShowVolume(s(id)),
+        ("PUT", ["volumes", id]) => UpdateVolume(s(id)),
+        ("DELETE", ["volumes", id]) => DeleteVolume(s(id)),
+        ("POST", ["volumes", id, "action"]) => VolumeAction(s(id)),
+        ("GET", ["volumes", id, "metadata"]) => VolumeMetadata(s(id)),
+        ("POST", ["volumes", id, "metadata"]) => WriteVolumeMetadata { id: s(id), replace: false },
+        ("PUT", ["volumes", id, "metadata"]) => WriteVolumeMetadata { id: s(id), replace: true },
+        ("GET", ["volumes", id, "metadata", key]) => ShowVolumeMetadataKey { id: s(id), key: s(key) },
+        ("PUT", ["volumes", id, "metadata", key]) => PutVolumeMetadataKey { id: s(id), key: s(key) },
+        ("DELETE", ["volumes", id, "metadata", key]) => DeleteVolumeMetadataKey { id: s(id), key: s(key) },
+        ("GET", ["volumes", id, "data"]) => ReadVolumeData(s(id)),
+        ("PUT", ["volumes", id, "data"]) => WriteVolumeData(s(id)),
+
+        ("GET", ["types"]) => ListTypes,
+        ("GET", ["types", "default"]) => DefaultType,
+        ("GET", ["types", id]) => ShowType(s(id)),
+        ("GET", ["os-availability-zone"]) | ("GET", ["availability-zone"]) => AvailabilityZones,
+        ("GET", ["limits"]) => Limits,
+        ("GET", ["os-quota-sets", p]) => ShowQuotas { project: s(p) },
+        ("PUT", ["os-quota-sets", p]) => UpdateQuotas { project: s(p) },
+        ("GET", ["os-quota-sets", p, "defaults"]) => QuotaDefaults { project: s(p) },
+        _ => return None,
+    };
+    Some((project, endpoint))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_path(method: Method, path: &str) -> Option<(Option<String>, Endpoint)> {
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        parse(&method, &segs[1..], Api::V3).map(|(p, e)| (p.map(str::to_string), e))
+    }
+
+    /// One row per documented request of the Cinder snapshot API reference.
+    #[test]
+    fn api_reference_examples_route() {
+        let p = Some("f5d834d636c642c7bfe8af86139c6f26".to_string());
+        let id = "a370cf02-f469-4acc-be91-2b27a856806d";
+        let cases = [
+            (Method::POST, "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots", Endpoint::CreateSnapshot),
+            (Method::GET, "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/detail", Endpoint::ListSnapshots { detail: true }),
+            (Method::DELETE, &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}"), Endpoint::DeleteSnapshot(id.into())),
+            (Method::POST, &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}/action"), Endpoint::SnapshotAction(id.into())),
+        ];
+        for (m, path, expected) in cases {
+            assert_eq!(parse_path(m, path), Some((p.clone(), expected)), "{path}");
+        }
+        assert_eq!(parse_path(Method::POST, "/v3/snapshots"), Some((None, Endpoint::CreateSnapshot)));
+        assert_eq!(parse_path(Method::GET, "/v3/admin/snapshots"), None);
+        assert_eq!(parse_path(Method::PATCH, "/v3/abc/snapshots"), None);
+        assert_eq!(parse_path(Method::PUT, "/v3/abc/snapshots"), None);
+    }
+}

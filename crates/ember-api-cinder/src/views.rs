@@ -1,0 +1,145 @@
+//! How Cinder renders Ember's resources, by microversion.
+
+use crate::version::Microversion;
+use ember_model::{Snapshot, Volume};
+use serde_json::{json, Map, Value};
+
+fn ts(t: Option<ember_model::Timestamp>) -> Value {
+    t.map(|t| Value::String(t.to_iso_micros())).unwrap_or(Value::Null)
+}
+
+fn metadata(m: &ember_model::Metadata) -> Value {
+    Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+}
+
+/// How much of a snapshot to show.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotView {
+    /// Create and update responses, summary lists.
+    Basic,
+    /// Show and detail lists: adds the extended attributes.
+    Detailed,
+}
+
+pub fn snapshot(s: &Snapshot, mv: Microversion, view: SnapshotView, summary_list: bool) -> Value {
+    let mut o = Map::new();
+    o.insert("id".into(), json!(s.id.to_string()));
+    o.insert("created_at".into(), json!(s.created_at.to_iso_micros()));
+    o.insert("updated_at".into(), ts(s.updated_at));
+    o.insert("name".into(), json!(s.name));
+    o.insert("description".into(), json!(s.description));
+    o.insert("volume_id".into(), json!(s.volume_id.to_string()));
+    o.insert("status".into(), json!(s.status.as_str()));
+    o.insert("size".into(), json!(s.size_gib));
+    o.insert("metadata".into(), metadata(&s.metadata));
+    if !summary_list {
+        if mv.at_least(14) {
+            o.insert("group_snapshot_id".into(), Value::Null);
+        }
+        if mv.at_least(41) {
+            o.insert("user_id".into(), json!(s.user_id.0));
+        }
+        if mv.at_least(65) {
+            o.insert("consumes_quota".into(), json!(true));
+        }
+    }
+    if view == SnapshotView::Detailed {
+        o.insert("os-extended-snapshot-attributes:project_id".into(), json!(s.project_id.0));
+        o.insert("os-extended-snapshot-attributes:progress".into(), json!(s.progress));
+    }
+    Value::Object(o)
+}
+
+pub fn volume_links(base: &str, project: &str, id: &str) -> Value {
+    json!([
+        {"rel": "self", "href": format!("{base}/v3/{project}/volumes/{id}")},
+        {"rel": "bookmark", "href": format!("{base}/{project}/volumes/{id}")}
+    ])
+}
+
+/// A volume as Cinder's detailed view shows it. `admin_attrs` adds the
+/// `os-vol-*` attributes (shown to admins, not in create responses).
+pub fn volume(v: &Volume, mv: Microversion, base: &str, admin_attrs: bool) -> Value {
+    let id = v.id.to_string();
+    let mut o = Map::new();
+    o.insert("id".into(), json!(id));
+    o.insert("status".into(), json!(v.status.as_str()));
+    o.insert("size".into(), json!(v.size_gib));
+    o.insert("availability_zone".into(), json!(v.availability_zone));
+    o.insert("created_at".into(), json!(v.created_at.to_iso_micros()));
+    o.insert("updated_at".into(), ts(v.updated_at));
+    o.insert("name".into(), json!(v.name));
+    o.insert("description".into(), json!(v.description));
+    o.insert("volume_type".into(), json!(v.volume_type));
+    o.insert("snapshot_id".into(), json!(v.snapshot_id.map(|s| s.to_string())));
+    o.insert("source_volid".into(), json!(v.source_volid.map(|s| s.to_string())));
+    let mut md = metadata(&v.metadata);
+    if admin_attrs && !v.attachments.is_empty() {
+        // Cinder shows the attach mode (admin metadata) to admins.
+        if let Value::Object(m) = &mut md {
+            m.insert("readonly".into(), json!("False"));
+            m.insert("attached_mode".into(), json!(v.attachments[0].mode));
+        }
+    }
+    o.insert("metadata".into(), md);
+    o.insert("links".into(), volume_links(base, &v.project_id.0, &id));
+    o.insert("user_id".into(), json!(v.user_id.0));
+    o.insert("bootable".into(), json!(if v.bootable { "true" } else { "false" }));
+    o.insert("encrypted".into(), json!(false));
+    o.insert("replication_status".into(), Value::Null);
+    o.insert("consistencygroup_id".into(), Value::Null);
+    o.insert("multiattach".into(), json!(v.multiattach));
+    let attachments: Vec<Value> = v
+        .attachments
+        .iter()
+        .map(|a| {
+            json!({
+                "id": id,
+                "attachment_id": a.id.to_string(),
+                "volume_id": id,
+                "server_id": a.instance_uuid,
+                "host_name": a.host_name,
+                "device": a.mountpoint,
+                "attached_at": a.attached_at.to_iso_micros(),
+            })
+        })
+        .collect();
+    o.insert("attachments".into(), Value::Array(attachments));
+    o.insert("migration_status".into(), Value::Null);
+    if mv.at_least(13) {
+        o.insert("group_id".into(), Value::Null);
+    }
+    if mv.at_least(21) {
+        o.insert("provider_id".into(), Value::Null);
+    }
+    if mv.at_least(48) {
+        o.insert("shared_targets".into(), json!(true));
+        o.insert("service_uuid".into(), Value::Null);
+    }
+    if mv.at_least(61) {
+        o.insert("cluster_name".into(), Value::Null);
+    }
+    if mv.at_least(63) {
+        o.insert("volume_type_id".into(), json!(ember_service::DEFAULT_VOLUME_TYPE_ID));
+    }
+    if mv.at_least(65) {
+        o.insert("consumes_quota".into(), json!(true));
+    }
+    if admin_attrs {
+        o.insert("os-vol-tenant-attr:tenant_id".into(), json!(v.project_id.0));
+        o.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
+        o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
+        o.insert("os-vol-host-attr:host".into(), json!("ember@qcow2#qcow2"));
+    }
+    if let Some(reason) = &v.error_reason {
+        if admin_attrs {
+            o.insert("ember:error_reason".into(), json!(reason));
+        }
+    }
+    Value::Object(o)
+}
+
+pub fn volume_summary(v: &Volume, base: &str) -> Value {
+    let id = v.id.to_string();
+    json!({"id": id, "links": volume_links(base, &v.project_id.0, &id), "name": v.name})
+}

@@ -1,0 +1,85 @@
+//! `ember`: the one binary. `ember serve` runs the block storage service
+//! with embedded defaults: SQLite metadata and qcow2 images under
+//! `./ember-data`, the Cinder API on 127.0.0.1:8776.
+
+mod config;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::ServeArgs;
+use ember_api_cinder::CinderState;
+use ember_service::{Service, ServiceConfig};
+use ember_storage::qcow2::Qcow2Driver;
+use ember_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "ember", version, about = "Block storage that speaks Cinder, fast.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve(ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = args.resolve()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(settings))
+        }
+    }
+}
+
+async fn serve(settings: config::Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let store = SqliteStore::open(&settings.data_dir.join("ember.db")).context("opening the metadata store")?;
+    let driver = Qcow2Driver::new(settings.data_dir.join("images")).context("opening the image directory")?;
+    let service = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let resumed = service.recover().await.context("recovering unfinished work")?;
+    let auth: Arc<dyn ember_api_common::Authenticator> = match settings.auth.as_str() {
+        "noauth" => Arc::new(ember_api_common::NoAuth),
+        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: noauth)"),
+    };
+    let app = ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth }));
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %settings.data_dir.display(),
+        resumed_workflows = resumed,
+        "ember is serving the Cinder API"
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down: waiting for running workflows");
+    service.drain(Duration::from_secs(10)).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
