@@ -1,0 +1,228 @@
+//! Test harness: the real `ember` binary on a free port with a fresh data
+//! directory, and a small blocking HTTP client for the Cinder API.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PROJECT: &str = "3f0b1c9e5a7d4e2f9c8b7a6d5e4f3a2b";
+pub const OTHER_PROJECT: &str = "9d8c7b6a5f4e4d3c2b1a0f9e8d7c6b5a";
+
+pub struct Server {
+    pub port: u16,
+    pub data: tempfile::TempDir,
+    child: Option<Child>,
+    pub http: reqwest::blocking::Client,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().unwrap();
+        let mut server = Server {
+            port: free_port(),
+            data,
+            child: None,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+        };
+        server.spawn();
+        server
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("ember.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ember"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
+            .arg(self.data_dir())
+            .env("EMBER_LOG", "info")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start ember");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.http.get(self.url("/")).send().is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("ember did not start; log:\n{}", self.log());
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().join("data")
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.data_dir().join("images")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("ember.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the graceful path.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_sigterm(child.id());
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn v3(&self, path: &str) -> String {
+        self.url(&format!("/v3/{PROJECT}{path}"))
+    }
+
+    /// Sends a request as `token` and returns (status, JSON body or Null).
+    pub fn call(&self, method: &str, url: &str, token: &str, mv: Option<&str>, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .header("X-Auth-Token", token)
+            .header("Accept", "application/json");
+        if let Some(mv) = mv {
+            rb = rb.header("OpenStack-API-Version", format!("volume {mv}"));
+        }
+        if let Some(b) = body {
+            rb = rb.header("Content-Type", "application/json").body(b.to_string());
+        }
+        let resp = rb.send().expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, &self.v3(path), &format!("admin:{PROJECT}"), Some("3.71"), body)
+    }
+
+    pub fn create_volume(&self, size: u64) -> String {
+        let (status, body) = self.admin("POST", "/volumes", Some(json!({"volume": {"size": size, "name": "t"}})));
+        assert_eq!(status, 202, "{body}");
+        let id = body["volume"]["id"].as_str().unwrap().to_string();
+        self.wait_status("volumes", &id, "available");
+        id
+    }
+
+    pub fn create_snapshot(&self, volume: &str) -> String {
+        let (status, body) = self.admin("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": volume, "name": "s"}})));
+        assert_eq!(status, 202, "{body}");
+        let id = body["snapshot"]["id"].as_str().unwrap().to_string();
+        self.wait_status("snapshots", &id, "available");
+        id
+    }
+
+    /// Polls until the resource has `status` (panics on a terminal other
+    /// status or after 30 s).
+    pub fn wait_status(&self, collection: &str, id: &str, status: &str) -> Value {
+        let key = &collection[..collection.len() - 1];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, body) = self.admin("GET", &format!("/{collection}/{id}"), None);
+            let current = body[key]["status"].as_str().unwrap_or("").to_string();
+            if code == 200 && current == status {
+                return body[key].clone();
+            }
+            if Instant::now() > deadline {
+                panic!("{key} {id} stuck: {code} {body}\nlog:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn wait_gone(&self, collection: &str, id: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.admin("GET", &format!("/{collection}/{id}"), None).0 != 404 {
+            assert!(Instant::now() < deadline, "{collection}/{id} never went away");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn write(&self, volume: &str, offset: u64, data: Vec<u8>) {
+        let resp = self
+            .http
+            .put(self.v3(&format!("/volumes/{volume}/data?offset={offset}")))
+            .header("X-Auth-Token", format!("admin:{PROJECT}"))
+            .body(data)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 204, "{}", resp.text().unwrap_or_default());
+    }
+
+    pub fn read(&self, collection: &str, id: &str, offset: u64, length: u64) -> Vec<u8> {
+        let resp = self
+            .http
+            .get(self.v3(&format!("/{collection}/{id}/data?offset={offset}&length={length}")))
+            .header("X-Auth-Token", format!("admin:{PROJECT}"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.bytes().unwrap().to_vec()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+}
+
+/// `qemu-img check` on every image file in `dir`.
+pub fn check_all_images(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "qcow2") {
+            let out = Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&path).output().unwrap();
+            assert!(out.status.success(), "qemu-img check {}: {}", path.display(), String::from_utf8_lossy(&out.stdout));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Names of image files, for orphan checks.
+pub fn image_files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
