@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs Ember's whole test suite: unit tests, the qcow2 driver against
+# qemu's own tools, and integration tests that start the real `ember`
+# binary. Installs the system tools the tests use when they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+if ((${#need[@]})); then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    fi
+fi
+
+cargo test --workspace --locked "$@"
