@@ -58,6 +58,10 @@ impl Service {
         let core = self.core.clone();
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<WorkflowRecord>> {
             core.driver.remove_temporaries()?;
+            let repaired = core.driver.repair_after_crash()?;
+            if !repaired.is_empty() {
+                tracing::warn!(images = repaired.len(), "repaired images left open by an unclean shutdown");
+            }
             let removed = gc::sweep_orphan_files(&core)?;
             if removed > 0 {
                 tracing::info!(removed, "removed orphan image files");

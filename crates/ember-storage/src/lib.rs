@@ -125,4 +125,8 @@ pub trait StorageDriver: Send + Sync + 'static {
 
     /// Removes half-created images left by a crash (never visible as images).
     fn remove_temporaries(&self) -> Result<()>;
+
+    /// Repairs images that were open for writing when the process died;
+    /// runs at start-up before any I/O. Returns the images it checked.
+    fn repair_after_crash(&self) -> Result<Vec<ImageId>>;
 }

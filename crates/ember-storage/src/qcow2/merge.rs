@@ -57,7 +57,9 @@ pub(crate) fn merge_into_child(driver: &Qcow2Driver, chain: &Chain) -> Result<()
     }
     let below = chain.images.get(2).map(|id| Qcow2Driver::file_name(*id));
     header::set_backing_name(&driver.path(child_id), below.as_deref())
-        .map_err(|e| StorageError::io(child_id, e))
+        .map_err(|e| StorageError::io(child_id, e))?;
+    driver.clear_dirty(child_id);
+    Ok(())
 }
 
 fn copy_where_child_unallocated(child: &Layer, start: u64, length: u64) -> std::io::Result<()> {

@@ -11,6 +11,14 @@
 //! Chains are opened explicitly from what the metadata store says, never
 //! from the backing names written in headers, so a tampered or stale header
 //! can never make Ember open a file outside its directory.
+//!
+//! Crash safety: imago 0.2.6 writes a new L1 entry before the refcount of
+//! the L2 table it points to reaches the disk (`ensure_l2`), so a process
+//! killed mid-write can leave a referenced cluster with refcount 0, which a
+//! later allocation would reuse. Until imago orders those writes, every
+//! image opened writable carries a `<uuid>.qcow2.dirty` marker, removed
+//! after a clean flush and close; at start-up, marked images are repaired
+//! with `qemu-img check -r all` before anything else touches them.
 
 mod header;
 mod merge;
@@ -56,6 +64,24 @@ impl Qcow2Driver {
         self.dir.join(Self::file_name(image))
     }
 
+    fn marker(&self, image: ImageId) -> PathBuf {
+        self.dir.join(format!("{image}{SUFFIX}.dirty"))
+    }
+
+    /// Records, durably, that `image` is about to be written.
+    fn mark_dirty(&self, image: ImageId) -> Result<()> {
+        let marker = self.marker(image);
+        if !marker.exists() {
+            std::fs::File::create(&marker).map_err(|e| StorageError::io(image, e))?;
+            self.sync_dir()?;
+        }
+        Ok(())
+    }
+
+    fn clear_dirty(&self, image: ImageId) {
+        let _ = std::fs::remove_file(self.marker(image));
+    }
+
     fn sync_dir(&self) -> Result<()> {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
@@ -66,6 +92,9 @@ impl Qcow2Driver {
     pub(crate) fn open_layers(&self, chain: &Chain, writable: bool) -> Result<Layer> {
         if chain.images.is_empty() {
             return Err(StorageError::InvalidChain("empty chain".into()));
+        }
+        if writable {
+            self.mark_dirty(chain.top())?;
         }
         let mut below: Option<Layer> = None;
         for (depth, image) in chain.images.iter().enumerate().rev() {
@@ -107,6 +136,7 @@ impl StorageDriver for Qcow2Driver {
     }
 
     fn delete_image(&self, image: ImageId) -> Result<()> {
+        self.clear_dirty(image);
         match std::fs::remove_file(self.path(image)) {
             Ok(()) => self.sync_dir(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -123,12 +153,16 @@ impl StorageDriver for Qcow2Driver {
         top.resize_grow(new_size, PreallocateMode::Zero)
             .and_then(|()| top.flush())
             .and_then(|()| top.sync())
-            .map_err(|e| StorageError::io(chain.top(), e))
+            .map_err(|e| StorageError::io(chain.top(), e))?;
+        drop(top);
+        self.clear_dirty(chain.top());
+        Ok(())
     }
 
     fn open(&self, chain: &Chain, writable: bool) -> Result<Arc<dyn BlockIo>> {
         let top = self.open_layers(chain, writable)?;
-        Ok(Arc::new(Qcow2Io { image: chain.top(), top }))
+        let marker = writable.then(|| self.marker(chain.top()));
+        Ok(Arc::new(Qcow2Io { image: chain.top(), top, marker }))
     }
 
     fn merge_into_child(&self, chain: &Chain) -> Result<()> {
@@ -152,6 +186,35 @@ impl StorageDriver for Qcow2Driver {
         Ok(images)
     }
 
+    fn repair_after_crash(&self) -> Result<Vec<ImageId>> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
+        let mut repaired = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".qcow2.dirty")) else {
+                continue;
+            };
+            let Ok(uuid) = uuid::Uuid::parse_str(stem) else {
+                continue;
+            };
+            let image = ImageId(uuid);
+            if self.path(image).exists() {
+                // A failed repair is logged, not fatal: the service keeps
+                // serving every other volume.
+                match repair(&self.path(image)) {
+                    Ok(()) => repaired.push(image),
+                    Err(e) => {
+                        tracing::error!(image = %image, error = %e, "could not repair image");
+                        continue;
+                    }
+                }
+            }
+            self.clear_dirty(image);
+        }
+        self.sync_dir()?;
+        Ok(repaired)
+    }
+
     fn remove_temporaries(&self) -> Result<()> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
         for entry in entries.flatten() {
@@ -163,10 +226,44 @@ impl StorageDriver for Qcow2Driver {
     }
 }
 
+/// Rebuilds the refcounts of an image that was open for writing when the
+/// process died (see the module documentation).
+fn repair(path: &Path) -> Result<()> {
+    // Checked alone (`backing: null`): refcounts are per file, and the
+    // backing file named in the header may legitimately be gone.
+    let spec = serde_json::json!({
+        "driver": "qcow2",
+        "file": {"driver": "file", "filename": path},
+        "backing": null,
+    });
+    let out = std::process::Command::new("qemu-img")
+        .args(["check", "-q", "-r", "all"])
+        .arg(format!("json:{spec}"))
+        .output()
+        .map_err(|e| StorageError::io(path.display(), e))?;
+    // 0: clean; 3: only leaks were left (after repair they are gone).
+    match out.status.code() {
+        Some(0) | Some(3) => {
+            tracing::info!(image = %path.display(), "checked image after unclean shutdown");
+            Ok(())
+        }
+        _ => Err(StorageError::Io {
+            image: path.display().to_string(),
+            source: std::io::Error::other(format!(
+                "qemu-img check -r all failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )),
+        }),
+    }
+}
+
 /// An open chain; I/O goes to the top, reads fall through to the layers below.
 struct Qcow2Io {
     image: ImageId,
     top: Layer,
+    /// The dirty marker to remove after a clean close (writable handles).
+    marker: Option<PathBuf>,
 }
 
 impl Qcow2Io {
@@ -211,8 +308,13 @@ impl Drop for Qcow2Io {
     fn drop(&mut self) {
         // imago writes back its metadata caches on drop in sync mode; make it
         // explicit so an error is at least logged.
-        if let Err(e) = self.top.flush() {
-            tracing::error!(image = %self.image, error = %e, "flushing image on close failed");
+        match self.top.flush().and_then(|()| self.top.sync()) {
+            Ok(()) => {
+                if let Some(marker) = &self.marker {
+                    let _ = std::fs::remove_file(marker);
+                }
+            }
+            Err(e) => tracing::error!(image = %self.image, error = %e, "flushing image on close failed"),
         }
     }
 }

@@ -84,6 +84,13 @@ impl Server {
         }
     }
 
+    /// SIGKILL without waiting, usable while other threads use the server.
+    pub fn kill_now(&self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+        }
+    }
+
     /// SIGTERM and wait: the graceful path.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -196,6 +203,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() && std::env::var_os("EMBER_TEST_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.data, tempfile::tempdir().unwrap());
+            eprintln!("kept test data in {}", dir.keep().display());
+        }
     }
 }
 
@@ -210,7 +221,7 @@ pub fn check_all_images(dir: &Path) -> usize {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "qcow2") {
             let out = Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&path).output().unwrap();
-            assert!(out.status.success(), "qemu-img check {}: {}", path.display(), String::from_utf8_lossy(&out.stdout));
+            assert!(out.status.success(), "qemu-img check {}: {}{}", path.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             n += 1;
         }
     }
@@ -222,6 +233,7 @@ pub fn image_files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".qcow2"))
         .collect();
     v.sort();
     v
