@@ -41,6 +41,11 @@ impl Workflow for SnapshotDelete {
             tx.put_snapshot(&s)?;
         }
         tx.commit()?;
+        // If only the collection failed, the records are gone: try again so
+        // no unowned image outlives the workflow.
+        if let Err(e) = gc::collect_garbage(core) {
+            tracing::warn!(error = %e, "garbage collection after a failed delete");
+        }
         Ok(())
     }
 }

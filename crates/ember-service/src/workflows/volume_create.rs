@@ -58,6 +58,14 @@ impl Workflow for VolumeCreate {
 
     fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
         let mut tx = core.store.write()?;
+        // An image recorded at request time (clones of snapshots) but never
+        // activated is released, so no record outlives the failure.
+        if let Some(mut image) = tx.image(p.image)? {
+            if tx.volume(p.volume_id)?.is_none_or(|v| v.image != Some(p.image)) {
+                image.owner = ImageOwner::None;
+                tx.put_image(&image)?;
+            }
+        }
         if let Some(mut v) = tx.volume(p.volume_id)? {
             v.status = VolumeStatus::Error;
             v.error_reason = Some(super::reason(reason));

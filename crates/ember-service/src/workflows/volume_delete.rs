@@ -11,7 +11,7 @@ use crate::core::Core;
 use crate::engine::{nothing, Step, Workflow};
 use crate::error::{Result, ServiceError};
 use crate::gc;
-use ember_model::{ImageOwner, QuotaResource, Timestamp, VolumeId, VolumeStatus};
+use ember_model::{ImageOwner, QuotaResource, SnapshotStatus, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -35,6 +35,13 @@ impl Workflow for VolumeDelete {
 
     fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
         let mut tx = core.store.write()?;
+        for mut s in tx.snapshots_of_volume(p.volume_id)? {
+            if s.status == SnapshotStatus::Deleting {
+                s.status = SnapshotStatus::ErrorDeleting;
+                s.updated_at = Some(Timestamp::now());
+                tx.put_snapshot(&s)?;
+            }
+        }
         if let Some(mut v) = tx.volume(p.volume_id)? {
             v.status = VolumeStatus::ErrorDeleting;
             v.error_reason = Some(super::reason(reason));
@@ -42,6 +49,11 @@ impl Workflow for VolumeDelete {
             tx.put_volume(&v)?;
         }
         tx.commit()?;
+        // If only the collection failed, the records are gone: try again so
+        // no unowned image outlives the workflow.
+        if let Err(e) = gc::collect_garbage(core) {
+            tracing::warn!(error = %e, "garbage collection after a failed delete");
+        }
         Ok(())
     }
 }

@@ -41,16 +41,25 @@ impl Workflow for VolumeRevert {
     fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
         let mut tx = core.store.write()?;
         if let Some(mut v) = tx.volume(p.volume_id)? {
-            v.status = VolumeStatus::Error;
-            v.error_reason = Some(super::reason(reason));
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
+            // Only a revert that did not finish is an error; a failure while
+            // collecting the old top leaves a correctly reverted volume.
+            if v.status == VolumeStatus::Reverting {
+                v.status = VolumeStatus::Error;
+                v.error_reason = Some(super::reason(reason));
+                v.updated_at = Some(Timestamp::now());
+                tx.put_volume(&v)?;
+            }
         }
         if let Some(mut s) = tx.snapshot(p.snapshot_id)? {
-            s.status = SnapshotStatus::Available;
-            tx.put_snapshot(&s)?;
+            if s.status == SnapshotStatus::Restoring {
+                s.status = SnapshotStatus::Available;
+                tx.put_snapshot(&s)?;
+            }
         }
         tx.commit()?;
+        if let Err(e) = gc::collect_garbage(core) {
+            tracing::warn!(error = %e, "garbage collection after a failed revert");
+        }
         Ok(())
     }
 }
