@@ -25,10 +25,17 @@ pub fn collect_garbage(core: &Core) -> Result<()> {
             let children = core.store.read()?.image_children(image.id)?;
             match children.as_slice() {
                 [] => {
-                    core.driver.delete_image(image.id)?;
+                    // Re-checked in the transaction that deletes the record;
+                    // the file goes after the commit (a crash in between
+                    // leaves an orphan file, which start-up removes).
                     let mut tx = core.store.write()?;
+                    let still_unowned = tx.image(image.id)?.is_some_and(|i| i.owner == ImageOwner::None);
+                    if !still_unowned || !tx.image_children(image.id)?.is_empty() {
+                        continue;
+                    }
                     tx.delete_image(image.id)?;
                     tx.commit()?;
+                    core.driver.delete_image(image.id)?;
                     tracing::debug!(image = %image.id, "deleted unowned image");
                     progressed = true;
                 }
@@ -62,6 +69,14 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
     let guard = slot.as_deref().map(|s| core.quiesce(s)).transpose()?;
     let chain = {
         let mut tx = core.store.read()?;
+        // A volume's image that is not activated yet may still be
+        // (re)created by its workflow: merging into it now could be undone
+        // by that file being replaced. Its workflow collects afterwards.
+        if let ImageOwner::Volume(volume) = child.owner {
+            if tx.volume(volume)?.is_none_or(|v| v.image != Some(child.id)) {
+                return Ok(false);
+            }
+        }
         Core::chain_of(tx.as_mut(), child.id)?
     };
     if chain.images.get(1) != Some(&image.id) {
@@ -69,8 +84,11 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
     }
     core.driver.merge_into_child(&chain)?;
     let mut tx = core.store.write()?;
+    // The parent as it is now: an earlier merge in this pass may have
+    // re-pointed `image` since the caller listed it.
+    let below = chain.images.get(2).copied();
     if let Some(mut current) = tx.image(child.id)? {
-        current.parent = image.parent;
+        current.parent = below;
         tx.put_image(&current)?;
     }
     tx.delete_image(image.id)?;

@@ -15,6 +15,9 @@
 //! 2. (Storage+DB) `create_image`: record and create the volume's own top.
 //!    Undo: delete it, unless the volume was already activated.
 //! 3. (DB) `activate`: point the volume at its image; `available`.
+//! 4. (Storage) `collect`: merge images this volume kept alive, now that
+//!    its image is final (the collector never merges into an image that is
+//!    not activated yet, since a re-run of step 2 would replace its file).
 
 use crate::core::Core;
 use crate::engine::{nothing, Step, Workflow};
@@ -53,6 +56,7 @@ impl Workflow for VolumeCreate {
             Step { name: "freeze_source", run: freeze_source, undo: nothing },
             Step { name: "create_image", run: create_image, undo: delete_image },
             Step { name: "activate", run: activate, undo: deactivate },
+            Step { name: "collect", run: |core, _| gc::collect_garbage(core), undo: nothing },
         ]
     }
 
@@ -67,10 +71,13 @@ impl Workflow for VolumeCreate {
             }
         }
         if let Some(mut v) = tx.volume(p.volume_id)? {
-            v.status = VolumeStatus::Error;
-            v.error_reason = Some(super::reason(reason));
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
+            // A failure after activation (collecting) leaves a good volume.
+            if v.status == VolumeStatus::Creating {
+                v.status = VolumeStatus::Error;
+                v.error_reason = Some(super::reason(reason));
+                v.updated_at = Some(Timestamp::now());
+                tx.put_volume(&v)?;
+            }
         }
         tx.commit()?;
         gc::collect_garbage(core)
