@@ -216,6 +216,18 @@ fn start(args: &Args) -> Result<Server> {
     Ok(Server { child: Some(child), _data: Some(data), base })
 }
 
+/// Image files in the server's data directory, when this tool started it.
+fn image_count(server: &Server) -> Option<usize> {
+    let dir = server._data.as_ref()?.path().join("images");
+    Some(
+        std::fs::read_dir(dir)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".qcow2"))
+            .count(),
+    )
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let server = start(&args)?;
@@ -289,21 +301,39 @@ fn main() -> Result<()> {
         let clone = b["volume"]["id"].as_str().context("clone id")?.to_string();
         client.wait("volumes", &clone, "available")?;
         let clone_time = t.elapsed();
-        // Delete: the snapshot's layer (holding the data) is merged into
-        // the clone... keep it simple: delete the clone first so the merge
-        // goes into the volume's top.
+        // Delete the clone first, so deleting the snapshot merges its layer
+        // (holding the data) into the volume's top.
         client.call("DELETE", &format!("/volumes/{clone}"), None)?;
         client.wait_gone("volumes", &clone)?;
+        // Let the clone's own clean-up finish before counting files.
+        let mut images_before = image_count(&server);
+        if images_before.is_some() {
+            let mut stable = 0;
+            while stable < 5 {
+                std::thread::sleep(Duration::from_millis(5));
+                let now = image_count(&server);
+                stable = if now == images_before { stable + 1 } else { 0 };
+                images_before = now;
+            }
+        }
         let t = Instant::now();
         client.call("DELETE", &format!("/snapshots/{snap}"), None)?;
         client.wait_gone("snapshots", &snap)?;
+        // The record goes first; the merge of the layer follows in the same
+        // workflow. With our own data directory, wait for the file to go.
+        if let Some(before) = images_before {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while image_count(&server).is_some_and(|n| n >= before) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
         let delete_time = t.elapsed();
         let now = (ms(snap_time), ms(clone_time), ms(delete_time));
         let base = *first.get_or_insert(now);
         let ratio_ref = |v: f64, b: f64| if label == "1 GiB" { None } else { Some(("same op at 1 GiB".to_string(), b)).filter(|_| v >= 0.0) };
         rows.push(Row { scenario: format!("snapshot create → available, {label} volume, {data_mib} MiB data"), value: now.0, unit: "ms", reference: ratio_ref(now.0, base.0) });
         rows.push(Row { scenario: format!("volume from snapshot → available, {label}"), value: now.1, unit: "ms", reference: ratio_ref(now.1, base.1) });
-        rows.push(Row { scenario: format!("snapshot delete ({data_mib} MiB merged) → gone, {label}"), value: now.2, unit: "ms", reference: ratio_ref(now.2, base.2) });
+        rows.push(Row { scenario: format!("snapshot delete, {data_mib} MiB merged → done, {label}"), value: now.2, unit: "ms", reference: ratio_ref(now.2, base.2) });
         client.call("DELETE", &format!("/volumes/{vol}"), None)?;
     }
     if let Some(r) = qemu_img_overlay_ms("1T", if args.quick { 10 } else { 50 }) {
