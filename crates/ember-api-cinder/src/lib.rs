@@ -104,12 +104,19 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
+/// Marks a response that Cinder sends from outside its versioned API (a
+/// routing miss): no microversion headers, no compute request id.
+#[derive(Clone, Copy)]
+struct Unversioned;
+
 /// The plain 404 that Cinder's router gives unknown paths and methods.
 fn route_not_found() -> Response {
-    json_response(
+    let mut r = json_response(
         StatusCode::NOT_FOUND,
         &serde_json::json!({"message": "The resource could not be found.<br /><br />\n\n\n", "code": "404 Not Found", "title": "Not Found"}),
-    )
+    );
+    r.extensions_mut().insert(Unversioned);
+    r
 }
 
 fn error_response(e: &CinderError) -> Response {
@@ -165,10 +172,13 @@ pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: 
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
     let mut response = dispatch(&state, method.clone(), &uri, headers, body).await;
+    let unversioned = response.extensions().get::<Unversioned>().is_some();
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         h.insert("x-openstack-request-id", v.clone());
-        h.insert("x-compute-request-id", v);
+        if !unversioned {
+            h.insert("x-compute-request-id", v);
+        }
     }
     tracing::info!(
         request_id = %request_id,
@@ -236,7 +246,7 @@ async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: Heade
         Microversion::V3_0
     };
     let mut response = route_and_run(state, api, mv, method, uri, headers, body, &segments[1..], base).await;
-    if api == Api::V3 {
+    if api == Api::V3 && response.extensions().get::<Unversioned>().is_none() {
         if let Ok(v) = HeaderValue::from_str(&mv.header_value()) {
             response.headers_mut().insert("openstack-api-version", v);
         }
@@ -267,6 +277,7 @@ async fn route_and_run(
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
             r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+            r.extensions_mut().insert(Unversioned);
             return r;
         }
         let doc = if api == Api::V3 { version::v3_version_doc(&base) } else { version::v2_version_doc(&base) };

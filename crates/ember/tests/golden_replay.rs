@@ -279,6 +279,10 @@ fn every_golden_pair_replays() {
                 _ => {}
             }
         }
+        let recorded_version = response["headers"].as_array().unwrap().iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("openstack-api-version")));
+        if !recorded_version && headers.contains_key("openstack-api-version") && expected_status != 400 {
+            replay.mismatches.push(format!("{case}: Cinder sends no OpenStack-API-Version header here"));
+        }
         if expected_body.pointer("/badRequest/message") == Some(&Value::String("*".into())) {
             if actual.pointer("/badRequest/code") != Some(&Value::from(400)) {
                 replay.mismatches.push(format!("{case}: expected a badRequest body, got {actual}"));
