@@ -279,6 +279,26 @@ fn list_rows<T: serde::de::DeserializeOwned, F>(
     Ok(Page { items, count, more, marker_not_found: false })
 }
 
+/// One record's JSON body by id.
+fn get_body<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, id: &str) -> Result<Option<T>> {
+    let body: Option<String> = conn
+        .prepare_cached(&format!("SELECT body FROM {table} WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    body.map(|b| from_json(table, &b)).transpose()
+}
+
+/// Every body a `SELECT body …` query returns.
+fn bodies<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    rows.iter().map(|b| from_json(table, b)).collect()
+}
+
 fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
     t.map(|t| t.0)
 }
@@ -291,12 +311,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn volume(&mut self, id: VolumeId) -> Result<Option<Volume>> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM volumes WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        body.map(|b| from_json("volume", &b)).transpose()
+        get_body(&self.conn, "volumes", &id.to_string())
     }
 
     fn put_volume(&mut self, v: &Volume) -> Result<()> {
@@ -344,12 +359,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn snapshot(&mut self, id: SnapshotId) -> Result<Option<Snapshot>> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM snapshots WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        body.map(|b| from_json("snapshot", &b)).transpose()
+        get_body(&self.conn, "snapshots", &id.to_string())
     }
 
     fn put_snapshot(&mut self, s: &Snapshot) -> Result<()> {
@@ -409,12 +419,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn image(&mut self, id: ImageId) -> Result<Option<Image>> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM images WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        body.map(|b| from_json("image", &b)).transpose()
+        get_body(&self.conn, "images", &id.to_string())
     }
 
     fn put_image(&mut self, image: &Image) -> Result<()> {
@@ -432,23 +437,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn image_children(&mut self, id: ImageId) -> Result<Vec<Image>> {
-        let mut stmt = self.conn.prepare_cached("SELECT body FROM images WHERE parent = ?1 ORDER BY id").map_err(backend)?;
-        let bodies = stmt
-            .query_map([id.to_string()], |r| r.get::<_, String>(0))
-            .map_err(backend)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        bodies.iter().map(|b| from_json("image", b)).collect()
+        bodies(&self.conn, "images", "SELECT body FROM images WHERE parent = ?1 ORDER BY id", &[&id.to_string()])
     }
 
     fn all_images(&mut self) -> Result<Vec<Image>> {
-        let mut stmt = self.conn.prepare_cached("SELECT body FROM images ORDER BY id").map_err(backend)?;
-        let bodies = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(backend)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        bodies.iter().map(|b| from_json("image", b)).collect()
+        bodies(&self.conn, "images", "SELECT body FROM images ORDER BY id", &[])
     }
 
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>> {
@@ -503,12 +496,7 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn workflow(&mut self, id: WorkflowId) -> Result<Option<WorkflowRecord>> {
-        let body: Option<String> = self
-            .conn
-            .prepare_cached("SELECT body FROM workflows WHERE id = ?1")
-            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
-            .map_err(backend)?;
-        body.map(|b| from_json("workflow", &b)).transpose()
+        get_body(&self.conn, "workflows", &id.to_string())
     }
 
     fn put_workflow(&mut self, w: &WorkflowRecord) -> Result<()> {
@@ -524,12 +512,6 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn workflows(&mut self) -> Result<Vec<WorkflowRecord>> {
-        let mut stmt = self.conn.prepare_cached("SELECT body FROM workflows ORDER BY created_at, id").map_err(backend)?;
-        let bodies = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(backend)?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        bodies.iter().map(|b| from_json("workflow", b)).collect()
+        bodies(&self.conn, "workflows", "SELECT body FROM workflows ORDER BY created_at, id", &[])
     }
 }
