@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs Ember's whole test suite: unit tests, the qcow2 driver against
 # qemu's own tools, and integration tests that start the real `ember`
-# binary. Installs the system tools the tests use when they are missing.
+# binary, then the OpenStack clients against it (scripts/interop.sh).
+# Installs the system tools the tests use when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -16,3 +18,8 @@ if ((${#need[@]})); then
 fi
 
 cargo test --workspace --locked "$@"
+
+# The standard OpenStack clients, unmodified, against the real binary.
+if [ -z "${EMBER_SKIP_INTEROP:-}" ]; then
+    ./scripts/interop.sh
+fi

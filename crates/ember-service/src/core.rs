@@ -37,6 +37,11 @@ pub struct Core {
     pub faults: Faults,
     slots: Mutex<HashMap<VolumeId, Arc<VolumeSlot>>>,
     pub(crate) gc_lock: Mutex<()>,
+    /// Read-held from reading a chain out of the store until its files are
+    /// open; write-held by garbage collection from the commit that unlinks
+    /// an image until its file is gone. Without it a reader could list an
+    /// image that is deleted before it opens the file.
+    pub(crate) chain_files: RwLock<()>,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -46,7 +51,7 @@ pub struct ChainGuard<'a> {
 
 impl Core {
     pub fn new(store: Arc<dyn MetadataStore>, driver: Arc<dyn StorageDriver>, config: ServiceConfig) -> Self {
-        Core { store, driver, config, faults: Faults::default(), slots: Mutex::new(HashMap::new()), gc_lock: Mutex::new(()) }
+        Core { store, driver, config, faults: Faults::default(), slots: Mutex::new(HashMap::new()), gc_lock: Mutex::new(()), chain_files: RwLock::new(()) }
     }
 
     pub fn slot(&self, volume: VolumeId) -> Arc<VolumeSlot> {
@@ -104,7 +109,15 @@ impl Core {
         }
     }
 
+    /// Opens the chain under `top` as the store records it now.
+    pub fn open_chain(&self, top: ImageId, writable: bool) -> Result<Arc<dyn BlockIo>> {
+        let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
+        let chain = Self::chain_of(self.store.read()?.as_mut(), top)?;
+        Ok(self.driver.open(&chain, writable)?)
+    }
+
     fn open_volume_chain(&self, volume: VolumeId) -> Result<Arc<dyn BlockIo>> {
+        let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
         let chain = {
             let mut tx = self.store.read()?;
             let v = tx.volume(volume)?.ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;

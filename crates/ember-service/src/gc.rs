@@ -28,6 +28,7 @@ pub fn collect_garbage(core: &Core) -> Result<()> {
                     // Re-checked in the transaction that deletes the record;
                     // the file goes after the commit (a crash in between
                     // leaves an orphan file, which start-up removes).
+                    let _files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
                     let mut tx = core.store.write()?;
                     let still_unowned = tx.image(image.id)?.is_some_and(|i| i.owner == ImageOwner::None);
                     if !still_unowned || !tx.image_children(image.id)?.is_empty() {
@@ -83,6 +84,7 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
         return Ok(false);
     }
     core.driver.merge_into_child(&chain)?;
+    let files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
     let mut tx = core.store.write()?;
     // The parent as it is now: an earlier merge in this pass may have
     // re-pointed `image` since the caller listed it.
@@ -95,6 +97,7 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
     tx.commit()?;
     drop(guard);
     core.driver.delete_image(image.id)?;
+    drop(files);
     tracing::debug!(image = %image.id, child = %child.id, "merged unowned image into its child");
     Ok(true)
 }

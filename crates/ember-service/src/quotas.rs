@@ -58,11 +58,15 @@ impl Service {
         }
     }
 
+    /// Quota changes are admin only. Dialects check this before they look
+    /// at the request body, as Cinder does.
+    pub fn authorize_quota_update(&self, caller: &Caller) -> Result<()> {
+        if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden("volume_extension:quotas:update".into())) }
+    }
+
     /// Admin only. A limit below current usage is refused, as in Cinder.
     pub async fn set_quotas(&self, caller: &Caller, project: ProjectId, limits: Vec<(QuotaResource, i64)>) -> Result<QuotaSet> {
-        if !caller.is_admin() {
-            return Err(ServiceError::Forbidden("volume_extension:quotas:update".into()));
-        }
+        self.authorize_quota_update(caller)?;
         let core = self.core.clone();
         let p = project.clone();
         self.run_blocking(move || {

@@ -241,8 +241,7 @@ impl Service {
         }
         let core = self.core.clone();
         self.run_blocking(move || {
-            let chain = Core::chain_of(core.store.read()?.as_mut(), image)?;
-            let io = core.driver.open(&chain, false)?;
+            let io = core.open_chain(image, false)?;
             let mut buf = vec![0u8; length as usize];
             io.read_at(&mut buf, offset)?;
             Ok(buf)

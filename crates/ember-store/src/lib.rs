@@ -13,8 +13,8 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    Image, ImageId, ProjectId, QuotaResource, Snapshot, SnapshotId, Volume, VolumeId,
-    WorkflowId, WorkflowRecord,
+    Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
+    VolumeId, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -73,4 +73,28 @@ pub trait Tx {
     fn delete_workflow(&mut self, id: WorkflowId) -> Result<()>;
     /// Workflows not yet finished, oldest first.
     fn workflows(&mut self) -> Result<Vec<WorkflowRecord>>;
+
+    // Identity (embedded Keystone-compatible service).
+    fn project(&mut self, id: &str) -> Result<Option<Project>>;
+    fn put_project(&mut self, project: &Project) -> Result<()>;
+    fn delete_project(&mut self, id: &str) -> Result<()>;
+    fn projects(&mut self) -> Result<Vec<Project>>;
+    fn user(&mut self, id: &str) -> Result<Option<User>>;
+    fn put_user(&mut self, user: &User) -> Result<()>;
+    fn delete_user(&mut self, id: &str) -> Result<()>;
+    fn users(&mut self) -> Result<Vec<User>>;
+    fn role(&mut self, id: &str) -> Result<Option<Role>>;
+    fn put_role(&mut self, role: &Role) -> Result<()>;
+    fn delete_role(&mut self, id: &str) -> Result<()>;
+    fn roles(&mut self) -> Result<Vec<Role>>;
+    /// Role ids granted to `user` on `project`.
+    fn role_assignments(&mut self, user: &str, project: &str) -> Result<Vec<String>>;
+    /// Every (user, project, role) grant.
+    fn all_role_assignments(&mut self) -> Result<Vec<(String, String, String)>>;
+    fn grant_role(&mut self, user: &str, project: &str, role: &str) -> Result<()>;
+    fn revoke_role(&mut self, user: &str, project: &str, role: &str) -> Result<()>;
+    /// Records a revoked token (by audit id) until it would have expired.
+    fn revoke_token(&mut self, audit_id: &str, expires_at: i64) -> Result<()>;
+    /// Revoked audit ids that have not expired by `now`.
+    fn revoked_tokens(&mut self, now: i64) -> Result<Vec<String>>;
 }

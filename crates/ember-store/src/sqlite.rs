@@ -7,8 +7,8 @@
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
-    Image, ImageId, Metadata, ProjectId, QuotaResource, Snapshot, SnapshotId, Volume, VolumeId,
-    WorkflowId, WorkflowRecord,
+    Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
+    Volume, VolumeId, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -39,6 +39,12 @@ CREATE TABLE quota_usage (
     project_id TEXT NOT NULL, resource TEXT NOT NULL, in_use INTEGER NOT NULL,
     PRIMARY KEY (project_id, resource));
 CREATE TABLE workflows (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE identity (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (kind, id));
+CREATE TABLE role_assignments (user_id TEXT NOT NULL, project_id TEXT NOT NULL, role_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, project_id, role_id));
+CREATE TABLE revoked_tokens (audit_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -299,6 +305,29 @@ fn bodies<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, sql: &
     rows.iter().map(|b| from_json(table, b)).collect()
 }
 
+fn identity_get<T: serde::de::DeserializeOwned>(conn: &Connection, kind: &str, id: &str) -> Result<Option<T>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM identity WHERE kind = ?1 AND id = ?2")
+        .and_then(|mut s| s.query_row([kind, id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    body.map(|b| from_json(kind, &b)).transpose()
+}
+
+fn identity_put<T: serde::Serialize>(conn: &Connection, kind: &str, id: &str, name: &str, value: &T) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO identity (kind, id, name, body) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![kind, id, name, to_json(value)]))
+        .map(drop)
+        .map_err(backend)
+}
+
+fn identity_delete(conn: &Connection, kind: &str, id: &str) -> Result<()> {
+    conn.execute("DELETE FROM identity WHERE kind = ?1 AND id = ?2", [kind, id]).map(drop).map_err(backend)
+}
+
+fn identity_all<T: serde::de::DeserializeOwned>(conn: &Connection, kind: &str) -> Result<Vec<T>> {
+    bodies(conn, kind, "SELECT body FROM identity WHERE kind = ?1 ORDER BY name, id", &[&kind])
+}
+
 fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
     t.map(|t| t.0)
 }
@@ -513,5 +542,111 @@ impl Tx for SqliteTx<'_> {
 
     fn workflows(&mut self) -> Result<Vec<WorkflowRecord>> {
         bodies(&self.conn, "workflows", "SELECT body FROM workflows ORDER BY created_at, id", &[])
+    }
+
+    fn project(&mut self, id: &str) -> Result<Option<Project>> {
+        identity_get(&self.conn, "project", id)
+    }
+
+    fn put_project(&mut self, p: &Project) -> Result<()> {
+        identity_put(&self.conn, "project", &p.id, &p.name, p)
+    }
+
+    fn delete_project(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM role_assignments WHERE project_id = ?1", [id]).map_err(backend)?;
+        identity_delete(&self.conn, "project", id)
+    }
+
+    fn projects(&mut self) -> Result<Vec<Project>> {
+        identity_all(&self.conn, "project")
+    }
+
+    fn user(&mut self, id: &str) -> Result<Option<User>> {
+        identity_get(&self.conn, "user", id)
+    }
+
+    fn put_user(&mut self, u: &User) -> Result<()> {
+        identity_put(&self.conn, "user", &u.id, &u.name, u)
+    }
+
+    fn delete_user(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM role_assignments WHERE user_id = ?1", [id]).map_err(backend)?;
+        identity_delete(&self.conn, "user", id)
+    }
+
+    fn users(&mut self) -> Result<Vec<User>> {
+        identity_all(&self.conn, "user")
+    }
+
+    fn role(&mut self, id: &str) -> Result<Option<Role>> {
+        identity_get(&self.conn, "role", id)
+    }
+
+    fn put_role(&mut self, r: &Role) -> Result<()> {
+        identity_put(&self.conn, "role", &r.id, &r.name, r)
+    }
+
+    fn delete_role(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM role_assignments WHERE role_id = ?1", [id]).map_err(backend)?;
+        identity_delete(&self.conn, "role", id)
+    }
+
+    fn roles(&mut self) -> Result<Vec<Role>> {
+        identity_all(&self.conn, "role")
+    }
+
+    fn role_assignments(&mut self, user: &str, project: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT role_id FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 ORDER BY role_id")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([user, project], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows)
+    }
+
+    fn all_role_assignments(&mut self) -> Result<Vec<(String, String, String)>> {
+        let mut stmt = self.conn.prepare_cached("SELECT user_id, project_id, role_id FROM role_assignments").map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows)
+    }
+
+    fn grant_role(&mut self, user: &str, project: &str, role: &str) -> Result<()> {
+        self.conn
+            .execute("INSERT OR IGNORE INTO role_assignments (user_id, project_id, role_id) VALUES (?1, ?2, ?3)", [user, project, role])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn revoke_role(&mut self, user: &str, project: &str, role: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM role_assignments WHERE user_id = ?1 AND project_id = ?2 AND role_id = ?3", [user, project, role])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn revoke_token(&mut self, audit_id: &str, expires_at: i64) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO revoked_tokens (audit_id, expires_at) VALUES (?1, ?2)", params![audit_id, expires_at])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn revoked_tokens(&mut self, now: i64) -> Result<Vec<String>> {
+        self.conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now]).map_err(backend)?;
+        let mut stmt = self.conn.prepare_cached("SELECT audit_id FROM revoked_tokens").map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows)
     }
 }

@@ -16,9 +16,15 @@ pub struct ServeArgs {
     /// Optional TOML file with the same keys (data_dir, listen, auth).
     #[arg(long, env = "EMBER_CONFIG")]
     config: Option<PathBuf>,
-    /// Authentication strategy: `noauth` (X-Auth-Token: user:project).
+    /// Authentication: `embedded` (Ember's own Keystone-compatible
+    /// identity service, the default) or `noauth` (development: the token is
+    /// `user:project`).
     #[arg(long, env = "EMBER_AUTH")]
     auth: Option<String>,
+    /// Password of the bootstrap `admin` user (generated on first start when
+    /// absent, and written to `<data-dir>/openrc`).
+    #[arg(long, env = "EMBER_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -27,6 +33,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     auth: Option<String>,
+    admin_password: Option<String>,
 }
 
 #[derive(Debug)]
@@ -34,6 +41,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: String,
     pub auth: String,
+    pub admin_password: Option<String>,
 }
 
 impl ServeArgs {
@@ -49,7 +57,8 @@ impl ServeArgs {
         Ok(Settings {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("ember-data")),
             listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8776".into()),
-            auth: self.auth.or(file.auth).unwrap_or_else(|| "noauth".into()),
+            auth: self.auth.or(file.auth).unwrap_or_else(|| "embedded".into()),
+            admin_password: self.admin_password.or(file.admin_password),
         })
     }
 }

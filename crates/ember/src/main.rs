@@ -55,17 +55,31 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     let driver = Qcow2Driver::new(settings.data_dir.join("images")).context("opening the image directory")?;
     let service = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     let resumed = service.recover().await.context("recovering unfinished work")?;
-    let auth: Arc<dyn ember_api_common::Authenticator> = match settings.auth.as_str() {
-        "noauth" => Arc::new(ember_api_common::NoAuth),
-        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: noauth)"),
-    };
-    let app = ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth }));
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    let mut app = axum::Router::new();
+    let auth: Arc<dyn ember_api_common::Authenticator> = match settings.auth.as_str() {
+        "noauth" => Arc::new(ember_api_common::NoAuth),
+        "embedded" => {
+            let store = service.core().store.clone();
+            let identity = Arc::new(ember_identity::IdentityService::open(store, &settings.data_dir)?);
+            let auth_url = format!("http://{local}/identity/v3");
+            let boot = identity.bootstrap(settings.admin_password.as_deref(), &settings.data_dir, &auth_url)?;
+            if boot.password_generated {
+                tracing::info!(openrc = %settings.data_dir.join("openrc").display(), "generated the admin password");
+            }
+            app = app.merge(ember_identity::router(identity.clone()));
+            Arc::new(ember_identity::TokenAuthenticator(identity))
+        }
+        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, noauth)"),
+    };
+    let app = app.merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %local,
         data_dir = %settings.data_dir.display(),
+        auth = %settings.auth,
         resumed_workflows = resumed,
         "ember is serving the Cinder API"
     );

@@ -73,12 +73,17 @@ pub async fn quota_defaults(svc: &Service, project: &str) -> Result<Reply, Cinde
 }
 
 pub async fn update_quotas(svc: &Service, req: &Req, project: &str) -> Result<Reply, CinderError> {
+    svc.authorize_quota_update(&req.caller)?;
     let body = req.json_body()?;
     let Some(set) = body.get("quota_set").and_then(Value::as_object) else {
         return Err(CinderError::bad_request("Missing required element 'quota_set' in request body."));
     };
     let mut limits = Vec::new();
     for (key, value) in set {
+        // Cinder ignores these (python-cinderclient sends `tenant_id`).
+        if key == "tenant_id" || key == "id" {
+            continue;
+        }
         let n = value
             .as_i64()
             .or_else(|| value.as_str().and_then(|s| s.parse().ok()))

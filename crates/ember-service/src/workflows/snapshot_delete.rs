@@ -1,11 +1,14 @@
-//! Snapshot delete: release the snapshot's image and its quota, then let
-//! the garbage collector merge or remove the image.
+//! Snapshot delete: give up the snapshot's image, let the garbage collector
+//! merge or remove it, then delete the record and return the quota. The
+//! snapshot stays visible as `deleting` until its storage work is done, so
+//! a 404 means nothing is left to do.
 //!
 //! Steps:
-//! 1. (DB) `release`: in one transaction, give up the image, delete the
-//!    record and return the quota. A re-run finds no record and does nothing.
+//! 1. (DB) `disown`: the image loses its owner. A re-run finds it unowned.
 //! 2. (Storage) `collect`: merge the image into its only child, delete it if
 //!    it has none, keep it while several clones still read through it.
+//! 3. (DB) `remove`: in one transaction, delete the record and return the
+//!    quota. A re-run finds no record and does nothing.
 
 use crate::core::Core;
 use crate::engine::{nothing, Step, Workflow};
@@ -27,8 +30,9 @@ impl Workflow for SnapshotDelete {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "release", run: release, undo: nothing },
+            Step { name: "disown", run: disown, undo: nothing },
             Step { name: "collect", run: collect, undo: nothing },
+            Step { name: "remove", run: remove, undo: nothing },
         ]
     }
 
@@ -41,8 +45,8 @@ impl Workflow for SnapshotDelete {
             tx.put_snapshot(&s)?;
         }
         tx.commit()?;
-        // If only the collection failed, the records are gone: try again so
-        // no unowned image outlives the workflow.
+        // The image may be unowned already: try again so no collectable
+        // image outlives the workflow.
         if let Err(e) = gc::collect_garbage(core) {
             tracing::warn!(error = %e, "garbage collection after a failed delete");
         }
@@ -66,7 +70,22 @@ pub(crate) fn release_snapshot(tx: &mut dyn ember_store::Tx, snapshot_id: Snapsh
     Ok(())
 }
 
-fn release(core: &Core, p: &Params) -> Result<()> {
+fn disown(core: &Core, p: &Params) -> Result<()> {
+    let mut tx = core.store.write()?;
+    if let Some(mut snapshot) = tx.snapshot(p.snapshot_id)? {
+        if let Some(image_id) = snapshot.image.take() {
+            if let Some(mut image) = tx.image(image_id)? {
+                image.owner = ImageOwner::None;
+                tx.put_image(&image)?;
+            }
+            tx.put_snapshot(&snapshot)?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn remove(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
     release_snapshot(tx.as_mut(), p.snapshot_id)?;
     tx.commit()?;

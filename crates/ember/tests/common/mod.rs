@@ -12,6 +12,8 @@ pub const PROJECT: &str = "3f0b1c9e5a7d4e2f9c8b7a6d5e4f3a2b";
 pub const OTHER_PROJECT: &str = "9d8c7b6a5f4e4d3c2b1a0f9e8d7c6b5a";
 
 pub struct Server {
+    /// Extra `ember serve` arguments (default: `--auth noauth`).
+    pub args: Vec<String>,
     pub port: u16,
     pub data: tempfile::TempDir,
     child: Option<Child>,
@@ -23,9 +25,16 @@ fn free_port() -> u16 {
 }
 
 impl Server {
+    /// Ember in `noauth` mode (tokens are `user:project`).
     pub fn start() -> Server {
+        Self::start_with(&["--auth", "noauth"])
+    }
+
+    /// Ember with the given extra arguments.
+    pub fn start_with(args: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let mut server = Server {
+            args: args.iter().map(|a| a.to_string()).collect(),
             port: free_port(),
             data,
             child: None,
@@ -48,6 +57,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_ember"))
             .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
             .arg(self.data_dir())
+            .args(&self.args)
             .env("EMBER_LOG", "info")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

@@ -1,0 +1,25 @@
+//! The Cinder (and later dialects') authenticator backed by embedded
+//! identity tokens: `X-Auth-Token` must be a valid, unexpired, unrevoked
+//! token scoped to a project.
+
+use crate::IdentityService;
+use axum::http::HeaderMap;
+use ember_api_common::{AuthError, Authenticator};
+use ember_model::{ProjectId, UserId};
+use ember_service::Caller;
+use std::sync::Arc;
+
+pub struct TokenAuthenticator(pub Arc<IdentityService>);
+
+impl Authenticator for TokenAuthenticator {
+    fn authenticate(&self, headers: &HeaderMap, _project_in_path: Option<&str>) -> Result<Caller, AuthError> {
+        let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(AuthError::Unauthenticated)?;
+        let payload = self.0.check(token.trim()).map_err(|_| AuthError::Unauthenticated)?;
+        let project = payload.project_id.ok_or(AuthError::Unauthenticated)?;
+        Ok(Caller {
+            user_id: UserId(payload.user_id),
+            project_id: ProjectId(project),
+            roles: payload.roles.into_iter().map(|(_, name)| name).collect(),
+        })
+    }
+}

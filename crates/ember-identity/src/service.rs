@@ -1,0 +1,318 @@
+//! The identity rules: authentication, tokens, projects, users, roles.
+
+use crate::password;
+use crate::token::{write_private, Payload, Signer};
+use ember_model::{new_identity_id, Project, Role, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
+use ember_store::MetadataStore;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<ember_store::StoreError> for IdentityError {
+    fn from(e: ember_store::StoreError) -> Self {
+        IdentityError::Internal(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, IdentityError>;
+
+/// Keystone's default roles; each implies the ones after it.
+pub const DEFAULT_ROLES: [&str; 3] = ["admin", "member", "reader"];
+
+/// A validated token and what it names.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    pub payload: Payload,
+    pub user: User,
+    pub project: Option<Project>,
+}
+
+/// What first start set up, for the log and the openrc file.
+pub struct Bootstrap {
+    pub admin_user_id: String,
+    pub admin_project_id: String,
+    pub password_generated: bool,
+}
+
+pub struct IdentityService {
+    store: Arc<dyn MetadataStore>,
+    signer: Signer,
+    revoked: RwLock<HashSet<String>>,
+    ttl_secs: i64,
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn unauthorized() -> IdentityError {
+    IdentityError::Unauthorized("The request you have made requires authentication.".into())
+}
+
+/// How a request names a user or project: by id, or by name in a domain.
+#[derive(Clone, Debug, Default)]
+pub struct Reference {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub domain_id: Option<String>,
+    pub domain_name: Option<String>,
+}
+
+impl Reference {
+    fn in_default_domain(&self) -> bool {
+        let id_ok = self.domain_id.as_deref().is_none_or(|d| d == DEFAULT_DOMAIN_ID);
+        let name_ok = self.domain_name.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME));
+        id_ok && name_ok
+    }
+}
+
+impl IdentityService {
+    pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path) -> Result<Self> {
+        let signer = Signer::load_or_create(&data_dir.join("token.key")).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let revoked = {
+            let mut tx = store.write()?;
+            let list = tx.revoked_tokens(now())?;
+            tx.commit()?;
+            list.into_iter().collect()
+        };
+        Ok(IdentityService { store, signer, revoked: RwLock::new(revoked), ttl_secs: 3600 })
+    }
+
+    /// Makes sure the default roles, the `admin` project and the `admin`
+    /// user (with the admin role there) exist. The password is set when
+    /// given, generated when the user is new, and written to `openrc`.
+    pub fn bootstrap(&self, admin_password: Option<&str>, data_dir: &Path, auth_url: &str) -> Result<Bootstrap> {
+        let mut tx = self.store.write()?;
+        let roles = tx.roles()?;
+        let mut role_ids = vec![];
+        for name in DEFAULT_ROLES {
+            let id = match roles.iter().find(|r| r.name == name) {
+                Some(r) => r.id.clone(),
+                None => {
+                    let r = Role { id: new_identity_id(), name: name.into() };
+                    tx.put_role(&r)?;
+                    r.id
+                }
+            };
+            role_ids.push(id);
+        }
+        let project = match tx.projects()?.into_iter().find(|p| p.name == "admin") {
+            Some(p) => p,
+            None => {
+                let p = Project {
+                    id: new_identity_id(),
+                    name: "admin".into(),
+                    domain_id: DEFAULT_DOMAIN_ID.into(),
+                    description: "Bootstrap project for initializing the cloud.".into(),
+                    enabled: true,
+                };
+                tx.put_project(&p)?;
+                p
+            }
+        };
+        let existing = tx.users()?.into_iter().find(|u| u.name == "admin");
+        let mut generated = None;
+        let user = match existing {
+            Some(mut u) => {
+                if let Some(pw) = admin_password {
+                    u.password_hash = password::hash(pw);
+                    tx.put_user(&u)?;
+                }
+                u
+            }
+            None => {
+                let pw = match admin_password {
+                    Some(pw) => pw.to_string(),
+                    None => {
+                        let mut raw = [0u8; 18];
+                        getrandom::fill(&mut raw).map_err(|e| IdentityError::Internal(e.to_string()))?;
+                        let pw: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+                        generated = Some(pw.clone());
+                        pw
+                    }
+                };
+                let u = User {
+                    id: new_identity_id(),
+                    name: "admin".into(),
+                    domain_id: DEFAULT_DOMAIN_ID.into(),
+                    password_hash: password::hash(&pw),
+                    enabled: true,
+                    default_project_id: Some(project.id.clone()),
+                    email: None,
+                    description: None,
+                };
+                tx.put_user(&u)?;
+                if generated.is_none() {
+                    generated = Some(pw);
+                }
+                u
+            }
+        };
+        tx.grant_role(&user.id, &project.id, &role_ids[0])?;
+        tx.commit()?;
+        let password_generated = admin_password.is_none() && generated.is_some();
+        let openrc = data_dir.join("openrc");
+        if let Some(pw) = admin_password.map(str::to_string).or(generated) {
+            let text = format!(
+                "# Credentials of Ember's bootstrap admin. Use: source {}\n\
+                 export OS_AUTH_TYPE=password\n\
+                 export OS_AUTH_URL={auth_url}\n\
+                 export OS_IDENTITY_API_VERSION=3\n\
+                 export OS_USERNAME=admin\n\
+                 export OS_PASSWORD='{pw}'\n\
+                 export OS_PROJECT_NAME=admin\n\
+                 export OS_USER_DOMAIN_NAME=Default\n\
+                 export OS_PROJECT_DOMAIN_NAME=Default\n\
+                 export OS_REGION_NAME=RegionOne\n\
+                 export OS_INTERFACE=public\n\
+                 export OS_VOLUME_API_VERSION=3\n",
+                openrc.display()
+            );
+            write_private(&openrc, text.as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        }
+        Ok(Bootstrap { admin_user_id: user.id, admin_project_id: project.id, password_generated })
+    }
+
+    fn find_user(&self, r: &Reference) -> Result<Option<User>> {
+        let mut tx = self.store.read()?;
+        if let Some(id) = &r.id {
+            return Ok(tx.user(id)?);
+        }
+        if !r.in_default_domain() {
+            return Ok(None);
+        }
+        let name = r.name.as_deref().unwrap_or_default();
+        Ok(tx.users()?.into_iter().find(|u| u.name == name))
+    }
+
+    fn find_project(&self, r: &Reference) -> Result<Option<Project>> {
+        let mut tx = self.store.read()?;
+        if let Some(id) = &r.id {
+            return Ok(tx.project(id)?);
+        }
+        if !r.in_default_domain() {
+            return Ok(None);
+        }
+        let name = r.name.as_deref().unwrap_or_default();
+        Ok(tx.projects()?.into_iter().find(|p| p.name == name))
+    }
+
+    /// The roles `user` has on `project`, with the implied ones.
+    fn effective_roles(&self, user: &str, project: &str) -> Result<Vec<(String, String)>> {
+        let mut tx = self.store.read()?;
+        let granted = tx.role_assignments(user, project)?;
+        let roles = tx.roles()?;
+        let mut names: Vec<String> = roles.iter().filter(|r| granted.contains(&r.id)).map(|r| r.name.clone()).collect();
+        for (i, name) in DEFAULT_ROLES.iter().enumerate() {
+            if names.iter().any(|n| n == name) {
+                for implied in &DEFAULT_ROLES[i + 1..] {
+                    if !names.iter().any(|n| n == implied) {
+                        names.push(implied.to_string());
+                    }
+                }
+            }
+        }
+        Ok(roles.into_iter().filter(|r| names.contains(&r.name)).map(|r| (r.id, r.name)).collect())
+    }
+
+    fn issue(&self, user: User, scope: Option<Reference>, methods: Vec<String>, expires_at: Option<i64>) -> Result<(String, TokenInfo)> {
+        if !user.enabled {
+            return Err(unauthorized());
+        }
+        let project = match scope {
+            Some(r) => Some(self.find_project(&r)?.ok_or_else(unauthorized)?),
+            None => None,
+        };
+        let (project, roles) = match project {
+            Some(p) => {
+                if !p.enabled {
+                    return Err(unauthorized());
+                }
+                let roles = self.effective_roles(&user.id, &p.id)?;
+                if roles.is_empty() {
+                    return Err(unauthorized());
+                }
+                (Some(p), roles)
+            }
+            None => (None, vec![]),
+        };
+        let issued = now();
+        let payload = Payload {
+            user_id: user.id.clone(),
+            project_id: project.as_ref().map(|p| p.id.clone()),
+            methods,
+            issued_at: issued,
+            expires_at: expires_at.unwrap_or(issued + self.ttl_secs),
+            audit_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
+            roles,
+        };
+        let token = self.signer.sign(&payload);
+        Ok((token, TokenInfo { payload, user, project }))
+    }
+
+    pub fn authenticate_password(&self, user: &Reference, password_text: &str, scope: Option<Reference>) -> Result<(String, TokenInfo)> {
+        let user = self.find_user(user)?.ok_or_else(unauthorized)?;
+        if !password::verify(password_text, &user.password_hash) {
+            return Err(unauthorized());
+        }
+        let scope = scope.or_else(|| user.default_project_id.clone().map(|id| Reference { id: Some(id), ..Default::default() }));
+        self.issue(user, scope, vec!["password".into()], None)
+    }
+
+    /// A new token from an existing one (rescoping); it expires no later.
+    pub fn authenticate_token(&self, token: &str, scope: Option<Reference>) -> Result<(String, TokenInfo)> {
+        let info = self.validate(token)?;
+        self.issue(info.user, scope, vec!["token".into()], Some(info.payload.expires_at))
+    }
+
+    /// Signature, expiry and revocation only: cheap enough for every API
+    /// request, and needs no database.
+    pub fn check(&self, token: &str) -> Result<Payload> {
+        let payload = self.signer.verify(token).ok_or_else(unauthorized)?;
+        if payload.expires_at <= now() || self.revoked.read().unwrap().contains(&payload.audit_id) {
+            return Err(unauthorized());
+        }
+        Ok(payload)
+    }
+
+    /// Full validation, with the user and project as they are now.
+    pub fn validate(&self, token: &str) -> Result<TokenInfo> {
+        let payload = self.check(token)?;
+        let mut tx = self.store.read()?;
+        let user = tx.user(&payload.user_id)?.filter(|u| u.enabled).ok_or_else(unauthorized)?;
+        let project = match &payload.project_id {
+            Some(p) => Some(tx.project(p)?.filter(|p| p.enabled).ok_or_else(unauthorized)?),
+            None => None,
+        };
+        Ok(TokenInfo { payload, user, project })
+    }
+
+    pub fn revoke(&self, token: &str) -> Result<()> {
+        let payload = self.check(token)?;
+        let mut tx = self.store.write()?;
+        tx.revoke_token(&payload.audit_id, payload.expires_at)?;
+        tx.commit()?;
+        self.revoked.write().unwrap().insert(payload.audit_id);
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+}
