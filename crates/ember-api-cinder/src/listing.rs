@@ -125,3 +125,9 @@ pub fn next_link(req: &Req, items: usize, limit: u64, last_id: Option<String>) -
     query.push(format!("marker={}", last_id?));
     Some(json!([{"rel": "next", "href": format!("{}{}?{}", req.base, req.path, query.join("&"))}]))
 }
+
+/// oslo's `strutils.bool_from_string` (not strict): anything it does not
+/// know as true is false.
+pub fn bool_from_string(v: &str) -> bool {
+    matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "t" | "true" | "on" | "y" | "yes")
+}

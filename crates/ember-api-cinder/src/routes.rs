@@ -38,6 +38,7 @@ pub enum Endpoint {
     Limits,
     ShowQuotas { project: String },
     UpdateQuotas { project: String },
+    DeleteQuotas { project: String },
     QuotaDefaults { project: String },
 
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
@@ -118,6 +119,7 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("GET", ["limits"]) => Limits,
         ("GET", ["os-quota-sets", p]) => ShowQuotas { project: s(p) },
         ("PUT", ["os-quota-sets", p]) => UpdateQuotas { project: s(p) },
+        ("DELETE", ["os-quota-sets", p]) => DeleteQuotas { project: s(p) },
         ("GET", ["os-quota-sets", p, "defaults"]) => QuotaDefaults { project: s(p) },
         _ => return None,
     };

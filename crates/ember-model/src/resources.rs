@@ -161,17 +161,35 @@ pub enum QuotaResource {
     Volumes,
     Snapshots,
     Gigabytes,
+    /// The largest single volume; not a counter.
+    PerVolumeGigabytes,
+    /// Kept and reported for clients; Ember has no backups or groups yet,
+    /// so their usage is always 0.
+    Backups,
+    BackupGigabytes,
+    Groups,
 }
 
 impl QuotaResource {
-    pub const ALL: [QuotaResource; 3] =
-        [QuotaResource::Volumes, QuotaResource::Snapshots, QuotaResource::Gigabytes];
+    pub const ALL: [QuotaResource; 7] = [
+        QuotaResource::Volumes,
+        QuotaResource::Snapshots,
+        QuotaResource::Gigabytes,
+        QuotaResource::PerVolumeGigabytes,
+        QuotaResource::Backups,
+        QuotaResource::BackupGigabytes,
+        QuotaResource::Groups,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QuotaResource::Volumes => "volumes",
             QuotaResource::Snapshots => "snapshots",
             QuotaResource::Gigabytes => "gigabytes",
+            QuotaResource::PerVolumeGigabytes => "per_volume_gigabytes",
+            QuotaResource::Backups => "backups",
+            QuotaResource::BackupGigabytes => "backup_gigabytes",
+            QuotaResource::Groups => "groups",
         }
     }
 
@@ -181,6 +199,10 @@ impl QuotaResource {
             QuotaResource::Volumes => 10,
             QuotaResource::Snapshots => 10,
             QuotaResource::Gigabytes => 1000,
+            QuotaResource::PerVolumeGigabytes => -1,
+            QuotaResource::Backups => 10,
+            QuotaResource::BackupGigabytes => 1000,
+            QuotaResource::Groups => 10,
         }
     }
 }

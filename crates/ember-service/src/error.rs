@@ -43,6 +43,12 @@ fn quota_message(resource: QuotaResource, requested: i64, in_use: i64, limit: i6
         QuotaResource::Snapshots => {
             format!("SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded")
         }
+        QuotaResource::PerVolumeGigabytes => {
+            format!("VolumeSizeExceedsLimit: Requested volume size {requested}G is larger than maximum allowed limit {limit}G.")
+        }
+        QuotaResource::Backups | QuotaResource::BackupGigabytes | QuotaResource::Groups => {
+            format!("QuotaError: Quota exceeded for resources: ['{}']", resource.as_str())
+        }
     }
 }
 

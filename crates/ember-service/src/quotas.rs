@@ -18,6 +18,15 @@ pub(crate) fn limit(tx: &mut dyn Tx, project: &ProjectId, resource: QuotaResourc
     Ok(tx.quota_limit(project, resource)?.unwrap_or(resource.default_limit()))
 }
 
+/// Refuses a volume larger than the project's `per_volume_gigabytes`.
+pub(crate) fn check_volume_size(tx: &mut dyn Tx, project: &ProjectId, size_gib: i64) -> Result<()> {
+    let limit = limit(tx, project, QuotaResource::PerVolumeGigabytes)?;
+    if limit >= 0 && size_gib > limit {
+        return Err(ServiceError::QuotaExceeded { resource: QuotaResource::PerVolumeGigabytes, requested: size_gib, in_use: 0, limit });
+    }
+    Ok(())
+}
+
 /// Reserves `deltas` for `project` or fails with the first exceeded quota.
 /// Must run inside the write transaction that creates the resource.
 pub(crate) fn reserve(tx: &mut dyn Tx, project: &ProjectId, deltas: &[(QuotaResource, i64)]) -> Result<()> {
@@ -61,7 +70,22 @@ impl Service {
     /// Quota changes are admin only. Dialects check this before they look
     /// at the request body, as Cinder does.
     pub fn authorize_quota_update(&self, caller: &Caller) -> Result<()> {
-        if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden("volume_extension:quotas:update".into())) }
+        require_quota_admin(caller, "volume_extension:quotas:update")
+    }
+
+    /// Admin only: the project's limits go back to the defaults.
+    pub async fn reset_quotas(&self, caller: &Caller, project: ProjectId) -> Result<()> {
+        require_quota_admin(caller, "volume_extension:quotas:delete")?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            for resource in QuotaResource::ALL {
+                tx.set_quota_limit(&project, resource, resource.default_limit())?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
     }
 
     /// Admin only. A limit below current usage is refused, as in Cinder.
@@ -90,4 +114,8 @@ impl Service {
         .await?;
         self.quota_set(caller, project).await
     }
+}
+
+fn require_quota_admin(caller: &Caller, action: &str) -> Result<()> {
+    if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
 }

@@ -1,7 +1,7 @@
 //! Volume operations and their rules.
 
 use crate::engine::new_record;
-use crate::quotas::reserve;
+use crate::quotas::{check_volume_size, reserve};
 use crate::workflows::{volume_create, volume_delete, volume_extend, volume_revert};
 use crate::*;
 use ember_model::*;
@@ -102,6 +102,7 @@ impl Service {
                         "Volume size '{size}' must be an integer and greater than 0."
                     )));
                 }
+                check_volume_size(tx.as_mut(), &caller.project_id, size as i64)?;
                 reserve(tx.as_mut(), &caller.project_id, &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)])?;
                 let volume = Volume {
                     id: VolumeId::new(),
@@ -264,6 +265,7 @@ impl Service {
                     )));
                 }
                 let delta = (new_size_gib - volume.size_gib) as i64;
+                check_volume_size(tx.as_mut(), &volume.project_id, new_size_gib as i64)?;
                 reserve(tx.as_mut(), &volume.project_id, &[(QuotaResource::Gigabytes, delta)])?;
                 let record = new_record::<volume_extend::VolumeExtend>(&volume_extend::Params {
                     volume_id: id,
@@ -429,16 +431,12 @@ impl Service {
         .await
     }
 
-    /// Admin `os-reset_status`. Transitional statuses are refused: with no
-    /// workflow behind them they would be exactly the stuck states Ember
-    /// promises never to show.
+    /// Admin `os-reset_status`: any status, as in Cinder (Tempest sets
+    /// `creating` and `deleting` this way). Ember's own operations never
+    /// leave a transitional status behind; one an admin sets by hand stays
+    /// until an admin changes it (reset, force delete).
     pub async fn reset_volume_status(&self, caller: &Caller, id: VolumeId, status: VolumeStatus) -> Result<Volume> {
         require_admin(caller, "volume_extension:volume_admin_actions:reset_status")?;
-        if status.is_transitional() {
-            return Err(ServiceError::InvalidInput(format!(
-                "Status '{status}' is a transitional state that only a running operation may set."
-            )));
-        }
         self.mutate_volume(caller, id, move |_, v| {
             v.status = status;
             Ok(())

@@ -39,6 +39,8 @@ pub struct SnapshotFilter {
 pub struct VolumeFilter {
     pub name: Option<String>,
     pub status: Option<VolumeStatus>,
+    pub availability_zone: Option<String>,
+    pub bootable: Option<bool>,
     pub metadata: Metadata,
     pub match_nothing: bool,
 }

@@ -380,6 +380,12 @@ impl Tx for SqliteTx<'_> {
         if let Some(status) = f.status {
             sel.eq("status", Value::Text(status.as_str().into()));
         }
+        if let Some(zone) = &f.availability_zone {
+            sel.eq("json_extract(body, '$.availability_zone')", Value::Text(zone.clone()));
+        }
+        if let Some(bootable) = f.bootable {
+            sel.eq("json_extract(body, '$.bootable')", Value::Integer(bootable as i64));
+        }
         list_rows(&self.conn, "volumes", query, sel, f.match_nothing, &f.metadata, |v: &Volume| &v.metadata)
     }
 

@@ -121,9 +121,14 @@ fn state_rules() {
     assert_eq!(status, 202);
     let (status, body) = s.admin("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": vol}})));
     assert_error(status, &body, 400, "badRequest", "status must be available, but current status is: error");
-    // Transitional statuses cannot be set by hand.
-    let (status, body) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-reset_status": {"status": "creating"}})));
-    assert_error(status, &body, 400, "badRequest", "transitional");
+    // As in Cinder, an admin may set any status by hand, even a
+    // transitional one, and it stays as set (no workflow moves it).
+    let (status, _) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-reset_status": {"status": "creating"}})));
+    assert_eq!(status, 202);
+    let (_, body) = s.admin("GET", &format!("/snapshots/{snap}"), None);
+    assert_eq!(body["snapshot"]["status"], "creating");
+    let (status, body) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-reset_status": {"status": "bogus"}})));
+    assert_eq!(status, 400, "{body}");
     // A snapshot that is not available or error cannot be deleted.
     let (status, _) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-reset_status": {"status": "error_deleting"}})));
     assert_eq!(status, 202);

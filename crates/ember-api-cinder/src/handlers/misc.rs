@@ -39,10 +39,6 @@ pub fn availability_zones(svc: &Service) -> Result<Reply, CinderError> {
 /// Quota keys Cinder reports that Ember does not limit: always unlimited
 /// or Cinder's default, reported so clients find every key they expect.
 const FIXED: &[(&str, i64)] = &[
-    ("per_volume_gigabytes", -1),
-    ("backups", 10),
-    ("backup_gigabytes", 1000),
-    ("groups", 10),
     ("volumes___DEFAULT__", -1),
     ("gigabytes___DEFAULT__", -1),
     ("snapshots___DEFAULT__", -1),

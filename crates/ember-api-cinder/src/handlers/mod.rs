@@ -5,6 +5,7 @@ mod snapshots;
 mod volumes;
 
 use crate::{CinderError, CinderState, Endpoint, Reply, Req};
+use axum::http::StatusCode;
 use ember_api_common::schema::{validate, Schema};
 use serde_json::Value;
 
@@ -46,6 +47,10 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Limits => misc::limits(svc, req).await,
         ShowQuotas { project } => misc::show_quotas(svc, req, &project).await,
         UpdateQuotas { project } => misc::update_quotas(svc, req, &project).await,
+        DeleteQuotas { project } => {
+            svc.reset_quotas(&req.caller, ember_model::ProjectId(project)).await?;
+            Ok(Reply::empty(StatusCode::OK))
+        }
         QuotaDefaults { project } => misc::quota_defaults(svc, &project).await,
     }
 }

@@ -6,7 +6,7 @@ use crate::views::{self, SnapshotView};
 use crate::{schemas, Api, CinderError, Reply, Req};
 use axum::http::StatusCode;
 use ember_api_common::schema::{as_bool, validate};
-use ember_model::{Metadata, SnapshotId, SnapshotStatus, VolumeId};
+use ember_model::{Metadata, ProjectId, SnapshotId, SnapshotStatus, VolumeId};
 use ember_service::{CreateSnapshot, MetadataWrite, Service, UpdateSnapshot};
 use ember_store::{SnapshotFilter, SortKey};
 use serde_json::{json, Value};
@@ -38,6 +38,7 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
         None => None,
     };
     let mut filter = SnapshotFilter::default();
+    let mut project = None;
     let with_count_known = req.mv.at_least(45);
     for (k, v) in filters(req) {
         match k.as_str() {
@@ -50,12 +51,11 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
                 Some(id) => filter.volume_id = Some(id),
                 None => filter.match_nothing = true,
             },
-            "metadata" if req.mv.at_least(22) => match serde_json::from_str::<Value>(&v).ok().and_then(|m| {
-                m.as_object().map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Metadata>())
-            }) {
-                Some(m) => filter.metadata = m,
+            "metadata" if req.mv.at_least(22) => match ember_api_common::pyrepr::parse_literal_dict(&v) {
+                Some(m) => filter.metadata = m.into_iter().collect(),
                 None => return Err(CinderError::bad_request(format!("Invalid input received: Invalid metadata filter {v}"))),
             },
+            "project_id" => project = Some(ProjectId(v)),
             _ => filter.match_nothing = true,
         }
     }
@@ -64,6 +64,8 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
         filter.match_nothing = true;
     }
     let mut query = to_query(&p, marker, filter);
+    // Narrows an admin's all-projects listing; others are scoped anyway.
+    query.project = project;
     query.with_count = p.with_count && with_count_known;
     let page = svc.list_snapshots(&req.caller, query, p.all_tenants).await?;
     if page.marker_not_found {

@@ -2,11 +2,11 @@
 //! Ember's raw data API.
 
 use super::{body, metadata_map, text_field};
-use crate::listing::{filters, next_link, paging, to_query};
+use crate::listing::{bool_from_string, filters, next_link, paging, to_query};
 use crate::{schemas, views, CinderError, Reply, Req};
 use axum::http::StatusCode;
 use ember_api_common::schema::as_bool;
-use ember_model::{SnapshotId, VolumeId, VolumeStatus};
+use ember_model::{ProjectId, SnapshotId, VolumeId, VolumeStatus};
 use ember_service::{AttachRequest, CreateVolume, MetadataWrite, Service, UpdateVolume};
 use ember_store::{SortKey, VolumeFilter};
 use serde_json::{json, Value};
@@ -37,6 +37,7 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
         None => None,
     };
     let mut filter = VolumeFilter::default();
+    let mut project = None;
     for (k, v) in filters(req) {
         match k.as_str() {
             "name" | "display_name" => filter.name = Some(v),
@@ -44,15 +45,20 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
                 Ok(s) => filter.status = Some(s),
                 Err(()) => filter.match_nothing = true,
             },
-            "metadata" => match serde_json::from_str::<Value>(&v).ok().and_then(|m| m.as_object().cloned()) {
-                Some(m) => filter.metadata = m.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect(),
+            "metadata" => match ember_api_common::pyrepr::parse_literal_dict(&v) {
+                Some(m) => filter.metadata = m.into_iter().collect(),
                 None => return Err(CinderError::bad_request(format!("Invalid input received: Invalid metadata filter {v}"))),
             },
-            "project_id" => {}
+            "availability_zone" => filter.availability_zone = Some(v),
+            "bootable" => filter.bootable = Some(bool_from_string(&v)),
+            "project_id" => project = Some(ProjectId(v)),
             _ => filter.match_nothing = true,
         }
     }
     let mut query = to_query(&p, marker, filter);
+    // Only an admin listing all projects may narrow it to one; the service
+    // scopes everyone else to their own project.
+    query.project = project;
     query.with_count = p.with_count && req.mv.at_least(45);
     let page = svc.list_volumes(&req.caller, query, p.all_tenants).await?;
     if page.marker_not_found {
@@ -110,8 +116,34 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
+    if id == "summary" && req.mv.at_least(12) {
+        return summary(svc, req).await;
+    }
     let volume = svc.volume(&req.caller, volume_id(id)?).await?;
     Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, req.caller.is_admin())})))
+}
+
+/// `GET /volumes/summary` (3.12; `metadata` from 3.36): count and size of
+/// the caller's volumes (every project's for an admin with `all_tenants`).
+async fn summary(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    let all_tenants = req.query("all_tenants").is_some_and(bool_from_string);
+    let query = ember_store::ListQuery { limit: None, ..Default::default() };
+    let page = svc.list_volumes(&req.caller, query, all_tenants).await?;
+    let total_size: u64 = page.items.iter().map(|v| v.size_gib).sum();
+    let mut summary = json!({"total_size": total_size, "total_count": page.items.len()});
+    if req.mv.at_least(36) {
+        let mut metadata: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for v in &page.items {
+            for (k, val) in &v.metadata {
+                let values = metadata.entry(k.clone()).or_default();
+                if !values.contains(val) {
+                    values.push(val.clone());
+                }
+            }
+        }
+        summary["metadata"] = json!(metadata);
+    }
+    Ok(Reply::ok(json!({"volume-summary": summary})))
 }
 
 pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
