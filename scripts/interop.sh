@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # Client interop tests: the openstack CLI, openstacksdk and
 # python-cinderclient (pinned in tests/interop/requirements.txt), unmodified,
-# against a fresh `ember serve` with embedded identity. Makes its own venv.
+# against a fresh `ember serve` with embedded identity, and with tokens
+# validated by a real Keystone (tests/keystone/). Makes its own venvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# make_venv DIR REQUIREMENTS: a venv with exactly those pins, reused while
+# the pins are unchanged.
+make_venv() {
+    if [ ! -x "$1/bin/python" ] || ! cmp -s "$2" "$1/requirements.txt"; then
+        rm -rf "$1"
+        python3 -m venv "$1"
+        "$1/bin/pip" install --quiet --disable-pip-version-check -r "$2"
+        cp "$2" "$1/requirements.txt"
+    fi
+}
 venv="${EMBER_VENV:-target/interop-venv}"
-req=tests/interop/requirements.txt
-if [ ! -x "$venv/bin/pytest" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$venv/requirements.txt"
-fi
+make_venv "$venv" tests/interop/requirements.txt
+# A real Keystone for the --auth keystone tests, in its own venv.
+keystone_venv="${EMBER_KEYSTONE_VENV:-target/keystone-venv}"
+make_venv "$keystone_venv" tests/keystone/requirements.txt
+export EMBER_KEYSTONE_PYTHON="$PWD/$keystone_venv/bin/python"
 cargo build --locked --bin ember
 export EMBER_BIN="$PWD/target/debug/ember"
 export PATH="$PWD/$venv/bin:$PATH"

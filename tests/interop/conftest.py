@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -33,18 +34,22 @@ class Ember:
         self.auth_url = f"{self.base}/identity/v3"
         self.log_path = os.path.join(data_dir, "ember.log")
         self.proc = None
+        self.extra_args = ["--admin-password", ADMIN_PASSWORD]
+        # Answers without credentials once the server is up.
+        self.ready_path = "/identity/v3"
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir,
-             "--admin-password", ADMIN_PASSWORD],
+            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *self.extra_args],
             stdout=log, stderr=log, env={**os.environ, "EMBER_LOG": "info"},
         )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(f"{self.base}/identity/v3", timeout=1).read()
+                urllib.request.urlopen(f"{self.base}{self.ready_path}", timeout=1).read()
+                return
+            except urllib.error.HTTPError:
                 return
             except OSError:
                 if self.proc.poll() is not None:

@@ -142,7 +142,9 @@ def main():
         exclude = os.path.join(HERE, "exclude.txt")
         for name, dynamic, regex in (("dynamic", True, r"^tempest\.api\.volume\."), ("accounts", False, GATED)):
             ws = os.path.join(root, name)
-            subprocess.run([tempest_bin, "init", ws], check=True, capture_output=True)
+            # A private workspace registry: runs never collide by name.
+            subprocess.run([tempest_bin, "init", "--workspace-path", os.path.join(root, "workspaces.yaml"),
+                            "--name", f"{os.path.basename(root)}-{name}", ws], check=True, capture_output=True)
             accounts = None
             if not dynamic:
                 accounts = os.path.join(ws, "etc", "accounts.yaml")

@@ -286,8 +286,14 @@ async fn route_and_run(
     let Some((project_in_path, endpoint)) = routes::parse(&method, rest, api) else {
         return route_not_found();
     };
-    let caller = match state.auth.authenticate(&headers, project_in_path) {
+    let caller = match state.auth.authenticate(&headers, project_in_path).await {
         Ok(c) => c,
+        Err(ember_api_common::AuthError::IdentityUnavailable) => {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}),
+            )
+        }
         Err(_) => {
             return json_response(
                 StatusCode::UNAUTHORIZED,

@@ -14,23 +14,36 @@ use ember_service::Caller;
 pub enum AuthError {
     /// No credentials, or invalid ones: 401.
     Unauthenticated,
+    /// The identity service that validates tokens cannot be reached: 503,
+    /// as keystonemiddleware answers.
+    IdentityUnavailable,
 }
+
+/// What [`Authenticator::authenticate`] returns: a future, because some
+/// authenticators ask a remote identity service.
+pub type AuthFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
 
 pub trait Authenticator: Send + Sync + 'static {
     /// `project_in_path` is the project named by the URL, if any.
-    fn authenticate(&self, headers: &HeaderMap, project_in_path: Option<&str>) -> Result<Caller, AuthError>;
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, project_in_path: Option<&'a str>) -> AuthFuture<'a>;
+}
+
+/// The `X-Auth-Token` header, trimmed, if present and not empty.
+pub fn auth_token(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
 }
 
 pub struct NoAuth;
 
 impl Authenticator for NoAuth {
-    fn authenticate(&self, headers: &HeaderMap, project_in_path: Option<&str>) -> Result<Caller, AuthError> {
-        let token = headers
-            .get("x-auth-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AuthError::Unauthenticated)?;
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, project_in_path: Option<&'a str>) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(Self::caller(headers, project_in_path)))
+    }
+}
+
+impl NoAuth {
+    fn caller(headers: &HeaderMap, project_in_path: Option<&str>) -> Result<Caller, AuthError> {
+        let token = auth_token(headers).ok_or(AuthError::Unauthenticated)?;
         let mut parts = token.splitn(3, ':');
         let user = parts.next().unwrap_or_default().to_string();
         let project = parts

@@ -4,6 +4,7 @@
 
 use crate::IdentityService;
 use axum::http::HeaderMap;
+use ember_api_common::auth::{auth_token, AuthFuture};
 use ember_api_common::{AuthError, Authenticator};
 use ember_model::{ProjectId, UserId};
 use ember_service::Caller;
@@ -12,9 +13,15 @@ use std::sync::Arc;
 pub struct TokenAuthenticator(pub Arc<IdentityService>);
 
 impl Authenticator for TokenAuthenticator {
-    fn authenticate(&self, headers: &HeaderMap, _project_in_path: Option<&str>) -> Result<Caller, AuthError> {
-        let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or(AuthError::Unauthenticated)?;
-        let payload = self.0.check(token.trim()).map_err(|_| AuthError::Unauthenticated)?;
+    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, _project_in_path: Option<&'a str>) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(self.caller(headers)))
+    }
+}
+
+impl TokenAuthenticator {
+    fn caller(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
+        let token = auth_token(headers).ok_or(AuthError::Unauthenticated)?;
+        let payload = self.0.check(token).map_err(|_| AuthError::Unauthenticated)?;
         let project = payload.project_id.ok_or(AuthError::Unauthenticated)?;
         Ok(Caller {
             user_id: UserId(payload.user_id),

@@ -9,10 +9,12 @@
 
 mod api;
 mod auth;
+mod keystone;
 mod password;
 mod service;
 mod token;
 
 pub use api::router;
 pub use auth::TokenAuthenticator;
+pub use keystone::{KeystoneAuthenticator, KeystoneSettings};
 pub use service::{Bootstrap, IdentityError, IdentityService, Reference, TokenInfo};

@@ -221,7 +221,7 @@ impl Service {
                         return Err(ServiceError::InvalidVolume(format!("Snapshot {} is in {} state and cannot be deleted.", s.id, s.status)));
                     }
                 }
-                if force && volume.status == VolumeStatus::Creating {
+                if force && volume.status == VolumeStatus::Creating && volume.image.is_none() {
                     return Err(ServiceError::InvalidVolume("Volume is still being created; try again when it is available or in error.".into()));
                 }
                 for mut s in snapshots.into_iter().filter(|_| cascade || force) {

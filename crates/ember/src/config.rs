@@ -17,7 +17,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBER_CONFIG")]
     config: Option<PathBuf>,
     /// Authentication: `embedded` (Ember's own Keystone-compatible
-    /// identity service, the default) or `noauth` (development: the token is
+    /// identity service, the default), `keystone` (tokens validated by the
+    /// Keystone at --keystone-url) or `noauth` (development: the token is
     /// `user:project`).
     #[arg(long, env = "EMBER_AUTH")]
     auth: Option<String>,
@@ -25,6 +26,22 @@ pub struct ServeArgs {
     /// absent, and written to `<data-dir>/openrc`).
     #[arg(long, env = "EMBER_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
+    /// With `--auth keystone`: Keystone's identity v3 URL.
+    #[arg(long, env = "EMBER_KEYSTONE_URL")]
+    keystone_url: Option<String>,
+    /// With `--auth keystone`: Ember's service user (needs the `service` or
+    /// `admin` role to validate tokens).
+    #[arg(long, env = "EMBER_KEYSTONE_USER")]
+    keystone_user: Option<String>,
+    #[arg(long, env = "EMBER_KEYSTONE_PASSWORD", hide_env_values = true)]
+    keystone_password: Option<String>,
+    /// The service user's project (default `service`).
+    #[arg(long, env = "EMBER_KEYSTONE_PROJECT")]
+    keystone_project: Option<String>,
+    /// Seconds a validation answer is reused (default 300, as
+    /// keystonemiddleware's token_cache_time; 0 asks every time).
+    #[arg(long, env = "EMBER_KEYSTONE_CACHE_SECS")]
+    keystone_cache_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -34,6 +51,11 @@ struct FileConfig {
     listen: Option<String>,
     auth: Option<String>,
     admin_password: Option<String>,
+    keystone_url: Option<String>,
+    keystone_user: Option<String>,
+    keystone_password: Option<String>,
+    keystone_project: Option<String>,
+    keystone_cache_secs: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -42,6 +64,7 @@ pub struct Settings {
     pub listen: String,
     pub auth: String,
     pub admin_password: Option<String>,
+    pub keystone: Option<ember_identity::KeystoneSettings>,
 }
 
 impl ServeArgs {
@@ -54,11 +77,26 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let auth = self.auth.or(file.auth).unwrap_or_else(|| "embedded".into());
+        let keystone = if auth == "keystone" {
+            let need = |v: Option<String>, flag: &str| v.ok_or_else(|| anyhow::anyhow!("--auth keystone needs {flag}"));
+            Some(ember_identity::KeystoneSettings {
+                url: need(self.keystone_url.or(file.keystone_url), "--keystone-url")?,
+                username: need(self.keystone_user.or(file.keystone_user), "--keystone-user")?,
+                password: need(self.keystone_password.or(file.keystone_password), "--keystone-password")?,
+                project: self.keystone_project.or(file.keystone_project).unwrap_or_else(|| "service".into()),
+                domain: "Default".into(),
+                cache_for: std::time::Duration::from_secs(self.keystone_cache_secs.or(file.keystone_cache_secs).unwrap_or(300)),
+            })
+        } else {
+            None
+        };
         Ok(Settings {
             data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("ember-data")),
             listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8776".into()),
-            auth: self.auth.or(file.auth).unwrap_or_else(|| "embedded".into()),
+            auth,
             admin_password: self.admin_password.or(file.admin_password),
+            keystone,
         })
     }
 }

@@ -73,7 +73,12 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
             app = app.merge(ember_identity::router(identity.clone()));
             Arc::new(ember_identity::TokenAuthenticator(identity))
         }
-        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, noauth)"),
+        "keystone" => {
+            let keystone = settings.keystone.clone().context("--auth keystone needs --keystone-url and service credentials")?;
+            tracing::info!(url = %keystone.url, user = %keystone.username, "validating tokens with Keystone");
+            Arc::new(ember_identity::KeystoneAuthenticator::new(keystone))
+        }
+        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, keystone, noauth)"),
     };
     let app = app.merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));
     tracing::info!(
