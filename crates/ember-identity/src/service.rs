@@ -83,7 +83,8 @@ impl Reference {
 }
 
 impl IdentityService {
-    pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path) -> Result<Self> {
+    /// Opens the identity service; tokens it issues live `ttl_secs`.
+    pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path, ttl_secs: i64) -> Result<Self> {
         let signer = Signer::load_or_create(&data_dir.join("token.key")).map_err(|e| IdentityError::Internal(e.to_string()))?;
         let revoked = {
             let mut tx = store.write()?;
@@ -91,7 +92,7 @@ impl IdentityService {
             tx.commit()?;
             list.into_iter().collect()
         };
-        Ok(IdentityService { store, signer, revoked: RwLock::new(revoked), ttl_secs: 3600 })
+        Ok(IdentityService { store, signer, revoked: RwLock::new(revoked), ttl_secs: ttl_secs.max(1) })
     }
 
     /// Makes sure the default roles, the `admin` project and the `admin`

@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// absent, and written to `<data-dir>/openrc`).
     #[arg(long, env = "EMBER_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
+    /// With `--auth embedded`: how long issued tokens live (default 3600,
+    /// as Keystone's `[token] expiration`).
+    #[arg(long, env = "EMBER_TOKEN_TTL_SECS")]
+    token_ttl_secs: Option<i64>,
     /// With `--auth keystone`: Keystone's identity v3 URL.
     #[arg(long, env = "EMBER_KEYSTONE_URL")]
     keystone_url: Option<String>,
@@ -56,6 +60,7 @@ struct FileConfig {
     keystone_password: Option<String>,
     keystone_project: Option<String>,
     keystone_cache_secs: Option<u64>,
+    token_ttl_secs: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +70,7 @@ pub struct Settings {
     pub auth: String,
     pub admin_password: Option<String>,
     pub keystone: Option<ember_identity::KeystoneSettings>,
+    pub token_ttl_secs: i64,
 }
 
 impl ServeArgs {
@@ -97,6 +103,7 @@ impl ServeArgs {
             auth,
             admin_password: self.admin_password.or(file.admin_password),
             keystone,
+            token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(3600),
         })
     }
 }

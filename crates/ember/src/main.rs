@@ -64,7 +64,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         "noauth" => Arc::new(ember_api_common::NoAuth),
         "embedded" => {
             let store = service.core().store.clone();
-            let identity = Arc::new(ember_identity::IdentityService::open(store, &settings.data_dir)?);
+            let identity = Arc::new(ember_identity::IdentityService::open(store, &settings.data_dir, settings.token_ttl_secs)?);
             let auth_url = format!("http://{local}/identity/v3");
             let boot = identity.bootstrap(settings.admin_password.as_deref(), &settings.data_dir, &auth_url)?;
             if boot.password_generated {

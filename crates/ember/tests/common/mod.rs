@@ -164,10 +164,16 @@ impl Server {
     /// Polls until the resource has `status` (panics on a terminal other
     /// status or after 30 s).
     pub fn wait_status(&self, collection: &str, id: &str, status: &str) -> Value {
+        self.wait_status_as(&format!("admin:{PROJECT}"), PROJECT, collection, id, status)
+    }
+
+    /// Waits as the holder of `token`, in `project`.
+    pub fn wait_status_as(&self, token: &str, project: &str, collection: &str, id: &str, status: &str) -> Value {
         let key = &collection[..collection.len() - 1];
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let (code, body) = self.admin("GET", &format!("/{collection}/{id}"), None);
+            let url = self.url(&format!("/v3/{project}/{collection}/{id}"));
+            let (code, body) = self.call("GET", &url, token, Some("3.71"), None);
             let current = body[key]["status"].as_str().unwrap_or("").to_string();
             if code == 200 && current == status {
                 return body[key].clone();
