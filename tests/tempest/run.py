@@ -100,6 +100,8 @@ glance = false
 swift = false
 [volume]
 catalog_type = block-storage
+vendor_name = Ember
+storage_protocol = nbd
 min_microversion = 3.0
 max_microversion = 3.71
 build_interval = 1

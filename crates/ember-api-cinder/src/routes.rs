@@ -38,6 +38,13 @@ pub enum Endpoint {
     Limits,
     ShowQuotas { project: String },
     UpdateQuotas { project: String },
+    ShowQuotaClass(String),
+    UpdateQuotaClass(String),
+    ListHosts,
+    ShowHost(String),
+    Pools,
+    Capabilities(String),
+    Extensions,
     DeleteQuotas { project: String },
     QuotaDefaults { project: String },
 
@@ -67,6 +74,7 @@ fn is_project_id(s: &str) -> bool {
 
 const COLLECTIONS: &[&str] = &[
     "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
+    "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -121,6 +129,13 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("PUT", ["os-quota-sets", p]) => UpdateQuotas { project: s(p) },
         ("DELETE", ["os-quota-sets", p]) => DeleteQuotas { project: s(p) },
         ("GET", ["os-quota-sets", p, "defaults"]) => QuotaDefaults { project: s(p) },
+        ("GET", ["os-quota-class-sets", c]) => ShowQuotaClass(s(c)),
+        ("PUT", ["os-quota-class-sets", c]) => UpdateQuotaClass(s(c)),
+        ("GET", ["os-hosts"]) => ListHosts,
+        ("GET", ["os-hosts", h]) => ShowHost(s(h)),
+        ("GET", ["scheduler-stats", "get_pools"]) => Pools,
+        ("GET", ["capabilities", h]) => Capabilities(s(h)),
+        ("GET", ["extensions"]) => Extensions,
         _ => return None,
     };
     Some((project, endpoint))

@@ -129,7 +129,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, admin_attrs: bool) -> Va
         o.insert("os-vol-tenant-attr:tenant_id".into(), json!(v.project_id.0));
         o.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
         o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
-        o.insert("os-vol-host-attr:host".into(), json!("ember@qcow2#qcow2"));
+        o.insert("os-vol-host-attr:host".into(), json!(ember_service::backend::pool_name()));
     }
     if let Some(reason) = &v.error_reason {
         if admin_attrs {

@@ -14,8 +14,23 @@ pub struct QuotaSet {
     pub entries: Vec<(QuotaResource, i64, i64)>,
 }
 
+/// The `default` quota class (Cinder's `os-quota-class-sets/default`) is
+/// stored as the limits of this pseudo project; no Keystone project id can
+/// look like it.
+fn default_class() -> ProjectId {
+    ProjectId("quota-class:default".into())
+}
+
+/// A project's own limit, else the default class's, else Cinder's default.
 pub(crate) fn limit(tx: &mut dyn Tx, project: &ProjectId, resource: QuotaResource) -> Result<i64> {
-    Ok(tx.quota_limit(project, resource)?.unwrap_or(resource.default_limit()))
+    if let Some(l) = tx.quota_limit(project, resource)? {
+        return Ok(l);
+    }
+    class_limit(tx, resource)
+}
+
+fn class_limit(tx: &mut dyn Tx, resource: QuotaResource) -> Result<i64> {
+    Ok(tx.quota_limit(&default_class(), resource)?.unwrap_or(resource.default_limit()))
 }
 
 /// Refuses a volume larger than the project's `per_volume_gigabytes`.
@@ -60,11 +75,44 @@ impl Service {
         .await
     }
 
-    pub async fn quota_defaults(&self, project: ProjectId) -> QuotaSet {
-        QuotaSet {
-            project_id: project,
-            entries: QuotaResource::ALL.iter().map(|r| (*r, r.default_limit(), 0)).collect(),
-        }
+    /// The limits a project without its own gets (the default class).
+    pub async fn quota_defaults(&self, project: ProjectId) -> Result<QuotaSet> {
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.read()?;
+            let mut entries = vec![];
+            for resource in QuotaResource::ALL {
+                entries.push((resource, class_limit(tx.as_mut(), resource)?, 0));
+            }
+            Ok(QuotaSet { project_id: project, entries })
+        })
+        .await
+    }
+
+    /// The `default` quota class. Admin only.
+    pub async fn quota_class(&self, caller: &Caller) -> Result<QuotaSet> {
+        require_quota_admin(caller, "volume_extension:quota_classes")?;
+        self.quota_defaults(ProjectId("default".into())).await
+    }
+
+    /// Changes the `default` class: every project without its own limit
+    /// follows. Admin only.
+    pub async fn set_quota_class(&self, caller: &Caller, limits: Vec<(QuotaResource, i64)>) -> Result<QuotaSet> {
+        require_quota_admin(caller, "volume_extension:quota_classes:update")?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            for (resource, value) in &limits {
+                if *value < -1 {
+                    return Err(ServiceError::InvalidInput(format!("Quota limit {value} for {} must be -1 or greater.", resource.as_str())));
+                }
+                tx.set_quota_limit(&default_class(), *resource, *value)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        self.quota_defaults(ProjectId("default".into())).await
     }
 
     /// Quota changes are admin only. Dialects check this before they look
@@ -79,9 +127,7 @@ impl Service {
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
-            for resource in QuotaResource::ALL {
-                tx.set_quota_limit(&project, resource, resource.default_limit())?;
-            }
+            tx.clear_quota_limits(&project)?;
             tx.commit()?;
             Ok(())
         })

@@ -123,10 +123,21 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Every image present on the storage, for the start-up orphan sweep.
     fn list_images(&self) -> Result<Vec<ImageId>>;
 
+    /// Total and free bytes of the storage the images live on (reported
+    /// to admins as the pool's capacity).
+    fn capacity(&self) -> Result<Capacity>;
+
     /// Removes half-created images left by a crash (never visible as images).
     fn remove_temporaries(&self) -> Result<()>;
 
     /// Repairs images that were open for writing when the process died;
     /// runs at start-up before any I/O. Returns the images it checked.
     fn repair_after_crash(&self) -> Result<Vec<ImageId>>;
+}
+
+/// Size of a storage pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
 }

@@ -62,6 +62,8 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    /// Forgets every limit set for `project` (it follows the defaults again).
+    fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()>;
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64>;
     fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64)
         -> Result<()>;

@@ -496,6 +496,10 @@ impl Tx for SqliteTx<'_> {
             .map_err(backend)
     }
 
+    fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()> {
+        self.conn.execute("DELETE FROM quota_limits WHERE project_id = ?1", [&project.0]).map(drop).map_err(backend)
+    }
+
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64> {
         self.conn
             .prepare_cached("SELECT in_use FROM quota_usage WHERE project_id = ?1 AND resource = ?2")

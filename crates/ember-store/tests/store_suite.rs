@@ -103,4 +103,11 @@ fn uncommitted_transactions_leave_nothing_and_quota_counters_add_up() {
     let mut tx = store.read().unwrap();
     assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), 3);
     assert_eq!(tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(), Some(7));
+    drop(tx);
+    let mut tx = store.write().unwrap();
+    tx.clear_quota_limits(&p).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.read().unwrap();
+    assert_eq!(tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(), None, "cleared limits fall back to defaults");
+    assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), 3, "usage is not a limit");
 }

@@ -65,19 +65,26 @@ pub async fn show_quotas(svc: &Service, req: &Req, project: &str) -> Result<Repl
 }
 
 pub async fn quota_defaults(svc: &Service, project: &str) -> Result<Reply, CinderError> {
-    Ok(Reply::ok(render(&svc.quota_defaults(ProjectId(project.into())).await, false)))
+    Ok(Reply::ok(render(&svc.quota_defaults(ProjectId(project.into())).await?, false)))
 }
 
 pub async fn update_quotas(svc: &Service, req: &Req, project: &str) -> Result<Reply, CinderError> {
     svc.authorize_quota_update(&req.caller)?;
+    let limits = quota_limits_in(req, "quota_set")?;
+    let set = svc.set_quotas(&req.caller, ProjectId(project.into()), limits).await?;
+    Ok(Reply::ok(render(&set, false)))
+}
+
+/// The limits a `quota_set`/`quota_class_set` body asks for.
+fn quota_limits_in(req: &Req, wrapper: &str) -> Result<Vec<(QuotaResource, i64)>, CinderError> {
     let body = req.json_body()?;
-    let Some(set) = body.get("quota_set").and_then(Value::as_object) else {
-        return Err(CinderError::bad_request("Missing required element 'quota_set' in request body."));
+    let Some(set) = body.get(wrapper).and_then(Value::as_object) else {
+        return Err(CinderError::bad_request(format!("Missing required element '{wrapper}' in request body.")));
     };
     let mut limits = Vec::new();
     for (key, value) in set {
         // Cinder ignores these (python-cinderclient sends `tenant_id`).
-        if key == "tenant_id" || key == "id" {
+        if key == "tenant_id" || key == "id" || key == "class_name" {
             continue;
         }
         let n = value
@@ -90,8 +97,41 @@ pub async fn update_quotas(svc: &Service, req: &Req, project: &str) -> Result<Re
             None => return Err(CinderError::bad_request(format!("Invalid input received: Bad key(s) in quota set: {key}"))),
         }
     }
-    let set = svc.set_quotas(&req.caller, ProjectId(project.into()), limits).await?;
-    Ok(Reply::ok(render(&set, false)))
+    Ok(limits)
+}
+
+/// Ember has one quota class, `default`; any other name answers 404.
+fn quota_class_name(class: &str) -> Result<(), CinderError> {
+    if class == "default" {
+        Ok(())
+    } else {
+        Err(CinderError::not_found(format!("Quota class {class} could not be found.")))
+    }
+}
+
+fn render_class(set: &QuotaSet, id: bool) -> Value {
+    let mut body = render(set, false);
+    let o = body["quota_set"].as_object_mut().expect("object");
+    if id {
+        o.insert("id".into(), json!("default"));
+    } else {
+        o.remove("id");
+    }
+    json!({"quota_class_set": body["quota_set"].take()})
+}
+
+pub async fn show_quota_class(svc: &Service, req: &Req, class: &str) -> Result<Reply, CinderError> {
+    let set = svc.quota_class(&req.caller).await?;
+    quota_class_name(class)?;
+    Ok(Reply::ok(render_class(&set, true)))
+}
+
+pub async fn update_quota_class(svc: &Service, req: &Req, class: &str) -> Result<Reply, CinderError> {
+    svc.authorize_quota_update(&req.caller)?;
+    quota_class_name(class)?;
+    let limits = quota_limits_in(req, "quota_class_set")?;
+    let set = svc.set_quota_class(&req.caller, limits).await?;
+    Ok(Reply::ok(render_class(&set, false)))
 }
 
 pub async fn limits(svc: &Service, req: &Req) -> Result<Reply, CinderError> {

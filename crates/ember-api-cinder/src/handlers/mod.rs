@@ -1,5 +1,6 @@
 //! Request handlers, one module per resource.
 
+mod backend;
 mod misc;
 mod snapshots;
 mod volumes;
@@ -52,6 +53,13 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
             Ok(Reply::empty(StatusCode::OK))
         }
         QuotaDefaults { project } => misc::quota_defaults(svc, &project).await,
+        ShowQuotaClass(class) => misc::show_quota_class(svc, req, &class).await,
+        UpdateQuotaClass(class) => misc::update_quota_class(svc, req, &class).await,
+        ListHosts => backend::list_hosts(svc, req).await,
+        ShowHost(host) => backend::show_host(svc, req, &host).await,
+        Pools => backend::pools(svc, req).await,
+        Capabilities(host) => backend::capabilities(svc, req, &host).await,
+        Extensions => Ok(backend::extensions()),
     }
 }
 

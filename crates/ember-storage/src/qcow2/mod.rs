@@ -169,6 +169,19 @@ impl StorageDriver for Qcow2Driver {
         merge::merge_into_child(self, chain)
     }
 
+    fn capacity(&self) -> Result<crate::Capacity> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
+            .map_err(|e| StorageError::io(self.dir.display(), std::io::Error::other(e)))?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is a valid C string and `st` a writable statvfs.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(StorageError::io(self.dir.display(), std::io::Error::last_os_error()));
+        }
+        let unit = st.f_frsize as u64;
+        Ok(crate::Capacity { total_bytes: st.f_blocks as u64 * unit, free_bytes: st.f_bavail as u64 * unit })
+    }
+
     fn list_images(&self) -> Result<Vec<ImageId>> {
         let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
         let mut images = Vec::new();

@@ -1,0 +1,120 @@
+//! Admin views of the backend in Cinder's shapes: `os-hosts`,
+//! `scheduler-stats/get_pools`, `capabilities`, and the extensions list.
+
+use crate::{CinderError, Reply, Req};
+use ember_model::Timestamp;
+use ember_service::backend::{pool_name, volume_service_host, BACKEND, HOST, POOL, STORAGE_PROTOCOL, VENDOR};
+use ember_service::Service;
+use serde_json::{json, Value};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn host_not_found(host: &str) -> CinderError {
+    CinderError::not_found(format!("Host {host} could not be found."))
+}
+
+/// Ember runs the scheduler and volume roles of Cinder in one process.
+pub async fn list_hosts(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    // Same admin rule as the per-host view; its result is not needed here.
+    svc.host_usage(&req.caller).await?;
+    let now = Timestamp::now().to_iso_micros();
+    let entry = |service: &str, host: String| {
+        json!({"service-status": "available", "service": service, "zone": svc.config().availability_zone,
+               "service-state": "enabled", "host_name": host, "last-update": now})
+    };
+    Ok(Reply::ok(json!({"hosts": [entry("cinder-scheduler", HOST.to_string()), entry("cinder-volume", volume_service_host())]})))
+}
+
+pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
+    let usage = svc.host_usage(&req.caller).await?;
+    if host != HOST && host != volume_service_host() {
+        return Err(host_not_found(host));
+    }
+    let resources: Vec<Value> = usage
+        .iter()
+        .map(|u| {
+            json!({"resource": {
+                "volume_count": u.volume_count.to_string(), "total_volume_gb": u.volume_gb.to_string(),
+                "total_snapshot_gb": u.snapshot_gb.to_string(), "snapshot_count": u.snapshot_count.to_string(),
+                "project": u.project.as_ref().map(|p| p.0.clone()).unwrap_or_else(|| "(total)".into()),
+                "host": host,
+            }})
+        })
+        .collect();
+    Ok(Reply::ok(json!({"host": resources})))
+}
+
+pub async fn pools(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    let capacity = svc.pool_capacity(&req.caller).await?;
+    let detail = req.query("detail").is_some_and(crate::listing::bool_from_string);
+    let mut pool = json!({"name": pool_name()});
+    if detail {
+        let now = Timestamp::now().to_iso_micros();
+        pool["capabilities"] = json!({
+            "pool_name": POOL,
+            "volume_backend_name": BACKEND,
+            "vendor_name": VENDOR,
+            "driver_version": env!("CARGO_PKG_VERSION"),
+            "storage_protocol": STORAGE_PROTOCOL,
+            "total_capacity_gb": (capacity.total_bytes as f64 / GIB * 100.0).round() / 100.0,
+            "free_capacity_gb": (capacity.free_bytes as f64 / GIB * 100.0).round() / 100.0,
+            "reserved_percentage": 0,
+            "QoS_support": false,
+            "thin_provisioning_support": true,
+            "thick_provisioning_support": false,
+            "multiattach": false,
+            "timestamp": now,
+            "updated": now,
+        });
+    }
+    Ok(Reply::ok(json!({"pools": [pool]})))
+}
+
+pub async fn capabilities(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
+    svc.pool_capacity(&req.caller).await?;
+    if host != volume_service_host() && host != pool_name() && host != HOST {
+        return Err(host_not_found(host));
+    }
+    Ok(Reply::ok(json!({
+        "namespace": format!("OS::Storage::Capabilities::{}", volume_service_host()),
+        "vendor_name": VENDOR,
+        "volume_backend_name": BACKEND,
+        "pool_name": null,
+        "driver_version": env!("CARGO_PKG_VERSION"),
+        "storage_protocol": STORAGE_PROTOCOL,
+        "display_name": null,
+        "description": null,
+        "visibility": null,
+        "replication_targets": [],
+        "properties": {
+            "thin_provisioning": {"title": "Thin Provisioning", "description": "Sets thin provisioning.", "type": "boolean"},
+        },
+    })))
+}
+
+/// The API extensions Ember implements, named as Cinder names them.
+pub fn extensions() -> Reply {
+    let list = [
+        ("AdminActions", "os-admin-actions", "Enable admin actions."),
+        ("AvailabilityZones", "os-availability-zone", "Describe Availability Zones."),
+        ("Capabilities", "capabilities", "Capabilities support."),
+        ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes", "Extended SnapshotAttributes support."),
+        ("Hosts", "os-hosts", "Admin-only host administration."),
+        ("QuotaClasses", "os-quota-class-sets", "Quota classes management support."),
+        ("Quotas", "os-quota-sets", "Quota management support."),
+        ("SchedulerStats", "scheduler-stats", "Scheduler stats support."),
+        ("SnapshotActions", "os-snapshot-actions", "Enable snapshot manager actions."),
+        ("VolumeActions", "os-volume-actions", "Enable volume actions."),
+        ("VolumeHostAttribute", "os-vol-host-attr", "Expose host as an attribute of a volume."),
+        ("VolumeMigStatusAttribute", "os-vol-mig-status-attr", "Expose migration_status as an attribute of a volume."),
+        ("VolumeTenantAttribute", "os-vol-tenant-attr", "Expose the internal project_id as an attribute of a volume."),
+    ];
+    let items: Vec<Value> = list
+        .iter()
+        .map(|(name, alias, description)| {
+            json!({"name": name, "alias": alias, "description": description, "links": [],
+                   "updated": "2013-01-01T00:00:00+00:00"})
+        })
+        .collect();
+    Reply::ok(json!({"extensions": items}))
+}
