@@ -52,7 +52,9 @@ impl From<ServiceError> for CinderError {
             ServiceError::VolumeNotFound(_)
             | ServiceError::SnapshotNotFound(_)
             | ServiceError::SnapshotMetadataNotFound { .. }
-            | ServiceError::VolumeMetadataNotFound { .. } => StatusCode::NOT_FOUND,
+            | ServiceError::VolumeMetadataNotFound { .. }
+            | ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::InvalidVolume(_) | ServiceError::InvalidSnapshot(_) | ServiceError::InvalidInput(_) => {
                 StatusCode::BAD_REQUEST
             }

@@ -120,7 +120,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, admin_attrs: bool) -> Va
         o.insert("cluster_name".into(), Value::Null);
     }
     if mv.at_least(63) {
-        o.insert("volume_type_id".into(), json!(ember_service::DEFAULT_VOLUME_TYPE_ID));
+        o.insert("volume_type_id".into(), json!(v.volume_type_id.as_deref().unwrap_or(ember_service::DEFAULT_VOLUME_TYPE_ID)));
     }
     if mv.at_least(65) {
         o.insert("consumes_quota".into(), json!(true));

@@ -99,7 +99,12 @@ pub struct Volume {
     pub size_gib: u64,
     pub status: VolumeStatus,
     pub availability_zone: String,
+    /// The type's name (kept in step when the type is renamed).
     pub volume_type: String,
+    /// The type's id; `None` for volumes made before types could be created
+    /// (they have the default type).
+    #[serde(default)]
+    pub volume_type_id: Option<String>,
     pub snapshot_id: Option<SnapshotId>,
     pub source_volid: Option<VolumeId>,
     pub metadata: Metadata,
@@ -226,4 +231,33 @@ pub struct WorkflowRecord {
     pub next_step: u32,
     pub error: Option<String>,
     pub created_at: Timestamp,
+}
+
+/// A volume type: a name, extra specs for the scheduler and drivers (Ember
+/// has one backend, so they are kept and shown, not acted on), who may use
+/// it, and front-end encryption settings (done by the consumer, as in
+/// Cinder; Ember records them and marks volumes `encrypted`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeType {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub is_public: bool,
+    pub extra_specs: Metadata,
+    /// Projects that may use a private type.
+    pub access: Vec<ProjectId>,
+    pub encryption: Option<Encryption>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Encryption {
+    pub encryption_id: String,
+    pub provider: String,
+    pub cipher: Option<String>,
+    pub key_size: Option<i64>,
+    pub control_location: String,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
 }

@@ -18,6 +18,12 @@ pub enum ServiceError {
     InvalidVolume(String),
     #[error("Invalid snapshot: {0}")]
     InvalidSnapshot(String),
+    /// Anything else that does not exist (or that the caller may not see).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request would duplicate something unique.
+    #[error("{0}")]
+    Conflict(String),
     /// The request is well-formed but asks for something impossible.
     #[error("Invalid input received: {0}")]
     InvalidInput(String),

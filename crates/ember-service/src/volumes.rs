@@ -38,17 +38,28 @@ impl Service {
                 return Err(ServiceError::InvalidInput(format!("Availability zone '{az}' is invalid.")));
             }
         }
-        if let Some(t) = &req.volume_type {
-            if t != &self.core.config.default_volume_type && t != DEFAULT_VOLUME_TYPE_ID {
-                return Err(ServiceError::InvalidInput(format!("Volume type with name {t} could not be found.")));
-            }
-        }
         let core = self.core.clone();
         let caller = caller.clone();
         let (volume, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
                 let image = ImageId::new();
+                // The type asked for, else the source's, else the default.
+                let inherited = match (req.source_volid, req.snapshot_id) {
+                    (Some(v), _) => tx.volume(v)?.filter(|v| caller.sees(&v.project_id)),
+                    (None, Some(s)) => match tx.snapshot(s)? {
+                        Some(s) if caller.sees(&s.project_id) => tx.volume(s.volume_id)?,
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let default_name = core.config.default_volume_type.clone();
+                let volume_type = match (&req.volume_type, inherited) {
+                    (Some(t), _) => crate::types::find_type(tx.as_mut(), &default_name, &caller, t)
+                        .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
+                    (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
+                    (None, None) => crate::types::default_type(&default_name),
+                };
                 let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
                     let snapshot = match tx.snapshot(snapshot_id)? {
                         Some(s) if caller.sees(&s.project_id) => s,
@@ -113,7 +124,8 @@ impl Service {
                     size_gib: size,
                     status: VolumeStatus::Creating,
                     availability_zone: core.config.availability_zone.clone(),
-                    volume_type: core.config.default_volume_type.clone(),
+                    volume_type: volume_type.name.clone(),
+                    volume_type_id: Some(volume_type.id.clone()),
                     snapshot_id: req.snapshot_id,
                     source_volid: req.source_volid,
                     metadata: req.metadata,
@@ -194,6 +206,31 @@ impl Service {
             tx.put_volume(&volume)?;
             tx.commit()?;
             Ok(volume)
+        })
+        .await
+    }
+
+    /// `os-retype`. One backend holds every type, so no data moves: the
+    /// volume takes the new type at once (and stays `available`/`in-use`).
+    pub async fn retype_volume(&self, caller: &Caller, id: VolumeId, new_type: String) -> Result<Volume> {
+        require_writer(caller, "volume:retype")?;
+        let default_name = self.core.config.default_volume_type.clone();
+        let who = caller.clone();
+        self.mutate_volume(caller, id, move |tx, v| {
+            if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume {} status must be available or in-use, but current status is: {}.",
+                    v.id, v.status
+                )));
+            }
+            let t = crate::types::find_type(tx, &default_name, &who, &new_type)?;
+            let current = v.volume_type_id.clone().unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into());
+            if t.id == current {
+                return Err(ServiceError::InvalidInput("New volume type must be different from the original.".into()));
+            }
+            v.volume_type = t.name;
+            v.volume_type_id = Some(t.id);
+            Ok(())
         })
         .await
     }

@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    VolumeId, WorkflowId, WorkflowRecord,
+    VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,12 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn volume_type(&mut self, id: &str) -> Result<Option<VolumeType>>;
+    /// Every stored type (the built-in default is not stored), by name.
+    fn volume_types(&mut self) -> Result<Vec<VolumeType>>;
+    fn put_volume_type(&mut self, t: &VolumeType) -> Result<()>;
+    fn delete_volume_type(&mut self, id: &str) -> Result<()>;
+
     /// Forgets every limit set for `project` (it follows the defaults again).
     fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()>;
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64>;

@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    Volume, VolumeId, WorkflowId, WorkflowRecord,
+    Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -45,6 +45,8 @@ CREATE TABLE identity (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
 CREATE TABLE role_assignments (user_id TEXT NOT NULL, project_id TEXT NOT NULL, role_id TEXT NOT NULL,
     PRIMARY KEY (user_id, project_id, role_id));
 CREATE TABLE revoked_tokens (audit_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+"#, r#"
+CREATE TABLE volume_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -494,6 +496,28 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn volume_type(&mut self, id: &str) -> Result<Option<VolumeType>> {
+        get_body(&self.conn, "volume_types", id)
+    }
+
+    fn volume_types(&mut self) -> Result<Vec<VolumeType>> {
+        bodies(&self.conn, "volume_types", "SELECT body FROM volume_types ORDER BY name", &[])
+    }
+
+    fn put_volume_type(&mut self, t: &VolumeType) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO volume_types (id, name, body) VALUES (?1, ?2, ?3)",
+                params![t.id, t.name, to_json(t)],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_volume_type(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM volume_types WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()> {

@@ -3,32 +3,8 @@
 
 use crate::{CinderError, Reply, Req};
 use ember_model::{ProjectId, QuotaResource};
-use ember_service::{QuotaSet, Service, DEFAULT_VOLUME_TYPE_ID};
+use ember_service::{QuotaSet, Service};
 use serde_json::{json, Map, Value};
-
-fn default_type(svc_name: &str) -> Value {
-    json!({
-        "id": DEFAULT_VOLUME_TYPE_ID,
-        "name": svc_name,
-        "is_public": true,
-        "description": "Default Volume Type",
-        "extra_specs": {},
-        "os-volume-type-access:is_public": true,
-        "qos_specs_id": null
-    })
-}
-
-pub fn list_types(_req: &Req) -> Result<Reply, CinderError> {
-    Ok(Reply::ok(json!({"volume_types": [default_type("__DEFAULT__")]})))
-}
-
-pub fn show_type(_req: &Req, id: &str) -> Result<Reply, CinderError> {
-    if id == DEFAULT_VOLUME_TYPE_ID || id == "__DEFAULT__" {
-        Ok(Reply::ok(json!({"volume_type": default_type("__DEFAULT__")})))
-    } else {
-        Err(CinderError::not_found(format!("Volume type {id} could not be found.")))
-    }
-}
 
 pub fn availability_zones(svc: &Service) -> Result<Reply, CinderError> {
     Ok(Reply::ok(json!({"availabilityZoneInfo": [

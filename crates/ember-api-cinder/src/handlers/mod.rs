@@ -3,6 +3,7 @@
 mod backend;
 mod misc;
 mod snapshots;
+mod types;
 mod volumes;
 
 use crate::{CinderError, CinderState, Endpoint, Reply, Req};
@@ -41,9 +42,23 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         ReadVolumeData(id) => volumes::read_data(svc, req, &id).await,
         WriteVolumeData(id) => volumes::write_data(svc, req, &id).await,
 
-        ListTypes => misc::list_types(req),
-        ShowType(id) => misc::show_type(req, &id),
-        DefaultType => misc::show_type(req, ember_service::DEFAULT_VOLUME_TYPE_ID),
+        ListTypes => types::list(svc, req).await,
+        ShowType(id) => types::show(svc, req, &id).await,
+        DefaultType => types::show(svc, req, ember_service::DEFAULT_VOLUME_TYPE_ID).await,
+        CreateType => types::create(svc, req).await,
+        UpdateType(id) => types::update(svc, req, &id).await,
+        DeleteType(id) => types::delete(svc, req, &id).await,
+        TypeExtraSpecs(id) => types::extra_specs(svc, req, &id).await,
+        SetTypeExtraSpecs(id) => types::set_extra_specs(svc, req, &id).await,
+        ShowTypeExtraSpec { id, key } => types::extra_spec(svc, req, &id, &key).await,
+        PutTypeExtraSpec { id, key } => types::put_extra_spec(svc, req, &id, &key).await,
+        DeleteTypeExtraSpec { id, key } => types::delete_extra_spec(svc, req, &id, &key).await,
+        TypeAction(id) => types::action(svc, req, &id).await,
+        TypeAccess(id) => types::access(svc, req, &id).await,
+        ShowTypeEncryption { id, key } => types::show_encryption(svc, req, &id, key.as_deref()).await,
+        CreateTypeEncryption(id) => types::create_encryption(svc, req, &id).await,
+        UpdateTypeEncryption(id) => types::update_encryption(svc, req, &id).await,
+        DeleteTypeEncryption(id) => types::delete_encryption(svc, req, &id).await,
         AvailabilityZones => misc::availability_zones(svc),
         Limits => misc::limits(svc, req).await,
         ShowQuotas { project } => misc::show_quotas(svc, req, &project).await,

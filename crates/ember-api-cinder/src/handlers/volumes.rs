@@ -191,6 +191,22 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                 .ok_or_else(|| CinderError::bad_request(format!("Invalid input for field/attribute new_size. Value: {}. It must be an integer of at least 1", ember_api_common::pyrepr::str(new_size))))?;
             svc.extend_volume(caller, id, n).await?;
         }
+        "os-retype" => {
+            let new_type = field(args, "new_type")?
+                .as_str()
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| CinderError::bad_request("Invalid input for field/attribute new_type."))?;
+            if let Some(policy) = args.get("migration_policy").filter(|p| !p.is_null()) {
+                if !matches!(policy.as_str(), Some("never" | "on-demand")) {
+                    return Err(CinderError::bad_request(format!(
+                        "Invalid input for field/attribute migration_policy. Value: {}. {} is not one of ['on-demand', 'never']",
+                        ember_api_common::pyrepr::str(policy),
+                        ember_api_common::pyrepr::repr(policy)
+                    )));
+                }
+            }
+            svc.retype_volume(caller, id, new_type.to_string()).await?;
+        }
         "revert" if req.mv.at_least(40) => {
             let snap = field(args, "snapshot_id")?.as_str().unwrap_or_default();
             let snapshot = SnapshotId::parse(snap).ok_or_else(|| CinderError::snapshot_not_found(snap))?;
