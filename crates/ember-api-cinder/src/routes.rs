@@ -59,6 +59,11 @@ pub enum Endpoint {
     Pools,
     Capabilities(String),
     Extensions,
+    CreateTransfer(String),
+    ListTransfers { collection: String, detail: bool },
+    ShowTransfer { collection: String, id: String },
+    DeleteTransfer { collection: String, id: String },
+    AcceptTransfer { collection: String, id: String },
     DeleteQuotas { project: String },
     QuotaDefaults { project: String },
 
@@ -88,7 +93,8 @@ fn is_project_id(s: &str) -> bool {
 
 const COLLECTIONS: &[&str] = &[
     "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
-    "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions",
+    "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions", "os-volume-transfer",
+    "volume-transfers",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -165,6 +171,12 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("GET", ["scheduler-stats", "get_pools"]) => Pools,
         ("GET", ["capabilities", h]) => Capabilities(s(h)),
         ("GET", ["extensions"]) => Extensions,
+        ("POST", [c @ ("os-volume-transfer" | "volume-transfers")]) => CreateTransfer(s(c)),
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers { collection: s(c), detail: false },
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), "detail"]) => ListTransfers { collection: s(c), detail: true },
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => ShowTransfer { collection: s(c), id: s(id) },
+        ("DELETE", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => DeleteTransfer { collection: s(c), id: s(id) },
+        ("POST", [c @ ("os-volume-transfer" | "volume-transfers"), id, "accept"]) => AcceptTransfer { collection: s(c), id: s(id) },
         _ => return None,
     };
     Some((project, endpoint))

@@ -59,7 +59,24 @@ pub fn volume_links(base: &str, project: &str, id: &str) -> Value {
 
 /// A volume as Cinder's detailed view shows it. `admin_attrs` adds the
 /// `os-vol-*` attributes (shown to admins, not in create responses).
-pub fn volume(v: &Volume, mv: Microversion, base: &str, admin_attrs: bool) -> Value {
+/// Which `os-vol-*` attributes a volume view carries: the project one for
+/// anyone who may read the volume, host and migration ones for admins
+/// (Cinder's policies); none in the answer to a create.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum VolumeAttrs {
+    None,
+    Reader,
+    Admin,
+}
+
+impl VolumeAttrs {
+    pub fn for_reader(is_admin: bool) -> Self {
+        if is_admin { VolumeAttrs::Admin } else { VolumeAttrs::Reader }
+    }
+}
+
+pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> Value {
+    let admin_attrs = attrs == VolumeAttrs::Admin;
     let id = v.id.to_string();
     let mut o = Map::new();
     o.insert("id".into(), json!(id));
@@ -125,8 +142,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, admin_attrs: bool) -> Va
     if mv.at_least(65) {
         o.insert("consumes_quota".into(), json!(true));
     }
-    if admin_attrs {
+    if attrs != VolumeAttrs::None {
         o.insert("os-vol-tenant-attr:tenant_id".into(), json!(v.project_id.0));
+    }
+    if admin_attrs {
         o.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
         o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
         o.insert("os-vol-host-attr:host".into(), json!(ember_service::backend::pool_name()));

@@ -47,6 +47,7 @@ status_enum!(VolumeStatus {
     ErrorRestoring => "error_restoring",
     Extending => "extending",
     Reverting => "reverting",
+    AwaitingTransfer => "awaiting-transfer",
 });
 
 impl VolumeStatus {
@@ -260,4 +261,19 @@ pub struct Encryption {
     pub control_location: String,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
+}
+
+/// An offer to give a volume (and, unless `no_snapshots`, its snapshots) to
+/// whichever project presents the auth key. Only a salted hash of the key
+/// is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub id: String,
+    pub volume_id: VolumeId,
+    pub name: Option<String>,
+    pub source_project_id: ProjectId,
+    pub no_snapshots: bool,
+    pub salt: String,
+    pub key_hash: String,
+    pub created_at: Timestamp,
 }

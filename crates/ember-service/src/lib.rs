@@ -13,6 +13,7 @@ pub mod gc;
 mod quotas;
 mod requests;
 mod snapshots;
+pub mod transfers;
 pub mod types;
 mod volumes;
 pub mod workflows;

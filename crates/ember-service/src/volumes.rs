@@ -22,7 +22,7 @@ pub(crate) fn load_volume(tx: &mut dyn Tx, caller: &Caller, id: VolumeId) -> Res
     }
 }
 
-fn require_writer(caller: &Caller, action: &str) -> Result<()> {
+pub(crate) fn require_writer(caller: &Caller, action: &str) -> Result<()> {
     if caller.can_write() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
 }
 

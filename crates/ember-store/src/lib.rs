@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Transfer, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,12 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn transfer(&mut self, id: &str) -> Result<Option<Transfer>>;
+    /// Every pending transfer, oldest first.
+    fn transfers(&mut self) -> Result<Vec<Transfer>>;
+    fn put_transfer(&mut self, t: &Transfer) -> Result<()>;
+    fn delete_transfer(&mut self, id: &str) -> Result<()>;
+
     fn volume_type(&mut self, id: &str) -> Result<Option<VolumeType>>;
     /// Every stored type (the built-in default is not stored), by name.
     fn volume_types(&mut self) -> Result<Vec<VolumeType>>;

@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -47,6 +47,8 @@ CREATE TABLE role_assignments (user_id TEXT NOT NULL, project_id TEXT NOT NULL, 
 CREATE TABLE revoked_tokens (audit_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
 "#, r#"
 CREATE TABLE volume_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE transfers (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -496,6 +498,28 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn transfer(&mut self, id: &str) -> Result<Option<Transfer>> {
+        get_body(&self.conn, "transfers", id)
+    }
+
+    fn transfers(&mut self) -> Result<Vec<Transfer>> {
+        bodies(&self.conn, "transfers", "SELECT body FROM transfers ORDER BY created_at, id", &[])
+    }
+
+    fn put_transfer(&mut self, t: &Transfer) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO transfers (id, volume_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![t.id, t.volume_id.to_string(), t.created_at.0, to_json(t)],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_transfer(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM transfers WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn volume_type(&mut self, id: &str) -> Result<Option<VolumeType>> {

@@ -3,6 +3,7 @@
 mod backend;
 mod misc;
 mod snapshots;
+mod transfers;
 mod types;
 mod volumes;
 
@@ -75,6 +76,18 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Pools => backend::pools(svc, req).await,
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
+        // The 3.55 collection does not exist before 3.55.
+        CreateTransfer(c) | ListTransfers { collection: c, .. } | ShowTransfer { collection: c, .. }
+        | DeleteTransfer { collection: c, .. } | AcceptTransfer { collection: c, .. }
+            if c == "volume-transfers" && !req.mv.at_least(55) =>
+        {
+            Err(CinderError::not_found("The resource could not be found."))
+        }
+        CreateTransfer(c) => transfers::create(svc, req, &c).await,
+        ListTransfers { collection, detail } => transfers::list(svc, req, detail, &collection).await,
+        ShowTransfer { collection, id } => transfers::show(svc, req, &id, &collection).await,
+        DeleteTransfer { id, .. } => transfers::delete(svc, req, &id).await,
+        AcceptTransfer { collection, id } => transfers::accept(svc, req, &id, &collection).await,
     }
 }
 

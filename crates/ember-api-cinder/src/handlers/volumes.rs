@@ -68,7 +68,7 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|v| if detail { views::volume(v, req.mv, &req.base, admin) } else { views::volume_summary(v, &req.base) })
+        .map(|v| if detail { views::volume(v, req.mv, &req.base, views::VolumeAttrs::for_reader(admin)) } else { views::volume_summary(v, &req.base) })
         .collect();
     let mut out = serde_json::Map::new();
     out.insert("volumes".into(), Value::Array(items));
@@ -112,7 +112,7 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         multiattach: v.get("multiattach").and_then(as_bool).unwrap_or(false),
     };
     let volume = svc.create_volume(&req.caller, request).await?;
-    Ok(Reply::accepted(json!({"volume": views::volume(&volume, req.mv, &req.base, false)})))
+    Ok(Reply::accepted(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::None)})))
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
@@ -120,7 +120,7 @@ pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderErr
         return summary(svc, req).await;
     }
     let volume = svc.volume(&req.caller, volume_id(id)?).await?;
-    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, req.caller.is_admin())})))
+    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))})))
 }
 
 /// `GET /volumes/summary` (3.12; `metadata` from 3.36): count and size of
@@ -156,7 +156,7 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         metadata: v.get("metadata").map(|m| metadata_map(Some(m))),
     };
     let volume = svc.update_volume(&req.caller, id, update).await?;
-    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, req.caller.is_admin())})))
+    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))})))
 }
 
 fn flag(req: &Req, key: &str) -> bool {
