@@ -59,6 +59,8 @@ pub enum Endpoint {
     Pools,
     Capabilities(String),
     Extensions,
+    ListServices,
+    UpdateService(String),
     CreateTransfer(String),
     ListTransfers { collection: String, detail: bool },
     ShowTransfer { collection: String, id: String },
@@ -94,7 +96,7 @@ fn is_project_id(s: &str) -> bool {
 const COLLECTIONS: &[&str] = &[
     "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
     "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions", "os-volume-transfer",
-    "volume-transfers",
+    "volume-transfers", "os-services",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -171,6 +173,8 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("GET", ["scheduler-stats", "get_pools"]) => Pools,
         ("GET", ["capabilities", h]) => Capabilities(s(h)),
         ("GET", ["extensions"]) => Extensions,
+        ("GET", ["os-services"]) => ListServices,
+        ("PUT", ["os-services", action]) => UpdateService(s(action)),
         ("POST", [c @ ("os-volume-transfer" | "volume-transfers")]) => CreateTransfer(s(c)),
         ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers { collection: s(c), detail: false },
         ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), "detail"]) => ListTransfers { collection: s(c), detail: true },

@@ -277,3 +277,13 @@ pub struct Transfer {
     pub key_hash: String,
     pub created_at: Timestamp,
 }
+
+/// An admin's switch on one of Ember's Cinder-style services
+/// (`cinder-volume`, `cinder-scheduler`): disabled with a reason, or not.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSwitch {
+    pub binary: String,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub updated_at: Option<Timestamp>,
+}

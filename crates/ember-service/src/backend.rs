@@ -3,8 +3,9 @@
 //! with one backend (`qcow2`) holding one pool (`qcow2`).
 
 use crate::volumes::require_admin;
-use crate::{Caller, Result, Service};
-use ember_model::ProjectId;
+use crate::{Caller, Result, Service, ServiceError};
+use ember_model::{ProjectId, ServiceSwitch, Timestamp};
+use ember_store::Tx;
 use std::collections::BTreeMap;
 
 pub const HOST: &str = "ember";
@@ -65,6 +66,67 @@ impl Service {
             let mut out = vec![total];
             out.extend(per.into_iter().map(|(p, u)| HostUsage { project: Some(ProjectId(p)), ..u }));
             Ok(out)
+        })
+        .await
+    }
+}
+
+/// Ember's services as Cinder names them: (binary, host).
+pub fn services() -> [(&'static str, String); 2] {
+    [("cinder-scheduler", HOST.to_string()), ("cinder-volume", volume_service_host())]
+}
+
+/// Whether `host` names `service_host` (`ember` also names `ember@qcow2`).
+pub fn host_matches(service_host: &str, host: &str) -> bool {
+    service_host == host || service_host.split('@').next() == Some(host)
+}
+
+/// Refuses new volumes while an admin has disabled the volume service (in
+/// Cinder the scheduler then finds no valid backend).
+pub(crate) fn check_volume_service_enabled(tx: &mut dyn Tx) -> Result<()> {
+    match tx.service_switch("cinder-volume")? {
+        Some(s) if s.disabled => Err(ServiceError::InvalidInput(format!(
+            "No valid backend was found: the volume service is disabled ({}).",
+            s.disabled_reason.as_deref().unwrap_or("no reason given")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+impl Service {
+    /// Every service with its switch. Admin only.
+    pub async fn list_services(&self, caller: &Caller) -> Result<Vec<(String, String, ServiceSwitch)>> {
+        require_admin(caller, "volume_extension:services:index")?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.read()?;
+            let mut out = vec![];
+            for (binary, host) in services() {
+                let switch = tx.service_switch(binary)?.unwrap_or(ServiceSwitch { binary: binary.into(), ..Default::default() });
+                out.push((binary.to_string(), host, switch));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Enables or disables the service `binary` on `host`. Admin only.
+    pub async fn switch_service(&self, caller: &Caller, host: String, binary: String, disabled: bool, reason: Option<String>) -> Result<(String, ServiceSwitch)> {
+        require_admin(caller, "volume_extension:services:update")?;
+        let Some((_, service_host)) = services().into_iter().find(|(b, h)| *b == binary && host_matches(h, &host)) else {
+            return Err(if services().iter().any(|(_, h)| host_matches(h, &host)) {
+                ServiceError::NotFound(format!("Service {binary} could not be found."))
+            } else {
+                ServiceError::NotFound(format!("Host {host} could not be found."))
+            });
+        };
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let switch = ServiceSwitch { binary, disabled, disabled_reason: reason, updated_at: Some(Timestamp::now()) };
+            tx.put_service_switch(&switch)?;
+            tx.commit()?;
+            Ok((service_host, switch))
         })
         .await
     }

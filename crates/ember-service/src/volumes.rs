@@ -43,6 +43,7 @@ impl Service {
         let (volume, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
+                crate::backend::check_volume_service_enabled(tx.as_mut())?;
                 let image = ImageId::new();
                 // The type asked for, else the source's, else the default.
                 let inherited = match (req.source_volid, req.snapshot_id) {

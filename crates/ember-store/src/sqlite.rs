@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    ServiceSwitch, Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -49,6 +49,8 @@ CREATE TABLE revoked_tokens (audit_id TEXT PRIMARY KEY, expires_at INTEGER NOT N
 CREATE TABLE volume_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 "#, r#"
 CREATE TABLE transfers (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE service_switches (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -496,6 +498,17 @@ impl Tx for SqliteTx<'_> {
                 "INSERT OR REPLACE INTO quota_limits (project_id, resource, hard_limit) VALUES (?1, ?2, ?3)",
                 params![project.0, resource.as_str(), limit],
             )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn service_switch(&mut self, binary: &str) -> Result<Option<ServiceSwitch>> {
+        get_body(&self.conn, "service_switches", binary)
+    }
+
+    fn put_service_switch(&mut self, s: &ServiceSwitch) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO service_switches (id, body) VALUES (?1, ?2)", params![s.binary, to_json(s)])
             .map(drop)
             .map_err(backend)
     }

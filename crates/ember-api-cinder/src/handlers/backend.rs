@@ -103,6 +103,12 @@ pub fn extensions() -> Reply {
         ("QuotaClasses", "os-quota-class-sets", "Quota classes management support."),
         ("Quotas", "os-quota-sets", "Quota management support."),
         ("SchedulerStats", "scheduler-stats", "Scheduler stats support."),
+        ("Services", "os-services", "Services support."),
+        ("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
+        ("TypesManage", "os-types-manage", "Types manage support."),
+        ("TypesExtraSpecs", "os-types-extra-specs", "Type extra specs support."),
+        ("VolumeTypeAccess", "os-volume-type-access", "Volume type access support."),
+        ("VolumeTypeEncryption", "encryption", "Encryption support for volume types."),
         ("SnapshotActions", "os-snapshot-actions", "Enable snapshot manager actions."),
         ("VolumeActions", "os-volume-actions", "Enable volume actions."),
         ("VolumeHostAttribute", "os-vol-host-attr", "Expose host as an attribute of a volume."),
@@ -117,4 +123,58 @@ pub fn extensions() -> Reply {
         })
         .collect();
     Reply::ok(json!({"extensions": items}))
+}
+
+pub async fn list_services(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
+    let all = svc.list_services(&req.caller).await?;
+    let (host, binary) = (req.query("host"), req.query("binary"));
+    let items: Vec<Value> = all
+        .iter()
+        .filter(|(b, h, _)| host.is_none_or(|want| ember_service::backend::host_matches(h, want)) && binary.is_none_or(|want| want == b))
+        .map(|(b, h, switch)| {
+            json!({
+                "binary": b, "host": h, "zone": svc.config().availability_zone,
+                "status": if switch.disabled { "disabled" } else { "enabled" },
+                "state": "up", "frozen": false,
+                "disabled_reason": switch.disabled_reason,
+                "updated_at": switch.updated_at.unwrap_or_else(Timestamp::now).to_iso_micros(),
+                "replication_status": "disabled", "active_backend_id": null,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(json!({"services": items})))
+}
+
+/// `PUT os-services/{enable|disable|disable-log-reason|freeze|thaw}`.
+pub async fn update_service(svc: &Service, req: &Req, action: &str) -> Result<Reply, CinderError> {
+    let body = req.json_body()?;
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let host = text("host").ok_or_else(|| CinderError::bad_request("Missing required element 'host' in request body."))?;
+    if action == "freeze" || action == "thaw" {
+        // Freezing is for replication failover, which Ember does not have.
+        svc.list_services(&req.caller).await?;
+        return Err(CinderError::bad_request(format!("Invalid input received: Host {host} has no replication to {action}.")));
+    }
+    let binary = text("binary").unwrap_or_else(|| "cinder-volume".into());
+    let (disabled, reason) = match action {
+        "enable" => (false, None),
+        "disable" => (true, None),
+        "disable-log-reason" => {
+            let reason = text("disabled_reason")
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty() && r.chars().count() <= 255)
+                .ok_or_else(|| CinderError::bad_request("Disabled reason contains invalid characters or is too long"))?;
+            (true, Some(reason))
+        }
+        _ => return Err(CinderError::not_found("Unknown action")),
+    };
+    let (service_host, switch) = svc.switch_service(&req.caller, host, binary.clone(), disabled, reason).await?;
+    let mut out = json!({
+        "host": service_host, "binary": binary, "service": binary,
+        "disabled": switch.disabled, "status": if switch.disabled { "disabled" } else { "enabled" },
+    });
+    if action != "disable" {
+        out["disabled_reason"] = json!(switch.disabled_reason);
+    }
+    Ok(Reply::ok(out))
 }

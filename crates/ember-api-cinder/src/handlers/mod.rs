@@ -76,6 +76,8 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Pools => backend::pools(svc, req).await,
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
+        ListServices => backend::list_services(svc, req).await,
+        UpdateService(action) => backend::update_service(svc, req, &action).await,
         // The 3.55 collection does not exist before 3.55.
         CreateTransfer(c) | ListTransfers { collection: c, .. } | ShowTransfer { collection: c, .. }
         | DeleteTransfer { collection: c, .. } | AcceptTransfer { collection: c, .. }

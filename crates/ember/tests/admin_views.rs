@@ -1,0 +1,75 @@
+//! The admin's views of the backend (hosts, pools, capabilities, services)
+//! and the switches and defaults that change behaviour: a disabled volume
+//! service takes no new volumes; the default quota class applies to every
+//! project without its own limits.
+
+mod common;
+
+use common::{Server, OTHER_PROJECT, PROJECT};
+use serde_json::json;
+
+#[test]
+fn hosts_pools_and_capabilities_describe_the_real_backend() {
+    let s = Server::start();
+    let vol = s.create_volume(3);
+    let (st, body) = s.admin("GET", "/scheduler-stats/get_pools?detail=true", None);
+    assert_eq!(st, 200, "{body}");
+    let pool = &body["pools"][0];
+    let (_, v) = s.admin("GET", &format!("/volumes/{vol}"), None);
+    assert_eq!(pool["name"], v["volume"]["os-vol-host-attr:host"], "volumes live in the pool listed");
+    let total = pool["capabilities"]["total_capacity_gb"].as_f64().unwrap();
+    let free = pool["capabilities"]["free_capacity_gb"].as_f64().unwrap();
+    assert!(total > 0.0 && free > 0.0 && free <= total, "{pool}");
+    let (st, caps) = s.admin("GET", &format!("/capabilities/{}", pool["name"].as_str().unwrap()), None);
+    assert_eq!(st, 200);
+    assert_eq!(caps["vendor_name"], pool["capabilities"]["vendor_name"]);
+    assert_eq!(s.admin("GET", "/capabilities/nowhere@x", None).0, 404);
+
+    let (_, hosts) = s.admin("GET", "/os-hosts", None);
+    let volume_host = hosts["hosts"].as_array().unwrap().iter().find(|h| h["service"] == "cinder-volume").unwrap()["host_name"].as_str().unwrap().to_string();
+    let (st, host) = s.admin("GET", &format!("/os-hosts/{volume_host}"), None);
+    assert_eq!(st, 200);
+    let total = &host["host"][0]["resource"];
+    assert_eq!((total["project"].as_str(), total["volume_count"].as_str(), total["total_volume_gb"].as_str()), (Some("(total)"), Some("1"), Some("3")));
+
+    // Members see none of this.
+    let member = format!("alice:{PROJECT}");
+    for path in ["/scheduler-stats/get_pools", "/os-hosts", "/os-services", "/os-quota-class-sets/default"] {
+        assert_eq!(s.call("GET", &s.v3(path), &member, None, None).0, 403, "{path}");
+    }
+}
+
+#[test]
+fn a_disabled_volume_service_takes_no_new_volumes() {
+    let s = Server::start();
+    let (st, body) = s.admin("PUT", "/os-services/disable-log-reason", Some(json!({"host": "ember", "binary": "cinder-volume", "disabled_reason": "maintenance"})));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["status"], "disabled");
+    let (_, list) = s.admin("GET", "/os-services?binary=cinder-volume", None);
+    assert_eq!(list["services"][0]["disabled_reason"], "maintenance");
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1}})));
+    assert_eq!(st, 400, "{body}");
+    assert!(body["badRequest"]["message"].as_str().unwrap().contains("maintenance"), "{body}");
+    assert_eq!(s.admin("PUT", "/os-services/enable", Some(json!({"host": "nohost", "binary": "cinder-volume"}))).0, 404);
+    assert_eq!(s.admin("PUT", "/os-services/enable", Some(json!({"host": "ember", "binary": "cinder-volume"}))).0, 200);
+    s.create_volume(1);
+}
+
+#[test]
+fn the_default_quota_class_applies_to_projects_without_their_own_limits() {
+    let s = Server::start();
+    let (st, body) = s.admin("PUT", "/os-quota-class-sets/default", Some(json!({"quota_class_set": {"volumes": 1}})));
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["quota_class_set"]["volumes"], 1);
+    let (_, d) = s.admin("GET", &format!("/os-quota-sets/{OTHER_PROJECT}/defaults"), None);
+    assert_eq!(d["quota_set"]["volumes"], 1);
+    s.create_volume(1);
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1}})));
+    assert_eq!(st, 413, "the class default limits this project: {body}");
+    // A project's own limit wins; deleting it falls back to the class.
+    assert_eq!(s.admin("PUT", &format!("/os-quota-sets/{PROJECT}"), Some(json!({"quota_set": {"volumes": 5}}))).0, 200);
+    s.create_volume(1);
+    assert_eq!(s.admin("DELETE", &format!("/os-quota-sets/{PROJECT}"), None).0, 200);
+    let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}"), None);
+    assert_eq!(q["quota_set"]["volumes"], 1);
+}
