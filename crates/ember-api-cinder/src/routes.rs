@@ -60,6 +60,14 @@ pub enum Endpoint {
     Capabilities(String),
     Extensions,
     ListServices,
+    CreateQos,
+    ListQos,
+    ShowQos(String),
+    SetQosKeys(String),
+    DeleteQosKeys(String),
+    DeleteQos(String),
+    QosAssociations(String),
+    AssociateQos { id: String, op: String },
     UpdateService(String),
     CreateTransfer(String),
     ListTransfers { collection: String, detail: bool },
@@ -96,7 +104,7 @@ fn is_project_id(s: &str) -> bool {
 const COLLECTIONS: &[&str] = &[
     "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
     "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions", "os-volume-transfer",
-    "volume-transfers", "os-services",
+    "volume-transfers", "os-services", "qos-specs",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -174,6 +182,14 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("GET", ["capabilities", h]) => Capabilities(s(h)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
+        ("POST", ["qos-specs"]) => CreateQos,
+        ("GET", ["qos-specs"]) => ListQos,
+        ("GET", ["qos-specs", id]) => ShowQos(s(id)),
+        ("PUT", ["qos-specs", id]) => SetQosKeys(s(id)),
+        ("PUT", ["qos-specs", id, "delete_keys"]) => DeleteQosKeys(s(id)),
+        ("DELETE", ["qos-specs", id]) => DeleteQos(s(id)),
+        ("GET", ["qos-specs", id, "associations"]) => QosAssociations(s(id)),
+        ("GET", ["qos-specs", id, op @ ("associate" | "disassociate" | "disassociate_all")]) => AssociateQos { id: s(id), op: s(op) },
         ("PUT", ["os-services", action]) => UpdateService(s(action)),
         ("POST", [c @ ("os-volume-transfer" | "volume-transfers")]) => CreateTransfer(s(c)),
         ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers { collection: s(c), detail: false },

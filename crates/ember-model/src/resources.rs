@@ -248,6 +248,9 @@ pub struct VolumeType {
     /// Projects that may use a private type.
     pub access: Vec<ProjectId>,
     pub encryption: Option<Encryption>,
+    /// The QoS specs associated with the type.
+    #[serde(default)]
+    pub qos_specs_id: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }
@@ -286,4 +289,17 @@ pub struct ServiceSwitch {
     pub disabled: bool,
     pub disabled_reason: Option<String>,
     pub updated_at: Option<Timestamp>,
+}
+
+/// A QoS specification: limits for the consumer that enforces them
+/// (`front-end`: the hypervisor, from the connection info; `back-end`: the
+/// storage, which Ember's pool does not do — it reports `QoS_support:
+/// false`), associated with volume types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QosSpecs {
+    pub id: String,
+    pub name: String,
+    pub consumer: String,
+    pub specs: Metadata,
+    pub created_at: Timestamp,
 }

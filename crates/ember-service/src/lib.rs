@@ -10,6 +10,7 @@ pub mod core;
 pub mod engine;
 mod error;
 pub mod gc;
+pub mod qos;
 mod quotas;
 mod requests;
 mod snapshots;

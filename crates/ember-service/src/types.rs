@@ -19,6 +19,7 @@ pub fn default_type(name: &str) -> VolumeType {
         extra_specs: Metadata::new(),
         access: vec![],
         encryption: None,
+        qos_specs_id: None,
         created_at: Timestamp(0),
         updated_at: None,
     }
@@ -131,6 +132,7 @@ impl Service {
                 extra_specs,
                 access: vec![],
                 encryption: None,
+                qos_specs_id: None,
                 created_at: Timestamp::now(),
                 updated_at: None,
             };

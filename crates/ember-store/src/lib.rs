@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    ServiceSwitch, Transfer, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    QosSpecs, ServiceSwitch, Transfer, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,11 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn qos_specs(&mut self, id: &str) -> Result<Option<QosSpecs>>;
+    fn all_qos_specs(&mut self) -> Result<Vec<QosSpecs>>;
+    fn put_qos_specs(&mut self, q: &QosSpecs) -> Result<()>;
+    fn delete_qos_specs(&mut self, id: &str) -> Result<()>;
+
     fn service_switch(&mut self, binary: &str) -> Result<Option<ServiceSwitch>>;
     fn put_service_switch(&mut self, s: &ServiceSwitch) -> Result<()>;
 

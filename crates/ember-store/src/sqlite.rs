@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    ServiceSwitch, Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    QosSpecs, ServiceSwitch, Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -51,6 +51,8 @@ CREATE TABLE volume_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body 
 CREATE TABLE transfers (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 "#, r#"
 CREATE TABLE service_switches (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE qos_specs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -500,6 +502,25 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn qos_specs(&mut self, id: &str) -> Result<Option<QosSpecs>> {
+        get_body(&self.conn, "qos_specs", id)
+    }
+
+    fn all_qos_specs(&mut self) -> Result<Vec<QosSpecs>> {
+        bodies(&self.conn, "qos_specs", "SELECT body FROM qos_specs ORDER BY name", &[])
+    }
+
+    fn put_qos_specs(&mut self, q: &QosSpecs) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO qos_specs (id, name, body) VALUES (?1, ?2, ?3)", params![q.id, q.name, to_json(q)])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_qos_specs(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM qos_specs WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn service_switch(&mut self, binary: &str) -> Result<Option<ServiceSwitch>> {

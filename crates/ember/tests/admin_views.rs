@@ -73,3 +73,24 @@ fn the_default_quota_class_applies_to_projects_without_their_own_limits() {
     let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}"), None);
     assert_eq!(q["quota_set"]["volumes"], 1);
 }
+
+#[test]
+fn qos_specs_associate_with_types_and_block_their_own_deletion() {
+    let s = Server::start();
+    let (st, body) = s.admin("POST", "/qos-specs", Some(json!({"qos_specs": {"name": "gold", "consumer": "front-end", "read_iops_sec": "2000"}})));
+    assert_eq!(st, 200, "{body}");
+    let qos = body["qos_specs"]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["qos_specs"]["specs"], json!({"read_iops_sec": "2000"}));
+    let (st, body) = s.admin("POST", "/types", Some(json!({"volume_type": {"name": "fast"}})));
+    assert_eq!(st, 200, "{body}");
+    let t = body["volume_type"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.admin("GET", &format!("/qos-specs/{qos}/associate?vol_type_id={t}"), None).0, 202);
+    let (_, body) = s.admin("GET", &format!("/types/{t}"), None);
+    assert_eq!(body["volume_type"]["qos_specs_id"], qos.as_str());
+    assert_eq!(s.admin("DELETE", &format!("/qos-specs/{qos}"), None).0, 400, "still associated");
+    assert_eq!(s.admin("DELETE", &format!("/qos-specs/{qos}?force=true"), None).0, 202);
+    let (_, body) = s.admin("GET", &format!("/types/{t}"), None);
+    assert_eq!(body["volume_type"]["qos_specs_id"], serde_json::Value::Null);
+    let member = format!("alice:{PROJECT}");
+    assert_eq!(s.call("GET", &s.v3("/qos-specs"), &member, None, None).0, 403);
+}

@@ -104,6 +104,7 @@ pub fn extensions() -> Reply {
         ("Quotas", "os-quota-sets", "Quota management support."),
         ("SchedulerStats", "scheduler-stats", "Scheduler stats support."),
         ("Services", "os-services", "Services support."),
+        ("Qos_specs_manage", "qos-specs", "QoS specs support."),
         ("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
         ("TypesManage", "os-types-manage", "Types manage support."),
         ("TypesExtraSpecs", "os-types-extra-specs", "Type extra specs support."),

@@ -2,6 +2,7 @@
 
 mod backend;
 mod misc;
+mod qos;
 mod snapshots;
 mod transfers;
 mod types;
@@ -77,6 +78,14 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
         ListServices => backend::list_services(svc, req).await,
+        CreateQos => qos::create(svc, req).await,
+        ListQos => qos::list(svc, req).await,
+        ShowQos(id) => qos::show(svc, req, &id).await,
+        SetQosKeys(id) => qos::set_keys(svc, req, &id).await,
+        DeleteQosKeys(id) => qos::delete_keys(svc, req, &id).await,
+        DeleteQos(id) => qos::delete(svc, req, &id).await,
+        QosAssociations(id) => qos::associations(svc, req, &id).await,
+        AssociateQos { id, op } => qos::associate(svc, req, &id, &op).await,
         UpdateService(action) => backend::update_service(svc, req, &action).await,
         // The 3.55 collection does not exist before 3.55.
         CreateTransfer(c) | ListTransfers { collection: c, .. } | ShowTransfer { collection: c, .. }

@@ -39,7 +39,7 @@ pub fn view(t: &VolumeType) -> Value {
         "is_public": t.is_public,
         "extra_specs": t.extra_specs,
         "os-volume-type-access:is_public": t.is_public,
-        "qos_specs_id": null,
+        "qos_specs_id": t.qos_specs_id,
     })
 }
 
