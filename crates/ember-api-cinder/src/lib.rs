@@ -57,6 +57,8 @@ pub struct Req {
     pub base: String,
     /// The request path, for pagination links.
     pub path: String,
+    /// This request's `x-openstack-request-id`.
+    pub request_id: String,
 }
 
 impl Req {
@@ -171,7 +173,7 @@ pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: 
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
-    let mut response = dispatch(&state, method.clone(), &uri, headers, body).await;
+    let mut response = dispatch(&state, method.clone(), &uri, headers, body, &request_id).await;
     let unversioned = response.extensions().get::<Unversioned>().is_some();
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -191,7 +193,7 @@ pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: 
     response
 }
 
-async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes, request_id: &str) -> Response {
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let base = base_url(&headers);
     let trailing_slash = uri.path().ends_with('/');
@@ -245,7 +247,7 @@ async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: Heade
     } else {
         Microversion::V3_0
     };
-    let mut response = route_and_run(state, api, mv, method, uri, headers, body, &segments[1..], base).await;
+    let mut response = route_and_run(state, api, mv, method, uri, headers, body, &segments[1..], base, request_id).await;
     if api == Api::V3 && response.extensions().get::<Unversioned>().is_none() {
         if let Ok(v) = HeaderValue::from_str(&mv.header_value()) {
             response.headers_mut().insert("openstack-api-version", v);
@@ -266,6 +268,7 @@ async fn route_and_run(
     body: Bytes,
     rest: &[&str],
     base: String,
+    request_id: &str,
 ) -> Response {
     if rest.is_empty() {
         // The version document of this API. Without a token, Cinder's noauth
@@ -319,6 +322,7 @@ async fn route_and_run(
         body,
         base,
         path: uri.path().to_string(),
+        request_id: request_id.to_string(),
     };
     match handlers::run(state, &req, endpoint).await {
         Ok(reply) => match reply.body {

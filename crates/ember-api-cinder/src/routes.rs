@@ -60,6 +60,9 @@ pub enum Endpoint {
     Capabilities(String),
     Extensions,
     ListServices,
+    ListMessages,
+    ShowMessage(String),
+    DeleteMessage(String),
     CreateQos,
     ListQos,
     ShowQos(String),
@@ -104,7 +107,7 @@ fn is_project_id(s: &str) -> bool {
 const COLLECTIONS: &[&str] = &[
     "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
     "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions", "os-volume-transfer",
-    "volume-transfers", "os-services", "qos-specs",
+    "volume-transfers", "os-services", "qos-specs", "messages",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -182,6 +185,9 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("GET", ["capabilities", h]) => Capabilities(s(h)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
+        ("GET", ["messages"]) => ListMessages,
+        ("GET", ["messages", id]) => ShowMessage(s(id)),
+        ("DELETE", ["messages", id]) => DeleteMessage(s(id)),
         ("POST", ["qos-specs"]) => CreateQos,
         ("GET", ["qos-specs"]) => ListQos,
         ("GET", ["qos-specs", id]) => ShowQos(s(id)),

@@ -303,3 +303,19 @@ pub struct QosSpecs {
     pub specs: Metadata,
     pub created_at: Timestamp,
 }
+
+/// A message for a project's users about something that failed without
+/// failing their request (Cinder's user messages, API 3.3+).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserMessage {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub request_id: String,
+    pub event_id: String,
+    pub message_level: String,
+    pub resource_type: String,
+    pub resource_uuid: Option<String>,
+    pub user_message: String,
+    pub created_at: Timestamp,
+    pub guaranteed_until: Timestamp,
+}

@@ -81,16 +81,77 @@ pub fn host_matches(service_host: &str, host: &str) -> bool {
     service_host == host || service_host.split('@').next() == Some(host)
 }
 
-/// Refuses new volumes while an admin has disabled the volume service (in
-/// Cinder the scheduler then finds no valid backend).
-pub(crate) fn check_volume_service_enabled(tx: &mut dyn Tx) -> Result<()> {
-    match tx.service_switch("cinder-volume")? {
-        Some(s) if s.disabled => Err(ServiceError::InvalidInput(format!(
-            "No valid backend was found: the volume service is disabled ({}).",
-            s.disabled_reason.as_deref().unwrap_or("no reason given")
-        ))),
-        _ => Ok(()),
+/// The pool's capabilities as the scheduler matches them against a volume
+/// type's extra specs (and as `get_pools` reports them).
+pub fn capabilities() -> Vec<(&'static str, String)> {
+    vec![
+        ("volume_backend_name", BACKEND.into()),
+        ("pool_name", POOL.into()),
+        ("vendor_name", VENDOR.into()),
+        ("storage_protocol", STORAGE_PROTOCOL.into()),
+        ("driver_version", env!("CARGO_PKG_VERSION").into()),
+        ("thin_provisioning_support", "True".into()),
+        ("thick_provisioning_support", "False".into()),
+        ("QoS_support", "False".into()),
+        ("multiattach", "False".into()),
+    ]
+}
+
+/// Whether a capability satisfies an extra spec's requirement, in the
+/// forms Cinder's capabilities filter accepts: a plain value, `<is> True`,
+/// `<in> text`, `<or> a <or> b`, and numeric `>=`/`<=`/`==`.
+fn satisfies(have: &str, want: &str) -> bool {
+    let want = want.trim();
+    let words: Vec<&str> = want.split_whitespace().collect();
+    match words.as_slice() {
+        ["<is>", v] => have.eq_ignore_ascii_case(v),
+        ["<in>", rest @ ..] => have.contains(&rest.join(" ")),
+        [first, ..] if *first == "<or>" || want.contains(" <or> ") => {
+            want.split("<or>").map(str::trim).filter(|v| !v.is_empty()).any(|v| v == have)
+        }
+        [op @ (">=" | "<=" | "==" | "!=" | "<" | ">" | "="), v] => match (have.parse::<f64>(), v.parse::<f64>()) {
+            (Ok(h), Ok(w)) => match *op {
+                ">=" => h >= w,
+                "<=" => h <= w,
+                "<" => h < w,
+                ">" => h > w,
+                "!=" => h != w,
+                _ => h == w,
+            },
+            _ => false,
+        },
+        ["s==", v] => have == *v,
+        _ => have == want,
     }
+}
+
+/// Why no backend can hold a new volume of `volume_type`, if none can: the
+/// volume service is disabled, or an extra spec asks for a capability the
+/// pool does not have. Extra specs that name no capability are ignored,
+/// as in Cinder, unless scoped `capabilities:`.
+pub(crate) fn placement_problem(tx: &mut dyn Tx, volume_type: &ember_model::VolumeType) -> Result<Option<String>> {
+    if let Some(s) = tx.service_switch("cinder-volume")?.filter(|s| s.disabled) {
+        return Ok(Some(format!(
+            "the volume service is disabled ({})",
+            s.disabled_reason.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    let caps = capabilities();
+    for (key, want) in &volume_type.extra_specs {
+        let (scoped, name) = match key.strip_prefix("capabilities:") {
+            Some(n) => (true, n),
+            None if key.contains(':') => continue,
+            None => (false, key.as_str()),
+        };
+        match caps.iter().find(|(c, _)| *c == name) {
+            Some((_, have)) if !satisfies(have, want) => {
+                return Ok(Some(format!("the pool's {name} is {have:?}, the volume type asks for {want:?}")));
+            }
+            None if scoped => return Ok(Some(format!("the pool has no capability {name}"))),
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 impl Service {

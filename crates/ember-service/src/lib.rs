@@ -9,6 +9,7 @@ mod context;
 pub mod core;
 pub mod engine;
 mod error;
+pub mod messages;
 pub mod gc;
 pub mod qos;
 mod quotas;

@@ -15,6 +15,8 @@ pub struct CreateVolume {
     pub availability_zone: Option<String>,
     pub volume_type: Option<String>,
     pub multiattach: bool,
+    /// The API request's id, for user messages about it.
+    pub request_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

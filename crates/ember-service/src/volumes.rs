@@ -43,7 +43,6 @@ impl Service {
         let (volume, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
-                crate::backend::check_volume_service_enabled(tx.as_mut())?;
                 let image = ImageId::new();
                 // The type asked for, else the source's, else the default.
                 let inherited = match (req.source_volid, req.snapshot_id) {
@@ -138,6 +137,29 @@ impl Service {
                     created_at: Timestamp::now(),
                     updated_at: None,
                 };
+                // No backend for it: the volume is recorded in `error` (it
+                // still counts against quota until deleted, as in Cinder)
+                // and the project gets a user message saying why.
+                if let Some(problem) = crate::backend::placement_problem(tx.as_mut(), &volume_type)? {
+                    if let volume_create::Source::SnapshotImage(_) = source {
+                        tx.delete_image(image)?;
+                    }
+                    let mut volume = volume;
+                    volume.status = VolumeStatus::Error;
+                    volume.error_reason = Some(format!("No valid backend was found: {problem}."));
+                    tx.put_volume(&volume)?;
+                    crate::messages::record(
+                        tx.as_mut(),
+                        &volume.project_id,
+                        req.request_id.as_deref(),
+                        "VOLUME_VOLUME_001_002",
+                        "VOLUME",
+                        Some(volume.id.to_string()),
+                        "schedule allocate volume:Could not find any available weighted backend.",
+                    )?;
+                    tx.commit()?;
+                    return Ok((volume, None));
+                }
                 if let volume_create::Source::SnapshotImage(_) = source {
                     let mut img = tx.image(image)?.expect("inserted above");
                     img.owner = ImageOwner::Volume(volume.id);
@@ -152,10 +174,12 @@ impl Service {
                 });
                 tx.put_workflow(&record)?;
                 tx.commit()?;
-                Ok((volume, record))
+                Ok((volume, Some(record)))
             })
             .await?;
-        self.start(record);
+        if let Some(record) = record {
+            self.start(record);
+        }
         Ok(volume)
     }
 

@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    QosSpecs, ServiceSwitch, Transfer, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,12 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn message(&mut self, id: &str) -> Result<Option<UserMessage>>;
+    /// Messages, oldest first; of one project, or all.
+    fn messages(&mut self, project: Option<&ProjectId>) -> Result<Vec<UserMessage>>;
+    fn put_message(&mut self, m: &UserMessage) -> Result<()>;
+    fn delete_message(&mut self, id: &str) -> Result<()>;
+
     fn qos_specs(&mut self, id: &str) -> Result<Option<QosSpecs>>;
     fn all_qos_specs(&mut self) -> Result<Vec<QosSpecs>>;
     fn put_qos_specs(&mut self, q: &QosSpecs) -> Result<()>;

@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    QosSpecs, ServiceSwitch, Transfer, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -53,6 +53,9 @@ CREATE TABLE transfers (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, created_at
 CREATE TABLE service_switches (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 "#, r#"
 CREATE TABLE qos_specs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE messages (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX messages_by_project ON messages (project_id, created_at);
 "#];
 
 pub struct SqliteStore {
@@ -502,6 +505,31 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn message(&mut self, id: &str) -> Result<Option<UserMessage>> {
+        get_body(&self.conn, "messages", id)
+    }
+
+    fn messages(&mut self, project: Option<&ProjectId>) -> Result<Vec<UserMessage>> {
+        match project {
+            Some(p) => bodies(&self.conn, "messages", "SELECT body FROM messages WHERE project_id = ?1 ORDER BY created_at, id", &[&p.0]),
+            None => bodies(&self.conn, "messages", "SELECT body FROM messages ORDER BY created_at, id", &[]),
+        }
+    }
+
+    fn put_message(&mut self, m: &UserMessage) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO messages (id, project_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![m.id, m.project_id.0, m.created_at.0, to_json(m)],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_message(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM messages WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn qos_specs(&mut self, id: &str) -> Result<Option<QosSpecs>> {

@@ -47,9 +47,18 @@ fn a_disabled_volume_service_takes_no_new_volumes() {
     assert_eq!(body["status"], "disabled");
     let (_, list) = s.admin("GET", "/os-services?binary=cinder-volume", None);
     assert_eq!(list["services"][0]["disabled_reason"], "maintenance");
+    // As in Cinder: accepted, then `error` (no valid backend), and a user
+    // message says why.
     let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1}})));
-    assert_eq!(st, 400, "{body}");
-    assert!(body["badRequest"]["message"].as_str().unwrap().contains("maintenance"), "{body}");
+    assert_eq!(st, 202, "{body}");
+    let failed = body["volume"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.wait_status("volumes", &failed, "error")["ember:error_reason"].as_str().map(|r| r.contains("maintenance")), Some(true));
+    let (_, msgs) = s.admin("GET", "/messages", None);
+    assert_eq!(msgs["messages"][0]["resource_uuid"], failed.as_str(), "{msgs}");
+    assert_eq!(msgs["messages"][0]["event_id"], "VOLUME_VOLUME_001_002");
+    // It still counts against quota until deleted, and deletes cleanly.
+    assert_eq!(s.admin("DELETE", &format!("/volumes/{failed}"), None).0, 202);
+    s.wait_gone("volumes", &failed);
     assert_eq!(s.admin("PUT", "/os-services/enable", Some(json!({"host": "nohost", "binary": "cinder-volume"}))).0, 404);
     assert_eq!(s.admin("PUT", "/os-services/enable", Some(json!({"host": "ember", "binary": "cinder-volume"}))).0, 200);
     s.create_volume(1);
@@ -93,4 +102,28 @@ fn qos_specs_associate_with_types_and_block_their_own_deletion() {
     assert_eq!(body["volume_type"]["qos_specs_id"], serde_json::Value::Null);
     let member = format!("alice:{PROJECT}");
     assert_eq!(s.call("GET", &s.v3("/qos-specs"), &member, None, None).0, 403);
+}
+
+#[test]
+fn a_type_asking_for_capabilities_the_pool_lacks_gives_an_error_volume_and_a_message() {
+    let s = Server::start();
+    let (_, body) = s.admin("POST", "/types", Some(json!({"volume_type": {"name": "fc", "extra_specs": {"storage_protocol": "FC"}}})));
+    let fc = body["volume_type"]["id"].as_str().unwrap().to_string();
+    let (_, body) = s.admin("POST", "/types", Some(json!({"volume_type": {"name": "ours", "extra_specs": {"storage_protocol": "nbd", "thin_provisioning_support": "<is> True", "unrelated:key": "x"}}})));
+    let ours = body["volume_type"]["id"].as_str().unwrap().to_string();
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": fc}})));
+    assert_eq!(st, 202, "{body}");
+    let bad = body["volume"]["id"].as_str().unwrap().to_string();
+    s.wait_status("volumes", &bad, "error");
+    let (st, body) = s.call("GET", &s.v3("/messages"), &format!("admin:{PROJECT}"), Some("3.3"), None);
+    assert_eq!(st, 200);
+    let id = body["messages"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(body["messages"][0]["resource_uuid"], bad.as_str());
+    assert_eq!(s.call("GET", &s.v3("/messages"), &format!("admin:{PROJECT}"), Some("3.2"), None).0, 404, "3.3+ only");
+    assert_eq!(s.call("GET", &s.url(&format!("/v3/{OTHER_PROJECT}/messages")), &format!("bob:{OTHER_PROJECT}"), Some("3.3"), None).1["messages"], json!([]));
+    assert_eq!(s.call("DELETE", &s.v3(&format!("/messages/{id}")), &format!("admin:{PROJECT}"), Some("3.3"), None).0, 204);
+    // A type the pool satisfies gives a working volume.
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": ours}})));
+    assert_eq!(st, 202, "{body}");
+    s.wait_status("volumes", body["volume"]["id"].as_str().unwrap(), "available");
 }

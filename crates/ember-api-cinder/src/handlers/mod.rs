@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 mod backend;
+mod messages;
 mod misc;
 mod qos;
 mod snapshots;
@@ -78,6 +79,9 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
         ListServices => backend::list_services(svc, req).await,
+        ListMessages => messages::list(svc, req).await,
+        ShowMessage(id) => messages::show(svc, req, &id).await,
+        DeleteMessage(id) => messages::delete(svc, req, &id).await,
         CreateQos => qos::create(svc, req).await,
         ListQos => qos::list(svc, req).await,
         ShowQos(id) => qos::show(svc, req, &id).await,

@@ -101,6 +101,7 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         return Err(CinderError::bad_request("Invalid input received: Volume size is required when not creating from a snapshot or volume."));
     }
     let request = CreateVolume {
+        request_id: Some(req.request_id.clone()),
         name: text_field(v, "name", "display_name").flatten().map(|n| n.trim().to_string()),
         description: text_field(v, "description", "display_description").flatten(),
         size_gib: size,
