@@ -116,6 +116,7 @@ pub fn catalog(base: &str) -> Value {
         ("block-storage", "cinder", format!("{base}/v3/$(project_id)s")),
         ("volumev3", "cinderv3", format!("{base}/v3/$(project_id)s")),
         ("volumev2", "cinderv2", format!("{base}/v2/$(project_id)s")),
+        ("compute", "nova", format!("{base}/compute/v2.1")),
         ("identity", "keystone", format!("{base}/identity")),
     ];
     Value::Array(

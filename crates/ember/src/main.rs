@@ -80,7 +80,9 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, keystone, noauth)"),
     };
-    let app = app.merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));
+    let app = app
+        .merge(ember_api_nova::router(Arc::new(ember_api_nova::NovaState { service: service.clone(), auth: auth.clone() })))
+        .merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));
     tracing::info!(
         listen = %local,
         data_dir = %settings.data_dir.display(),

@@ -1,0 +1,80 @@
+//! Nova's fault bodies: `{"<faultName>": {"code", "message"}}`, and the
+//! one place service errors become HTTP.
+
+use crate::version::{self, Microversion};
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use ember_service::ServiceError;
+use serde_json::json;
+
+#[derive(Debug, Clone)]
+pub struct NovaError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl NovaError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        NovaError { status, message: message.into() }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    fn fault_name(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "badRequest",
+            401 => "unauthorized",
+            403 => "forbidden",
+            404 => "itemNotFound",
+            405 => "badMethod",
+            409 => "conflictingRequest",
+            413 | 429 => "overLimit",
+            415 => "badMediaType",
+            501 => "notImplemented",
+            503 => "serviceUnavailable",
+            _ => "computeFault",
+        }
+    }
+
+    /// The fault response; versioned faults carry the version headers.
+    pub fn into_response(self, mv: Option<Microversion>) -> Response {
+        let body = json!({ self.fault_name(): {"code": self.status.as_u16(), "message": self.message} });
+        let mut r = Response::new(Body::from(body.to_string()));
+        *r.status_mut() = self.status;
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+        if let Some(mv) = mv {
+            version::stamp(r.headers_mut(), mv);
+        }
+        r
+    }
+}
+
+impl From<ServiceError> for NovaError {
+    fn from(e: ServiceError) -> Self {
+        let status = match &e {
+            ServiceError::VolumeNotFound(_)
+            | ServiceError::SnapshotNotFound(_)
+            | ServiceError::SnapshotMetadataNotFound { .. }
+            | ServiceError::VolumeMetadataNotFound { .. }
+            | ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::InvalidVolume(_) | ServiceError::InvalidSnapshot(_) | ServiceError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            // Nova turns Cinder's over-quota into 403 with its own wording.
+            ServiceError::QuotaExceeded { resource, .. } => {
+                return NovaError::new(StatusCode::FORBIDDEN, format!("Quota exceeded for resources: {}", resource.as_str()));
+            }
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServiceError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                return NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "Unexpected API Error. Please contact the administrator");
+            }
+        };
+        NovaError::new(status, e.to_string())
+    }
+}
