@@ -319,3 +319,15 @@ pub struct UserMessage {
     pub created_at: Timestamp,
     pub guaranteed_until: Timestamp,
 }
+
+/// A group type (Cinder API 3.11+): a name and group specs for generic
+/// volume groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupType {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub is_public: bool,
+    pub group_specs: Metadata,
+    pub created_at: Timestamp,
+}

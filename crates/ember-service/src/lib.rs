@@ -9,6 +9,7 @@ mod context;
 pub mod core;
 pub mod engine;
 mod error;
+pub mod group_types;
 pub mod messages;
 pub mod gc;
 pub mod qos;

@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,11 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn group_type(&mut self, id: &str) -> Result<Option<GroupType>>;
+    fn group_types(&mut self) -> Result<Vec<GroupType>>;
+    fn put_group_type(&mut self, t: &GroupType) -> Result<()>;
+    fn delete_group_type(&mut self, id: &str) -> Result<()>;
+
     fn message(&mut self, id: &str) -> Result<Option<UserMessage>>;
     /// Messages, oldest first; of one project, or all.
     fn messages(&mut self, project: Option<&ProjectId>) -> Result<Vec<UserMessage>>;

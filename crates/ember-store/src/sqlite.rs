@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -56,6 +56,8 @@ CREATE TABLE qos_specs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEX
 "#, r#"
 CREATE TABLE messages (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX messages_by_project ON messages (project_id, created_at);
+"#, r#"
+CREATE TABLE group_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -505,6 +507,25 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn group_type(&mut self, id: &str) -> Result<Option<GroupType>> {
+        get_body(&self.conn, "group_types", id)
+    }
+
+    fn group_types(&mut self) -> Result<Vec<GroupType>> {
+        bodies(&self.conn, "group_types", "SELECT body FROM group_types ORDER BY name", &[])
+    }
+
+    fn put_group_type(&mut self, t: &GroupType) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO group_types (id, name, body) VALUES (?1, ?2, ?3)", params![t.id, t.name, to_json(t)])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_group_type(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM group_types WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn message(&mut self, id: &str) -> Result<Option<UserMessage>> {

@@ -127,3 +127,24 @@ fn a_type_asking_for_capabilities_the_pool_lacks_gives_an_error_volume_and_a_mes
     assert_eq!(st, 202, "{body}");
     s.wait_status("volumes", body["volume"]["id"].as_str().unwrap(), "available");
 }
+
+#[test]
+fn group_types_are_admin_managed_and_private_ones_hidden() {
+    let s = Server::start();
+    let admin = format!("admin:{PROJECT}");
+    let member = format!("alice:{PROJECT}");
+    let body = json!({"group_type": {"name": "secret", "is_public": false, "group_specs": {"consistent_group_snapshot_enabled": "<is> False"}}});
+    assert_eq!(s.call("POST", &s.v3("/group_types"), &member, Some("3.11"), Some(body.clone())).0, 403);
+    assert_eq!(s.call("POST", &s.v3("/group_types"), &admin, Some("3.10"), Some(body.clone())).0, 404, "3.11+ only");
+    let (st, created) = s.call("POST", &s.v3("/group_types"), &admin, Some("3.11"), Some(body));
+    assert_eq!(st, 202, "{created}");
+    let id = created["group_type"]["id"].as_str().unwrap().to_string();
+    assert_eq!(s.call("GET", &s.v3(&format!("/group_types/{id}")), &member, Some("3.11"), None).0, 404, "private");
+    let (_, all) = s.call("GET", &s.v3("/group_types?is_public=None&sort=name:desc"), &admin, Some("3.11"), None);
+    let names: Vec<&str> = all["group_types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["secret", "default_group_type"]);
+    let (st, _) = s.call("DELETE", &s.v3(&format!("/group_types/{id}/group_specs/consistent_group_snapshot_enabled")), &admin, Some("3.11"), None);
+    assert_eq!(st, 202);
+    let (_, shown) = s.call("GET", &s.v3(&format!("/group_types/{id}")), &admin, Some("3.11"), None);
+    assert_eq!(shown["group_type"]["group_specs"], json!({}));
+}

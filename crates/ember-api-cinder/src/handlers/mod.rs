@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 mod backend;
+mod group_types;
 mod messages;
 mod misc;
 mod qos;
@@ -79,6 +80,16 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
         ListServices => backend::list_services(svc, req).await,
+        ListGroupTypes => group_types::list(svc, req).await,
+        CreateGroupType => group_types::create(svc, req).await,
+        ShowGroupType(id) => group_types::show(svc, req, &id).await,
+        UpdateGroupType(id) => group_types::update(svc, req, &id).await,
+        DeleteGroupType(id) => group_types::delete(svc, req, &id).await,
+        GroupSpecs(id) => group_types::list_specs(svc, req, &id).await,
+        SetGroupSpecs(id) => group_types::set_specs(svc, req, &id).await,
+        ShowGroupSpec { id, key } => group_types::show_spec(svc, req, &id, &key).await,
+        PutGroupSpec { id, key } => group_types::put_spec(svc, req, &id, &key).await,
+        DeleteGroupSpec { id, key } => group_types::delete_spec(svc, req, &id, &key).await,
         ListMessages => messages::list(svc, req).await,
         ShowMessage(id) => messages::show(svc, req, &id).await,
         DeleteMessage(id) => messages::delete(svc, req, &id).await,
