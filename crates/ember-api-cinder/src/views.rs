@@ -34,7 +34,7 @@ pub fn snapshot(s: &Snapshot, mv: Microversion, view: SnapshotView, summary_list
     o.insert("metadata".into(), metadata(&s.metadata));
     if !summary_list {
         if mv.at_least(14) {
-            o.insert("group_snapshot_id".into(), Value::Null);
+            o.insert("group_snapshot_id".into(), json!(s.group_snapshot_id));
         }
         if mv.at_least(41) {
             o.insert("user_id".into(), json!(s.user_id.0));
@@ -124,7 +124,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     o.insert("attachments".into(), Value::Array(attachments));
     o.insert("migration_status".into(), Value::Null);
     if mv.at_least(13) {
-        o.insert("group_id".into(), Value::Null);
+        o.insert("group_id".into(), json!(v.group_id));
     }
     if mv.at_least(21) {
         o.insert("provider_id".into(), Value::Null);

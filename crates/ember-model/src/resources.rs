@@ -106,6 +106,9 @@ pub struct Volume {
     /// (they have the default type).
     #[serde(default)]
     pub volume_type_id: Option<String>,
+    /// The generic volume group the volume belongs to (3.13+).
+    #[serde(default)]
+    pub group_id: Option<String>,
     pub snapshot_id: Option<SnapshotId>,
     pub source_volid: Option<VolumeId>,
     pub metadata: Metadata,
@@ -131,6 +134,9 @@ pub struct Snapshot {
     pub size_gib: u64,
     pub status: SnapshotStatus,
     pub metadata: Metadata,
+    /// The group snapshot this snapshot was taken for (3.14+).
+    #[serde(default)]
+    pub group_snapshot_id: Option<String>,
     /// The frozen image holding the snapshot's data, once taken.
     pub image: Option<ImageId>,
     pub progress: String,
@@ -329,5 +335,38 @@ pub struct GroupType {
     pub description: Option<String>,
     pub is_public: bool,
     pub group_specs: Metadata,
+    pub created_at: Timestamp,
+}
+
+/// A generic volume group (3.13+). Its status is `available` unless an
+/// admin set another or a member volume is still being created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub group_type_id: String,
+    pub volume_type_ids: Vec<String>,
+    pub availability_zone: String,
+    pub status: String,
+    pub group_snapshot_id: Option<String>,
+    pub source_group_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// A snapshot of every volume of a group, taken together (3.14+). Its
+/// status follows its member snapshots unless an admin set one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub group_id: String,
+    pub group_type_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub status_override: Option<String>,
     pub created_at: Timestamp,
 }

@@ -10,6 +10,7 @@ pub mod core;
 pub mod engine;
 mod error;
 pub mod group_types;
+pub mod groups;
 pub mod messages;
 pub mod gc;
 pub mod qos;

@@ -17,6 +17,8 @@ pub struct CreateVolume {
     pub multiattach: bool,
     /// The API request's id, for user messages about it.
     pub request_id: Option<String>,
+    /// The generic volume group to join (3.13+).
+    pub group_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]

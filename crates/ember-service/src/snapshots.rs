@@ -29,45 +29,9 @@ impl Service {
         let (snapshot, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
-                let volume = load_volume(tx.as_mut(), &caller, req.volume_id)?;
-                let allowed = volume.status == VolumeStatus::Available
-                    || (volume.status == VolumeStatus::InUse && req.allow_in_use);
-                if !allowed {
-                    return Err(ServiceError::InvalidVolume(format!(
-                        "Volume {} status must be available, but current status is: {}.",
-                        volume.id, volume.status
-                    )));
-                }
-                reserve(
-                    tx.as_mut(),
-                    &volume.project_id,
-                    &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)],
-                )?;
-                let snapshot = Snapshot {
-                    id: SnapshotId::new(),
-                    project_id: volume.project_id.clone(),
-                    user_id: caller.user_id.clone(),
-                    volume_id: volume.id,
-                    name: req.name,
-                    description: req.description,
-                    size_gib: volume.size_gib,
-                    status: SnapshotStatus::Creating,
-                    metadata: req.metadata,
-                    image: None,
-                    progress: "0%".into(),
-                    error_reason: None,
-                    created_at: Timestamp::now(),
-                    updated_at: None,
-                };
-                tx.put_snapshot(&snapshot)?;
-                let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
-                    snapshot_id: snapshot.id,
-                    volume_id: volume.id,
-                    new_top: ImageId::new(),
-                });
-                tx.put_workflow(&record)?;
+                let made = begin_snapshot(tx.as_mut(), &caller, req, None)?;
                 tx.commit()?;
-                Ok((snapshot, record))
+                Ok(made)
             })
             .await?;
         self.start(record);
@@ -245,4 +209,48 @@ impl Service {
         })
         .await
     }
+}
+
+/// Records a new snapshot of `req.volume_id` and its create workflow in the
+/// caller's transaction (quota reserved); the caller commits and starts it.
+pub(crate) fn begin_snapshot(
+    tx: &mut dyn ember_store::Tx,
+    caller: &Caller,
+    req: CreateSnapshot,
+    group_snapshot_id: Option<String>,
+) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
+    let volume = load_volume(tx, caller, req.volume_id)?;
+    let allowed = volume.status == VolumeStatus::Available || (volume.status == VolumeStatus::InUse && req.allow_in_use);
+    if !allowed {
+        return Err(ServiceError::InvalidVolume(format!(
+            "Volume {} status must be available, but current status is: {}.",
+            volume.id, volume.status
+        )));
+    }
+    reserve(tx, &volume.project_id, &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)])?;
+    let snapshot = Snapshot {
+        id: SnapshotId::new(),
+        project_id: volume.project_id.clone(),
+        user_id: caller.user_id.clone(),
+        volume_id: volume.id,
+        name: req.name,
+        description: req.description,
+        size_gib: volume.size_gib,
+        status: SnapshotStatus::Creating,
+        metadata: req.metadata,
+        group_snapshot_id,
+        image: None,
+        progress: "0%".into(),
+        error_reason: None,
+        created_at: Timestamp::now(),
+        updated_at: None,
+    };
+    tx.put_snapshot(&snapshot)?;
+    let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
+        snapshot_id: snapshot.id,
+        volume_id: volume.id,
+        new_top: ImageId::new(),
+    });
+    tx.put_workflow(&record)?;
+    Ok((snapshot, record))
 }

@@ -43,138 +43,9 @@ impl Service {
         let (volume, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
-                let image = ImageId::new();
-                // The type asked for, else the source's, else the default.
-                let inherited = match (req.source_volid, req.snapshot_id) {
-                    (Some(v), _) => tx.volume(v)?.filter(|v| caller.sees(&v.project_id)),
-                    (None, Some(s)) => match tx.snapshot(s)? {
-                        Some(s) if caller.sees(&s.project_id) => tx.volume(s.volume_id)?,
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let default_name = core.config.default_volume_type.clone();
-                let volume_type = match (&req.volume_type, inherited) {
-                    (Some(t), _) => crate::types::find_type(tx.as_mut(), &default_name, &caller, t)
-                        .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
-                    (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
-                    (None, None) => crate::types::default_type(&default_name),
-                };
-                let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
-                    let snapshot = match tx.snapshot(snapshot_id)? {
-                        Some(s) if caller.sees(&s.project_id) => s,
-                        _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
-                    };
-                    if snapshot.status != SnapshotStatus::Available {
-                        return Err(ServiceError::InvalidSnapshot(format!(
-                            "Originating snapshot status must be one of 'available' values"
-                        )));
-                    }
-                    let frozen = snapshot.image.ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
-                    let size = req.size_gib.unwrap_or(snapshot.size_gib);
-                    if size < snapshot.size_gib {
-                        return Err(ServiceError::InvalidInput(format!(
-                            "Volume size '{size}'GB cannot be smaller than the snapshot size {}GB. They must be >= original snapshot size.",
-                            snapshot.size_gib
-                        )));
-                    }
-                    // Recorded now so the snapshot image has a child before the
-                    // snapshot could be deleted and its image collected.
-                    tx.put_image(&Image {
-                        id: image,
-                        parent: Some(frozen),
-                        size_bytes: size * GIB,
-                        owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
-                        created_at: Timestamp::now(),
-                    })?;
-                    (size, volume_create::Source::SnapshotImage(frozen))
-                } else if let Some(source_id) = req.source_volid {
-                    let source = load_volume(tx.as_mut(), &caller, source_id)?;
-                    if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
-                        return Err(ServiceError::InvalidVolume(format!(
-                            "Source volume status must be available or in-use, but current status is: {}.",
-                            source.status
-                        )));
-                    }
-                    let size = req.size_gib.unwrap_or(source.size_gib);
-                    if size < source.size_gib {
-                        return Err(ServiceError::InvalidInput(format!(
-                            "Volume size '{size}'GB cannot be smaller than original volume size {}GB. They must be >= original volume size.",
-                            source.size_gib
-                        )));
-                    }
-                    (size, volume_create::Source::Volume { source: source_id, source_new_top: ImageId::new() })
-                } else {
-                    let size = req.size_gib.ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
-                    (size, volume_create::Source::Blank)
-                };
-                if size == 0 {
-                    return Err(ServiceError::InvalidInput(format!(
-                        "Volume size '{size}' must be an integer and greater than 0."
-                    )));
-                }
-                check_volume_size(tx.as_mut(), &caller.project_id, size as i64)?;
-                reserve(tx.as_mut(), &caller.project_id, &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)])?;
-                let volume = Volume {
-                    id: VolumeId::new(),
-                    project_id: caller.project_id.clone(),
-                    user_id: caller.user_id.clone(),
-                    name: req.name,
-                    description: req.description,
-                    size_gib: size,
-                    status: VolumeStatus::Creating,
-                    availability_zone: core.config.availability_zone.clone(),
-                    volume_type: volume_type.name.clone(),
-                    volume_type_id: Some(volume_type.id.clone()),
-                    snapshot_id: req.snapshot_id,
-                    source_volid: req.source_volid,
-                    metadata: req.metadata,
-                    bootable: false,
-                    multiattach: req.multiattach,
-                    attachments: vec![],
-                    image: None,
-                    error_reason: None,
-                    created_at: Timestamp::now(),
-                    updated_at: None,
-                };
-                // No backend for it: the volume is recorded in `error` (it
-                // still counts against quota until deleted, as in Cinder)
-                // and the project gets a user message saying why.
-                if let Some(problem) = crate::backend::placement_problem(tx.as_mut(), &volume_type)? {
-                    if let volume_create::Source::SnapshotImage(_) = source {
-                        tx.delete_image(image)?;
-                    }
-                    let mut volume = volume;
-                    volume.status = VolumeStatus::Error;
-                    volume.error_reason = Some(format!("No valid backend was found: {problem}."));
-                    tx.put_volume(&volume)?;
-                    crate::messages::record(
-                        tx.as_mut(),
-                        &volume.project_id,
-                        req.request_id.as_deref(),
-                        "VOLUME_VOLUME_001_002",
-                        "VOLUME",
-                        Some(volume.id.to_string()),
-                        "schedule allocate volume:Could not find any available weighted backend.",
-                    )?;
-                    tx.commit()?;
-                    return Ok((volume, None));
-                }
-                if let volume_create::Source::SnapshotImage(_) = source {
-                    let mut img = tx.image(image)?.expect("inserted above");
-                    img.owner = ImageOwner::Volume(volume.id);
-                    tx.put_image(&img)?;
-                }
-                tx.put_volume(&volume)?;
-                let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
-                    volume_id: volume.id,
-                    image,
-                    size_gib: size,
-                    source,
-                });
-                tx.put_workflow(&record)?;
+                let made = begin_volume(&core, tx.as_mut(), &caller, req)?;
                 tx.commit()?;
-                Ok((volume, Some(record)))
+                Ok(made)
             })
             .await?;
         if let Some(record) = record {
@@ -554,3 +425,155 @@ fn check_data_ready(v: &Volume) -> Result<()> {
 
 /// The id of the one volume type Ember offers.
 pub const DEFAULT_VOLUME_TYPE_ID: &str = "a4ae4b0e-3a52-4b7c-9a1e-5b1f1c7d2e90";
+
+/// Records a new volume (and its create workflow, unless no backend can
+/// hold it) in the caller's transaction, quota reserved; the caller commits
+/// and starts the workflow.
+pub(crate) fn begin_volume(
+    core: &Core,
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    req: CreateVolume,
+) -> Result<(Volume, Option<ember_model::WorkflowRecord>)> {
+        let image = ImageId::new();
+        // The type asked for, else the source's, else the default.
+        let inherited = match (req.source_volid, req.snapshot_id) {
+            (Some(v), _) => tx.volume(v)?.filter(|v| caller.sees(&v.project_id)),
+            (None, Some(s)) => match tx.snapshot(s)? {
+                Some(s) if caller.sees(&s.project_id) => tx.volume(s.volume_id)?,
+                _ => None,
+            },
+            _ => None,
+        };
+        let default_name = core.config.default_volume_type.clone();
+        let volume_type = match (&req.volume_type, inherited) {
+            (Some(t), _) => crate::types::find_type(tx, &default_name, &caller, t)
+                .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
+            (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
+            (None, None) => crate::types::default_type(&default_name),
+        };
+        // A group member must have one of the group's volume types.
+        if let Some(group_id) = &req.group_id {
+            let group = crate::groups::load_group(tx, caller, group_id)?;
+            if !group.volume_type_ids.contains(&volume_type.id) {
+                return Err(ServiceError::InvalidInput(format!(
+                    "Invalid volume_type provided: {} (requested type is not compatible with the group).",
+                    volume_type.id
+                )));
+            }
+        }
+        let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
+            let snapshot = match tx.snapshot(snapshot_id)? {
+                Some(s) if caller.sees(&s.project_id) => s,
+                _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
+            };
+            if snapshot.status != SnapshotStatus::Available {
+                return Err(ServiceError::InvalidSnapshot(format!(
+                    "Originating snapshot status must be one of 'available' values"
+                )));
+            }
+            let frozen = snapshot.image.ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
+            let size = req.size_gib.unwrap_or(snapshot.size_gib);
+            if size < snapshot.size_gib {
+                return Err(ServiceError::InvalidInput(format!(
+                    "Volume size '{size}'GB cannot be smaller than the snapshot size {}GB. They must be >= original snapshot size.",
+                    snapshot.size_gib
+                )));
+            }
+            // Recorded now so the snapshot image has a child before the
+            // snapshot could be deleted and its image collected.
+            tx.put_image(&Image {
+                id: image,
+                parent: Some(frozen),
+                size_bytes: size * GIB,
+                owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
+                created_at: Timestamp::now(),
+            })?;
+            (size, volume_create::Source::SnapshotImage(frozen))
+        } else if let Some(source_id) = req.source_volid {
+            let source = load_volume(tx, &caller, source_id)?;
+            if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Source volume status must be available or in-use, but current status is: {}.",
+                    source.status
+                )));
+            }
+            let size = req.size_gib.unwrap_or(source.size_gib);
+            if size < source.size_gib {
+                return Err(ServiceError::InvalidInput(format!(
+                    "Volume size '{size}'GB cannot be smaller than original volume size {}GB. They must be >= original volume size.",
+                    source.size_gib
+                )));
+            }
+            (size, volume_create::Source::Volume { source: source_id, source_new_top: ImageId::new() })
+        } else {
+            let size = req.size_gib.ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
+            (size, volume_create::Source::Blank)
+        };
+        if size == 0 {
+            return Err(ServiceError::InvalidInput(format!(
+                "Volume size '{size}' must be an integer and greater than 0."
+            )));
+        }
+        check_volume_size(tx, &caller.project_id, size as i64)?;
+        reserve(tx, &caller.project_id, &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)])?;
+        let volume = Volume {
+            id: VolumeId::new(),
+            project_id: caller.project_id.clone(),
+            user_id: caller.user_id.clone(),
+            name: req.name,
+            description: req.description,
+            size_gib: size,
+            status: VolumeStatus::Creating,
+            availability_zone: core.config.availability_zone.clone(),
+            volume_type: volume_type.name.clone(),
+            volume_type_id: Some(volume_type.id.clone()),
+            group_id: req.group_id.clone(),
+            snapshot_id: req.snapshot_id,
+            source_volid: req.source_volid,
+            metadata: req.metadata,
+            bootable: false,
+            multiattach: req.multiattach,
+            attachments: vec![],
+            image: None,
+            error_reason: None,
+            created_at: Timestamp::now(),
+            updated_at: None,
+        };
+        // No backend for it: the volume is recorded in `error` (it
+        // still counts against quota until deleted, as in Cinder)
+        // and the project gets a user message saying why.
+        if let Some(problem) = crate::backend::placement_problem(tx, &volume_type)? {
+            if let volume_create::Source::SnapshotImage(_) = source {
+                tx.delete_image(image)?;
+            }
+            let mut volume = volume;
+            volume.status = VolumeStatus::Error;
+            volume.error_reason = Some(format!("No valid backend was found: {problem}."));
+            tx.put_volume(&volume)?;
+            crate::messages::record(
+                tx,
+                &volume.project_id,
+                req.request_id.as_deref(),
+                "VOLUME_VOLUME_001_002",
+                "VOLUME",
+                Some(volume.id.to_string()),
+                "schedule allocate volume:Could not find any available weighted backend.",
+            )?;
+            return Ok((volume, None));
+        }
+        if let volume_create::Source::SnapshotImage(_) = source {
+            let mut img = tx.image(image)?.expect("inserted above");
+            img.owner = ImageOwner::Volume(volume.id);
+            tx.put_image(&img)?;
+        }
+        tx.put_volume(&volume)?;
+        let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
+            volume_id: volume.id,
+            image,
+            size_gib: size,
+            source,
+        });
+        tx.put_workflow(&record)?;
+        Ok((volume, Some(record)))
+}

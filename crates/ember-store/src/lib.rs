@@ -14,7 +14,7 @@ pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +62,15 @@ pub trait Tx {
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
         -> Result<()>;
+    fn group(&mut self, id: &str) -> Result<Option<Group>>;
+    fn groups(&mut self) -> Result<Vec<Group>>;
+    fn put_group(&mut self, g: &Group) -> Result<()>;
+    fn delete_group(&mut self, id: &str) -> Result<()>;
+    fn group_snapshot(&mut self, id: &str) -> Result<Option<GroupSnapshot>>;
+    fn group_snapshots(&mut self) -> Result<Vec<GroupSnapshot>>;
+    fn put_group_snapshot(&mut self, g: &GroupSnapshot) -> Result<()>;
+    fn delete_group_snapshot(&mut self, id: &str) -> Result<()>;
+
     fn group_type(&mut self, id: &str) -> Result<Option<GroupType>>;
     fn group_types(&mut self) -> Result<Vec<GroupType>>;
     fn put_group_type(&mut self, t: &GroupType) -> Result<()>;

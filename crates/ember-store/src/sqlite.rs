@@ -8,7 +8,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -58,6 +58,9 @@ CREATE TABLE messages (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at
 CREATE INDEX messages_by_project ON messages (project_id, created_at);
 "#, r#"
 CREATE TABLE group_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
+"#, r#"
+CREATE TABLE groups (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE group_snapshots (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 "#];
 
 pub struct SqliteStore {
@@ -507,6 +510,44 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn group(&mut self, id: &str) -> Result<Option<Group>> {
+        get_body(&self.conn, "groups", id)
+    }
+
+    fn groups(&mut self) -> Result<Vec<Group>> {
+        bodies(&self.conn, "groups", "SELECT body FROM groups ORDER BY created_at, id", &[])
+    }
+
+    fn put_group(&mut self, g: &Group) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO groups (id, created_at, body) VALUES (?1, ?2, ?3)", params![g.id, g.created_at.0, to_json(g)])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_group(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM groups WHERE id = ?1", [id]).map(drop).map_err(backend)
+    }
+
+    fn group_snapshot(&mut self, id: &str) -> Result<Option<GroupSnapshot>> {
+        get_body(&self.conn, "group_snapshots", id)
+    }
+
+    fn group_snapshots(&mut self) -> Result<Vec<GroupSnapshot>> {
+        bodies(&self.conn, "group_snapshots", "SELECT body FROM group_snapshots ORDER BY created_at, id", &[])
+    }
+
+    fn put_group_snapshot(&mut self, g: &GroupSnapshot) -> Result<()> {
+        self.conn
+            .execute("INSERT OR REPLACE INTO group_snapshots (id, created_at, body) VALUES (?1, ?2, ?3)", params![g.id, g.created_at.0, to_json(g)])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_group_snapshot(&mut self, id: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM group_snapshots WHERE id = ?1", [id]).map(drop).map_err(backend)
     }
 
     fn group_type(&mut self, id: &str) -> Result<Option<GroupType>> {

@@ -2,6 +2,7 @@
 
 mod backend;
 mod group_types;
+mod groups;
 mod messages;
 mod misc;
 mod qos;
@@ -80,6 +81,17 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
         Extensions => Ok(backend::extensions()),
         ListServices => backend::list_services(svc, req).await,
+        ListGroups { detail } => groups::list(svc, req, detail).await,
+        CreateGroup => groups::create(svc, req).await,
+        CreateGroupFromSource => groups::create_from_source(svc, req).await,
+        ShowGroup(id) => groups::show(svc, req, &id).await,
+        UpdateGroup(id) => groups::update(svc, req, &id).await,
+        GroupAction(id) => groups::action(svc, req, &id).await,
+        ListGroupSnapshots { detail } => groups::list_snapshots(svc, req, detail).await,
+        CreateGroupSnapshot => groups::create_snapshot(svc, req).await,
+        ShowGroupSnapshot(id) => groups::show_snapshot(svc, req, &id).await,
+        DeleteGroupSnapshot(id) => groups::delete_snapshot(svc, req, &id).await,
+        GroupSnapshotAction(id) => groups::snapshot_action(svc, req, &id).await,
         ListGroupTypes => group_types::list(svc, req).await,
         CreateGroupType => group_types::create(svc, req).await,
         ShowGroupType(id) => group_types::show(svc, req, &id).await,

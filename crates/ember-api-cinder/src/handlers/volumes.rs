@@ -111,6 +111,8 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         availability_zone: v.get("availability_zone").and_then(Value::as_str).map(str::to_string),
         volume_type: v.get("volume_type").and_then(Value::as_str).map(str::to_string),
         multiattach: v.get("multiattach").and_then(as_bool).unwrap_or(false),
+        // Groups exist from 3.13; before, the field is ignored as Cinder does.
+        group_id: v.get("group_id").and_then(Value::as_str).filter(|g| !g.is_empty() && req.mv.at_least(13)).map(str::to_string),
     };
     let volume = svc.create_volume(&req.caller, request).await?;
     Ok(Reply::accepted(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::None)})))
