@@ -15,6 +15,7 @@ fn snapshot(project: &str, volume: VolumeId, name: &str, created: i64, size: u64
         size_gib: size,
         status: SnapshotStatus::Available,
         metadata: Metadata::new(),
+        group_snapshot_id: None,
         image: None,
         progress: "100%".into(),
         error_reason: None,
