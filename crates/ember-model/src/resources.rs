@@ -137,6 +137,9 @@ pub struct Snapshot {
     /// The group snapshot this snapshot was taken for (3.14+).
     #[serde(default)]
     pub group_snapshot_id: Option<String>,
+    /// The volume's type when the snapshot was taken (its per-type quota).
+    #[serde(default)]
+    pub volume_type_id: Option<String>,
     /// The frozen image holding the snapshot's data, once taken.
     pub image: Option<ImageId>,
     pub progress: String,

@@ -14,7 +14,7 @@ pub mod groups;
 pub mod messages;
 pub mod gc;
 pub mod qos;
-mod quotas;
+pub mod quotas;
 mod requests;
 mod snapshots;
 pub mod transfers;

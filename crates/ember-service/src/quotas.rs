@@ -2,7 +2,7 @@
 //! same transaction as the resources that use it, so parallel requests can
 //! never overshoot and usage never drifts from the live resources.
 
-use crate::{Caller, Result, Service, ServiceError};
+use crate::{Caller, Result, Service, ServiceError, DEFAULT_VOLUME_TYPE_ID};
 use ember_model::{ProjectId, QuotaResource};
 use ember_store::Tx;
 
@@ -12,6 +12,93 @@ pub struct QuotaSet {
     pub project_id: ProjectId,
     /// (resource, limit, in use)
     pub entries: Vec<(QuotaResource, i64, i64)>,
+    /// Per volume type, under Cinder's names (`volumes_<type name>` …):
+    /// (key, limit, in use).
+    pub typed: Vec<(String, i64, i64)>,
+}
+
+/// The resources counted per volume type.
+const TYPED: [QuotaResource; 3] = [QuotaResource::Volumes, QuotaResource::Snapshots, QuotaResource::Gigabytes];
+
+/// Where a per-type limit or usage is kept: by type id, so a renamed type
+/// keeps both.
+pub fn type_key(resource: QuotaResource, type_id: &str) -> String {
+    format!("{}:type:{type_id}", resource.as_str())
+}
+
+/// The type a volume's (or snapshot's) usage is counted under.
+pub(crate) fn type_of(type_id: &Option<String>) -> String {
+    type_id.clone().unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into())
+}
+
+/// A project's per-type limit, else the default class's, else unlimited.
+fn typed_limit(tx: &mut dyn Tx, project: &ProjectId, key: &str) -> Result<i64> {
+    if let Some(l) = tx.keyed_quota_limit(project, key)? {
+        return Ok(l);
+    }
+    Ok(tx.keyed_quota_limit(&default_class(), key)?.unwrap_or(-1))
+}
+
+/// Reserves per-type usage (after the global [`reserve`]), or fails the
+/// way the global quotas do.
+pub(crate) fn reserve_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str, deltas: &[(QuotaResource, i64)]) -> Result<()> {
+    for &(resource, delta) in deltas {
+        let key = type_key(resource, type_id);
+        let limit = typed_limit(tx, project, &key)?;
+        let in_use = tx.keyed_quota_usage(project, &key)?;
+        if limit >= 0 && delta > 0 && in_use + delta > limit {
+            return Err(ServiceError::QuotaExceeded { resource, requested: delta, in_use, limit });
+        }
+    }
+    for &(resource, delta) in deltas {
+        tx.add_keyed_quota_usage(project, &type_key(resource, type_id), delta)?;
+    }
+    Ok(())
+}
+
+/// Returns per-type usage.
+pub(crate) fn release_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str, deltas: &[(QuotaResource, i64)]) -> Result<()> {
+    for &(resource, delta) in deltas {
+        tx.add_keyed_quota_usage(project, &type_key(resource, type_id), -delta)?;
+    }
+    Ok(())
+}
+
+/// Every type's per-type entries for `project` (`usage: false` reports 0).
+fn typed_entries(tx: &mut dyn Tx, project: &ProjectId, default_name: &str, class_only: bool) -> Result<Vec<(String, i64, i64)>> {
+    let mut types = vec![(DEFAULT_VOLUME_TYPE_ID.to_string(), default_name.to_string())];
+    types.extend(tx.volume_types()?.into_iter().map(|t| (t.id, t.name)));
+    let mut out = vec![];
+    for (id, name) in types {
+        for resource in TYPED {
+            let key = type_key(resource, &id);
+            let (limit, in_use) = if class_only {
+                (tx.keyed_quota_limit(&default_class(), &key)?.unwrap_or(-1), 0)
+            } else {
+                (typed_limit(tx, project, &key)?, tx.keyed_quota_usage(project, &key)?)
+            };
+            out.push((format!("{}_{name}", resource.as_str()), limit, in_use));
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves Cinder's `volumes_<type name>` keys to storage keys.
+fn typed_keys(tx: &mut dyn Tx, default_name: &str, asked: &[(String, i64)]) -> Result<Vec<(String, i64)>> {
+    let mut types = vec![(DEFAULT_VOLUME_TYPE_ID.to_string(), default_name.to_string())];
+    types.extend(tx.volume_types()?.into_iter().map(|t| (t.id, t.name)));
+    let mut out = vec![];
+    for (key, value) in asked {
+        let found = TYPED.iter().find_map(|r| {
+            let name = key.strip_prefix(r.as_str())?.strip_prefix('_')?;
+            types.iter().find(|(_, n)| n == name).map(|(id, _)| type_key(*r, id))
+        });
+        match found {
+            Some(k) => out.push((k, *value)),
+            None => return Err(ServiceError::InvalidInput(format!("Bad key(s) in quota set: {key}"))),
+        }
+    }
+    Ok(out)
 }
 
 /// The `default` quota class (Cinder's `os-quota-class-sets/default`) is
@@ -64,13 +151,15 @@ impl Service {
             return Err(ServiceError::Forbidden("volume_extension:quotas:show".into()));
         }
         let core = self.core.clone();
+        let default_name = self.core.config.default_volume_type.clone();
         self.run_blocking(move || {
             let mut tx = core.store.read()?;
             let mut entries = vec![];
             for resource in QuotaResource::ALL {
                 entries.push((resource, limit(tx.as_mut(), &project, resource)?, tx.quota_usage(&project, resource)?));
             }
-            Ok(QuotaSet { project_id: project, entries })
+            let typed = typed_entries(tx.as_mut(), &project, &default_name, false)?;
+            Ok(QuotaSet { project_id: project, entries, typed })
         })
         .await
     }
@@ -78,13 +167,15 @@ impl Service {
     /// The limits a project without its own gets (the default class).
     pub async fn quota_defaults(&self, project: ProjectId) -> Result<QuotaSet> {
         let core = self.core.clone();
+        let default_name = self.core.config.default_volume_type.clone();
         self.run_blocking(move || {
             let mut tx = core.store.read()?;
             let mut entries = vec![];
             for resource in QuotaResource::ALL {
                 entries.push((resource, class_limit(tx.as_mut(), resource)?, 0));
             }
-            Ok(QuotaSet { project_id: project, entries })
+            let typed = typed_entries(tx.as_mut(), &project, &default_name, true)?;
+            Ok(QuotaSet { project_id: project, entries, typed })
         })
         .await
     }
@@ -97,11 +188,18 @@ impl Service {
 
     /// Changes the `default` class: every project without its own limit
     /// follows. Admin only.
-    pub async fn set_quota_class(&self, caller: &Caller, limits: Vec<(QuotaResource, i64)>) -> Result<QuotaSet> {
+    pub async fn set_quota_class(&self, caller: &Caller, limits: Vec<(QuotaResource, i64)>, typed: Vec<(String, i64)>) -> Result<QuotaSet> {
         require_quota_admin(caller, "volume_extension:quota_classes:update")?;
         let core = self.core.clone();
+        let default_name = self.core.config.default_volume_type.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
+            for (key, value) in typed_keys(tx.as_mut(), &default_name, &typed)? {
+                if value < -1 {
+                    return Err(ServiceError::InvalidInput(format!("Quota limit {value} must be -1 or greater.")));
+                }
+                tx.set_keyed_quota_limit(&default_class(), &key, value)?;
+            }
             for (resource, value) in &limits {
                 if *value < -1 {
                     return Err(ServiceError::InvalidInput(format!("Quota limit {value} for {} must be -1 or greater.", resource.as_str())));
@@ -135,12 +233,22 @@ impl Service {
     }
 
     /// Admin only. A limit below current usage is refused, as in Cinder.
-    pub async fn set_quotas(&self, caller: &Caller, project: ProjectId, limits: Vec<(QuotaResource, i64)>) -> Result<QuotaSet> {
+    pub async fn set_quotas(&self, caller: &Caller, project: ProjectId, limits: Vec<(QuotaResource, i64)>, typed: Vec<(String, i64)>) -> Result<QuotaSet> {
         self.authorize_quota_update(caller)?;
         let core = self.core.clone();
         let p = project.clone();
+        let default_name = self.core.config.default_volume_type.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
+            for (key, value) in typed_keys(tx.as_mut(), &default_name, &typed)? {
+                let in_use = tx.keyed_quota_usage(&p, &key)?;
+                if value < -1 || (value >= 0 && value < in_use) {
+                    return Err(ServiceError::InvalidInput(format!(
+                        "Quota limit {value} must be -1 or at least the {in_use} already used."
+                    )));
+                }
+                tx.set_keyed_quota_limit(&p, &key, value)?;
+            }
             for (resource, value) in &limits {
                 if *value < -1 {
                     return Err(ServiceError::InvalidInput(format!("Quota limit {value} for {} must be -1 or greater.", resource.as_str())));

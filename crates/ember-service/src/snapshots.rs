@@ -227,7 +227,10 @@ pub(crate) fn begin_snapshot(
             volume.id, volume.status
         )));
     }
-    reserve(tx, &volume.project_id, &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)])?;
+    let deltas = [(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)];
+    reserve(tx, &volume.project_id, &deltas)?;
+    let type_id = crate::quotas::type_of(&volume.volume_type_id);
+    crate::quotas::reserve_typed(tx, &volume.project_id, &type_id, &deltas)?;
     let snapshot = Snapshot {
         id: SnapshotId::new(),
         project_id: volume.project_id.clone(),
@@ -239,6 +242,7 @@ pub(crate) fn begin_snapshot(
         status: SnapshotStatus::Creating,
         metadata: req.metadata,
         group_snapshot_id,
+        volume_type_id: Some(type_id),
         image: None,
         progress: "0%".into(),
         error_reason: None,

@@ -149,6 +149,17 @@ impl Service {
             tx.add_quota_usage(&from, QuotaResource::Volumes, -1)?;
             tx.add_quota_usage(&from, QuotaResource::Snapshots, -count)?;
             tx.add_quota_usage(&from, QuotaResource::Gigabytes, -gb)?;
+            // Per-type usage moves too, each under the type it was counted as.
+            let vt = crate::quotas::type_of(&volume.volume_type_id);
+            let vdeltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)];
+            crate::quotas::reserve_typed(tx.as_mut(), &to, &vt, &vdeltas)?;
+            crate::quotas::release_typed(tx.as_mut(), &from, &vt, &vdeltas)?;
+            for s in &snapshots {
+                let st = crate::quotas::type_of(&s.volume_type_id);
+                let sdeltas = [(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, s.size_gib as i64)];
+                crate::quotas::reserve_typed(tx.as_mut(), &to, &st, &sdeltas)?;
+                crate::quotas::release_typed(tx.as_mut(), &from, &st, &sdeltas)?;
+            }
             for mut s in snapshots {
                 s.project_id = to.clone();
                 s.user_id = caller.user_id.clone();

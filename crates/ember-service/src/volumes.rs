@@ -124,6 +124,10 @@ impl Service {
             if t.id == current {
                 return Err(ServiceError::InvalidInput("New volume type must be different from the original.".into()));
             }
+            // The volume's per-type usage moves with it.
+            let deltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, v.size_gib as i64)];
+            crate::quotas::release_typed(tx, &v.project_id, &current, &deltas)?;
+            crate::quotas::reserve_typed(tx, &v.project_id, &t.id, &deltas)?;
             v.volume_type = t.name;
             v.volume_type_id = Some(t.id);
             Ok(())
@@ -200,6 +204,8 @@ impl Service {
                 let delta = (new_size_gib - volume.size_gib) as i64;
                 check_volume_size(tx.as_mut(), &volume.project_id, new_size_gib as i64)?;
                 reserve(tx.as_mut(), &volume.project_id, &[(QuotaResource::Gigabytes, delta)])?;
+                let type_id = crate::quotas::type_of(&volume.volume_type_id);
+                crate::quotas::reserve_typed(tx.as_mut(), &volume.project_id, &type_id, &[(QuotaResource::Gigabytes, delta)])?;
                 let record = new_record::<volume_extend::VolumeExtend>(&volume_extend::Params {
                     volume_id: id,
                     old_size_gib: volume.size_gib,
@@ -516,7 +522,9 @@ pub(crate) fn begin_volume(
             )));
         }
         check_volume_size(tx, &caller.project_id, size as i64)?;
-        reserve(tx, &caller.project_id, &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)])?;
+        let deltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)];
+        reserve(tx, &caller.project_id, &deltas)?;
+        crate::quotas::reserve_typed(tx, &caller.project_id, &volume_type.id, &deltas)?;
         let volume = Volume {
             id: VolumeId::new(),
             project_id: caller.project_id.clone(),

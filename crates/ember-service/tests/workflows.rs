@@ -90,6 +90,11 @@ impl Env {
         assert_eq!(tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(), snapshots.len() as i64);
         let gb: u64 = volumes.iter().map(|v| v.size_gib).chain(snapshots.iter().map(|s| s.size_gib)).sum();
         assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), gb as i64);
+        // Per volume type too (everything here has the default type).
+        let key = |r| ember_service::quotas::type_key(r, DEFAULT_VOLUME_TYPE_ID);
+        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Volumes)).unwrap(), volumes.len() as i64);
+        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Snapshots)).unwrap(), snapshots.len() as i64);
+        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Gigabytes)).unwrap(), gb as i64);
         assert!(tx.workflows().unwrap().is_empty(), "workflow records left");
         for entry in std::fs::read_dir(self.dir.path().join("images")).unwrap() {
             let path = entry.unwrap().path();

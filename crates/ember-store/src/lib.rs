@@ -102,6 +102,13 @@ pub trait Tx {
     fn put_volume_type(&mut self, t: &VolumeType) -> Result<()>;
     fn delete_volume_type(&mut self, id: &str) -> Result<()>;
 
+    /// Per-volume-type limits and usage, under keys the service makes
+    /// (e.g. `volumes:type:<id>`); same tables as the others.
+    fn keyed_quota_limit(&mut self, project: &ProjectId, key: &str) -> Result<Option<i64>>;
+    fn set_keyed_quota_limit(&mut self, project: &ProjectId, key: &str, limit: i64) -> Result<()>;
+    fn keyed_quota_usage(&mut self, project: &ProjectId, key: &str) -> Result<i64>;
+    fn add_keyed_quota_usage(&mut self, project: &ProjectId, key: &str, delta: i64) -> Result<()>;
+
     /// Forgets every limit set for `project` (it follows the defaults again).
     fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()>;
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64>;

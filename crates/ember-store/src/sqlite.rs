@@ -496,17 +496,25 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>> {
+        self.keyed_quota_limit(project, resource.as_str())
+    }
+
+    fn keyed_quota_limit(&mut self, project: &ProjectId, key: &str) -> Result<Option<i64>> {
         self.conn
             .prepare_cached("SELECT hard_limit FROM quota_limits WHERE project_id = ?1 AND resource = ?2")
-            .and_then(|mut s| s.query_row(params![project.0, resource.as_str()], |r| r.get(0)).optional())
+            .and_then(|mut s| s.query_row(params![project.0, key], |r| r.get(0)).optional())
             .map_err(backend)
     }
 
     fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64) -> Result<()> {
+        self.set_keyed_quota_limit(project, resource.as_str(), limit)
+    }
+
+    fn set_keyed_quota_limit(&mut self, project: &ProjectId, key: &str, limit: i64) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO quota_limits (project_id, resource, hard_limit) VALUES (?1, ?2, ?3)",
-                params![project.0, resource.as_str(), limit],
+                params![project.0, key, limit],
             )
             .map(drop)
             .map_err(backend)
@@ -673,20 +681,28 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64> {
+        self.keyed_quota_usage(project, resource.as_str())
+    }
+
+    fn keyed_quota_usage(&mut self, project: &ProjectId, key: &str) -> Result<i64> {
         self.conn
             .prepare_cached("SELECT in_use FROM quota_usage WHERE project_id = ?1 AND resource = ?2")
-            .and_then(|mut s| s.query_row(params![project.0, resource.as_str()], |r| r.get(0)).optional())
+            .and_then(|mut s| s.query_row(params![project.0, key], |r| r.get(0)).optional())
             .map(|v| v.unwrap_or(0))
             .map_err(backend)
     }
 
     fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64) -> Result<()> {
+        self.add_keyed_quota_usage(project, resource.as_str(), delta)
+    }
+
+    fn add_keyed_quota_usage(&mut self, project: &ProjectId, key: &str, delta: i64) -> Result<()> {
         self.conn
             .prepare_cached(
                 "INSERT INTO quota_usage (project_id, resource, in_use) VALUES (?1, ?2, ?3)
                  ON CONFLICT (project_id, resource) DO UPDATE SET in_use = in_use + excluded.in_use",
             )
-            .and_then(|mut s| s.execute(params![project.0, resource.as_str(), delta]))
+            .and_then(|mut s| s.execute(params![project.0, key, delta]))
             .map(drop)
             .map_err(backend)
     }

@@ -16,6 +16,7 @@ fn snapshot(project: &str, volume: VolumeId, name: &str, created: i64, size: u64
         status: SnapshotStatus::Available,
         metadata: Metadata::new(),
         group_snapshot_id: None,
+        volume_type_id: None,
         image: None,
         progress: "100%".into(),
         error_reason: None,

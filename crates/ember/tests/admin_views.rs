@@ -148,3 +148,43 @@ fn group_types_are_admin_managed_and_private_ones_hidden() {
     let (_, shown) = s.call("GET", &s.v3(&format!("/group_types/{id}")), &admin, Some("3.11"), None);
     assert_eq!(shown["group_type"]["group_specs"], json!({}));
 }
+
+#[test]
+fn per_type_quotas_limit_each_type_and_follow_retype_and_deletes() {
+    let s = Server::start();
+    let (_, t) = s.admin("POST", "/types", Some(json!({"volume_type": {"name": "gold"}})));
+    let gold = t["volume_type"]["id"].as_str().unwrap().to_string();
+    let (st, q) = s.admin("PUT", &format!("/os-quota-sets/{PROJECT}"), Some(json!({"quota_set": {"volumes_gold": 1, "gigabytes_gold": 5}})));
+    assert_eq!(st, 200, "{q}");
+    assert_eq!(q["quota_set"]["volumes_gold"], 1);
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": gold}})));
+    assert_eq!(st, 202, "{body}");
+    let first = body["volume"]["id"].as_str().unwrap().to_string();
+    s.wait_status("volumes", &first, "available");
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": gold}})));
+    assert_eq!(st, 413, "one gold volume only: {body}");
+    // Other types are not limited by gold's quota.
+    let plain = s.create_volume(1);
+    // Retyping into gold is refused while gold is full; out of it frees it.
+    let (st, _) = s.admin("POST", &format!("/volumes/{plain}/action"), Some(json!({"os-retype": {"new_type": gold}})));
+    assert_eq!(st, 413);
+    let (st, body) = s.admin("POST", &format!("/volumes/{first}/action"), Some(json!({"os-retype": {"new_type": "__DEFAULT__"}})));
+    assert_eq!(st, 202, "{body}");
+    let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
+    assert_eq!((q["quota_set"]["volumes_gold"]["in_use"].as_i64(), q["quota_set"]["volumes___DEFAULT__"]["in_use"].as_i64()), (Some(0), Some(2)), "{q}");
+    let (st, _) = s.admin("POST", &format!("/volumes/{plain}/action"), Some(json!({"os-retype": {"new_type": gold}})));
+    assert_eq!(st, 202);
+    // A snapshot counts under its volume's type; deleting returns it all.
+    let snap = s.create_snapshot(&plain);
+    let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
+    assert_eq!((q["quota_set"]["snapshots_gold"]["in_use"].as_i64(), q["quota_set"]["gigabytes_gold"]["in_use"].as_i64()), (Some(1), Some(2)), "{q}");
+    let (st, _) = s.admin("DELETE", &format!("/volumes/{plain}?cascade=true"), None);
+    assert_eq!(st, 202);
+    s.wait_gone("volumes", &plain);
+    s.wait_gone("snapshots", &snap);
+    let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
+    for key in ["volumes_gold", "snapshots_gold", "gigabytes_gold"] {
+        assert_eq!(q["quota_set"][key]["in_use"], 0, "{key}: {q}");
+    }
+    assert_eq!(s.admin("PUT", &format!("/os-quota-sets/{PROJECT}"), Some(json!({"quota_set": {"volumes_nosuchtype": 1}}))).0, 400);
+}

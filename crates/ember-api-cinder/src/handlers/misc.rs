@@ -12,14 +12,6 @@ pub fn availability_zones(svc: &Service) -> Result<Reply, CinderError> {
     ]})))
 }
 
-/// Quota keys Cinder reports that Ember does not limit: always unlimited
-/// or Cinder's default, reported so clients find every key they expect.
-const FIXED: &[(&str, i64)] = &[
-    ("volumes___DEFAULT__", -1),
-    ("gigabytes___DEFAULT__", -1),
-    ("snapshots___DEFAULT__", -1),
-];
-
 fn render(set: &QuotaSet, usage: bool) -> Value {
     let mut o = Map::new();
     o.insert("id".into(), json!(set.project_id.0));
@@ -27,9 +19,9 @@ fn render(set: &QuotaSet, usage: bool) -> Value {
         let v = if usage { json!({"limit": limit, "in_use": in_use, "reserved": 0, "allocated": 0}) } else { json!(limit) };
         o.insert(resource.as_str().into(), v);
     }
-    for (key, limit) in FIXED {
-        let v = if usage { json!({"limit": limit, "in_use": 0, "reserved": 0, "allocated": 0}) } else { json!(limit) };
-        o.insert((*key).into(), v);
+    for (key, limit, in_use) in &set.typed {
+        let v = if usage { json!({"limit": limit, "in_use": in_use, "reserved": 0, "allocated": 0}) } else { json!(limit) };
+        o.insert(key.clone(), v);
     }
     json!({"quota_set": o})
 }
@@ -46,18 +38,22 @@ pub async fn quota_defaults(svc: &Service, project: &str) -> Result<Reply, Cinde
 
 pub async fn update_quotas(svc: &Service, req: &Req, project: &str) -> Result<Reply, CinderError> {
     svc.authorize_quota_update(&req.caller)?;
-    let limits = quota_limits_in(req, "quota_set")?;
-    let set = svc.set_quotas(&req.caller, ProjectId(project.into()), limits).await?;
+    let (limits, typed) = quota_limits_in(req, "quota_set")?;
+    let set = svc.set_quotas(&req.caller, ProjectId(project.into()), limits, typed).await?;
     Ok(Reply::ok(render(&set, false)))
 }
 
-/// The limits a `quota_set`/`quota_class_set` body asks for.
-fn quota_limits_in(req: &Req, wrapper: &str) -> Result<Vec<(QuotaResource, i64)>, CinderError> {
+/// The limits a `quota_set`/`quota_class_set` body asks for: the global
+/// ones, and the per-volume-type ones (`volumes_<type name>` …) for the
+/// service to resolve.
+#[allow(clippy::type_complexity)]
+fn quota_limits_in(req: &Req, wrapper: &str) -> Result<(Vec<(QuotaResource, i64)>, Vec<(String, i64)>), CinderError> {
     let body = req.json_body()?;
     let Some(set) = body.get(wrapper).and_then(Value::as_object) else {
         return Err(CinderError::bad_request(format!("Missing required element '{wrapper}' in request body.")));
     };
     let mut limits = Vec::new();
+    let mut typed = Vec::new();
     for (key, value) in set {
         // Cinder ignores these (python-cinderclient sends `tenant_id`).
         if key == "tenant_id" || key == "id" || key == "class_name" {
@@ -69,11 +65,11 @@ fn quota_limits_in(req: &Req, wrapper: &str) -> Result<Vec<(QuotaResource, i64)>
             .ok_or_else(|| CinderError::bad_request(format!("Invalid input received: Quota '{key}' must be an integer.")))?;
         match QuotaResource::ALL.iter().find(|r| r.as_str() == key) {
             Some(r) => limits.push((*r, n)),
-            None if FIXED.iter().any(|(k, _)| k == key) => {}
+            None if ["volumes_", "snapshots_", "gigabytes_"].iter().any(|p| key.starts_with(p)) => typed.push((key.clone(), n)),
             None => return Err(CinderError::bad_request(format!("Invalid input received: Bad key(s) in quota set: {key}"))),
         }
     }
-    Ok(limits)
+    Ok((limits, typed))
 }
 
 /// Ember has one quota class, `default`; any other name answers 404.
@@ -105,8 +101,8 @@ pub async fn show_quota_class(svc: &Service, req: &Req, class: &str) -> Result<R
 pub async fn update_quota_class(svc: &Service, req: &Req, class: &str) -> Result<Reply, CinderError> {
     svc.authorize_quota_update(&req.caller)?;
     quota_class_name(class)?;
-    let limits = quota_limits_in(req, "quota_class_set")?;
-    let set = svc.set_quota_class(&req.caller, limits).await?;
+    let (limits, typed) = quota_limits_in(req, "quota_class_set")?;
+    let set = svc.set_quota_class(&req.caller, limits, typed).await?;
     Ok(Reply::ok(render_class(&set, false)))
 }
 

@@ -67,6 +67,12 @@ pub(crate) fn release_snapshot(tx: &mut dyn ember_store::Tx, snapshot_id: Snapsh
     tx.delete_snapshot(snapshot_id)?;
     tx.add_quota_usage(&snapshot.project_id, QuotaResource::Snapshots, -1)?;
     tx.add_quota_usage(&snapshot.project_id, QuotaResource::Gigabytes, -(snapshot.size_gib as i64))?;
+    crate::quotas::release_typed(
+        tx,
+        &snapshot.project_id,
+        &crate::quotas::type_of(&snapshot.volume_type_id),
+        &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, snapshot.size_gib as i64)],
+    )?;
     Ok(())
 }
 

@@ -81,6 +81,12 @@ fn release(core: &Core, p: &Params) -> Result<()> {
     tx.delete_volume(p.volume_id)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Gigabytes, -(volume.size_gib as i64))?;
+    crate::quotas::release_typed(
+        tx.as_mut(),
+        &volume.project_id,
+        &crate::quotas::type_of(&volume.volume_type_id),
+        &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)],
+    )?;
     tx.commit()?;
     guard.release();
     core.forget_slot(p.volume_id);

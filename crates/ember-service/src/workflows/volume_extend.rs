@@ -54,6 +54,7 @@ fn unreserve(core: &Core, p: &Params) -> Result<()> {
         if v.status == VolumeStatus::Extending {
             let delta = p.new_size_gib as i64 - p.old_size_gib as i64;
             tx.add_quota_usage(&v.project_id, QuotaResource::Gigabytes, -delta)?;
+            crate::quotas::release_typed(tx.as_mut(), &v.project_id, &crate::quotas::type_of(&v.volume_type_id), &[(QuotaResource::Gigabytes, delta)])?;
             v.status = VolumeStatus::ErrorExtending;
             v.updated_at = Some(Timestamp::now());
             tx.put_volume(&v)?;
