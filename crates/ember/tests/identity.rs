@@ -253,3 +253,29 @@ fn isolation_matrix_over_every_endpoint() {
     let (st, b) = mv(call(Some(&owner), &alpha, "GET", &format!("/volumes/{vol}"), None));
     assert_eq!((st, b["volume"]["size"].as_u64()), (200, Some(1)), "{b}");
 }
+
+#[test]
+fn first_start_without_a_password_writes_a_working_openrc() {
+    let s = Server::start_with(&["--auth", "embedded"]);
+    let openrc = std::fs::read_to_string(s.data_dir().join("openrc")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(s.data_dir().join("openrc")).unwrap().permissions().mode() & 0o777, 0o600);
+    let get = |key: &str| {
+        openrc
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {key}=")))
+            .unwrap_or_else(|| panic!("{key} missing from openrc:\n{openrc}"))
+            .trim_matches('\'')
+            .to_string()
+    };
+    assert_eq!(get("OS_AUTH_URL"), s.url("/identity/v3"));
+    let password = get("OS_PASSWORD");
+    assert!(password.len() >= 16, "a generated password");
+    let (token, project) = login(&s, &get("OS_USERNAME"), &password, &get("OS_PROJECT_NAME"));
+    assert_eq!(raw(&s, "GET", &s.url(&format!("/v3/{project}/volumes")), Some(&token), None).0, 200);
+    // A restart keeps the password (and does not rewrite it).
+    let mut s = s;
+    s.restart();
+    assert_eq!(std::fs::read_to_string(s.data_dir().join("openrc")).unwrap(), openrc);
+    login(&s, "admin", &password, "admin");
+}
