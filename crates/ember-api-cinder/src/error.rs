@@ -48,27 +48,14 @@ impl CinderError {
 
 impl From<ServiceError> for CinderError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::VolumeNotFound(_)
-            | ServiceError::SnapshotNotFound(_)
-            | ServiceError::SnapshotMetadataNotFound { .. }
-            | ServiceError::VolumeMetadataNotFound { .. }
-            | ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::InvalidVolume(_) | ServiceError::InvalidSnapshot(_) | ServiceError::InvalidInput(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ServiceError::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServiceError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
-            ServiceError::Internal(detail) => {
-                tracing::error!(error = %detail, "internal error");
-                return CinderError {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    message: "The server has either erred or is incapable of performing the requested operation.".into(),
-                };
-            }
-        };
+        if let ServiceError::Internal(detail) = &e {
+            tracing::error!(error = %detail, "internal error");
+            return CinderError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "The server has either erred or is incapable of performing the requested operation.".into(),
+            };
+        }
+        let status = ember_api_common::service_status(&e);
         CinderError { status, message: e.to_string() }
     }
 }

@@ -13,3 +13,74 @@ pub use auth::{AuthError, Authenticator, NoAuth};
 pub fn new_request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4())
 }
+
+/// `a=1&b=x%20y` as decoded pairs, in order (`+` is a space).
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|pair| {
+                    let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                    (percent_decode(k), percent_decode(v))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            out.push(b' ');
+        } else if b == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(decoded) = hex {
+                out.push(decoded);
+                i += 3;
+                continue;
+            }
+            out.push(b);
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::query_pairs;
+
+    #[test]
+    fn decodes_pairs() {
+        assert_eq!(
+            query_pairs(Some("name=a%20b&x&sort=name%3Aasc&q=1+2")),
+            vec![("name".into(), "a b".into()), ("x".into(), String::new()), ("sort".into(), "name:asc".into()), ("q".into(), "1 2".into())]
+        );
+        assert!(query_pairs(None).is_empty());
+    }
+}
+
+/// The HTTP status a service error has in every dialect (a dialect may
+/// still word or remap one, as Nova does with quotas).
+pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    use ember_service::ServiceError::*;
+    match e {
+        VolumeNotFound(_) | SnapshotNotFound(_) | SnapshotMetadataNotFound { .. } | VolumeMetadataNotFound { .. } | NotFound(_) => {
+            StatusCode::NOT_FOUND
+        }
+        Conflict(_) => StatusCode::CONFLICT,
+        InvalidVolume(_) | InvalidSnapshot(_) | InvalidInput(_) => StatusCode::BAD_REQUEST,
+        QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Forbidden(_) => StatusCode::FORBIDDEN,
+        StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+        Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

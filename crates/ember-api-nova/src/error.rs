@@ -56,25 +56,16 @@ impl NovaError {
 
 impl From<ServiceError> for NovaError {
     fn from(e: ServiceError) -> Self {
-        let status = match &e {
-            ServiceError::VolumeNotFound(_)
-            | ServiceError::SnapshotNotFound(_)
-            | ServiceError::SnapshotMetadataNotFound { .. }
-            | ServiceError::VolumeMetadataNotFound { .. }
-            | ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
-            ServiceError::Conflict(_) => StatusCode::CONFLICT,
-            ServiceError::InvalidVolume(_) | ServiceError::InvalidSnapshot(_) | ServiceError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        match &e {
             // Nova turns Cinder's over-quota into 403 with its own wording.
             ServiceError::QuotaExceeded { resource, .. } => {
-                return NovaError::new(StatusCode::FORBIDDEN, format!("Quota exceeded for resources: {}", resource.as_str()));
+                NovaError::new(StatusCode::FORBIDDEN, format!("Quota exceeded for resources: {}", resource.as_str()))
             }
-            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ServiceError::StorageFull => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                return NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "Unexpected API Error. Please contact the administrator");
+                NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "Unexpected API Error. Please contact the administrator")
             }
-        };
-        NovaError::new(status, e.to_string())
+            _ => NovaError::new(ember_api_common::service_status(&e), e.to_string()),
+        }
     }
 }

@@ -76,17 +76,7 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 fn parse_query(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.replace('+', " ")),
-                    None => (p.to_string(), String::new()),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    ember_api_common::query_pairs(uri.query())
 }
 
 async fn handle(State(state): State<Arc<NovaState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {

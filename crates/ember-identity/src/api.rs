@@ -70,10 +70,7 @@ async fn handle(State(svc): State<Arc<IdentityService>>, method: Method, uri: Ur
         .unwrap_or_else(|| "http://127.0.0.1:8776".into());
     let path = uri.path().trim_end_matches('/').to_string();
     let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
-    let query: Vec<(String, String)> = uri
-        .query()
-        .map(|q| q.split('&').filter_map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.replace("%20", " ").replace('+', " ")))).collect())
-        .unwrap_or_default();
+    let query = ember_api_common::query_pairs(uri.query());
     let head = method == Method::HEAD;
     let svc2 = svc.clone();
     let started = std::time::Instant::now();
