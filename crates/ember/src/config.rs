@@ -26,6 +26,10 @@ pub struct ServeArgs {
     /// absent, and written to `<data-dir>/openrc`).
     #[arg(long, env = "EMBER_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
+    /// Address of the Huawei Cloud EVS API (seed 004), off when absent. It
+    /// needs its own listener: Cinder v2 owns the same paths.
+    #[arg(long, env = "EMBER_EVS_LISTEN")]
+    evs_listen: Option<String>,
     /// With `--auth embedded`: how long issued tokens live (default 3600,
     /// as Keystone's `[token] expiration`).
     #[arg(long, env = "EMBER_TOKEN_TTL_SECS")]
@@ -61,6 +65,7 @@ struct FileConfig {
     keystone_project: Option<String>,
     keystone_cache_secs: Option<u64>,
     token_ttl_secs: Option<i64>,
+    evs_listen: Option<String>,
 }
 
 #[derive(Debug)]
@@ -71,6 +76,7 @@ pub struct Settings {
     pub admin_password: Option<String>,
     pub keystone: Option<ember_identity::KeystoneSettings>,
     pub token_ttl_secs: i64,
+    pub evs_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -104,6 +110,7 @@ impl ServeArgs {
             admin_password: self.admin_password.or(file.admin_password),
             keystone,
             token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(3600),
+            evs_listen: self.evs_listen.or(file.evs_listen),
         })
     }
 }

@@ -80,6 +80,17 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         }
         other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, keystone, noauth)"),
     };
+    // EVS (seed 004) on its own listener: Cinder v2 owns the same paths.
+    if let Some(addr) = &settings.evs_listen {
+        let evs_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the EVS listener {addr}"))?;
+        tracing::info!(listen = %evs_listener.local_addr()?, "serving the EVS API");
+        let evs = ember_api_evs::router(Arc::new(ember_api_evs::EvsState { service: service.clone(), auth: auth.clone() }));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(evs_listener, evs).with_graceful_shutdown(shutdown_signal()).await {
+                tracing::error!(error = %e, "EVS listener failed");
+            }
+        });
+    }
     let app = app
         .merge(ember_api_nova::router(Arc::new(ember_api_nova::NovaState { service: service.clone(), auth: auth.clone() })))
         .merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));

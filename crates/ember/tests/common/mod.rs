@@ -20,7 +20,7 @@ pub struct Server {
     pub http: reqwest::blocking::Client,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
