@@ -33,6 +33,12 @@ pub fn auth_token(headers: &HeaderMap) -> Option<&str> {
     headers.get("x-auth-token").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
 }
 
+/// Access keys for signed requests (the Huawei SDK's AK/SK): the secret of
+/// `access` and who it acts as, if the key exists and may act.
+pub trait AccessKeys: Send + Sync + 'static {
+    fn lookup(&self, access: &str) -> Option<(String, Caller)>;
+}
+
 pub struct NoAuth;
 
 impl Authenticator for NoAuth {

@@ -6,8 +6,11 @@
 //! `/v2/{project_id}/cloudsnapshots` paths the Huawei SDK calls.
 //!
 //! It has its own listener (`--evs-listen`) because Cinder v2 owns the same
-//! paths with other rules. Authentication is `X-Auth-Token` (the SDK's
-//! AK/SK signing is not implemented yet).
+//! paths with other rules. Authentication is `X-Auth-Token`, or the SDK's
+//! AK/SK signature (`SDK-HMAC-SHA256`) with an access key from the
+//! identity service (Keystone's EC2 credentials API).
+
+mod signing;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -25,6 +28,8 @@ use std::sync::Arc;
 pub struct EvsState {
     pub service: Service,
     pub auth: Arc<dyn Authenticator>,
+    /// Access keys for signed requests; `None` accepts tokens only.
+    pub access_keys: Option<Arc<dyn ember_api_common::auth::AccessKeys>>,
 }
 
 pub fn router(state: Arc<EvsState>) -> Router {
@@ -113,10 +118,25 @@ async fn dispatch(state: &EvsState, method: &Method, uri: &Uri, headers: &Header
         ["v2", project, rest @ ..] if !rest.is_empty() && matches!(rest[0], "snapshots" | "cloudsnapshots") => (*project, &rest[1..]),
         _ => return Err(EvsError::new(StatusCode::NOT_FOUND, "The resource could not be found.")),
     };
-    let caller = match state.auth.authenticate(headers, Some(project)).await {
+    let signed = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with(signing::ALGORITHM))
+        .map(str::to_string);
+    let caller = if let Some(value) = signed {
+        let unauthenticated = || EvsError::new(StatusCode::UNAUTHORIZED, "Authentication required.");
+        let auth = signing::parse_authorization(&value).ok_or_else(unauthenticated)?;
+        let (secret, caller) = state.access_keys.as_ref().and_then(|k| k.lookup(&auth.access)).ok_or_else(unauthenticated)?;
+        if !signing::verify(&auth, &secret, method, uri, headers, body) {
+            return Err(unauthenticated());
+        }
+        caller
+    } else {
+        match state.auth.authenticate(headers, Some(project)).await {
         Ok(c) => c,
         Err(ember_api_common::AuthError::IdentityUnavailable) => return Err(EvsError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable.")),
         Err(_) => return Err(EvsError::new(StatusCode::UNAUTHORIZED, "Authentication required.")),
+        }
     };
     if project != caller.project_id.0 && !caller.is_admin() {
         return Err(EvsError::bad("invalid tenant id!").with_code("EVS.0001"));

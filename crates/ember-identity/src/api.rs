@@ -278,6 +278,37 @@ fn route(svc: &IdentityService, method: &Method, segs: &[String], query: &[(Stri
             svc.check(caller)?;
             Ok((StatusCode::OK, Some(json!({"catalog": catalog(base)})), None))
         }
+        // Keystone's EC2 credentials: the access keys the Huawei SDK signs with.
+        (m @ ("POST" | "GET" | "DELETE"), ["identity", "v3", "users", user, "credentials", "OS-EC2", rest @ ..]) => {
+            let caller = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let acting = svc.check(caller)?;
+            let view = |k: &ember_model::AccessKey| {
+                json!({"user_id": k.user_id, "tenant_id": k.project_id, "access": k.access, "secret": k.secret, "trust_id": null,
+                       "links": {"self": format!("{base}/identity/v3/users/{}/credentials/OS-EC2/{}", k.user_id, k.access)}})
+            };
+            match (m, rest) {
+                ("POST", []) => {
+                    let v = parse(body)?;
+                    let project = v.get("tenant_id").and_then(Value::as_str).or(acting.project_id.as_deref()).ok_or_else(|| bad("'tenant_id' is a required property"))?.to_string();
+                    let key = svc.create_access_key(&acting, user, &project)?;
+                    Ok((StatusCode::CREATED, Some(json!({"credential": view(&key)})), None))
+                }
+                ("GET", []) => {
+                    let keys = svc.access_keys(&acting, user)?;
+                    Ok((StatusCode::OK, Some(json!({"credentials": keys.iter().map(view).collect::<Vec<_>>(), "links": {}})), None))
+                }
+                ("GET", [access]) => {
+                    let keys = svc.access_keys(&acting, user)?;
+                    let k = keys.iter().find(|k| k.access == *access).ok_or_else(|| IdentityError::NotFound(format!("Could not find credential: {access}.")))?;
+                    Ok((StatusCode::OK, Some(json!({"credential": view(k)})), None))
+                }
+                ("DELETE", [access]) => {
+                    svc.delete_access_key(&acting, user, access)?;
+                    Ok((StatusCode::NO_CONTENT, None, None))
+                }
+                _ => Err(IdentityError::NotFound("The resource could not be found.".into())),
+            }
+        }
         ("GET", ["identity", "v3", "domains"]) => {
             require_admin(svc, headers)?;
             Ok((StatusCode::OK, Some(json!({"domains": [domain()], "links": {}})), None))

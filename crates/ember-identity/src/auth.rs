@@ -30,3 +30,13 @@ impl TokenAuthenticator {
         })
     }
 }
+
+/// Access keys (EC2-style credentials) for signed requests, from the
+/// embedded identity service.
+pub struct IdentityAccessKeys(pub Arc<IdentityService>);
+
+impl ember_api_common::auth::AccessKeys for IdentityAccessKeys {
+    fn lookup(&self, access: &str) -> Option<(String, Caller)> {
+        self.0.access_key_caller(access)
+    }
+}

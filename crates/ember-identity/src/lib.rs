@@ -15,6 +15,6 @@ mod service;
 mod token;
 
 pub use api::router;
-pub use auth::TokenAuthenticator;
+pub use auth::{IdentityAccessKeys, TokenAuthenticator};
 pub use keystone::{KeystoneAuthenticator, KeystoneSettings};
 pub use service::{Bootstrap, IdentityError, IdentityService, Reference, TokenInfo};

@@ -313,6 +313,75 @@ impl IdentityService {
         Ok(())
     }
 
+    /// A new access key pair for `user_id` in `project_id`, made by that
+    /// user (holding a role there) or an admin.
+    pub fn create_access_key(&self, acting: &Payload, user_id: &str, project_id: &str) -> Result<ember_model::AccessKey> {
+        let admin = acting.roles.iter().any(|(_, n)| n == "admin");
+        if acting.user_id != user_id && !admin {
+            return Err(IdentityError::Forbidden("You are not authorized to perform the requested action.".into()));
+        }
+        let mut tx = self.store.write()?;
+        tx.user(user_id)?.ok_or_else(|| IdentityError::NotFound(format!("Could not find user: {user_id}.")))?;
+        tx.project(project_id)?.ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {project_id}.")))?;
+        drop(tx);
+        if self.effective_roles(user_id, project_id)?.is_empty() {
+            return Err(IdentityError::Forbidden(format!("User {user_id} has no role on project {project_id}.")));
+        }
+        let hex = |n: usize| -> Result<String> {
+            let mut raw = vec![0u8; n];
+            getrandom::fill(&mut raw).map_err(|e| IdentityError::Internal(e.to_string()))?;
+            Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+        };
+        let key = ember_model::AccessKey { access: hex(16)?, secret: hex(16)?, user_id: user_id.into(), project_id: project_id.into() };
+        let mut tx = self.store.write()?;
+        tx.put_access_key(&key)?;
+        tx.commit()?;
+        Ok(key)
+    }
+
+    /// The user's access keys (their own, or any for an admin).
+    pub fn access_keys(&self, acting: &Payload, user_id: &str) -> Result<Vec<ember_model::AccessKey>> {
+        let admin = acting.roles.iter().any(|(_, n)| n == "admin");
+        if acting.user_id != user_id && !admin {
+            return Err(IdentityError::Forbidden("You are not authorized to perform the requested action.".into()));
+        }
+        Ok(self.store.read()?.access_keys()?.into_iter().filter(|k| k.user_id == user_id).collect())
+    }
+
+    pub fn delete_access_key(&self, acting: &Payload, user_id: &str, access: &str) -> Result<()> {
+        let keys = self.access_keys(acting, user_id)?;
+        if !keys.iter().any(|k| k.access == access) {
+            return Err(IdentityError::NotFound(format!("Could not find credential: {access}.")));
+        }
+        let mut tx = self.store.write()?;
+        tx.delete_access_key(access)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Who an access key acts as now: its secret and the caller (roles as
+    /// the user has them on the key's project today), if still allowed.
+    pub fn access_key_caller(&self, access: &str) -> Option<(String, ember_service::Caller)> {
+        let key = self.store.read().ok()?.access_key(access).ok()??;
+        let mut tx = self.store.read().ok()?;
+        let user = tx.user(&key.user_id).ok()??;
+        let project = tx.project(&key.project_id).ok()??;
+        drop(tx);
+        if !user.enabled || !project.enabled {
+            return None;
+        }
+        let roles: Vec<String> = self.effective_roles(&key.user_id, &key.project_id).ok()?.into_iter().map(|(_, n)| n).collect();
+        if roles.is_empty() {
+            return None;
+        }
+        let caller = ember_service::Caller {
+            user_id: ember_model::UserId(key.user_id.clone()),
+            project_id: ember_model::ProjectId(key.project_id.clone()),
+            roles,
+        };
+        Some((key.secret, caller))
+    }
+
     pub fn store(&self) -> &Arc<dyn MetadataStore> {
         &self.store
     }

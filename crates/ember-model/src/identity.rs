@@ -35,6 +35,17 @@ pub struct Role {
     pub name: String,
 }
 
+/// An access key / secret key pair for request signing (Keystone's EC2
+/// credentials; the Huawei SDK's AK/SK), bound to a user and a project.
+/// The secret is kept because verifying a signature needs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub access: String,
+    pub secret: String,
+    pub user_id: String,
+    pub project_id: String,
+}
+
 /// A new identity id: 32 lowercase hex digits.
 pub fn new_identity_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()

@@ -13,6 +13,7 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
+    AccessKey,
     Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
     Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -132,6 +133,10 @@ pub trait Tx {
     fn put_user(&mut self, user: &User) -> Result<()>;
     fn delete_user(&mut self, id: &str) -> Result<()>;
     fn users(&mut self) -> Result<Vec<User>>;
+    fn access_key(&mut self, access: &str) -> Result<Option<AccessKey>>;
+    fn access_keys(&mut self) -> Result<Vec<AccessKey>>;
+    fn put_access_key(&mut self, key: &AccessKey) -> Result<()>;
+    fn delete_access_key(&mut self, access: &str) -> Result<()>;
     fn role(&mut self, id: &str) -> Result<Option<Role>>;
     fn put_role(&mut self, role: &Role) -> Result<()>;
     fn delete_role(&mut self, id: &str) -> Result<()>;

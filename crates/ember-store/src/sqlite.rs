@@ -7,6 +7,7 @@
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
+    AccessKey,
     Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
     Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -774,6 +775,22 @@ impl Tx for SqliteTx<'_> {
 
     fn users(&mut self) -> Result<Vec<User>> {
         identity_all(&self.conn, "user")
+    }
+
+    fn access_key(&mut self, access: &str) -> Result<Option<AccessKey>> {
+        identity_get(&self.conn, "access_key", access)
+    }
+
+    fn access_keys(&mut self) -> Result<Vec<AccessKey>> {
+        identity_all(&self.conn, "access_key")
+    }
+
+    fn put_access_key(&mut self, key: &AccessKey) -> Result<()> {
+        identity_put(&self.conn, "access_key", &key.access, &key.user_id, key)
+    }
+
+    fn delete_access_key(&mut self, access: &str) -> Result<()> {
+        identity_delete(&self.conn, "access_key", access)
     }
 
     fn role(&mut self, id: &str) -> Result<Option<Role>> {

@@ -60,6 +60,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", settings.listen))?;
     let local = listener.local_addr()?;
     let mut app = axum::Router::new();
+    let mut access_keys: Option<Arc<dyn ember_api_common::auth::AccessKeys>> = None;
     let auth: Arc<dyn ember_api_common::Authenticator> = match settings.auth.as_str() {
         "noauth" => Arc::new(ember_api_common::NoAuth),
         "embedded" => {
@@ -71,6 +72,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
                 tracing::info!(openrc = %settings.data_dir.join("openrc").display(), "generated the admin password");
             }
             app = app.merge(ember_identity::router(identity.clone()));
+            access_keys = Some(Arc::new(ember_identity::IdentityAccessKeys(identity.clone())));
             Arc::new(ember_identity::TokenAuthenticator(identity))
         }
         "keystone" => {
@@ -84,7 +86,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     if let Some(addr) = &settings.evs_listen {
         let evs_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the EVS listener {addr}"))?;
         tracing::info!(listen = %evs_listener.local_addr()?, "serving the EVS API");
-        let evs = ember_api_evs::router(Arc::new(ember_api_evs::EvsState { service: service.clone(), auth: auth.clone() }));
+        let evs = ember_api_evs::router(Arc::new(ember_api_evs::EvsState { service: service.clone(), auth: auth.clone(), access_keys }));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(evs_listener, evs).with_graceful_shutdown(shutdown_signal()).await {
                 tracing::error!(error = %e, "EVS listener failed");
