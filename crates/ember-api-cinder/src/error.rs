@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use ember_service::ServiceError;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
 pub struct CinderError {
@@ -12,10 +12,16 @@ pub struct CinderError {
 
 impl CinderError {
     pub fn bad_request(message: impl Into<String>) -> Self {
-        CinderError { status: StatusCode::BAD_REQUEST, message: message.into() }
+        CinderError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        CinderError { status: StatusCode::NOT_FOUND, message: message.into() }
+        CinderError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
     pub fn snapshot_not_found(id: &str) -> Self {
         Self::not_found(format!("Snapshot {id} could not be found."))
@@ -56,6 +62,9 @@ impl From<ServiceError> for CinderError {
             };
         }
         let status = ember_api_common::service_status(&e);
-        CinderError { status, message: e.to_string() }
+        CinderError {
+            status,
+            message: e.to_string(),
+        }
     }
 }

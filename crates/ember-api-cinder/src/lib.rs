@@ -17,11 +17,11 @@ mod views;
 pub use error::CinderError;
 pub use routes::Endpoint;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::Router;
 use ember_api_common::auth::Authenticator;
 use ember_service::{Caller, Service};
 use serde_json::Value;
@@ -63,19 +63,29 @@ pub struct Req {
 
 impl Req {
     pub fn json_body(&self) -> Result<Value, CinderError> {
-        use ember_api_common::body::{parse_json, BodyError};
+        use ember_api_common::body::{BodyError, parse_json};
         parse_json(&self.headers, &self.body).map_err(|e| match e {
-            BodyError::TooLarge => CinderError { status: StatusCode::PAYLOAD_TOO_LARGE, message: "Request is too large.".into() },
-            BodyError::UnsupportedMediaType => {
-                CinderError { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message: "Unsupported Content-Type".into() }
-            }
-            BodyError::Missing => CinderError::bad_request("The request body is missing or empty: a JSON object is required."),
+            BodyError::TooLarge => CinderError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: "Request is too large.".into(),
+            },
+            BodyError::UnsupportedMediaType => CinderError {
+                status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                message: "Unsupported Content-Type".into(),
+            },
+            BodyError::Missing => CinderError::bad_request(
+                "The request body is missing or empty: a JSON object is required.",
+            ),
             BodyError::Malformed => CinderError::bad_request("Malformed request body"),
         })
     }
 
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -89,20 +99,35 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Reply { status: StatusCode::OK, body: Some(body), raw: None }
+        Reply {
+            status: StatusCode::OK,
+            body: Some(body),
+            raw: None,
+        }
     }
     pub fn accepted(body: Value) -> Self {
-        Reply { status: StatusCode::ACCEPTED, body: Some(body), raw: None }
+        Reply {
+            status: StatusCode::ACCEPTED,
+            body: Some(body),
+            raw: None,
+        }
     }
     pub fn empty(status: StatusCode) -> Self {
-        Reply { status, body: None, raw: None }
+        Reply {
+            status,
+            body: None,
+            raw: None,
+        }
     }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut r = Response::new(Body::from(serde_json::to_vec(body).expect("json")));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -126,7 +151,10 @@ fn error_response(e: &CinderError) -> Response {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1:8776");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8776");
     format!("http://{host}")
 }
 
@@ -135,7 +163,13 @@ fn parse_query(uri: &Uri) -> Vec<(String, String)> {
 }
 
 /// The single entry point of the dialect.
-pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(state): State<Arc<CinderState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
@@ -159,19 +193,35 @@ pub async fn handle(State(state): State<Arc<CinderState>>, method: Method, uri: 
     response
 }
 
-async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: HeaderMap, body: Bytes, request_id: &str) -> Response {
+async fn dispatch(
+    state: &CinderState,
+    method: Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    request_id: &str,
+) -> Response {
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let base = base_url(&headers);
     let trailing_slash = uri.path().ends_with('/');
     match (method.as_str(), segments.as_slice()) {
         ("GET", []) => {
             let mut r = json_response(StatusCode::MULTIPLE_CHOICES, &version::versions_doc(&base));
-            r.headers_mut().insert("openstack-api-version", HeaderValue::from_static("volume 3.0"));
-            r.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+            r.headers_mut().insert(
+                "openstack-api-version",
+                HeaderValue::from_static("volume 3.0"),
+            );
+            r.headers_mut().insert(
+                header::VARY,
+                HeaderValue::from_static("OpenStack-API-Version"),
+            );
             return r;
         }
         ("GET", ["healthcheck"]) => {
-            return json_response(StatusCode::OK, &serde_json::json!({"detailed": false, "reasons": ["OK"]}));
+            return json_response(
+                StatusCode::OK,
+                &serde_json::json!({"detailed": false, "reasons": ["OK"]}),
+            );
         }
         ("GET", ["v3"]) | ("GET", ["v2"]) if !trailing_slash => {
             let mut r = Response::new(Body::empty());
@@ -180,7 +230,10 @@ async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: Heade
             if let Ok(v) = HeaderValue::from_str(&location) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf8"),
+            );
             return r;
         }
         _ => {}
@@ -193,7 +246,9 @@ async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: Heade
     let mv = if api == Api::V3 {
         match version::negotiate(&headers) {
             Ok(mv) => mv,
-            Err(version::VersionError::Malformed(message)) => return error_response(&CinderError::bad_request(message)),
+            Err(version::VersionError::Malformed(message)) => {
+                return error_response(&CinderError::bad_request(message));
+            }
             Err(version::VersionError::Unsupported { asked }) => {
                 let mut r = error_response(&CinderError {
                     status: StatusCode::NOT_ACCEPTABLE,
@@ -206,19 +261,37 @@ async fn dispatch(state: &CinderState, method: Method, uri: &Uri, headers: Heade
                 if let Ok(v) = HeaderValue::from_str(&format!("volume {asked}")) {
                     r.headers_mut().insert("openstack-api-version", v);
                 }
-                r.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+                r.headers_mut().insert(
+                    header::VARY,
+                    HeaderValue::from_static("OpenStack-API-Version"),
+                );
                 return r;
             }
         }
     } else {
         Microversion::V3_0
     };
-    let mut response = route_and_run(state, api, mv, method, uri, headers, body, &segments[1..], base, request_id).await;
+    let mut response = route_and_run(
+        state,
+        api,
+        mv,
+        method,
+        uri,
+        headers,
+        body,
+        &segments[1..],
+        base,
+        request_id,
+    )
+    .await;
     if api == Api::V3 && response.extensions().get::<Unversioned>().is_none() {
         if let Ok(v) = HeaderValue::from_str(&mv.header_value()) {
             response.headers_mut().insert("openstack-api-version", v);
         }
-        response.headers_mut().insert(header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
+        response.headers_mut().insert(
+            header::VARY,
+            HeaderValue::from_static("OpenStack-API-Version"),
+        );
     }
     response
 }
@@ -245,11 +318,18 @@ async fn route_and_run(
         if headers.get("x-auth-token").is_none() {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::NO_CONTENT;
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=UTF-8"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=UTF-8"),
+            );
             r.extensions_mut().insert(Unversioned);
             return r;
         }
-        let doc = if api == Api::V3 { version::v3_version_doc(&base) } else { version::v2_version_doc(&base) };
+        let doc = if api == Api::V3 {
+            version::v3_version_doc(&base)
+        } else {
+            version::v2_version_doc(&base)
+        };
         return json_response(StatusCode::OK, &doc);
     }
     let Some((project_in_path, endpoint)) = routes::parse(&method, rest, api) else {
@@ -261,13 +341,13 @@ async fn route_and_run(
             return json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}),
-            )
+            );
         }
         Err(_) => {
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
-            )
+            );
         }
     };
     if let Some(p) = project_in_path {
@@ -296,13 +376,19 @@ async fn route_and_run(
             None if reply.raw.is_some() => {
                 let mut r = Response::new(Body::from(reply.raw.unwrap_or_default()));
                 *r.status_mut() = reply.status;
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
                 r
             }
             None => {
                 let mut r = Response::new(Body::empty());
                 *r.status_mut() = reply.status;
-                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 r
             }
         },

@@ -7,48 +7,92 @@ use axum::http::Method;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    ListSnapshots { detail: bool },
+    ListSnapshots {
+        detail: bool,
+    },
     CreateSnapshot,
     ShowSnapshot(String),
     UpdateSnapshot(String),
     DeleteSnapshot(String),
     SnapshotAction(String),
     SnapshotMetadata(String),
-    WriteSnapshotMetadata { id: String, replace: bool },
-    ShowSnapshotMetadataKey { id: String, key: String },
-    PutSnapshotMetadataKey { id: String, key: String },
-    DeleteSnapshotMetadataKey { id: String, key: String },
+    WriteSnapshotMetadata {
+        id: String,
+        replace: bool,
+    },
+    ShowSnapshotMetadataKey {
+        id: String,
+        key: String,
+    },
+    PutSnapshotMetadataKey {
+        id: String,
+        key: String,
+    },
+    DeleteSnapshotMetadataKey {
+        id: String,
+        key: String,
+    },
 
-    ListVolumes { detail: bool },
+    ListVolumes {
+        detail: bool,
+    },
     CreateVolume,
     ShowVolume(String),
     UpdateVolume(String),
     DeleteVolume(String),
     VolumeAction(String),
     VolumeMetadata(String),
-    WriteVolumeMetadata { id: String, replace: bool },
-    ShowVolumeMetadataKey { id: String, key: String },
-    PutVolumeMetadataKey { id: String, key: String },
-    DeleteVolumeMetadataKey { id: String, key: String },
+    WriteVolumeMetadata {
+        id: String,
+        replace: bool,
+    },
+    ShowVolumeMetadataKey {
+        id: String,
+        key: String,
+    },
+    PutVolumeMetadataKey {
+        id: String,
+        key: String,
+    },
+    DeleteVolumeMetadataKey {
+        id: String,
+        key: String,
+    },
 
     ListTypes,
     ShowType(String),
     DefaultType,
     AvailabilityZones,
     Limits,
-    ShowQuotas { project: String },
-    UpdateQuotas { project: String },
+    ShowQuotas {
+        project: String,
+    },
+    UpdateQuotas {
+        project: String,
+    },
     CreateType,
     UpdateType(String),
     DeleteType(String),
     TypeExtraSpecs(String),
     SetTypeExtraSpecs(String),
-    ShowTypeExtraSpec { id: String, key: String },
-    PutTypeExtraSpec { id: String, key: String },
-    DeleteTypeExtraSpec { id: String, key: String },
+    ShowTypeExtraSpec {
+        id: String,
+        key: String,
+    },
+    PutTypeExtraSpec {
+        id: String,
+        key: String,
+    },
+    DeleteTypeExtraSpec {
+        id: String,
+        key: String,
+    },
     TypeAction(String),
     TypeAccess(String),
-    ShowTypeEncryption { id: String, key: Option<String> },
+    ShowTypeEncryption {
+        id: String,
+        key: Option<String>,
+    },
     CreateTypeEncryption(String),
     UpdateTypeEncryption(String),
     DeleteTypeEncryption(String),
@@ -60,13 +104,17 @@ pub enum Endpoint {
     Capabilities(String),
     Extensions,
     ListServices,
-    ListGroups { detail: bool },
+    ListGroups {
+        detail: bool,
+    },
     CreateGroup,
     CreateGroupFromSource,
     ShowGroup(String),
     UpdateGroup(String),
     GroupAction(String),
-    ListGroupSnapshots { detail: bool },
+    ListGroupSnapshots {
+        detail: bool,
+    },
     CreateGroupSnapshot,
     ShowGroupSnapshot(String),
     DeleteGroupSnapshot(String),
@@ -78,9 +126,18 @@ pub enum Endpoint {
     DeleteGroupType(String),
     GroupSpecs(String),
     SetGroupSpecs(String),
-    ShowGroupSpec { id: String, key: String },
-    PutGroupSpec { id: String, key: String },
-    DeleteGroupSpec { id: String, key: String },
+    ShowGroupSpec {
+        id: String,
+        key: String,
+    },
+    PutGroupSpec {
+        id: String,
+        key: String,
+    },
+    DeleteGroupSpec {
+        id: String,
+        key: String,
+    },
     ListMessages,
     ShowMessage(String),
     DeleteMessage(String),
@@ -91,15 +148,34 @@ pub enum Endpoint {
     DeleteQosKeys(String),
     DeleteQos(String),
     QosAssociations(String),
-    AssociateQos { id: String, op: String },
+    AssociateQos {
+        id: String,
+        op: String,
+    },
     UpdateService(String),
     CreateTransfer(String),
-    ListTransfers { collection: String, detail: bool },
-    ShowTransfer { collection: String, id: String },
-    DeleteTransfer { collection: String, id: String },
-    AcceptTransfer { collection: String, id: String },
-    DeleteQuotas { project: String },
-    QuotaDefaults { project: String },
+    ListTransfers {
+        collection: String,
+        detail: bool,
+    },
+    ShowTransfer {
+        collection: String,
+        id: String,
+    },
+    DeleteTransfer {
+        collection: String,
+        id: String,
+    },
+    AcceptTransfer {
+        collection: String,
+        id: String,
+    },
+    DeleteQuotas {
+        project: String,
+    },
+    QuotaDefaults {
+        project: String,
+    },
 
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
     ReadVolumeData(String),
@@ -126,14 +202,35 @@ fn is_project_id(s: &str) -> bool {
 }
 
 const COLLECTIONS: &[&str] = &[
-    "snapshots", "volumes", "types", "availability-zone", "os-availability-zone", "limits", "os-quota-sets",
-    "os-quota-class-sets", "os-hosts", "scheduler-stats", "capabilities", "extensions", "os-volume-transfer",
-    "volume-transfers", "os-services", "qos-specs", "messages", "group_types", "groups", "group_snapshots",
+    "snapshots",
+    "volumes",
+    "types",
+    "availability-zone",
+    "os-availability-zone",
+    "limits",
+    "os-quota-sets",
+    "os-quota-class-sets",
+    "os-hosts",
+    "scheduler-stats",
+    "capabilities",
+    "extensions",
+    "os-volume-transfer",
+    "volume-transfers",
+    "os-services",
+    "qos-specs",
+    "messages",
+    "group_types",
+    "groups",
+    "group_snapshots",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
 /// path, if any, and the endpoint; `None` is Cinder's plain 404.
-pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option<&'a str>, Endpoint)> {
+pub fn parse<'a>(
+    method: &Method,
+    rest: &[&'a str],
+    _api: Api,
+) -> Option<(Option<&'a str>, Endpoint)> {
     let (project, rest) = match rest.first() {
         Some(first) if COLLECTIONS.contains(first) => (None, rest),
         Some(first) if is_project_id(first) => (Some(*first), &rest[1..]),
@@ -151,11 +248,26 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("DELETE", ["snapshots", id]) => DeleteSnapshot(s(id)),
         ("POST", ["snapshots", id, "action"]) => SnapshotAction(s(id)),
         ("GET", ["snapshots", id, "metadata"]) => SnapshotMetadata(s(id)),
-        ("POST", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata { id: s(id), replace: false },
-        ("PUT", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata { id: s(id), replace: true },
-        ("GET", ["snapshots", id, "metadata", key]) => ShowSnapshotMetadataKey { id: s(id), key: s(key) },
-        ("PUT", ["snapshots", id, "metadata", key]) => PutSnapshotMetadataKey { id: s(id), key: s(key) },
-        ("DELETE", ["snapshots", id, "metadata", key]) => DeleteSnapshotMetadataKey { id: s(id), key: s(key) },
+        ("POST", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata {
+            id: s(id),
+            replace: false,
+        },
+        ("PUT", ["snapshots", id, "metadata"]) => WriteSnapshotMetadata {
+            id: s(id),
+            replace: true,
+        },
+        ("GET", ["snapshots", id, "metadata", key]) => ShowSnapshotMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
+        ("PUT", ["snapshots", id, "metadata", key]) => PutSnapshotMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
+        ("DELETE", ["snapshots", id, "metadata", key]) => DeleteSnapshotMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
         ("GET", ["snapshots", id, "data"]) => ReadSnapshotData(s(id)),
 
         ("GET", ["volumes"]) => ListVolumes { detail: false },
@@ -166,11 +278,26 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("DELETE", ["volumes", id]) => DeleteVolume(s(id)),
         ("POST", ["volumes", id, "action"]) => VolumeAction(s(id)),
         ("GET", ["volumes", id, "metadata"]) => VolumeMetadata(s(id)),
-        ("POST", ["volumes", id, "metadata"]) => WriteVolumeMetadata { id: s(id), replace: false },
-        ("PUT", ["volumes", id, "metadata"]) => WriteVolumeMetadata { id: s(id), replace: true },
-        ("GET", ["volumes", id, "metadata", key]) => ShowVolumeMetadataKey { id: s(id), key: s(key) },
-        ("PUT", ["volumes", id, "metadata", key]) => PutVolumeMetadataKey { id: s(id), key: s(key) },
-        ("DELETE", ["volumes", id, "metadata", key]) => DeleteVolumeMetadataKey { id: s(id), key: s(key) },
+        ("POST", ["volumes", id, "metadata"]) => WriteVolumeMetadata {
+            id: s(id),
+            replace: false,
+        },
+        ("PUT", ["volumes", id, "metadata"]) => WriteVolumeMetadata {
+            id: s(id),
+            replace: true,
+        },
+        ("GET", ["volumes", id, "metadata", key]) => ShowVolumeMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
+        ("PUT", ["volumes", id, "metadata", key]) => PutVolumeMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
+        ("DELETE", ["volumes", id, "metadata", key]) => DeleteVolumeMetadataKey {
+            id: s(id),
+            key: s(key),
+        },
         ("GET", ["volumes", id, "data"]) => ReadVolumeData(s(id)),
         ("PUT", ["volumes", id, "data"]) => WriteVolumeData(s(id)),
 
@@ -182,13 +309,28 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("DELETE", ["types", id]) => DeleteType(s(id)),
         ("GET", ["types", id, "extra_specs"]) => TypeExtraSpecs(s(id)),
         ("POST", ["types", id, "extra_specs"]) => SetTypeExtraSpecs(s(id)),
-        ("GET", ["types", id, "extra_specs", key]) => ShowTypeExtraSpec { id: s(id), key: s(key) },
-        ("PUT", ["types", id, "extra_specs", key]) => PutTypeExtraSpec { id: s(id), key: s(key) },
-        ("DELETE", ["types", id, "extra_specs", key]) => DeleteTypeExtraSpec { id: s(id), key: s(key) },
+        ("GET", ["types", id, "extra_specs", key]) => ShowTypeExtraSpec {
+            id: s(id),
+            key: s(key),
+        },
+        ("PUT", ["types", id, "extra_specs", key]) => PutTypeExtraSpec {
+            id: s(id),
+            key: s(key),
+        },
+        ("DELETE", ["types", id, "extra_specs", key]) => DeleteTypeExtraSpec {
+            id: s(id),
+            key: s(key),
+        },
         ("POST", ["types", id, "action"]) => TypeAction(s(id)),
         ("GET", ["types", id, "os-volume-type-access"]) => TypeAccess(s(id)),
-        ("GET", ["types", id, "encryption"]) => ShowTypeEncryption { id: s(id), key: None },
-        ("GET", ["types", id, "encryption", key]) => ShowTypeEncryption { id: s(id), key: Some(s(key)) },
+        ("GET", ["types", id, "encryption"]) => ShowTypeEncryption {
+            id: s(id),
+            key: None,
+        },
+        ("GET", ["types", id, "encryption", key]) => ShowTypeEncryption {
+            id: s(id),
+            key: Some(s(key)),
+        },
         ("POST", ["types", id, "encryption"]) => CreateTypeEncryption(s(id)),
         ("PUT", ["types", id, "encryption", _]) => UpdateTypeEncryption(s(id)),
         ("DELETE", ["types", id, "encryption", _]) => DeleteTypeEncryption(s(id)),
@@ -226,9 +368,18 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("DELETE", ["group_types", id]) => DeleteGroupType(s(id)),
         ("GET", ["group_types", id, "group_specs"]) => GroupSpecs(s(id)),
         ("POST", ["group_types", id, "group_specs"]) => SetGroupSpecs(s(id)),
-        ("GET", ["group_types", id, "group_specs", key]) => ShowGroupSpec { id: s(id), key: s(key) },
-        ("PUT", ["group_types", id, "group_specs", key]) => PutGroupSpec { id: s(id), key: s(key) },
-        ("DELETE", ["group_types", id, "group_specs", key]) => DeleteGroupSpec { id: s(id), key: s(key) },
+        ("GET", ["group_types", id, "group_specs", key]) => ShowGroupSpec {
+            id: s(id),
+            key: s(key),
+        },
+        ("PUT", ["group_types", id, "group_specs", key]) => PutGroupSpec {
+            id: s(id),
+            key: s(key),
+        },
+        ("DELETE", ["group_types", id, "group_specs", key]) => DeleteGroupSpec {
+            id: s(id),
+            key: s(key),
+        },
         ("GET", ["messages"]) => ListMessages,
         ("GET", ["messages", id]) => ShowMessage(s(id)),
         ("DELETE", ["messages", id]) => DeleteMessage(s(id)),
@@ -239,14 +390,46 @@ pub fn parse<'a>(method: &Method, rest: &[&'a str], _api: Api) -> Option<(Option
         ("PUT", ["qos-specs", id, "delete_keys"]) => DeleteQosKeys(s(id)),
         ("DELETE", ["qos-specs", id]) => DeleteQos(s(id)),
         ("GET", ["qos-specs", id, "associations"]) => QosAssociations(s(id)),
-        ("GET", ["qos-specs", id, op @ ("associate" | "disassociate" | "disassociate_all")]) => AssociateQos { id: s(id), op: s(op) },
+        (
+            "GET",
+            [
+                "qos-specs",
+                id,
+                op @ ("associate" | "disassociate" | "disassociate_all"),
+            ],
+        ) => AssociateQos {
+            id: s(id),
+            op: s(op),
+        },
         ("PUT", ["os-services", action]) => UpdateService(s(action)),
         ("POST", [c @ ("os-volume-transfer" | "volume-transfers")]) => CreateTransfer(s(c)),
-        ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers { collection: s(c), detail: false },
-        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), "detail"]) => ListTransfers { collection: s(c), detail: true },
-        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => ShowTransfer { collection: s(c), id: s(id) },
-        ("DELETE", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => DeleteTransfer { collection: s(c), id: s(id) },
-        ("POST", [c @ ("os-volume-transfer" | "volume-transfers"), id, "accept"]) => AcceptTransfer { collection: s(c), id: s(id) },
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers {
+            collection: s(c),
+            detail: false,
+        },
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), "detail"]) => ListTransfers {
+            collection: s(c),
+            detail: true,
+        },
+        ("GET", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => ShowTransfer {
+            collection: s(c),
+            id: s(id),
+        },
+        ("DELETE", [c @ ("os-volume-transfer" | "volume-transfers"), id]) => DeleteTransfer {
+            collection: s(c),
+            id: s(id),
+        },
+        (
+            "POST",
+            [
+                c @ ("os-volume-transfer" | "volume-transfers"),
+                id,
+                "accept",
+            ],
+        ) => AcceptTransfer {
+            collection: s(c),
+            id: s(id),
+        },
         _ => return None,
     };
     Some((project, endpoint))
@@ -267,15 +450,34 @@ mod tests {
         let p = Some("f5d834d636c642c7bfe8af86139c6f26".to_string());
         let id = "a370cf02-f469-4acc-be91-2b27a856806d";
         let cases = [
-            (Method::POST, "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots", Endpoint::CreateSnapshot),
-            (Method::GET, "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/detail", Endpoint::ListSnapshots { detail: true }),
-            (Method::DELETE, &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}"), Endpoint::DeleteSnapshot(id.into())),
-            (Method::POST, &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}/action"), Endpoint::SnapshotAction(id.into())),
+            (
+                Method::POST,
+                "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots",
+                Endpoint::CreateSnapshot,
+            ),
+            (
+                Method::GET,
+                "/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/detail",
+                Endpoint::ListSnapshots { detail: true },
+            ),
+            (
+                Method::DELETE,
+                &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}"),
+                Endpoint::DeleteSnapshot(id.into()),
+            ),
+            (
+                Method::POST,
+                &format!("/v3/f5d834d636c642c7bfe8af86139c6f26/snapshots/{id}/action"),
+                Endpoint::SnapshotAction(id.into()),
+            ),
         ];
         for (m, path, expected) in cases {
             assert_eq!(parse_path(m, path), Some((p.clone(), expected)), "{path}");
         }
-        assert_eq!(parse_path(Method::POST, "/v3/snapshots"), Some((None, Endpoint::CreateSnapshot)));
+        assert_eq!(
+            parse_path(Method::POST, "/v3/snapshots"),
+            Some((None, Endpoint::CreateSnapshot))
+        );
         assert_eq!(parse_path(Method::GET, "/v3/admin/snapshots"), None);
         assert_eq!(parse_path(Method::PATCH, "/v3/abc/snapshots"), None);
         assert_eq!(parse_path(Method::PUT, "/v3/abc/snapshots"), None);

@@ -1,17 +1,30 @@
 //! Request schemas, as Cinder 29.0.0 declares them.
 
-use ember_api_common::schema::{object, ObjectSchema, Schema};
+use ember_api_common::schema::{ObjectSchema, Schema, object};
 
 fn name() -> Schema {
-    Schema::Str { nullable: true, min: Some(0), max: Some(255), printable: false }
+    Schema::Str {
+        nullable: true,
+        min: Some(0),
+        max: Some(255),
+        printable: false,
+    }
 }
 
 fn description() -> Schema {
-    Schema::Str { nullable: true, min: Some(0), max: Some(255), printable: true }
+    Schema::Str {
+        nullable: true,
+        min: Some(0),
+        max: Some(255),
+        printable: true,
+    }
 }
 
 fn metadata_allows_null() -> Schema {
-    Schema::Metadata { nullable: true, null_values: false }
+    Schema::Metadata {
+        nullable: true,
+        null_values: false,
+    }
 }
 
 pub fn snapshot_create() -> Schema {
@@ -56,48 +69,117 @@ pub fn snapshot_update() -> Schema {
 
 /// `{"metadata": {...}}` for POST/PUT of a whole metadata map.
 pub fn metadata_body() -> Schema {
-    object(vec![("metadata", Schema::Metadata { nullable: false, null_values: false })], vec!["metadata"])
+    object(
+        vec![(
+            "metadata",
+            Schema::Metadata {
+                nullable: false,
+                null_values: false,
+            },
+        )],
+        vec!["metadata"],
+    )
 }
 
 /// `{"meta": {key: value}}` for PUT of one key.
 pub fn meta_item_body() -> Schema {
-    object(vec![("meta", Schema::Metadata { nullable: false, null_values: false })], vec!["meta"])
+    object(
+        vec![(
+            "meta",
+            Schema::Metadata {
+                nullable: false,
+                null_values: false,
+            },
+        )],
+        vec!["meta"],
+    )
 }
 
 pub fn volume_create() -> Schema {
-    let loose_name = Schema::Str { nullable: true, min: None, max: Some(255), printable: false };
+    let loose_name = Schema::Str {
+        nullable: true,
+        min: None,
+        max: Some(255),
+        printable: false,
+    };
     object(
-        vec![(
-            "volume",
-            Schema::Object(ObjectSchema {
-                properties: vec![
-                    ("name", loose_name.clone()),
-                    ("description", description()),
-                    ("display_name", loose_name.clone()),
-                    ("display_description", description()),
-                    ("volume_type", name()),
-                    ("metadata", metadata_allows_null()),
-                    ("snapshot_id", Schema::Uuid { nullable: true }),
-                    ("source_volid", Schema::Uuid { nullable: true }),
-                    ("consistencygroup_id", Schema::Uuid { nullable: true }),
-                    ("group_id", Schema::Str { nullable: true, min: Some(0), max: Some(255), printable: false }),
-                    ("backup_id", Schema::Uuid { nullable: true }),
-                    ("size", Schema::IntLike { nullable: true, min: 1 }),
-                    ("availability_zone", Schema::Str { nullable: true, min: Some(1), max: Some(255), printable: false }),
-                    ("multiattach", Schema::Boolean),
-                    ("image_id", Schema::Str { nullable: true, min: Some(0), max: Some(255), printable: false }),
-                    ("imageRef", Schema::Str { nullable: true, min: Some(0), max: Some(255), printable: false }),
-                ],
-                additional: false,
-                ..Default::default()
-            }),
-        ), ("OS-SCH-HNT:scheduler_hints", Schema::Any)],
+        vec![
+            (
+                "volume",
+                Schema::Object(ObjectSchema {
+                    properties: vec![
+                        ("name", loose_name.clone()),
+                        ("description", description()),
+                        ("display_name", loose_name.clone()),
+                        ("display_description", description()),
+                        ("volume_type", name()),
+                        ("metadata", metadata_allows_null()),
+                        ("snapshot_id", Schema::Uuid { nullable: true }),
+                        ("source_volid", Schema::Uuid { nullable: true }),
+                        ("consistencygroup_id", Schema::Uuid { nullable: true }),
+                        (
+                            "group_id",
+                            Schema::Str {
+                                nullable: true,
+                                min: Some(0),
+                                max: Some(255),
+                                printable: false,
+                            },
+                        ),
+                        ("backup_id", Schema::Uuid { nullable: true }),
+                        (
+                            "size",
+                            Schema::IntLike {
+                                nullable: true,
+                                min: 1,
+                            },
+                        ),
+                        (
+                            "availability_zone",
+                            Schema::Str {
+                                nullable: true,
+                                min: Some(1),
+                                max: Some(255),
+                                printable: false,
+                            },
+                        ),
+                        ("multiattach", Schema::Boolean),
+                        (
+                            "image_id",
+                            Schema::Str {
+                                nullable: true,
+                                min: Some(0),
+                                max: Some(255),
+                                printable: false,
+                            },
+                        ),
+                        (
+                            "imageRef",
+                            Schema::Str {
+                                nullable: true,
+                                min: Some(0),
+                                max: Some(255),
+                                printable: false,
+                            },
+                        ),
+                    ],
+                    additional: false,
+                    ..Default::default()
+                }),
+            ),
+            ("OS-SCH-HNT:scheduler_hints", Schema::Any),
+        ],
         vec!["volume"],
     )
 }
 
 pub fn volume_update() -> Schema {
-    let loose_name = Schema::Str { nullable: true, min: None, max: Some(255), printable: false };
+    let loose_name = Schema::Str {
+        nullable: true,
+        min: None,
+        max: Some(255),
+        printable: false,
+    };
     object(
         vec![(
             "volume",
@@ -107,7 +189,13 @@ pub fn volume_update() -> Schema {
                     ("description", description()),
                     ("display_name", loose_name),
                     ("display_description", description()),
-                    ("metadata", Schema::Metadata { nullable: false, null_values: false }),
+                    (
+                        "metadata",
+                        Schema::Metadata {
+                            nullable: false,
+                            null_values: false,
+                        },
+                    ),
                 ],
                 vec![],
             ),

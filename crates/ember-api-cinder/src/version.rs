@@ -1,7 +1,7 @@
 //! Cinder's API versions and microversion negotiation.
 
 use axum::http::HeaderMap;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const MIN_MINOR: u32 = 0;
 pub const MAX_MINOR: u32 = 71;
@@ -43,7 +43,8 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Microversion, VersionError> {
     let mut volume = None;
     for entry in values.iter().flat_map(|v| v.split(',')) {
         let mut parts = entry.split_whitespace();
-        let (Some(service), Some(version), None) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(service), Some(version), None) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(VersionError::Malformed(generic_bad_request()));
         };
         if service.eq_ignore_ascii_case("volume") {
@@ -132,9 +133,24 @@ mod tests {
         assert_eq!(negotiate(&HeaderMap::new()), Ok(Microversion(0)));
         assert_eq!(negotiate(&with("volume 3.45")), Ok(Microversion(45)));
         assert_eq!(negotiate(&with("volume latest")), Ok(Microversion(71)));
-        assert_eq!(negotiate(&with("volume 3.72")), Err(VersionError::Unsupported { asked: "3.72".into() }));
-        assert_eq!(negotiate(&with("volume 2.0")), Err(VersionError::Unsupported { asked: "2.0".into() }));
-        assert!(matches!(negotiate(&with("volume 3.x")), Err(VersionError::Malformed(m)) if m.contains("3.x is of invalid format")));
-        assert!(matches!(negotiate(&with("compute 2.1")), Err(VersionError::Malformed(_))));
+        assert_eq!(
+            negotiate(&with("volume 3.72")),
+            Err(VersionError::Unsupported {
+                asked: "3.72".into()
+            })
+        );
+        assert_eq!(
+            negotiate(&with("volume 2.0")),
+            Err(VersionError::Unsupported {
+                asked: "2.0".into()
+            })
+        );
+        assert!(
+            matches!(negotiate(&with("volume 3.x")), Err(VersionError::Malformed(m)) if m.contains("3.x is of invalid format"))
+        );
+        assert!(matches!(
+            negotiate(&with("compute 2.1")),
+            Err(VersionError::Malformed(_))
+        ));
     }
 }

@@ -2,14 +2,19 @@
 
 use crate::version::Microversion;
 use ember_model::{Snapshot, Volume};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 fn ts(t: Option<ember_model::Timestamp>) -> Value {
-    t.map(|t| Value::String(t.to_iso_micros())).unwrap_or(Value::Null)
+    t.map(|t| Value::String(t.to_iso_micros()))
+        .unwrap_or(Value::Null)
 }
 
 fn metadata(m: &ember_model::Metadata) -> Value {
-    Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// How much of a snapshot to show.
@@ -44,8 +49,14 @@ pub fn snapshot(s: &Snapshot, mv: Microversion, view: SnapshotView, summary_list
         }
     }
     if view == SnapshotView::Detailed {
-        o.insert("os-extended-snapshot-attributes:project_id".into(), json!(s.project_id.0));
-        o.insert("os-extended-snapshot-attributes:progress".into(), json!(s.progress));
+        o.insert(
+            "os-extended-snapshot-attributes:project_id".into(),
+            json!(s.project_id.0),
+        );
+        o.insert(
+            "os-extended-snapshot-attributes:progress".into(),
+            json!(s.progress),
+        );
     }
     Value::Object(o)
 }
@@ -71,7 +82,11 @@ pub enum VolumeAttrs {
 
 impl VolumeAttrs {
     pub fn for_reader(is_admin: bool) -> Self {
-        if is_admin { VolumeAttrs::Admin } else { VolumeAttrs::Reader }
+        if is_admin {
+            VolumeAttrs::Admin
+        } else {
+            VolumeAttrs::Reader
+        }
     }
 }
 
@@ -88,8 +103,14 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     o.insert("name".into(), json!(v.name));
     o.insert("description".into(), json!(v.description));
     o.insert("volume_type".into(), json!(v.volume_type));
-    o.insert("snapshot_id".into(), json!(v.snapshot_id.map(|s| s.to_string())));
-    o.insert("source_volid".into(), json!(v.source_volid.map(|s| s.to_string())));
+    o.insert(
+        "snapshot_id".into(),
+        json!(v.snapshot_id.map(|s| s.to_string())),
+    );
+    o.insert(
+        "source_volid".into(),
+        json!(v.source_volid.map(|s| s.to_string())),
+    );
     let mut md = metadata(&v.metadata);
     if admin_attrs && !v.attachments.is_empty() {
         // Cinder shows the attach mode (admin metadata) to admins.
@@ -101,7 +122,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     o.insert("metadata".into(), md);
     o.insert("links".into(), volume_links(base, &v.project_id.0, &id));
     o.insert("user_id".into(), json!(v.user_id.0));
-    o.insert("bootable".into(), json!(if v.bootable { "true" } else { "false" }));
+    o.insert(
+        "bootable".into(),
+        json!(if v.bootable { "true" } else { "false" }),
+    );
     o.insert("encrypted".into(), json!(false));
     o.insert("replication_status".into(), Value::Null);
     o.insert("consistencygroup_id".into(), Value::Null);
@@ -137,7 +161,14 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         o.insert("cluster_name".into(), Value::Null);
     }
     if mv.at_least(63) {
-        o.insert("volume_type_id".into(), json!(v.volume_type_id.as_deref().unwrap_or(ember_service::DEFAULT_VOLUME_TYPE_ID)));
+        o.insert(
+            "volume_type_id".into(),
+            json!(
+                v.volume_type_id
+                    .as_deref()
+                    .unwrap_or(ember_service::DEFAULT_VOLUME_TYPE_ID)
+            ),
+        );
     }
     if mv.at_least(65) {
         o.insert("consumes_quota".into(), json!(true));
@@ -148,7 +179,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     if admin_attrs {
         o.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
         o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
-        o.insert("os-vol-host-attr:host".into(), json!(ember_service::backend::pool_name()));
+        o.insert(
+            "os-vol-host-attr:host".into(),
+            json!(ember_service::backend::pool_name()),
+        );
     }
     if let Some(reason) = &v.error_reason {
         if admin_attrs {

@@ -21,16 +21,25 @@ pub enum AuthError {
 
 /// What [`Authenticator::authenticate`] returns: a future, because some
 /// authenticators ask a remote identity service.
-pub type AuthFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
+pub type AuthFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Caller, AuthError>> + Send + 'a>>;
 
 pub trait Authenticator: Send + Sync + 'static {
     /// `project_in_path` is the project named by the URL, if any.
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, project_in_path: Option<&'a str>) -> AuthFuture<'a>;
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        project_in_path: Option<&'a str>,
+    ) -> AuthFuture<'a>;
 }
 
 /// The `X-Auth-Token` header, trimmed, if present and not empty.
 pub fn auth_token(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-auth-token").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| !t.is_empty())
+    headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// Access keys for signed requests (the Huawei SDK's AK/SK): the secret of
@@ -42,7 +51,11 @@ pub trait AccessKeys: Send + Sync + 'static {
 pub struct NoAuth;
 
 impl Authenticator for NoAuth {
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, project_in_path: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        project_in_path: Option<&'a str>,
+    ) -> AuthFuture<'a> {
         Box::pin(std::future::ready(Self::caller(headers, project_in_path)))
     }
 }
@@ -59,10 +72,18 @@ impl NoAuth {
             .or_else(|| project_in_path.map(str::to_string))
             .unwrap_or_else(|| user.clone());
         let roles = match parts.next() {
-            Some(list) => list.split(',').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+            Some(list) => list
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+                .collect(),
             None if user == "admin" => vec!["admin".into(), "member".into(), "reader".into()],
             None => vec!["member".into(), "reader".into()],
         };
-        Ok(Caller { user_id: UserId(user), project_id: ProjectId(project), roles })
+        Ok(Caller {
+            user_id: UserId(user),
+            project_id: ProjectId(project),
+            roles,
+        })
     }
 }

@@ -38,7 +38,9 @@ pub fn percent_decode(s: &str) -> String {
         if b == b'+' {
             out.push(b' ');
         } else if b == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             if let Some(decoded) = hex {
                 out.push(decoded);
                 i += 3;
@@ -61,7 +63,12 @@ mod query_tests {
     fn decodes_pairs() {
         assert_eq!(
             query_pairs(Some("name=a%20b&x&sort=name%3Aasc&q=1+2")),
-            vec![("name".into(), "a b".into()), ("x".into(), String::new()), ("sort".into(), "name:asc".into()), ("q".into(), "1 2".into())]
+            vec![
+                ("name".into(), "a b".into()),
+                ("x".into(), String::new()),
+                ("sort".into(), "name:asc".into()),
+                ("q".into(), "1 2".into())
+            ]
         );
         assert!(query_pairs(None).is_empty());
     }
@@ -73,9 +80,11 @@ pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode
     use axum::http::StatusCode;
     use ember_service::ServiceError::*;
     match e {
-        VolumeNotFound(_) | SnapshotNotFound(_) | SnapshotMetadataNotFound { .. } | VolumeMetadataNotFound { .. } | NotFound(_) => {
-            StatusCode::NOT_FOUND
-        }
+        VolumeNotFound(_)
+        | SnapshotNotFound(_)
+        | SnapshotMetadataNotFound { .. }
+        | VolumeMetadataNotFound { .. }
+        | NotFound(_) => StatusCode::NOT_FOUND,
         Conflict(_) => StatusCode::CONFLICT,
         InvalidVolume(_) | InvalidSnapshot(_) | InvalidInput(_) => StatusCode::BAD_REQUEST,
         QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,

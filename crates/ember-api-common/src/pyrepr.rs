@@ -19,7 +19,11 @@ pub fn str(value: &Value) -> String {
 }
 
 pub fn repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -32,7 +36,9 @@ pub fn repr_str(s: &str) -> String {
                 out.push('\\');
                 out.push(c);
             }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -79,7 +85,10 @@ mod tests {
 
     #[test]
     fn matches_python() {
-        assert_eq!(repr(&json!({"name": "snap-001", "force": true, "x": null})), "{'name': 'snap-001', 'force': True, 'x': None}");
+        assert_eq!(
+            repr(&json!({"name": "snap-001", "force": true, "x": null})),
+            "{'name': 'snap-001', 'force': True, 'x': None}"
+        );
         assert_eq!(repr(&json!([1, 2, 3])), "[1, 2, 3]");
         assert_eq!(repr(&json!("it's")), "\"it's\"");
         assert_eq!(str(&json!("abc")), "abc");
@@ -92,9 +101,16 @@ mod tests {
 /// booleans and `None`). `None` for anything that is not such a dict.
 pub fn parse_literal_dict(text: &str) -> Option<Vec<(String, String)>> {
     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) {
-        return Some(map.into_iter().map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| str(&v)))).collect());
+        return Some(
+            map.into_iter()
+                .map(|(k, v)| (k, v.as_str().map(String::from).unwrap_or_else(|| str(&v))))
+                .collect(),
+        );
     }
-    let mut p = Literal { s: text.trim().as_bytes(), i: 0 };
+    let mut p = Literal {
+        s: text.trim().as_bytes(),
+        i: 0,
+    };
     p.expect(b'{')?;
     let mut out = Vec::new();
     p.skip_ws();
@@ -170,7 +186,10 @@ impl Literal<'_> {
             return self.string();
         }
         let start = self.i;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'+') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-' || c == b'+')
+        {
             self.i += 1;
         }
         let word = std::str::from_utf8(&self.s[start..self.i]).ok()?;
@@ -187,21 +206,45 @@ mod literal_tests {
     use super::parse_literal_dict;
 
     fn pairs(v: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        Some(v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        Some(
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
     fn reads_python_and_json_dicts() {
-        assert_eq!(parse_literal_dict("{'Type': 'work'}"), pairs(&[("Type", "work")]));
-        assert_eq!(parse_literal_dict(r#"{"a": "b", "n": 3}"#), pairs(&[("a", "b"), ("n", "3")]));
-        assert_eq!(parse_literal_dict("{'a': 1, \"b\": True,}"), pairs(&[("a", "1"), ("b", "True")]));
+        assert_eq!(
+            parse_literal_dict("{'Type': 'work'}"),
+            pairs(&[("Type", "work")])
+        );
+        assert_eq!(
+            parse_literal_dict(r#"{"a": "b", "n": 3}"#),
+            pairs(&[("a", "b"), ("n", "3")])
+        );
+        assert_eq!(
+            parse_literal_dict("{'a': 1, \"b\": True,}"),
+            pairs(&[("a", "1"), ("b", "True")])
+        );
         assert_eq!(parse_literal_dict("{}"), pairs(&[]));
-        assert_eq!(parse_literal_dict("{'it\\'s': 'x'}"), pairs(&[("it's", "x")]));
+        assert_eq!(
+            parse_literal_dict("{'it\\'s': 'x'}"),
+            pairs(&[("it's", "x")])
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_flat_dict() {
-        for bad in ["", "[1]", "{'a'}", "{'a': os.system}", "{'a': 'b'", "{'a': 'b'} x", "{'a': {'b': 1}}"] {
+        for bad in [
+            "",
+            "[1]",
+            "{'a'}",
+            "{'a': os.system}",
+            "{'a': 'b'",
+            "{'a': 'b'} x",
+            "{'a': {'b': 1}}",
+        ] {
             assert_eq!(parse_literal_dict(bad), None, "{bad}");
         }
     }

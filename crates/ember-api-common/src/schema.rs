@@ -10,18 +10,31 @@ use serde_json::Value;
 pub enum Schema {
     Any,
     /// A string; `nullable` also accepts null.
-    Str { nullable: bool, min: Option<usize>, max: Option<usize>, printable: bool },
+    Str {
+        nullable: bool,
+        min: Option<usize>,
+        max: Option<usize>,
+        printable: bool,
+    },
     /// `anyOf: [{type: string, format: uuid}, {type: null}]`.
     UuidOrNull,
     /// A UUID string (or, when `nullable`, null).
-    Uuid { nullable: bool },
+    Uuid {
+        nullable: bool,
+    },
     /// OpenStack's boolean: a JSON boolean or one of the accepted strings.
     Boolean,
     /// An integer, or a string of digits, at least `min`.
-    IntLike { nullable: bool, min: i64 },
+    IntLike {
+        nullable: bool,
+        min: i64,
+    },
     /// String-to-string map with keys matching `[a-zA-Z0-9-_:. ]{1,255}`
     /// and values of at most 255 characters.
-    Metadata { nullable: bool, null_values: bool },
+    Metadata {
+        nullable: bool,
+        null_values: bool,
+    },
     Object(ObjectSchema),
 }
 
@@ -59,8 +72,12 @@ impl SchemaError {
     }
 }
 
-pub const BOOLEAN_TRUE: &[&str] = &["True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t"];
-pub const BOOLEAN_FALSE: &[&str] = &["False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f"];
+pub const BOOLEAN_TRUE: &[&str] = &[
+    "True", "TRUE", "true", "1", "ON", "On", "on", "YES", "Yes", "yes", "y", "t",
+];
+pub const BOOLEAN_FALSE: &[&str] = &[
+    "False", "FALSE", "false", "0", "OFF", "Off", "off", "NO", "No", "no", "n", "f",
+];
 
 /// Interprets a value that passed [`Schema::Boolean`].
 pub fn as_bool(value: &Value) -> Option<bool> {
@@ -73,12 +90,20 @@ pub fn as_bool(value: &Value) -> Option<bool> {
 }
 
 fn type_error(instance: &Value, types: &[&str]) -> String {
-    let names = types.iter().map(|t| repr_str(t)).collect::<Vec<_>>().join(", ");
+    let names = types
+        .iter()
+        .map(|t| repr_str(t))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!("{} is not of type {names}", repr(instance))
 }
 
 fn fail(path: &[String], instance: &Value, message: String) -> Result<(), SchemaError> {
-    Err(SchemaError { field: path.last().cloned(), instance: instance.clone(), message })
+    Err(SchemaError {
+        field: path.last().cloned(),
+        instance: instance.clone(),
+        message,
+    })
 }
 
 fn is_uuid_like(s: &str) -> bool {
@@ -88,13 +113,16 @@ fn is_uuid_like(s: &str) -> bool {
 fn metadata_key_ok(key: &str) -> bool {
     let n = key.chars().count();
     (1..=255).contains(&n)
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' '))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | ' '))
 }
 
 /// Cinder's printable-character rule for descriptions: no control or
 /// format characters, no separators other than plain spaces.
 fn printable(s: &str) -> bool {
-    s.chars().all(|c| !c.is_control() && (c == ' ' || !c.is_whitespace()))
+    s.chars()
+        .all(|c| !c.is_control() && (c == ' ' || !c.is_whitespace()))
 }
 
 pub fn validate(schema: &Schema, value: &Value) -> Result<(), SchemaError> {
@@ -104,7 +132,12 @@ pub fn validate(schema: &Schema, value: &Value) -> Result<(), SchemaError> {
 fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), SchemaError> {
     match schema {
         Schema::Any => Ok(()),
-        Schema::Str { nullable, min, max, printable: only_printable } => match v {
+        Schema::Str {
+            nullable,
+            min,
+            max,
+            printable: only_printable,
+        } => match v {
             Value::Null if *nullable => Ok(()),
             Value::String(s) => {
                 let n = s.chars().count();
@@ -115,22 +148,52 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
                     return fail(path, v, format!("{} is too short", repr(v)));
                 }
                 if *only_printable && !printable(s) {
-                    return fail(path, v, format!("{} does not match the allowed characters", repr(v)));
+                    return fail(
+                        path,
+                        v,
+                        format!("{} does not match the allowed characters", repr(v)),
+                    );
                 }
                 Ok(())
             }
-            _ => fail(path, v, type_error(v, if *nullable { &["string", "null"] } else { &["string"] })),
+            _ => fail(
+                path,
+                v,
+                type_error(
+                    v,
+                    if *nullable {
+                        &["string", "null"]
+                    } else {
+                        &["string"]
+                    },
+                ),
+            ),
         },
         Schema::UuidOrNull => match v {
             Value::Null => Ok(()),
             Value::String(s) if is_uuid_like(s) => Ok(()),
-            _ => fail(path, v, format!("{} is not valid under any of the given schemas", repr(v))),
+            _ => fail(
+                path,
+                v,
+                format!("{} is not valid under any of the given schemas", repr(v)),
+            ),
         },
         Schema::Uuid { nullable } => match v {
             Value::Null if *nullable => Ok(()),
             Value::String(s) if is_uuid_like(s) => Ok(()),
             Value::String(_) => fail(path, v, format!("{} is not a 'uuid'", repr(v))),
-            _ => fail(path, v, type_error(v, if *nullable { &["string", "null"] } else { &["string"] })),
+            _ => fail(
+                path,
+                v,
+                type_error(
+                    v,
+                    if *nullable {
+                        &["string", "null"]
+                    } else {
+                        &["string"]
+                    },
+                ),
+            ),
         },
         Schema::Boolean => {
             if !matches!(v, Value::Bool(_) | Value::String(_)) {
@@ -143,24 +206,50 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
             options.extend(BOOLEAN_TRUE.iter().map(|s| repr_str(s)));
             options.push("False".into());
             options.extend(BOOLEAN_FALSE.iter().map(|s| repr_str(s)));
-            fail(path, v, format!("{} is not one of [{}]", repr(v), options.join(", ")))
+            fail(
+                path,
+                v,
+                format!("{} is not one of [{}]", repr(v), options.join(", ")),
+            )
         }
         Schema::IntLike { nullable, min } => {
             let n = match v {
                 Value::Null if *nullable => return Ok(()),
                 Value::Number(n) if n.is_i64() => n.as_i64(),
-                Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse::<i64>().ok(),
-                Value::String(_) => return fail(path, v, format!("{} does not match '^[0-9]+$'", repr(v))),
+                Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                    s.parse::<i64>().ok()
+                }
+                Value::String(_) => {
+                    return fail(path, v, format!("{} does not match '^[0-9]+$'", repr(v)));
+                }
                 _ => {
-                    return fail(path, v, type_error(v, if *nullable { &["integer", "string", "null"] } else { &["integer", "string"] }));
+                    return fail(
+                        path,
+                        v,
+                        type_error(
+                            v,
+                            if *nullable {
+                                &["integer", "string", "null"]
+                            } else {
+                                &["integer", "string"]
+                            },
+                        ),
+                    );
                 }
             };
             match n {
                 Some(n) if n >= *min => Ok(()),
-                _ => fail(path, v, format!("{} is less than the minimum of {min}", repr(v))),
+                _ => fail(
+                    path,
+                    v,
+                    format!("{} is less than the minimum of {min}", repr(v)),
+                ),
             }
         }
-        Schema::Metadata { nullable, null_values } => match v {
+        Schema::Metadata {
+            nullable,
+            null_values,
+        } => match v {
             Value::Null if *nullable => Ok(()),
             Value::Object(map) => {
                 for (k, value) in map {
@@ -170,9 +259,22 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
                     path.push(k.clone());
                     let r = match value {
                         Value::Null if *null_values => Ok(()),
-                        Value::String(s) if s.chars().count() > 255 => fail(path, value, format!("{} is too long", repr(value))),
+                        Value::String(s) if s.chars().count() > 255 => {
+                            fail(path, value, format!("{} is too long", repr(value)))
+                        }
                         Value::String(_) => Ok(()),
-                        _ => fail(path, value, type_error(value, if *null_values { &["string", "null"] } else { &["string"] })),
+                        _ => fail(
+                            path,
+                            value,
+                            type_error(
+                                value,
+                                if *null_values {
+                                    &["string", "null"]
+                                } else {
+                                    &["string"]
+                                },
+                            ),
+                        ),
                     };
                     path.pop();
                     r?;
@@ -183,13 +285,37 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
                 }
                 Ok(())
             }
-            _ => fail(path, v, type_error(v, if *nullable { &["object", "null"] } else { &["object"] })),
+            _ => fail(
+                path,
+                v,
+                type_error(
+                    v,
+                    if *nullable {
+                        &["object", "null"]
+                    } else {
+                        &["object"]
+                    },
+                ),
+            ),
         },
         Schema::Object(o) => {
             let map = match v {
                 Value::Null if o.nullable => return Ok(()),
                 Value::Object(map) => map,
-                _ => return fail(path, v, type_error(v, if o.nullable { &["object", "null"] } else { &["object"] })),
+                _ => {
+                    return fail(
+                        path,
+                        v,
+                        type_error(
+                            v,
+                            if o.nullable {
+                                &["object", "null"]
+                            } else {
+                                &["object"]
+                            },
+                        ),
+                    );
+                }
             };
             for (name, sub) in &o.properties {
                 if let Some(value) = map.get(*name) {
@@ -201,18 +327,30 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
             }
             for name in &o.required {
                 if !map.contains_key(*name) {
-                    return fail(path, v, format!("{} is a required property", repr_str(name)));
+                    return fail(
+                        path,
+                        v,
+                        format!("{} is a required property", repr_str(name)),
+                    );
                 }
             }
             if !o.additional {
-                let extra: Vec<&String> =
-                    map.keys().filter(|k| !o.properties.iter().any(|(p, _)| p == k)).collect();
+                let extra: Vec<&String> = map
+                    .keys()
+                    .filter(|k| !o.properties.iter().any(|(p, _)| p == k))
+                    .collect();
                 if !extra.is_empty() {
                     return fail(path, v, additional_message(&extra));
                 }
             }
-            if !o.any_of_required.is_empty() && !o.any_of_required.iter().any(|k| map.contains_key(*k)) {
-                return fail(path, v, format!("{} is not valid under any of the given schemas", repr(v)));
+            if !o.any_of_required.is_empty()
+                && !o.any_of_required.iter().any(|k| map.contains_key(*k))
+            {
+                return fail(
+                    path,
+                    v,
+                    format!("{} is not valid under any of the given schemas", repr(v)),
+                );
             }
             Ok(())
         }
@@ -220,16 +358,30 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
 }
 
 fn additional_message(extra: &[&String]) -> String {
-    let names = extra.iter().map(|k| repr_str(k)).collect::<Vec<_>>().join(", ");
+    let names = extra
+        .iter()
+        .map(|k| repr_str(k))
+        .collect::<Vec<_>>()
+        .join(", ");
     let verb = if extra.len() == 1 { "was" } else { "were" };
     format!("Additional properties are not allowed ({names} {verb} unexpected)")
 }
 
 /// Shorthands for schema definitions.
 pub fn object(properties: Vec<(&'static str, Schema)>, required: Vec<&'static str>) -> Schema {
-    Schema::Object(ObjectSchema { properties, required, additional: false, ..Default::default() })
+    Schema::Object(ObjectSchema {
+        properties,
+        required,
+        additional: false,
+        ..Default::default()
+    })
 }
 
 pub fn string_or_null(max: usize) -> Schema {
-    Schema::Str { nullable: true, min: None, max: Some(max), printable: false }
+    Schema::Str {
+        nullable: true,
+        min: None,
+        max: Some(max),
+        printable: false,
+    }
 }

@@ -12,17 +12,17 @@
 
 mod signing;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::Router;
-use ember_api_common::schema::as_bool;
 use ember_api_common::Authenticator;
+use ember_api_common::schema::as_bool;
 use ember_model::{Metadata, Snapshot, SnapshotId, VolumeId};
 use ember_service::{Caller, CreateSnapshot, MetadataWrite, Service, ServiceError, UpdateSnapshot};
 use ember_store::{ListQuery, SnapshotFilter};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 pub struct EvsState {
@@ -57,7 +57,11 @@ impl EvsError {
             503 => "EVS.5503",
             _ => "EVS.5500",
         };
-        EvsError { status, code, message: message.into() }
+        EvsError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn bad(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -77,7 +81,11 @@ impl From<ServiceError> for EvsError {
         let status = ember_api_common::service_status(&e);
         let err = EvsError::new(status, e.to_string());
         match e {
-            ServiceError::InvalidSnapshot(_) if err.message.contains("must be available or error") => err.with_code("EVS.1047"),
+            ServiceError::InvalidSnapshot(_)
+                if err.message.contains("must be available or error") =>
+            {
+                err.with_code("EVS.1047")
+            }
             _ => err,
         }
     }
@@ -86,11 +94,20 @@ impl From<ServiceError> for EvsError {
 fn json_response(status: StatusCode, body: &Value) -> Response {
     let mut r = Response::new(Body::from(body.to_string()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
-async fn handle(State(state): State<Arc<EvsState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<EvsState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = ember_api_common::new_request_id();
     let mut response = match dispatch(&state, &method, &uri, &headers, &body).await {
         Ok((status, Some(body))) => json_response(status, &body),
@@ -99,7 +116,10 @@ async fn handle(State(state): State<Arc<EvsState>>, method: Method, uri: Uri, he
             *r.status_mut() = status;
             r
         }
-        Err(e) => json_response(e.status, &json!({"error": {"message": e.message, "code": e.code}})),
+        Err(e) => json_response(
+            e.status,
+            &json!({"error": {"message": e.message, "code": e.code}}),
+        ),
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         // The Huawei SDK reads X-Request-Id; OpenStack clients the other.
@@ -112,11 +132,26 @@ async fn handle(State(state): State<Arc<EvsState>>, method: Method, uri: Uri, he
 
 type Reply = Result<(StatusCode, Option<Value>), EvsError>;
 
-async fn dispatch(state: &EvsState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Reply {
+async fn dispatch(
+    state: &EvsState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Reply {
     let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let (project, rest) = match segs.as_slice() {
-        ["v2", project, rest @ ..] if !rest.is_empty() && matches!(rest[0], "snapshots" | "cloudsnapshots") => (*project, &rest[1..]),
-        _ => return Err(EvsError::new(StatusCode::NOT_FOUND, "The resource could not be found.")),
+        ["v2", project, rest @ ..]
+            if !rest.is_empty() && matches!(rest[0], "snapshots" | "cloudsnapshots") =>
+        {
+            (*project, &rest[1..])
+        }
+        _ => {
+            return Err(EvsError::new(
+                StatusCode::NOT_FOUND,
+                "The resource could not be found.",
+            ));
+        }
     };
     let signed = headers
         .get(header::AUTHORIZATION)
@@ -124,25 +159,46 @@ async fn dispatch(state: &EvsState, method: &Method, uri: &Uri, headers: &Header
         .filter(|v| v.starts_with(signing::ALGORITHM))
         .map(str::to_string);
     let caller = if let Some(value) = signed {
-        let unauthenticated = || EvsError::new(StatusCode::UNAUTHORIZED, "Authentication required.");
+        let unauthenticated =
+            || EvsError::new(StatusCode::UNAUTHORIZED, "Authentication required.");
         let auth = signing::parse_authorization(&value).ok_or_else(unauthenticated)?;
-        let (secret, caller) = state.access_keys.as_ref().and_then(|k| k.lookup(&auth.access)).ok_or_else(unauthenticated)?;
+        let (secret, caller) = state
+            .access_keys
+            .as_ref()
+            .and_then(|k| k.lookup(&auth.access))
+            .ok_or_else(unauthenticated)?;
         if !signing::verify(&auth, &secret, method, uri, headers, body) {
             return Err(unauthenticated());
         }
         caller
     } else {
         match state.auth.authenticate(headers, Some(project)).await {
-        Ok(c) => c,
-        Err(ember_api_common::AuthError::IdentityUnavailable) => return Err(EvsError::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable.")),
-        Err(_) => return Err(EvsError::new(StatusCode::UNAUTHORIZED, "Authentication required.")),
+            Ok(c) => c,
+            Err(ember_api_common::AuthError::IdentityUnavailable) => {
+                return Err(EvsError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable.",
+                ));
+            }
+            Err(_) => {
+                return Err(EvsError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "Authentication required.",
+                ));
+            }
         }
     };
     if project != caller.project_id.0 && !caller.is_admin() {
         return Err(EvsError::bad("invalid tenant id!").with_code("EVS.0001"));
     }
     let query = ember_api_common::query_pairs(uri.query());
-    let req = Req { svc: &state.service, caller, body, headers, query };
+    let req = Req {
+        svc: &state.service,
+        caller,
+        body,
+        headers,
+        query,
+    };
     match (method.as_str(), rest) {
         ("POST", []) => req.create().await,
         ("GET", []) | ("GET", ["detail"]) => req.list().await,
@@ -155,7 +211,10 @@ async fn dispatch(state: &EvsState, method: &Method, uri: &Uri, headers: &Header
         ("GET", [id, "metadata", key]) => req.metadata_key(id, key).await,
         ("PUT", [id, "metadata", key]) => req.put_metadata_key(id, key).await,
         ("DELETE", [id, "metadata", key]) => req.delete_metadata_key(id, key).await,
-        _ => Err(EvsError::new(StatusCode::NOT_FOUND, "The resource could not be found.")),
+        _ => Err(EvsError::new(
+            StatusCode::NOT_FOUND,
+            "The resource could not be found.",
+        )),
     }
 }
 
@@ -194,7 +253,10 @@ fn summary(s: &Snapshot) -> Value {
 }
 
 fn not_found(id: &str) -> EvsError {
-    EvsError::new(StatusCode::NOT_FOUND, format!("Snapshot {id} could not be found."))
+    EvsError::new(
+        StatusCode::NOT_FOUND,
+        format!("Snapshot {id} could not be found."),
+    )
 }
 
 fn check_name(v: Option<&Value>) -> Result<Option<Option<String>>, EvsError> {
@@ -203,14 +265,20 @@ fn check_name(v: Option<&Value>) -> Result<Option<Option<String>>, EvsError> {
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => {
             if s.chars().count() > 64 {
-                return Err(EvsError::bad("Invalid input received: name can contain up to 64 characters."));
+                return Err(EvsError::bad(
+                    "Invalid input received: name can contain up to 64 characters.",
+                ));
             }
             if s.starts_with(RESERVED_PREFIX) {
-                return Err(EvsError::bad(format!("Invalid input received: the prefix {RESERVED_PREFIX} is reserved for backups.")));
+                return Err(EvsError::bad(format!(
+                    "Invalid input received: the prefix {RESERVED_PREFIX} is reserved for backups."
+                )));
             }
             Ok(Some(Some(s.clone())))
         }
-        Some(_) => Err(EvsError::bad("Invalid input received: name must be a string.")),
+        Some(_) => Err(EvsError::bad(
+            "Invalid input received: name must be a string.",
+        )),
     }
 }
 
@@ -219,8 +287,12 @@ fn check_description(v: Option<&Value>) -> Result<Option<Option<String>>, EvsErr
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) if s.chars().count() <= 85 => Ok(Some(Some(s.clone()))),
-        Some(Value::String(_)) => Err(EvsError::bad("Invalid input received: description can contain up to 85 characters.")),
-        Some(_) => Err(EvsError::bad("Invalid input received: description must be a string.")),
+        Some(Value::String(_)) => Err(EvsError::bad(
+            "Invalid input received: description can contain up to 85 characters.",
+        )),
+        Some(_) => Err(EvsError::bad(
+            "Invalid input received: description must be a string.",
+        )),
     }
 }
 
@@ -240,7 +312,8 @@ fn check_metadata(v: Option<&Value>) -> Result<Metadata, EvsError> {
 
 impl Req<'_> {
     fn json(&self) -> Result<Value, EvsError> {
-        ember_api_common::body::parse_json(self.headers, self.body).map_err(|_| EvsError::bad("Malformed request body.").with_code("EVS.1052"))
+        ember_api_common::body::parse_json(self.headers, self.body)
+            .map_err(|_| EvsError::bad("Malformed request body.").with_code("EVS.1052"))
     }
 
     fn object(&self, key: &str) -> Result<Map<String, Value>, EvsError> {
@@ -253,25 +326,39 @@ impl Req<'_> {
 
     async fn snapshot(&self, id: &str) -> Result<Snapshot, EvsError> {
         let sid = SnapshotId::parse(id).ok_or_else(|| not_found(id))?;
-        self.svc.snapshot(&self.caller, sid).await.map_err(|_| not_found(id))
+        self.svc
+            .snapshot(&self.caller, sid)
+            .await
+            .map_err(|_| not_found(id))
     }
 
     /// Snapshots EVS's backups made (reserved names) cannot be changed.
     async fn changeable(&self, id: &str) -> Result<SnapshotId, EvsError> {
         let s = self.snapshot(id).await?;
-        if s.name.as_deref().is_some_and(|n| n.starts_with(RESERVED_PREFIX)) {
-            return Err(EvsError::new(StatusCode::FORBIDDEN, "Operations cannot be performed on snapshots made by backups."));
+        if s.name
+            .as_deref()
+            .is_some_and(|n| n.starts_with(RESERVED_PREFIX))
+        {
+            return Err(EvsError::new(
+                StatusCode::FORBIDDEN,
+                "Operations cannot be performed on snapshots made by backups.",
+            ));
         }
         Ok(s.id)
     }
 
     async fn create(&self) -> Reply {
         let s = self.object("snapshot")?;
-        let raw = s.get("volume_id").and_then(Value::as_str).ok_or_else(|| EvsError::bad("invalid volume id!").with_code("EVS.1002"))?;
-        let volume_id = VolumeId::parse(raw).ok_or_else(|| EvsError::bad("invalid volume id!").with_code("EVS.1002"))?;
+        let raw = s
+            .get("volume_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| EvsError::bad("invalid volume id!").with_code("EVS.1002"))?;
+        let volume_id = VolumeId::parse(raw)
+            .ok_or_else(|| EvsError::bad("invalid volume id!").with_code("EVS.1002"))?;
         let force = match s.get("force") {
             None | Some(Value::Null) => false,
-            Some(v) => as_bool(v).ok_or_else(|| EvsError::bad("Invalid input received: force must be a boolean."))?,
+            Some(v) => as_bool(v)
+                .ok_or_else(|| EvsError::bad("Invalid input received: force must be a boolean."))?,
         };
         let created = self
             .svc
@@ -286,19 +373,38 @@ impl Req<'_> {
                 },
             )
             .await?;
-        Ok((StatusCode::ACCEPTED, Some(json!({"snapshot": summary(&created)}))))
+        Ok((
+            StatusCode::ACCEPTED,
+            Some(json!({"snapshot": summary(&created)})),
+        ))
     }
 
     async fn list(&self) -> Reply {
-        let q = |k: &str| self.query.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let q = |k: &str| {
+            self.query
+                .iter()
+                .rev()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         let number = |k: &str| -> Result<Option<usize>, EvsError> {
-            q(k).map(|v| v.parse::<usize>().map_err(|_| EvsError::bad(format!("{k} param must be an integer.")))).transpose()
+            q(k).map(|v| {
+                v.parse::<usize>()
+                    .map_err(|_| EvsError::bad(format!("{k} param must be an integer.")))
+            })
+            .transpose()
         };
         let limit = number("limit")?;
         if limit.is_some_and(|l| l > 1000) {
-            return Err(EvsError::bad("invalid filter limit, can not greater than 1000.").with_code("EVS.2142"));
+            return Err(
+                EvsError::bad("invalid filter limit, can not greater than 1000.")
+                    .with_code("EVS.2142"),
+            );
         }
-        let mut filter = SnapshotFilter { name: q("name").map(str::to_string), ..Default::default() };
+        let mut filter = SnapshotFilter {
+            name: q("name").map(str::to_string),
+            ..Default::default()
+        };
         if let Some(v) = q("volume_id") {
             match VolumeId::parse(v) {
                 Some(id) => filter.volume_id = Some(id),
@@ -320,7 +426,10 @@ impl Req<'_> {
         };
         let page = self.svc.list_snapshots(&self.caller, query, false).await?;
         let items: Vec<Value> = page.items.iter().map(view).collect();
-        Ok((StatusCode::OK, Some(json!({"snapshots": items, "count": page.count.unwrap_or(items.len() as u64)}))))
+        Ok((
+            StatusCode::OK,
+            Some(json!({"snapshots": items, "count": page.count.unwrap_or(items.len() as u64)})),
+        ))
     }
 
     async fn show(&self, id: &str) -> Reply {
@@ -331,12 +440,18 @@ impl Req<'_> {
     async fn update(&self, id: &str) -> Reply {
         let s = self.object("snapshot")?;
         let name = check_name(s.get("name").or_else(|| s.get("display_name")))?;
-        let description = check_description(s.get("description").or_else(|| s.get("display_description")))?;
+        let description = check_description(
+            s.get("description")
+                .or_else(|| s.get("display_description")),
+        )?;
         if name.is_none() && description.is_none() {
             return Err(EvsError::bad("Request body is invalid.").with_code("EVS.2108"));
         }
         let sid = self.changeable(id).await?;
-        let updated = self.svc.update_snapshot(&self.caller, sid, UpdateSnapshot { name, description }).await?;
+        let updated = self
+            .svc
+            .update_snapshot(&self.caller, sid, UpdateSnapshot { name, description })
+            .await?;
         Ok((StatusCode::OK, Some(json!({"snapshot": view(&updated)}))))
     }
 
@@ -358,8 +473,15 @@ impl Req<'_> {
             _ => return Err(EvsError::bad("Request body is invalid.").with_code("EVS.2108")),
         };
         let sid = self.changeable(id).await?;
-        let how = if replace { MetadataWrite::Replace } else { MetadataWrite::Merge };
-        let all = self.svc.write_snapshot_metadata(&self.caller, sid, metadata, how).await?;
+        let how = if replace {
+            MetadataWrite::Replace
+        } else {
+            MetadataWrite::Merge
+        };
+        let all = self
+            .svc
+            .write_snapshot_metadata(&self.caller, sid, metadata, how)
+            .await?;
         Ok((StatusCode::OK, Some(json!({"metadata": all}))))
     }
 
@@ -367,7 +489,10 @@ impl Req<'_> {
         let s = self.snapshot(id).await?;
         match s.metadata.get(key) {
             Some(v) => Ok((StatusCode::OK, Some(json!({"meta": {key: v}})))),
-            None => Err(EvsError::new(StatusCode::NOT_FOUND, format!("Snapshot {id} has no metadata with key {key}."))),
+            None => Err(EvsError::new(
+                StatusCode::NOT_FOUND,
+                format!("Snapshot {id} has no metadata with key {key}."),
+            )),
         }
     }
 
@@ -378,13 +503,17 @@ impl Req<'_> {
             return Err(EvsError::bad("Request body and URI mismatch."));
         }
         let sid = self.changeable(id).await?;
-        self.svc.write_snapshot_metadata(&self.caller, sid, meta.clone(), MetadataWrite::Merge).await?;
+        self.svc
+            .write_snapshot_metadata(&self.caller, sid, meta.clone(), MetadataWrite::Merge)
+            .await?;
         Ok((StatusCode::OK, Some(json!({"meta": meta}))))
     }
 
     async fn delete_metadata_key(&self, id: &str, key: &str) -> Reply {
         let sid = self.changeable(id).await?;
-        self.svc.delete_snapshot_metadata_key(&self.caller, sid, key.to_string()).await?;
+        self.svc
+            .delete_snapshot_metadata_key(&self.caller, sid, key.to_string())
+            .await?;
         Ok((StatusCode::OK, None))
     }
 }

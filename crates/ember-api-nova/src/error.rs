@@ -3,7 +3,7 @@
 
 use crate::version::{self, Microversion};
 use axum::body::Body;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use ember_service::ServiceError;
 use serde_json::json;
@@ -16,7 +16,10 @@ pub struct NovaError {
 
 impl NovaError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        NovaError { status, message: message.into() }
+        NovaError {
+            status,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -43,10 +46,14 @@ impl NovaError {
 
     /// The fault response; versioned faults carry the version headers.
     pub fn into_response(self, mv: Option<Microversion>) -> Response {
-        let body = json!({ self.fault_name(): {"code": self.status.as_u16(), "message": self.message} });
+        let body =
+            json!({ self.fault_name(): {"code": self.status.as_u16(), "message": self.message} });
         let mut r = Response::new(Body::from(body.to_string()));
         *r.status_mut() = self.status;
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=UTF-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=UTF-8"),
+        );
         if let Some(mv) = mv {
             version::stamp(r.headers_mut(), mv);
         }
@@ -58,12 +65,16 @@ impl From<ServiceError> for NovaError {
     fn from(e: ServiceError) -> Self {
         match &e {
             // Nova turns Cinder's over-quota into 403 with its own wording.
-            ServiceError::QuotaExceeded { resource, .. } => {
-                NovaError::new(StatusCode::FORBIDDEN, format!("Quota exceeded for resources: {}", resource.as_str()))
-            }
+            ServiceError::QuotaExceeded { resource, .. } => NovaError::new(
+                StatusCode::FORBIDDEN,
+                format!("Quota exceeded for resources: {}", resource.as_str()),
+            ),
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
-                NovaError::new(StatusCode::INTERNAL_SERVER_ERROR, "Unexpected API Error. Please contact the administrator")
+                NovaError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Unexpected API Error. Please contact the administrator",
+                )
             }
             _ => NovaError::new(ember_api_common::service_status(&e), e.to_string()),
         }

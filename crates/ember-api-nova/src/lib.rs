@@ -11,11 +11,11 @@ mod error;
 mod snapshots;
 mod version;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::Router;
 use ember_api_common::Authenticator;
 use ember_service::{Caller, Service};
 pub use error::NovaError;
@@ -50,28 +50,45 @@ pub(crate) struct Req {
 
 impl Req {
     pub fn json_body(&self) -> Result<Value, NovaError> {
-        use ember_api_common::body::{parse_json, BodyError};
+        use ember_api_common::body::{BodyError, parse_json};
         parse_json(&self.headers, &self.body).map_err(|e| match e {
-            BodyError::TooLarge => NovaError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large."),
-            BodyError::UnsupportedMediaType => NovaError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Content-Type"),
-            BodyError::Missing | BodyError::Malformed => NovaError::bad_request("Malformed request body"),
+            BodyError::TooLarge => {
+                NovaError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large.")
+            }
+            BodyError::UnsupportedMediaType => NovaError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type",
+            ),
+            BodyError::Missing | BodyError::Malformed => {
+                NovaError::bad_request("Malformed request body")
+            }
         })
     }
 
     pub fn query(&self, key: &str) -> Option<&str> {
-        self.query.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn json(status: StatusCode, body: &Value) -> Response {
     let mut r = Response::new(Body::from(serde_json::to_vec(body).expect("json")));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
     format!("http://{host}")
 }
 
@@ -79,12 +96,20 @@ fn parse_query(uri: &Uri) -> Vec<(String, String)> {
     ember_api_common::query_pairs(uri.query())
 }
 
-async fn handle(State(state): State<Arc<NovaState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<Arc<NovaState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
     let mut response = dispatch(&state, &method, &uri, headers, body).await;
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-openstack-request-id", v.clone());
+        response
+            .headers_mut()
+            .insert("x-openstack-request-id", v.clone());
         response.headers_mut().insert("x-compute-request-id", v);
     }
     tracing::info!(request_id = %request_id, method = %method, path = %uri.path(), status = response.status().as_u16(),
@@ -92,14 +117,24 @@ async fn handle(State(state): State<Arc<NovaState>>, method: Method, uri: Uri, h
     response
 }
 
-async fn dispatch(state: &NovaState, method: &Method, uri: &Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    state: &NovaState,
+    method: &Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     let mut segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let under_compute = segs.first() == Some(&"compute");
     if under_compute {
         segs.remove(0);
     }
-    let base = format!("{}{}", base_url(&headers), if under_compute { "/compute" } else { "" });
+    let base = format!(
+        "{}{}",
+        base_url(&headers),
+        if under_compute { "/compute" } else { "" }
+    );
     // Version discovery: unversioned.
     let Some(api) = segs.first().copied() else {
         return json(StatusCode::OK, &version::versions(&base));
@@ -127,8 +162,17 @@ async fn dispatch(state: &NovaState, method: &Method, uri: &Uri, headers: Header
     response
 }
 
-async fn versioned(state: &NovaState, method: &Method, uri: &Uri, headers: HeaderMap, body: Bytes, rest: &[&str], mv: Microversion) -> Response {
-    let is_project = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+async fn versioned(
+    state: &NovaState,
+    method: &Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    rest: &[&str],
+    mv: Microversion,
+) -> Response {
+    let is_project =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     let (project, rest) = match rest.first() {
         Some(first) if *first != "os-snapshots" && is_project(first) => (Some(*first), &rest[1..]),
         _ => (None, rest),
@@ -139,10 +183,16 @@ async fn versioned(state: &NovaState, method: &Method, uri: &Uri, headers: Heade
     let caller = match state.auth.authenticate(&headers, project).await {
         Ok(c) => c,
         Err(ember_api_common::AuthError::IdentityUnavailable) => {
-            return json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}))
+            return json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}),
+            );
         }
         Err(_) => {
-            return json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}))
+            return json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+            );
         }
     };
     if let Some(p) = project {
@@ -154,7 +204,13 @@ async fn versioned(state: &NovaState, method: &Method, uri: &Uri, headers: Heade
             .into_response(Some(mv));
         }
     }
-    let req = Req { caller, mv, headers, body, query: parse_query(uri) };
+    let req = Req {
+        caller,
+        mv,
+        headers,
+        body,
+        query: parse_query(uri),
+    };
     match snapshots::run(&state.service, &req, endpoint).await {
         Ok((status, Some(body))) => json(status, &body),
         Ok((status, None)) => {

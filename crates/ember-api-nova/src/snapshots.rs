@@ -3,11 +3,11 @@
 
 use crate::{NovaError, Req};
 use axum::http::{Method, StatusCode};
-use ember_api_common::schema::{as_bool, object, validate, Schema};
+use ember_api_common::schema::{Schema, as_bool, object, validate};
 use ember_model::{Metadata, Snapshot, SnapshotId, VolumeId};
 use ember_service::{CreateSnapshot, Service};
 use ember_store::{ListQuery, SnapshotFilter};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub enum Endpoint {
     List,
@@ -39,7 +39,12 @@ fn view(s: &Snapshot) -> Value {
 }
 
 fn create_schema() -> Schema {
-    let text = Schema::Str { nullable: false, min: None, max: None, printable: false };
+    let text = Schema::Str {
+        nullable: false,
+        min: None,
+        max: None,
+        printable: false,
+    };
     object(
         vec![(
             "snapshot",
@@ -71,22 +76,44 @@ fn count(req: &Req, key: &str) -> Result<Option<usize>, NovaError> {
     }
 }
 
-pub async fn run(svc: &Service, req: &Req, endpoint: Endpoint) -> Result<(StatusCode, Option<Value>), NovaError> {
+pub async fn run(
+    svc: &Service,
+    req: &Req,
+    endpoint: Endpoint,
+) -> Result<(StatusCode, Option<Value>), NovaError> {
     // The proxy APIs are gone from 2.36, with Nova's generic 404.
     if !req.mv.at_most(35) {
         return Err(NovaError::not_found("The resource could not be found."));
     }
     match endpoint {
         Endpoint::List => {
-            let page = svc.list_snapshots(&req.caller, ListQuery::<SnapshotFilter> { limit: None, ..Default::default() }, false).await?;
+            let page = svc
+                .list_snapshots(
+                    &req.caller,
+                    ListQuery::<SnapshotFilter> {
+                        limit: None,
+                        ..Default::default()
+                    },
+                    false,
+                )
+                .await?;
             let offset = count(req, "offset")?.unwrap_or(0);
             let limit = count(req, "limit")?;
-            let items: Vec<Value> = page.items.iter().skip(offset).take(limit.unwrap_or(usize::MAX)).map(view).collect();
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .skip(offset)
+                .take(limit.unwrap_or(usize::MAX))
+                .map(view)
+                .collect();
             Ok((StatusCode::OK, Some(json!({"snapshots": items}))))
         }
         Endpoint::Show(id) => {
             let sid = SnapshotId::parse(&id).ok_or_else(|| snapshot_not_found(&id))?;
-            let s = svc.snapshot(&req.caller, sid).await.map_err(|_| snapshot_not_found(&id))?;
+            let s = svc
+                .snapshot(&req.caller, sid)
+                .await
+                .map_err(|_| snapshot_not_found(&id))?;
             Ok((StatusCode::OK, Some(json!({"snapshot": view(&s)}))))
         }
         Endpoint::Delete(id) => {
@@ -96,11 +123,13 @@ pub async fn run(svc: &Service, req: &Req, endpoint: Endpoint) -> Result<(Status
         }
         Endpoint::Create => {
             let body = req.json_body()?;
-            validate(&create_schema(), &body).map_err(|e| NovaError::bad_request(e.to_message()))?;
+            validate(&create_schema(), &body)
+                .map_err(|e| NovaError::bad_request(e.to_message()))?;
             let s = &body["snapshot"];
             let raw = s["volume_id"].as_str().unwrap_or_default();
             // Nova turns Cinder's 404 into a 500; Ember answers the 404.
-            let volume_id = VolumeId::parse(raw).ok_or_else(|| NovaError::not_found(format!("Volume {raw} could not be found.")))?;
+            let volume_id = VolumeId::parse(raw)
+                .ok_or_else(|| NovaError::not_found(format!("Volume {raw} could not be found.")))?;
             let force = s.get("force").and_then(as_bool).unwrap_or(false);
             let text = |k: &str| s.get(k).and_then(Value::as_str).map(str::to_string);
             let created = svc

@@ -2,7 +2,7 @@
 
 use crate::NovaError;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 pub const MIN: (u32, u32) = (2, 1);
 pub const MAX: (u32, u32) = (2, 104);
@@ -20,13 +20,22 @@ impl Microversion {
     /// From `OpenStack-API-Version: compute 2.N` or the legacy
     /// `X-OpenStack-Nova-API-Version: 2.N`; 2.1 when neither is sent.
     pub fn from_headers(headers: &HeaderMap) -> Result<Microversion, NovaError> {
-        let modern = headers.get_all("openstack-api-version").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-            v.split(',').map(str::trim).find_map(|item| {
-                let (service, version) = item.split_once(char::is_whitespace)?;
-                service.eq_ignore_ascii_case("compute").then(|| version.trim().to_string())
-            })
-        });
-        let legacy = headers.get("x-openstack-nova-api-version").and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string());
+        let modern = headers
+            .get_all("openstack-api-version")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                v.split(',').map(str::trim).find_map(|item| {
+                    let (service, version) = item.split_once(char::is_whitespace)?;
+                    service
+                        .eq_ignore_ascii_case("compute")
+                        .then(|| version.trim().to_string())
+                })
+            });
+        let legacy = headers
+            .get("x-openstack-nova-api-version")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().to_string());
         let Some(text) = modern.or(legacy) else {
             return Ok(Microversion(MIN.0, MIN.1));
         };
@@ -34,8 +43,14 @@ impl Microversion {
             return Ok(Microversion(MAX.0, MAX.1));
         }
         let parsed = text.split_once('.').and_then(|(a, b)| {
-            let ok = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-            (ok(a) && ok(b)).then(|| Some(Microversion(a.parse().ok()?, b.parse().ok()?))).flatten()
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.bytes().all(|c| c.is_ascii_digit())
+                    && (s == "0" || !s.starts_with('0'))
+            };
+            (ok(a) && ok(b))
+                .then(|| Some(Microversion(a.parse().ok()?, b.parse().ok()?)))
+                .flatten()
         });
         let Some(mv) = parsed else {
             return Err(NovaError::bad_request(format!(
@@ -45,7 +60,9 @@ impl Microversion {
         if mv < Microversion(MIN.0, MIN.1) || mv > Microversion(MAX.0, MAX.1) {
             return Err(NovaError::new(
                 StatusCode::NOT_ACCEPTABLE,
-                format!("Version {mv} is not supported by the API. Minimum is 2.1 and maximum is 2.104."),
+                format!(
+                    "Version {mv} is not supported by the API. Minimum is 2.1 and maximum is 2.104."
+                ),
             ));
         }
         Ok(mv)
@@ -64,7 +81,10 @@ pub fn stamp(headers: &mut HeaderMap, mv: Microversion) {
     if let Ok(v) = HeaderValue::from_str(&mv.to_string()) {
         headers.insert("x-openstack-nova-api-version", v);
     }
-    headers.insert("vary", HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"));
+    headers.insert(
+        "vary",
+        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
+    );
 }
 
 fn v2_0(base: &str) -> Value {
@@ -104,19 +124,38 @@ mod tests {
 
     fn parse(name: &str, value: &str) -> Result<Microversion, u16> {
         let mut h = HeaderMap::new();
-        h.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        h.insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
         Microversion::from_headers(&h).map_err(|e| e.status.as_u16())
     }
 
     #[test]
     fn headers_choose_the_version() {
-        assert_eq!(Microversion::from_headers(&HeaderMap::new()).unwrap(), Microversion(2, 1));
-        assert_eq!(parse("openstack-api-version", "compute 2.35"), Ok(Microversion(2, 35)));
-        assert_eq!(parse("openstack-api-version", "volume 3.5, compute latest"), Ok(Microversion(2, 104)));
-        assert_eq!(parse("x-openstack-nova-api-version", "2.36"), Ok(Microversion(2, 36)));
+        assert_eq!(
+            Microversion::from_headers(&HeaderMap::new()).unwrap(),
+            Microversion(2, 1)
+        );
+        assert_eq!(
+            parse("openstack-api-version", "compute 2.35"),
+            Ok(Microversion(2, 35))
+        );
+        assert_eq!(
+            parse("openstack-api-version", "volume 3.5, compute latest"),
+            Ok(Microversion(2, 104))
+        );
+        assert_eq!(
+            parse("x-openstack-nova-api-version", "2.36"),
+            Ok(Microversion(2, 36))
+        );
         assert_eq!(parse("openstack-api-version", "compute 2.105"), Err(406));
         assert_eq!(parse("openstack-api-version", "compute 2.0"), Err(406));
         assert_eq!(parse("openstack-api-version", "compute 2.x"), Err(400));
-        assert_eq!(parse("openstack-api-version", "volume 3.5"), Ok(Microversion(2, 1)), "another service's header");
+        assert_eq!(
+            parse("openstack-api-version", "volume 3.5"),
+            Ok(Microversion(2, 1)),
+            "another service's header"
+        );
     }
 }

@@ -13,9 +13,9 @@
 //!
 //! `--quick` keeps the whole run under two minutes for CI smoke runs.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,7 +58,9 @@ impl Client {
             .header("X-Auth-Token", format!("admin:{PROJECT}"))
             .header("OpenStack-API-Version", "volume 3.71");
         if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/json").body(b.to_string());
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = rb.send()?;
         let status = resp.status().as_u16();
@@ -96,7 +98,11 @@ impl Client {
     }
 
     fn volume(&self, size_gib: u64) -> Result<String> {
-        let (st, b) = self.call("POST", "/volumes", Some(json!({"volume": {"size": size_gib}})))?;
+        let (st, b) = self.call(
+            "POST",
+            "/volumes",
+            Some(json!({"volume": {"size": size_gib}})),
+        )?;
         if st != 202 {
             bail!("volume create: {st} {b}");
         }
@@ -108,12 +114,19 @@ impl Client {
     /// Returns (time to 202, time to available).
     fn snapshot(&self, volume: &str) -> Result<(Duration, Duration, String)> {
         let t = Instant::now();
-        let (st, b) = self.call("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": volume}})))?;
+        let (st, b) = self.call(
+            "POST",
+            "/snapshots",
+            Some(json!({"snapshot": {"volume_id": volume}})),
+        )?;
         let accepted = t.elapsed();
         if st != 202 {
             bail!("snapshot create: {st} {b}");
         }
-        let id = b["snapshot"]["id"].as_str().context("snapshot id")?.to_string();
+        let id = b["snapshot"]["id"]
+            .as_str()
+            .context("snapshot id")?
+            .to_string();
         self.wait("snapshots", &id, "available")?;
         Ok((accepted, t.elapsed(), id))
     }
@@ -123,7 +136,11 @@ impl Client {
         for i in 0..mib {
             let resp = self
                 .http
-                .put(format!("{}/v3/{PROJECT}/volumes/{volume}/data?offset={}", self.base, i << 20))
+                .put(format!(
+                    "{}/v3/{PROJECT}/volumes/{volume}/data?offset={}",
+                    self.base,
+                    i << 20
+                ))
                 .header("X-Auth-Token", format!("admin:{PROJECT}"))
                 .body(chunk.clone())
                 .send()?;
@@ -149,7 +166,12 @@ fn ms(d: Duration) -> f64 {
 fn qemu_img_overlay_ms(size: &str, n: usize) -> Option<f64> {
     let dir = tempfile::tempdir().ok()?;
     let base = dir.path().join("base.qcow2");
-    let ok = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&base).arg(size).status().ok()?;
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&base)
+        .arg(size)
+        .status()
+        .ok()?;
     if !ok.success() {
         return None;
     }
@@ -188,18 +210,31 @@ impl Drop for Server {
 
 fn start(args: &Args) -> Result<Server> {
     if let Some(url) = &args.url {
-        return Ok(Server { child: None, _data: None, base: url.trim_end_matches('/').to_string() });
+        return Ok(Server {
+            child: None,
+            _data: None,
+            base: url.trim_end_matches('/').to_string(),
+        });
     }
     let ember = match &args.ember {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("ember"),
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let data = tempfile::tempdir()?;
     let child = Command::new(&ember)
         // noauth: the figures are of the block storage API, not of token checks
         // (an embedded-identity token check is one HMAC, microseconds).
-        .args(["serve", "--auth", "noauth", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--auth",
+            "noauth",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data.path())
         .env("EMBER_LOG", "warn")
         .stdout(Stdio::null())
@@ -215,7 +250,11 @@ fn start(args: &Args) -> Result<Server> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(Server { child: Some(child), _data: Some(data), base })
+    Ok(Server {
+        child: Some(child),
+        _data: Some(data),
+        base,
+    })
 }
 
 /// Image files in the server's data directory, when this tool started it.
@@ -233,7 +272,12 @@ fn image_count(server: &Server) -> Option<usize> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let server = start(&args)?;
-    let client = Client { http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?, base: server.base.clone() };
+    let client = Client {
+        http: reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()?,
+        base: server.base.clone(),
+    };
     let (st, b) = client.call(
         "PUT",
         &format!("/os-quota-sets/{PROJECT}"),
@@ -255,22 +299,51 @@ fn main() -> Result<()> {
         available.push(b);
     }
     let reference = qemu_ref.map(|r| ("qemu-img create -b (median)".to_string(), r));
-    rows.push(Row { scenario: "snapshot create → 202, p50 (sequential)".into(), value: percentile(&mut accepted, 0.5), unit: "ms", reference: None });
-    rows.push(Row { scenario: "snapshot create → 202, p99 (sequential)".into(), value: percentile(&mut accepted, 0.99), unit: "ms", reference: None });
-    rows.push(Row { scenario: "snapshot create → available, p50 (sequential)".into(), value: percentile(&mut available, 0.5), unit: "ms", reference: reference.clone() });
-    rows.push(Row { scenario: "snapshot create → available, p99 (sequential)".into(), value: percentile(&mut available, 0.99), unit: "ms", reference: None });
+    rows.push(Row {
+        scenario: "snapshot create → 202, p50 (sequential)".into(),
+        value: percentile(&mut accepted, 0.5),
+        unit: "ms",
+        reference: None,
+    });
+    rows.push(Row {
+        scenario: "snapshot create → 202, p99 (sequential)".into(),
+        value: percentile(&mut accepted, 0.99),
+        unit: "ms",
+        reference: None,
+    });
+    rows.push(Row {
+        scenario: "snapshot create → available, p50 (sequential)".into(),
+        value: percentile(&mut available, 0.5),
+        unit: "ms",
+        reference: reference.clone(),
+    });
+    rows.push(Row {
+        scenario: "snapshot create → available, p99 (sequential)".into(),
+        value: percentile(&mut available, 0.99),
+        unit: "ms",
+        reference: None,
+    });
 
     // Concurrent clients, each on its own volume.
     for clients in [8usize, 32] {
         let per_client = if args.quick { 10 } else { 50 };
-        let vols: Vec<String> = (0..clients).map(|_| client.volume(1)).collect::<Result<_>>()?;
+        let vols: Vec<String> = (0..clients)
+            .map(|_| client.volume(1))
+            .collect::<Result<_>>()?;
         let t = Instant::now();
         let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
             let handles: Vec<_> = vols
                 .iter()
                 .map(|v| {
-                    let c = Client { http: client.http.clone(), base: client.base.clone() };
-                    s.spawn(move || (0..per_client).map(|_| c.snapshot(v).map(|r| r.1)).collect::<Result<Vec<_>>>())
+                    let c = Client {
+                        http: client.http.clone(),
+                        base: client.base.clone(),
+                    };
+                    s.spawn(move || {
+                        (0..per_client)
+                            .map(|_| c.snapshot(v).map(|r| r.1))
+                            .collect::<Result<Vec<_>>>()
+                    })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -281,9 +354,24 @@ fn main() -> Result<()> {
             all.extend(r?);
         }
         let n = all.len();
-        rows.push(Row { scenario: format!("snapshot create → available, p50 ({clients} clients)"), value: percentile(&mut all, 0.5), unit: "ms", reference: None });
-        rows.push(Row { scenario: format!("snapshot create → available, p99 ({clients} clients)"), value: percentile(&mut all, 0.99), unit: "ms", reference: None });
-        rows.push(Row { scenario: format!("snapshots completed per second ({clients} clients)"), value: n as f64 / elapsed.as_secs_f64(), unit: "/s", reference: None });
+        rows.push(Row {
+            scenario: format!("snapshot create → available, p50 ({clients} clients)"),
+            value: percentile(&mut all, 0.5),
+            unit: "ms",
+            reference: None,
+        });
+        rows.push(Row {
+            scenario: format!("snapshot create → available, p99 ({clients} clients)"),
+            value: percentile(&mut all, 0.99),
+            unit: "ms",
+            reference: None,
+        });
+        rows.push(Row {
+            scenario: format!("snapshots completed per second ({clients} clients)"),
+            value: n as f64 / elapsed.as_secs_f64(),
+            unit: "/s",
+            reference: None,
+        });
     }
 
     // Cost against size, 64 MiB of data in each volume.
@@ -296,7 +384,11 @@ fn main() -> Result<()> {
         // Data written after the snapshot sits in the volume's new layer;
         // the snapshot's own layer holds the first write.
         let t = Instant::now();
-        let (st, b) = client.call("POST", "/volumes", Some(json!({"volume": {"snapshot_id": snap}})))?;
+        let (st, b) = client.call(
+            "POST",
+            "/volumes",
+            Some(json!({"volume": {"snapshot_id": snap}})),
+        )?;
         if st != 202 {
             bail!("clone: {st} {b}");
         }
@@ -332,14 +424,40 @@ fn main() -> Result<()> {
         let delete_time = t.elapsed();
         let now = (ms(snap_time), ms(clone_time), ms(delete_time));
         let base = *first.get_or_insert(now);
-        let ratio_ref = |v: f64, b: f64| if label == "1 GiB" { None } else { Some(("same op at 1 GiB".to_string(), b)).filter(|_| v >= 0.0) };
-        rows.push(Row { scenario: format!("snapshot create → available, {label} volume, {data_mib} MiB data"), value: now.0, unit: "ms", reference: ratio_ref(now.0, base.0) });
-        rows.push(Row { scenario: format!("volume from snapshot → available, {label}"), value: now.1, unit: "ms", reference: ratio_ref(now.1, base.1) });
-        rows.push(Row { scenario: format!("snapshot delete, {data_mib} MiB merged → done, {label}"), value: now.2, unit: "ms", reference: ratio_ref(now.2, base.2) });
+        let ratio_ref = |v: f64, b: f64| {
+            if label == "1 GiB" {
+                None
+            } else {
+                Some(("same op at 1 GiB".to_string(), b)).filter(|_| v >= 0.0)
+            }
+        };
+        rows.push(Row {
+            scenario: format!("snapshot create → available, {label} volume, {data_mib} MiB data"),
+            value: now.0,
+            unit: "ms",
+            reference: ratio_ref(now.0, base.0),
+        });
+        rows.push(Row {
+            scenario: format!("volume from snapshot → available, {label}"),
+            value: now.1,
+            unit: "ms",
+            reference: ratio_ref(now.1, base.1),
+        });
+        rows.push(Row {
+            scenario: format!("snapshot delete, {data_mib} MiB merged → done, {label}"),
+            value: now.2,
+            unit: "ms",
+            reference: ratio_ref(now.2, base.2),
+        });
         client.call("DELETE", &format!("/volumes/{vol}"), None)?;
     }
     if let Some(r) = qemu_img_overlay_ms("1T", if args.quick { 10 } else { 50 }) {
-        rows.push(Row { scenario: "reference: qemu-img create -b, 1 TiB base (median)".into(), value: r, unit: "ms", reference: None });
+        rows.push(Row {
+            scenario: "reference: qemu-img create -b, 1 TiB base (median)".into(),
+            value: r,
+            unit: "ms",
+            reference: None,
+        });
     }
 
     print_table(&rows);
@@ -360,13 +478,19 @@ fn main() -> Result<()> {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("{:<62} {:>10} {:>5}  {:<34} {:>10} {:>7}", "scenario", "value", "unit", "reference", "ref", "ratio");
+    println!(
+        "{:<62} {:>10} {:>5}  {:<34} {:>10} {:>7}",
+        "scenario", "value", "unit", "reference", "ref", "ratio"
+    );
     println!("{}", "-".repeat(136));
     for r in rows {
         let (rn, rv, ratio) = match &r.reference {
             Some((n, v)) => (n.as_str(), format!("{v:.3}"), format!("{:.2}", r.value / v)),
             None => ("", String::new(), String::new()),
         };
-        println!("{:<62} {:>10.3} {:>5}  {:<34} {:>10} {:>7}", r.scenario, r.value, r.unit, rn, rv, ratio);
+        println!(
+            "{:<62} {:>10.3} {:>5}  {:<34} {:>10} {:>7}",
+            r.scenario, r.value, r.unit, rn, rv, ratio
+        );
     }
 }

@@ -1,14 +1,14 @@
 //! The Keystone v3 wire format, under `/identity` on Ember's listener.
 
-use crate::service::{IdentityError, IdentityService, Reference, TokenInfo};
 use crate::password;
+use crate::service::{IdentityError, IdentityService, Reference, TokenInfo};
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
-use axum::Router;
-use ember_model::{new_identity_id, Project, Role, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
-use serde_json::{json, Value};
+use ember_model::{DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, Project, Role, User, new_identity_id};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Routes for `/identity` and everything below it; merge into the server.
@@ -22,14 +22,22 @@ pub fn router(svc: Arc<IdentityService>) -> Router {
 
 type Reply = Result<(StatusCode, Option<Value>, Option<String>), IdentityError>;
 
-fn respond(status: StatusCode, body: Option<&Value>, subject: Option<&str>, head: bool) -> Response {
+fn respond(
+    status: StatusCode,
+    body: Option<&Value>,
+    subject: Option<&str>,
+    head: bool,
+) -> Response {
     let bytes = match (body, head) {
         (Some(b), false) => serde_json::to_vec(b).expect("json"),
         _ => vec![],
     };
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Some(s) = subject.and_then(|s| HeaderValue::from_str(s).ok()) {
         r.headers_mut().insert("x-subject-token", s);
     }
@@ -51,7 +59,10 @@ fn error_body(e: &IdentityError) -> (StatusCode, Value) {
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
         }
     };
-    (status, json!({"error": {"code": status.as_u16(), "message": e.to_string(), "title": title}}))
+    (
+        status,
+        json!({"error": {"code": status.as_u16(), "message": e.to_string(), "title": title}}),
+    )
 }
 
 fn bad(msg: impl Into<String>) -> IdentityError {
@@ -62,21 +73,33 @@ fn not_found(kind: &str, id: &str) -> IdentityError {
     IdentityError::NotFound(format!("Could not find {kind}: {id}."))
 }
 
-async fn handle(State(svc): State<Arc<IdentityService>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(svc): State<Arc<IdentityService>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let base = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| format!("http://{h}"))
         .unwrap_or_else(|| "http://127.0.0.1:8776".into());
     let path = uri.path().trim_end_matches('/').to_string();
-    let segments: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
     let query = ember_api_common::query_pairs(uri.query());
     let head = method == Method::HEAD;
     let svc2 = svc.clone();
     let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || route(&svc2, &method, &segments, &query, &headers, &body, &base))
-        .await
-        .unwrap_or_else(|e| Err(IdentityError::Internal(e.to_string())));
+    let result = tokio::task::spawn_blocking(move || {
+        route(&svc2, &method, &segments, &query, &headers, &body, &base)
+    })
+    .await
+    .unwrap_or_else(|e| Err(IdentityError::Internal(e.to_string())));
     let response = match result {
         Ok((status, value, subject)) => respond(status, value.as_ref(), subject.as_deref(), head),
         Err(e) => {
@@ -103,14 +126,27 @@ fn domain() -> Value {
 }
 
 fn iso(secs: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000000Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 /// The service catalog: every endpoint points back at this server.
 pub fn catalog(base: &str) -> Value {
     let services = [
-        ("block-storage", "cinder", format!("{base}/v3/$(project_id)s")),
+        (
+            "block-storage",
+            "cinder",
+            format!("{base}/v3/$(project_id)s"),
+        ),
         ("volumev3", "cinderv3", format!("{base}/v3/$(project_id)s")),
         ("volumev2", "cinderv2", format!("{base}/v2/$(project_id)s")),
         ("compute", "nova", format!("{base}/compute/v2.1")),
@@ -154,7 +190,12 @@ fn token_body(info: &TokenInfo, base: &str, with_catalog: bool) -> Value {
     if let Some(project) = &info.project {
         token["project"] = json!({"domain": {"id": DEFAULT_DOMAIN_ID, "name": DEFAULT_DOMAIN_NAME}, "id": project.id, "name": project.name});
         token["is_domain"] = json!(false);
-        token["roles"] = Value::Array(p.roles.iter().map(|(id, name)| json!({"id": id, "name": name})).collect());
+        token["roles"] = Value::Array(
+            p.roles
+                .iter()
+                .map(|(id, name)| json!({"id": id, "name": name}))
+                .collect(),
+        );
         if with_catalog {
             let project_id = project.id.clone();
             let mut cat = catalog(base);
@@ -162,7 +203,10 @@ fn token_body(info: &TokenInfo, base: &str, with_catalog: bool) -> Value {
                 for s in services.iter_mut() {
                     if let Some(Value::Array(eps)) = s.get_mut("endpoints") {
                         for ep in eps.iter_mut() {
-                            let url = ep["url"].as_str().unwrap_or_default().replace("$(project_id)s", &project_id);
+                            let url = ep["url"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .replace("$(project_id)s", &project_id);
                             ep["url"] = json!(url);
                         }
                     }
@@ -178,8 +222,14 @@ fn reference(v: &Value) -> Reference {
     Reference {
         id: v.get("id").and_then(Value::as_str).map(str::to_string),
         name: v.get("name").and_then(Value::as_str).map(str::to_string),
-        domain_id: v.pointer("/domain/id").and_then(Value::as_str).map(str::to_string),
-        domain_name: v.pointer("/domain/name").and_then(Value::as_str).map(str::to_string),
+        domain_id: v
+            .pointer("/domain/id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        domain_name: v
+            .pointer("/domain/name")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 
@@ -187,10 +237,21 @@ fn parse(body: &[u8]) -> Result<Value, IdentityError> {
     serde_json::from_slice(body).map_err(|_| bad("The request body is not valid JSON."))
 }
 
-fn issue_token(svc: &IdentityService, body: &[u8], base: &str, query: &[(String, String)]) -> Reply {
+fn issue_token(
+    svc: &IdentityService,
+    body: &[u8],
+    base: &str,
+    query: &[(String, String)],
+) -> Reply {
     let v = parse(body)?;
-    let auth = v.get("auth").filter(|a| a.is_object()).ok_or_else(|| bad("'auth' is a required property"))?;
-    let identity = auth.get("identity").filter(|a| a.is_object()).ok_or_else(|| bad("'identity' is a required property"))?;
+    let auth = v
+        .get("auth")
+        .filter(|a| a.is_object())
+        .ok_or_else(|| bad("'auth' is a required property"))?;
+    let identity = auth
+        .get("identity")
+        .filter(|a| a.is_object())
+        .ok_or_else(|| bad("'identity' is a required property"))?;
     let methods: Vec<&str> = identity
         .get("methods")
         .and_then(Value::as_array)
@@ -202,29 +263,58 @@ fn issue_token(svc: &IdentityService, body: &[u8], base: &str, query: &[(String,
         None | Some(Value::Null) => None,
         Some(s) => match s.get("project") {
             Some(p) if p.is_object() => Some(reference(p)),
-            _ => return Err(IdentityError::Unauthorized("Ember scopes tokens to projects only.".into())),
+            _ => {
+                return Err(IdentityError::Unauthorized(
+                    "Ember scopes tokens to projects only.".into(),
+                ));
+            }
         },
     };
     let (token, info) = if methods.contains(&"password") {
-        let user = identity.pointer("/password/user").filter(|u| u.is_object()).ok_or_else(|| bad("'user' is a required property"))?;
-        let password = user.get("password").and_then(Value::as_str).ok_or_else(|| bad("'password' is a required property"))?;
+        let user = identity
+            .pointer("/password/user")
+            .filter(|u| u.is_object())
+            .ok_or_else(|| bad("'user' is a required property"))?;
+        let password = user
+            .get("password")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("'password' is a required property"))?;
         svc.authenticate_password(&reference(user), password, scope)?
     } else if methods.contains(&"token") {
-        let id = identity.pointer("/token/id").and_then(Value::as_str).ok_or_else(|| bad("'id' is a required property"))?;
+        let id = identity
+            .pointer("/token/id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("'id' is a required property"))?;
         svc.authenticate_token(id, scope)?
     } else {
-        return Err(IdentityError::Unauthorized("Attempted to authenticate with an unsupported method.".into()));
+        return Err(IdentityError::Unauthorized(
+            "Attempted to authenticate with an unsupported method.".into(),
+        ));
     };
     let no_catalog = query.iter().any(|(k, _)| k == "nocatalog");
-    Ok((StatusCode::CREATED, Some(token_body(&info, base, !no_catalog)), Some(token)))
+    Ok((
+        StatusCode::CREATED,
+        Some(token_body(&info, base, !no_catalog)),
+        Some(token),
+    ))
 }
 
 /// The caller of an admin call, which must hold the admin role.
-fn require_admin(svc: &IdentityService, headers: &HeaderMap) -> Result<crate::token::Payload, IdentityError> {
-    let token = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).ok_or_else(|| IdentityError::Unauthorized("The request you have made requires authentication.".into()))?;
+fn require_admin(
+    svc: &IdentityService,
+    headers: &HeaderMap,
+) -> Result<crate::token::Payload, IdentityError> {
+    let token = headers
+        .get("x-auth-token")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            IdentityError::Unauthorized("The request you have made requires authentication.".into())
+        })?;
     let payload = svc.check(token)?;
     if !payload.roles.iter().any(|(_, n)| n == "admin") {
-        return Err(IdentityError::Forbidden("You are not authorized to perform the requested action.".into()));
+        return Err(IdentityError::Forbidden(
+            "You are not authorized to perform the requested action.".into(),
+        ));
     }
     Ok(payload)
 }
@@ -243,44 +333,106 @@ fn role_json(r: &Role) -> Value {
     json!({"id": r.id, "name": r.name, "domain_id": null, "description": null, "options": {}, "links": {}})
 }
 
-fn filter_name<'a, T>(items: Vec<T>, query: &[(String, String)], name: impl Fn(&T) -> &str) -> Vec<T> {
+fn filter_name<'a, T>(
+    items: Vec<T>,
+    query: &[(String, String)],
+    name: impl Fn(&T) -> &str,
+) -> Vec<T> {
     match query.iter().find(|(k, _)| k == "name") {
         Some((_, want)) => items.into_iter().filter(|i| name(i) == want).collect(),
         None => items,
     }
 }
 
-fn route(svc: &IdentityService, method: &Method, segs: &[String], query: &[(String, String)], headers: &HeaderMap, body: &[u8], base: &str) -> Reply {
+fn route(
+    svc: &IdentityService,
+    method: &Method,
+    segs: &[String],
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+    base: &str,
+) -> Reply {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = method.as_str();
-    let subject = || headers.get("x-subject-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let subject = || {
+        headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     match (m, &s[..]) {
-        ("GET", ["identity"]) => Ok((StatusCode::MULTIPLE_CHOICES, Some(json!({"versions": {"values": [version(base)]}})), None)),
-        ("GET", ["identity", "v3"]) => Ok((StatusCode::OK, Some(json!({"version": version(base)})), None)),
+        ("GET", ["identity"]) => Ok((
+            StatusCode::MULTIPLE_CHOICES,
+            Some(json!({"versions": {"values": [version(base)]}})),
+            None,
+        )),
+        ("GET", ["identity", "v3"]) => Ok((
+            StatusCode::OK,
+            Some(json!({"version": version(base)})),
+            None,
+        )),
         ("POST", ["identity", "v3", "auth", "tokens"]) => issue_token(svc, body, base, query),
         ("GET" | "HEAD", ["identity", "v3", "auth", "tokens"]) => {
-            let caller = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let caller = headers
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             svc.check(caller)?;
-            let subject = subject().ok_or_else(|| IdentityError::NotFound("Could not find token.".into()))?;
-            let info = svc.validate(&subject).map_err(|_| IdentityError::NotFound(format!("Could not find token: {subject}.")))?;
+            let subject =
+                subject().ok_or_else(|| IdentityError::NotFound("Could not find token.".into()))?;
+            let info = svc.validate(&subject).map_err(|_| {
+                IdentityError::NotFound(format!("Could not find token: {subject}."))
+            })?;
             let no_catalog = query.iter().any(|(k, _)| k == "nocatalog");
-            Ok((StatusCode::OK, Some(token_body(&info, base, !no_catalog)), Some(subject)))
+            Ok((
+                StatusCode::OK,
+                Some(token_body(&info, base, !no_catalog)),
+                Some(subject),
+            ))
         }
         ("DELETE", ["identity", "v3", "auth", "tokens"]) => {
-            let caller = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let caller = headers
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             svc.check(caller)?;
-            let subject = subject().ok_or_else(|| IdentityError::NotFound("Could not find token.".into()))?;
-            svc.revoke(&subject).map_err(|_| IdentityError::NotFound(format!("Could not find token: {subject}.")))?;
+            let subject =
+                subject().ok_or_else(|| IdentityError::NotFound("Could not find token.".into()))?;
+            svc.revoke(&subject).map_err(|_| {
+                IdentityError::NotFound(format!("Could not find token: {subject}."))
+            })?;
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["identity", "v3", "auth", "catalog"]) => {
-            let caller = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let caller = headers
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             svc.check(caller)?;
-            Ok((StatusCode::OK, Some(json!({"catalog": catalog(base)})), None))
+            Ok((
+                StatusCode::OK,
+                Some(json!({"catalog": catalog(base)})),
+                None,
+            ))
         }
         // Keystone's EC2 credentials: the access keys the Huawei SDK signs with.
-        (m @ ("POST" | "GET" | "DELETE"), ["identity", "v3", "users", user, "credentials", "OS-EC2", rest @ ..]) => {
-            let caller = headers.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        (
+            m @ ("POST" | "GET" | "DELETE"),
+            [
+                "identity",
+                "v3",
+                "users",
+                user,
+                "credentials",
+                "OS-EC2",
+                rest @ ..,
+            ],
+        ) => {
+            let caller = headers
+                .get("x-auth-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let acting = svc.check(caller)?;
             let view = |k: &ember_model::AccessKey| {
                 json!({"user_id": k.user_id, "tenant_id": k.project_id, "access": k.access, "secret": k.secret, "trust_id": null,
@@ -289,35 +441,66 @@ fn route(svc: &IdentityService, method: &Method, segs: &[String], query: &[(Stri
             match (m, rest) {
                 ("POST", []) => {
                     let v = parse(body)?;
-                    let project = v.get("tenant_id").and_then(Value::as_str).or(acting.project_id.as_deref()).ok_or_else(|| bad("'tenant_id' is a required property"))?.to_string();
+                    let project = v
+                        .get("tenant_id")
+                        .and_then(Value::as_str)
+                        .or(acting.project_id.as_deref())
+                        .ok_or_else(|| bad("'tenant_id' is a required property"))?
+                        .to_string();
                     let key = svc.create_access_key(&acting, user, &project)?;
-                    Ok((StatusCode::CREATED, Some(json!({"credential": view(&key)})), None))
+                    Ok((
+                        StatusCode::CREATED,
+                        Some(json!({"credential": view(&key)})),
+                        None,
+                    ))
                 }
                 ("GET", []) => {
                     let keys = svc.access_keys(&acting, user)?;
-                    Ok((StatusCode::OK, Some(json!({"credentials": keys.iter().map(view).collect::<Vec<_>>(), "links": {}})), None))
+                    Ok((
+                        StatusCode::OK,
+                        Some(
+                            json!({"credentials": keys.iter().map(view).collect::<Vec<_>>(), "links": {}}),
+                        ),
+                        None,
+                    ))
                 }
                 ("GET", [access]) => {
                     let keys = svc.access_keys(&acting, user)?;
-                    let k = keys.iter().find(|k| k.access == *access).ok_or_else(|| IdentityError::NotFound(format!("Could not find credential: {access}.")))?;
+                    let k = keys.iter().find(|k| k.access == *access).ok_or_else(|| {
+                        IdentityError::NotFound(format!("Could not find credential: {access}."))
+                    })?;
                     Ok((StatusCode::OK, Some(json!({"credential": view(k)})), None))
                 }
                 ("DELETE", [access]) => {
                     svc.delete_access_key(&acting, user, access)?;
                     Ok((StatusCode::NO_CONTENT, None, None))
                 }
-                _ => Err(IdentityError::NotFound("The resource could not be found.".into())),
+                _ => Err(IdentityError::NotFound(
+                    "The resource could not be found.".into(),
+                )),
             }
         }
         ("GET", ["identity", "v3", "domains"]) => {
             require_admin(svc, headers)?;
-            Ok((StatusCode::OK, Some(json!({"domains": [domain()], "links": {}})), None))
+            Ok((
+                StatusCode::OK,
+                Some(json!({"domains": [domain()], "links": {}})),
+                None,
+            ))
         }
         ("GET", ["identity", "v3", "domains", id]) if *id == DEFAULT_DOMAIN_ID => {
             require_admin(svc, headers)?;
             Ok((StatusCode::OK, Some(json!({"domain": domain()})), None))
         }
-        _ => admin_route(svc, m, &s[2.min(s.len())..], query, headers, body, s.first() == Some(&"identity") && s.get(1) == Some(&"v3")),
+        _ => admin_route(
+            svc,
+            m,
+            &s[2.min(s.len())..],
+            query,
+            headers,
+            body,
+            s.first() == Some(&"identity") && s.get(1) == Some(&"v3"),
+        ),
     }
 }
 
@@ -325,39 +508,72 @@ fn store_err<T>(r: ember_store::Result<T>) -> Result<T, IdentityError> {
     r.map_err(IdentityError::from)
 }
 
-fn admin_route(svc: &IdentityService, m: &str, s: &[&str], query: &[(String, String)], headers: &HeaderMap, body: &[u8], v3: bool) -> Reply {
+fn admin_route(
+    svc: &IdentityService,
+    m: &str,
+    s: &[&str],
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+    v3: bool,
+) -> Reply {
     if !v3 {
-        return Err(IdentityError::NotFound("The resource could not be found.".into()));
+        return Err(IdentityError::NotFound(
+            "The resource could not be found.".into(),
+        ));
     }
     require_admin(svc, headers)?;
     let store = svc.store();
     let ok = |v: Value| Ok((StatusCode::OK, Some(v), None));
     match (m, s) {
         ("GET", ["projects"]) => {
-            let projects = filter_name(store_err(store.read().and_then(|mut t| t.projects()))?, query, |p| &p.name);
-            ok(json!({"projects": projects.iter().map(project_json).collect::<Vec<_>>(), "links": {}}))
+            let projects = filter_name(
+                store_err(store.read().and_then(|mut t| t.projects()))?,
+                query,
+                |p| &p.name,
+            );
+            ok(
+                json!({"projects": projects.iter().map(project_json).collect::<Vec<_>>(), "links": {}}),
+            )
         }
         ("POST", ["projects"]) => {
             let v = parse(body)?;
-            let p = v.get("project").ok_or_else(|| bad("'project' is a required property"))?;
-            let name = p.get("name").and_then(Value::as_str).filter(|n| !n.is_empty() && n.len() <= 64).ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let p = v
+                .get("project")
+                .ok_or_else(|| bad("'project' is a required property"))?;
+            let name = p
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty() && n.len() <= 64)
+                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
             let mut tx = store_err(store.write())?;
             if store_err(tx.projects())?.iter().any(|x| x.name == name) {
-                return Err(IdentityError::Conflict(format!("Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : {name}.")));
+                return Err(IdentityError::Conflict(format!(
+                    "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : {name}."
+                )));
             }
             let project = Project {
                 id: new_identity_id(),
                 name: name.into(),
                 domain_id: DEFAULT_DOMAIN_ID.into(),
-                description: p.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+                description: p
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into(),
                 enabled: p.get("enabled").and_then(Value::as_bool).unwrap_or(true),
             };
             store_err(tx.put_project(&project))?;
             store_err(tx.commit())?;
-            Ok((StatusCode::CREATED, Some(json!({"project": project_json(&project)})), None))
+            Ok((
+                StatusCode::CREATED,
+                Some(json!({"project": project_json(&project)})),
+                None,
+            ))
         }
         ("GET", ["projects", id]) => {
-            let p = store_err(store.read().and_then(|mut t| t.project(id)))?.ok_or_else(|| not_found("project", id))?;
+            let p = store_err(store.read().and_then(|mut t| t.project(id)))?
+                .ok_or_else(|| not_found("project", id))?;
             ok(json!({"project": project_json(&p)}))
         }
         ("PATCH", ["projects", id]) => {
@@ -386,33 +602,60 @@ fn admin_route(svc: &IdentityService, m: &str, s: &[&str], query: &[(String, Str
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["users"]) => {
-            let users = filter_name(store_err(store.read().and_then(|mut t| t.users()))?, query, |u| &u.name);
+            let users = filter_name(
+                store_err(store.read().and_then(|mut t| t.users()))?,
+                query,
+                |u| &u.name,
+            );
             ok(json!({"users": users.iter().map(user_json).collect::<Vec<_>>(), "links": {}}))
         }
         ("POST", ["users"]) => {
             let v = parse(body)?;
-            let u = v.get("user").ok_or_else(|| bad("'user' is a required property"))?;
-            let name = u.get("name").and_then(Value::as_str).filter(|n| !n.is_empty() && n.len() <= 255).ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let u = v
+                .get("user")
+                .ok_or_else(|| bad("'user' is a required property"))?;
+            let name = u
+                .get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty() && n.len() <= 255)
+                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
             let mut tx = store_err(store.write())?;
             if store_err(tx.users())?.iter().any(|x| x.name == name) {
-                return Err(IdentityError::Conflict(format!("Conflict occurred attempting to store user - Duplicate entry found with name {name} at domain ID default.")));
+                return Err(IdentityError::Conflict(format!(
+                    "Conflict occurred attempting to store user - Duplicate entry found with name {name} at domain ID default."
+                )));
             }
             let user = User {
                 id: new_identity_id(),
                 name: name.into(),
                 domain_id: DEFAULT_DOMAIN_ID.into(),
-                password_hash: password::hash(u.get("password").and_then(Value::as_str).unwrap_or_default()),
+                password_hash: password::hash(
+                    u.get("password")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                ),
                 enabled: u.get("enabled").and_then(Value::as_bool).unwrap_or(true),
-                default_project_id: u.get("default_project_id").and_then(Value::as_str).map(str::to_string),
+                default_project_id: u
+                    .get("default_project_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 email: u.get("email").and_then(Value::as_str).map(str::to_string),
-                description: u.get("description").and_then(Value::as_str).map(str::to_string),
+                description: u
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             };
             store_err(tx.put_user(&user))?;
             store_err(tx.commit())?;
-            Ok((StatusCode::CREATED, Some(json!({"user": user_json(&user)})), None))
+            Ok((
+                StatusCode::CREATED,
+                Some(json!({"user": user_json(&user)})),
+                None,
+            ))
         }
         ("GET", ["users", id]) => {
-            let u = store_err(store.read().and_then(|mut t| t.user(id)))?.ok_or_else(|| not_found("user", id))?;
+            let u = store_err(store.read().and_then(|mut t| t.user(id)))?
+                .ok_or_else(|| not_found("user", id))?;
             ok(json!({"user": user_json(&u)}))
         }
         ("PATCH", ["users", id]) => {
@@ -444,23 +687,41 @@ fn admin_route(svc: &IdentityService, m: &str, s: &[&str], query: &[(String, Str
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["roles"]) => {
-            let roles = filter_name(store_err(store.read().and_then(|mut t| t.roles()))?, query, |r| &r.name);
+            let roles = filter_name(
+                store_err(store.read().and_then(|mut t| t.roles()))?,
+                query,
+                |r| &r.name,
+            );
             ok(json!({"roles": roles.iter().map(role_json).collect::<Vec<_>>(), "links": {}}))
         }
         ("POST", ["roles"]) => {
             let v = parse(body)?;
-            let name = v.pointer("/role/name").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let name = v
+                .pointer("/role/name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
             let mut tx = store_err(store.write())?;
             if store_err(tx.roles())?.iter().any(|r| r.name == name) {
-                return Err(IdentityError::Conflict(format!("Conflict occurred attempting to store role - Duplicate entry found with name {name}.")));
+                return Err(IdentityError::Conflict(format!(
+                    "Conflict occurred attempting to store role - Duplicate entry found with name {name}."
+                )));
             }
-            let role = Role { id: new_identity_id(), name: name.into() };
+            let role = Role {
+                id: new_identity_id(),
+                name: name.into(),
+            };
             store_err(tx.put_role(&role))?;
             store_err(tx.commit())?;
-            Ok((StatusCode::CREATED, Some(json!({"role": role_json(&role)})), None))
+            Ok((
+                StatusCode::CREATED,
+                Some(json!({"role": role_json(&role)})),
+                None,
+            ))
         }
         ("GET", ["roles", id]) => {
-            let r = store_err(store.read().and_then(|mut t| t.role(id)))?.ok_or_else(|| not_found("role", id))?;
+            let r = store_err(store.read().and_then(|mut t| t.role(id)))?
+                .ok_or_else(|| not_found("role", id))?;
             ok(json!({"role": role_json(&r)}))
         }
         ("DELETE", ["roles", id]) => {
@@ -473,7 +734,11 @@ fn admin_route(svc: &IdentityService, m: &str, s: &[&str], query: &[(String, Str
         ("GET", ["projects", p, "users", u, "roles"]) => {
             let mut tx = store_err(store.read())?;
             let granted = store_err(tx.role_assignments(u, p))?;
-            let roles: Vec<Value> = store_err(tx.roles())?.iter().filter(|r| granted.contains(&r.id)).map(role_json).collect();
+            let roles: Vec<Value> = store_err(tx.roles())?
+                .iter()
+                .filter(|r| granted.contains(&r.id))
+                .map(role_json)
+                .collect();
             ok(json!({"roles": roles, "links": {}}))
         }
         (m @ ("PUT" | "HEAD" | "DELETE"), ["projects", p, "users", u, "roles", r]) => {
@@ -504,6 +769,8 @@ fn admin_route(svc: &IdentityService, m: &str, s: &[&str], query: &[(String, Str
                 .collect();
             ok(json!({"role_assignments": list, "links": {}}))
         }
-        _ => Err(IdentityError::NotFound("The resource could not be found.".into())),
+        _ => Err(IdentityError::NotFound(
+            "The resource could not be found.".into(),
+        )),
     }
 }

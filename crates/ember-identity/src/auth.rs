@@ -4,7 +4,7 @@
 
 use crate::IdentityService;
 use axum::http::HeaderMap;
-use ember_api_common::auth::{auth_token, AuthFuture};
+use ember_api_common::auth::{AuthFuture, auth_token};
 use ember_api_common::{AuthError, Authenticator};
 use ember_model::{ProjectId, UserId};
 use ember_service::Caller;
@@ -13,7 +13,11 @@ use std::sync::Arc;
 pub struct TokenAuthenticator(pub Arc<IdentityService>);
 
 impl Authenticator for TokenAuthenticator {
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, _project_in_path: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        _project_in_path: Option<&'a str>,
+    ) -> AuthFuture<'a> {
         Box::pin(std::future::ready(self.caller(headers)))
     }
 }
@@ -21,7 +25,10 @@ impl Authenticator for TokenAuthenticator {
 impl TokenAuthenticator {
     fn caller(&self, headers: &HeaderMap) -> Result<Caller, AuthError> {
         let token = auth_token(headers).ok_or(AuthError::Unauthenticated)?;
-        let payload = self.0.check(token).map_err(|_| AuthError::Unauthenticated)?;
+        let payload = self
+            .0
+            .check(token)
+            .map_err(|_| AuthError::Unauthenticated)?;
         let project = payload.project_id.ok_or(AuthError::Unauthenticated)?;
         Ok(Caller {
             user_id: UserId(payload.user_id),

@@ -5,11 +5,11 @@
 //! or not) for a short time, never past the token's expiry.
 
 use axum::http::HeaderMap;
-use ember_api_common::auth::{auth_token, AuthFuture};
+use ember_api_common::auth::{AuthFuture, auth_token};
 use ember_api_common::{AuthError, Authenticator};
 use ember_model::{ProjectId, UserId};
 use ember_service::Caller;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -55,7 +55,9 @@ fn token_key(token: &str) -> [u8; 32] {
 
 /// Seconds from now until an ISO 8601 `expires_at`, if it parses.
 fn remaining(expires_at: &str) -> Option<Duration> {
-    let at = time::OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339).ok()?;
+    let at =
+        time::OffsetDateTime::parse(expires_at, &time::format_description::well_known::Rfc3339)
+            .ok()?;
     let left = at - time::OffsetDateTime::now_utc();
     Some(Duration::from_secs(left.whole_seconds().max(0) as u64))
 }
@@ -63,8 +65,16 @@ fn remaining(expires_at: &str) -> Option<Duration> {
 impl KeystoneAuthenticator {
     pub fn new(mut settings: KeystoneSettings) -> Self {
         settings.url = settings.url.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
-        KeystoneAuthenticator { settings, http, service_token: Default::default(), cache: Default::default() }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        KeystoneAuthenticator {
+            settings,
+            http,
+            service_token: Default::default(),
+            cache: Default::default(),
+        }
     }
 
     /// Ember's own token, reused until shortly before it expires.
@@ -91,7 +101,10 @@ impl KeystoneAuthenticator {
                 AuthError::IdentityUnavailable
             })?;
         if !resp.status().is_success() {
-            tracing::error!(status = resp.status().as_u16(), "keystone refused Ember's service credentials");
+            tracing::error!(
+                status = resp.status().as_u16(),
+                "keystone refused Ember's service credentials"
+            );
             return Err(AuthError::IdentityUnavailable);
         }
         let token = resp
@@ -100,9 +113,19 @@ impl KeystoneAuthenticator {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
             .ok_or(AuthError::IdentityUnavailable)?;
-        let body: Value = resp.json().await.map_err(|_| AuthError::IdentityUnavailable)?;
-        let life = body.pointer("/token/expires_at").and_then(Value::as_str).and_then(remaining).unwrap_or(Duration::from_secs(300));
-        let until = Instant::now() + life.saturating_sub(Duration::from_secs(60)).max(Duration::from_secs(1));
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|_| AuthError::IdentityUnavailable)?;
+        let life = body
+            .pointer("/token/expires_at")
+            .and_then(Value::as_str)
+            .and_then(remaining)
+            .unwrap_or(Duration::from_secs(300));
+        let until = Instant::now()
+            + life
+                .saturating_sub(Duration::from_secs(60))
+                .max(Duration::from_secs(1));
         *held = Some((token.clone(), until));
         Ok(token)
     }
@@ -121,7 +144,10 @@ impl KeystoneAuthenticator {
                 .map_err(|_| AuthError::IdentityUnavailable)?;
             match resp.status().as_u16() {
                 200 => {
-                    let body: Value = resp.json().await.map_err(|_| AuthError::IdentityUnavailable)?;
+                    let body: Value = resp
+                        .json()
+                        .await
+                        .map_err(|_| AuthError::IdentityUnavailable)?;
                     return Ok(caller_of(&body));
                 }
                 // Our own token expired or was revoked: renew once.
@@ -167,16 +193,36 @@ fn caller_of(body: &Value) -> Option<(Caller, Duration)> {
     let token = body.get("token")?;
     let project = token.pointer("/project/id")?.as_str()?;
     let user = token.pointer("/user/id")?.as_str()?;
-    let roles = token.get("roles")?.as_array()?.iter().filter_map(|r| r.get("name")?.as_str().map(str::to_string)).collect();
-    let left = token.get("expires_at").and_then(Value::as_str).and_then(remaining).unwrap_or_default();
+    let roles = token
+        .get("roles")?
+        .as_array()?
+        .iter()
+        .filter_map(|r| r.get("name")?.as_str().map(str::to_string))
+        .collect();
+    let left = token
+        .get("expires_at")
+        .and_then(Value::as_str)
+        .and_then(remaining)
+        .unwrap_or_default();
     if left.is_zero() {
         return None;
     }
-    Some((Caller { user_id: UserId(user.into()), project_id: ProjectId(project.into()), roles }, left))
+    Some((
+        Caller {
+            user_id: UserId(user.into()),
+            project_id: ProjectId(project.into()),
+            roles,
+        },
+        left,
+    ))
 }
 
 impl Authenticator for KeystoneAuthenticator {
-    fn authenticate<'a>(&'a self, headers: &'a HeaderMap, _project_in_path: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        _project_in_path: Option<&'a str>,
+    ) -> AuthFuture<'a> {
         Box::pin(self.caller(headers))
     }
 }
@@ -193,7 +239,10 @@ mod tests {
         let body = json!({"token": {"project": {"id": "p1"}, "user": {"id": "u1"}, "expires_at": expires,
             "roles": [{"id": "r", "name": "member"}, {"id": "s", "name": "reader"}]}});
         let (caller, left) = caller_of(&body).unwrap();
-        assert_eq!((caller.project_id.0.as_str(), caller.user_id.0.as_str()), ("p1", "u1"));
+        assert_eq!(
+            (caller.project_id.0.as_str(), caller.user_id.0.as_str()),
+            ("p1", "u1")
+        );
         assert_eq!(caller.roles, vec!["member", "reader"]);
         assert!(left > Duration::from_secs(3500));
     }

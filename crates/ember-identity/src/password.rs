@@ -10,7 +10,11 @@ pub fn hash(password: &str) -> String {
     getrandom::fill(&mut salt).expect("system randomness");
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, ITERATIONS, &mut out);
-    format!("pbkdf2-sha256${ITERATIONS}${}${}", B64.encode(salt), B64.encode(out))
+    format!(
+        "pbkdf2-sha256${ITERATIONS}${}${}",
+        B64.encode(salt),
+        B64.encode(out)
+    )
 }
 
 pub fn verify(password: &str, stored: &str) -> bool {
@@ -18,7 +22,11 @@ pub fn verify(password: &str, stored: &str) -> bool {
     let [scheme, iterations, salt, expected] = parts[..] else {
         return false;
     };
-    let (Ok(iterations), Ok(salt), Ok(expected)) = (iterations.parse::<u32>(), B64.decode(salt), B64.decode(expected)) else {
+    let (Ok(iterations), Ok(salt), Ok(expected)) = (
+        iterations.parse::<u32>(),
+        B64.decode(salt),
+        B64.decode(expected),
+    ) else {
         return false;
     };
     if scheme != "pbkdf2-sha256" || expected.len() != 32 {
@@ -27,7 +35,10 @@ pub fn verify(password: &str, stored: &str) -> bool {
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), &salt, iterations, &mut out);
     // Constant-time comparison.
-    out.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    out.iter()
+        .zip(expected.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The identity rules: authentication, tokens, projects, users, roles.
 
 use crate::password;
-use crate::token::{write_private, Payload, Signer};
-use ember_model::{new_identity_id, Project, Role, User, DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME};
+use crate::token::{Payload, Signer, write_private};
+use ember_model::{DEFAULT_DOMAIN_ID, DEFAULT_DOMAIN_NAME, Project, Role, User, new_identity_id};
 use ember_store::MetadataStore;
 use std::collections::HashSet;
 use std::path::Path;
@@ -76,8 +76,14 @@ pub struct Reference {
 
 impl Reference {
     fn in_default_domain(&self) -> bool {
-        let id_ok = self.domain_id.as_deref().is_none_or(|d| d == DEFAULT_DOMAIN_ID);
-        let name_ok = self.domain_name.as_deref().is_none_or(|d| d.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME));
+        let id_ok = self
+            .domain_id
+            .as_deref()
+            .is_none_or(|d| d == DEFAULT_DOMAIN_ID);
+        let name_ok = self
+            .domain_name
+            .as_deref()
+            .is_none_or(|d| d.eq_ignore_ascii_case(DEFAULT_DOMAIN_NAME));
         id_ok && name_ok
     }
 }
@@ -85,20 +91,31 @@ impl Reference {
 impl IdentityService {
     /// Opens the identity service; tokens it issues live `ttl_secs`.
     pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path, ttl_secs: i64) -> Result<Self> {
-        let signer = Signer::load_or_create(&data_dir.join("token.key")).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let signer = Signer::load_or_create(&data_dir.join("token.key"))
+            .map_err(|e| IdentityError::Internal(e.to_string()))?;
         let revoked = {
             let mut tx = store.write()?;
             let list = tx.revoked_tokens(now())?;
             tx.commit()?;
             list.into_iter().collect()
         };
-        Ok(IdentityService { store, signer, revoked: RwLock::new(revoked), ttl_secs: ttl_secs.max(1) })
+        Ok(IdentityService {
+            store,
+            signer,
+            revoked: RwLock::new(revoked),
+            ttl_secs: ttl_secs.max(1),
+        })
     }
 
     /// Makes sure the default roles, the `admin` project and the `admin`
     /// user (with the admin role there) exist. The password is set when
     /// given, generated when the user is new, and written to `openrc`.
-    pub fn bootstrap(&self, admin_password: Option<&str>, data_dir: &Path, auth_url: &str) -> Result<Bootstrap> {
+    pub fn bootstrap(
+        &self,
+        admin_password: Option<&str>,
+        data_dir: &Path,
+        auth_url: &str,
+    ) -> Result<Bootstrap> {
         let mut tx = self.store.write()?;
         let roles = tx.roles()?;
         let mut role_ids = vec![];
@@ -106,7 +123,10 @@ impl IdentityService {
             let id = match roles.iter().find(|r| r.name == name) {
                 Some(r) => r.id.clone(),
                 None => {
-                    let r = Role { id: new_identity_id(), name: name.into() };
+                    let r = Role {
+                        id: new_identity_id(),
+                        name: name.into(),
+                    };
                     tx.put_role(&r)?;
                     r.id
                 }
@@ -142,7 +162,8 @@ impl IdentityService {
                     Some(pw) => pw.to_string(),
                     None => {
                         let mut raw = [0u8; 18];
-                        getrandom::fill(&mut raw).map_err(|e| IdentityError::Internal(e.to_string()))?;
+                        getrandom::fill(&mut raw)
+                            .map_err(|e| IdentityError::Internal(e.to_string()))?;
                         let pw: String = raw.iter().map(|b| format!("{b:02x}")).collect();
                         generated = Some(pw.clone());
                         pw
@@ -185,9 +206,14 @@ impl IdentityService {
                  export OS_VOLUME_API_VERSION=3\n",
                 openrc.display()
             );
-            write_private(&openrc, text.as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
+            write_private(&openrc, text.as_bytes())
+                .map_err(|e| IdentityError::Internal(e.to_string()))?;
         }
-        Ok(Bootstrap { admin_user_id: user.id, admin_project_id: project.id, password_generated })
+        Ok(Bootstrap {
+            admin_user_id: user.id,
+            admin_project_id: project.id,
+            password_generated,
+        })
     }
 
     fn find_user(&self, r: &Reference) -> Result<Option<User>> {
@@ -219,7 +245,11 @@ impl IdentityService {
         let mut tx = self.store.read()?;
         let granted = tx.role_assignments(user, project)?;
         let roles = tx.roles()?;
-        let mut names: Vec<String> = roles.iter().filter(|r| granted.contains(&r.id)).map(|r| r.name.clone()).collect();
+        let mut names: Vec<String> = roles
+            .iter()
+            .filter(|r| granted.contains(&r.id))
+            .map(|r| r.name.clone())
+            .collect();
         for (i, name) in DEFAULT_ROLES.iter().enumerate() {
             if names.iter().any(|n| n == name) {
                 for implied in &DEFAULT_ROLES[i + 1..] {
@@ -229,10 +259,20 @@ impl IdentityService {
                 }
             }
         }
-        Ok(roles.into_iter().filter(|r| names.contains(&r.name)).map(|r| (r.id, r.name)).collect())
+        Ok(roles
+            .into_iter()
+            .filter(|r| names.contains(&r.name))
+            .map(|r| (r.id, r.name))
+            .collect())
     }
 
-    fn issue(&self, user: User, scope: Option<Reference>, methods: Vec<String>, expires_at: Option<i64>) -> Result<(String, TokenInfo)> {
+    fn issue(
+        &self,
+        user: User,
+        scope: Option<Reference>,
+        methods: Vec<String>,
+        expires_at: Option<i64>,
+    ) -> Result<(String, TokenInfo)> {
         if !user.enabled {
             return Err(unauthorized());
         }
@@ -264,22 +304,48 @@ impl IdentityService {
             roles,
         };
         let token = self.signer.sign(&payload);
-        Ok((token, TokenInfo { payload, user, project }))
+        Ok((
+            token,
+            TokenInfo {
+                payload,
+                user,
+                project,
+            },
+        ))
     }
 
-    pub fn authenticate_password(&self, user: &Reference, password_text: &str, scope: Option<Reference>) -> Result<(String, TokenInfo)> {
+    pub fn authenticate_password(
+        &self,
+        user: &Reference,
+        password_text: &str,
+        scope: Option<Reference>,
+    ) -> Result<(String, TokenInfo)> {
         let user = self.find_user(user)?.ok_or_else(unauthorized)?;
         if !password::verify(password_text, &user.password_hash) {
             return Err(unauthorized());
         }
-        let scope = scope.or_else(|| user.default_project_id.clone().map(|id| Reference { id: Some(id), ..Default::default() }));
+        let scope = scope.or_else(|| {
+            user.default_project_id.clone().map(|id| Reference {
+                id: Some(id),
+                ..Default::default()
+            })
+        });
         self.issue(user, scope, vec!["password".into()], None)
     }
 
     /// A new token from an existing one (rescoping); it expires no later.
-    pub fn authenticate_token(&self, token: &str, scope: Option<Reference>) -> Result<(String, TokenInfo)> {
+    pub fn authenticate_token(
+        &self,
+        token: &str,
+        scope: Option<Reference>,
+    ) -> Result<(String, TokenInfo)> {
         let info = self.validate(token)?;
-        self.issue(info.user, scope, vec!["token".into()], Some(info.payload.expires_at))
+        self.issue(
+            info.user,
+            scope,
+            vec!["token".into()],
+            Some(info.payload.expires_at),
+        )
     }
 
     /// Signature, expiry and revocation only: cheap enough for every API
@@ -296,12 +362,23 @@ impl IdentityService {
     pub fn validate(&self, token: &str) -> Result<TokenInfo> {
         let payload = self.check(token)?;
         let mut tx = self.store.read()?;
-        let user = tx.user(&payload.user_id)?.filter(|u| u.enabled).ok_or_else(unauthorized)?;
+        let user = tx
+            .user(&payload.user_id)?
+            .filter(|u| u.enabled)
+            .ok_or_else(unauthorized)?;
         let project = match &payload.project_id {
-            Some(p) => Some(tx.project(p)?.filter(|p| p.enabled).ok_or_else(unauthorized)?),
+            Some(p) => Some(
+                tx.project(p)?
+                    .filter(|p| p.enabled)
+                    .ok_or_else(unauthorized)?,
+            ),
             None => None,
         };
-        Ok(TokenInfo { payload, user, project })
+        Ok(TokenInfo {
+            payload,
+            user,
+            project,
+        })
     }
 
     pub fn revoke(&self, token: &str) -> Result<()> {
@@ -315,24 +392,41 @@ impl IdentityService {
 
     /// A new access key pair for `user_id` in `project_id`, made by that
     /// user (holding a role there) or an admin.
-    pub fn create_access_key(&self, acting: &Payload, user_id: &str, project_id: &str) -> Result<ember_model::AccessKey> {
+    pub fn create_access_key(
+        &self,
+        acting: &Payload,
+        user_id: &str,
+        project_id: &str,
+    ) -> Result<ember_model::AccessKey> {
         let admin = acting.roles.iter().any(|(_, n)| n == "admin");
         if acting.user_id != user_id && !admin {
-            return Err(IdentityError::Forbidden("You are not authorized to perform the requested action.".into()));
+            return Err(IdentityError::Forbidden(
+                "You are not authorized to perform the requested action.".into(),
+            ));
         }
         let mut tx = self.store.write()?;
-        tx.user(user_id)?.ok_or_else(|| IdentityError::NotFound(format!("Could not find user: {user_id}.")))?;
-        tx.project(project_id)?.ok_or_else(|| IdentityError::NotFound(format!("Could not find project: {project_id}.")))?;
+        tx.user(user_id)?
+            .ok_or_else(|| IdentityError::NotFound(format!("Could not find user: {user_id}.")))?;
+        tx.project(project_id)?.ok_or_else(|| {
+            IdentityError::NotFound(format!("Could not find project: {project_id}."))
+        })?;
         drop(tx);
         if self.effective_roles(user_id, project_id)?.is_empty() {
-            return Err(IdentityError::Forbidden(format!("User {user_id} has no role on project {project_id}.")));
+            return Err(IdentityError::Forbidden(format!(
+                "User {user_id} has no role on project {project_id}."
+            )));
         }
         let hex = |n: usize| -> Result<String> {
             let mut raw = vec![0u8; n];
             getrandom::fill(&mut raw).map_err(|e| IdentityError::Internal(e.to_string()))?;
             Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
         };
-        let key = ember_model::AccessKey { access: hex(16)?, secret: hex(16)?, user_id: user_id.into(), project_id: project_id.into() };
+        let key = ember_model::AccessKey {
+            access: hex(16)?,
+            secret: hex(16)?,
+            user_id: user_id.into(),
+            project_id: project_id.into(),
+        };
         let mut tx = self.store.write()?;
         tx.put_access_key(&key)?;
         tx.commit()?;
@@ -340,18 +434,32 @@ impl IdentityService {
     }
 
     /// The user's access keys (their own, or any for an admin).
-    pub fn access_keys(&self, acting: &Payload, user_id: &str) -> Result<Vec<ember_model::AccessKey>> {
+    pub fn access_keys(
+        &self,
+        acting: &Payload,
+        user_id: &str,
+    ) -> Result<Vec<ember_model::AccessKey>> {
         let admin = acting.roles.iter().any(|(_, n)| n == "admin");
         if acting.user_id != user_id && !admin {
-            return Err(IdentityError::Forbidden("You are not authorized to perform the requested action.".into()));
+            return Err(IdentityError::Forbidden(
+                "You are not authorized to perform the requested action.".into(),
+            ));
         }
-        Ok(self.store.read()?.access_keys()?.into_iter().filter(|k| k.user_id == user_id).collect())
+        Ok(self
+            .store
+            .read()?
+            .access_keys()?
+            .into_iter()
+            .filter(|k| k.user_id == user_id)
+            .collect())
     }
 
     pub fn delete_access_key(&self, acting: &Payload, user_id: &str, access: &str) -> Result<()> {
         let keys = self.access_keys(acting, user_id)?;
         if !keys.iter().any(|k| k.access == access) {
-            return Err(IdentityError::NotFound(format!("Could not find credential: {access}.")));
+            return Err(IdentityError::NotFound(format!(
+                "Could not find credential: {access}."
+            )));
         }
         let mut tx = self.store.write()?;
         tx.delete_access_key(access)?;
@@ -370,7 +478,12 @@ impl IdentityService {
         if !user.enabled || !project.enabled {
             return None;
         }
-        let roles: Vec<String> = self.effective_roles(&key.user_id, &key.project_id).ok()?.into_iter().map(|(_, n)| n).collect();
+        let roles: Vec<String> = self
+            .effective_roles(&key.user_id, &key.project_id)
+            .ok()?
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
         if roles.is_empty() {
             return None;
         }

@@ -64,7 +64,10 @@ impl Service {
                 }
             }
             let mut out = vec![total];
-            out.extend(per.into_iter().map(|(p, u)| HostUsage { project: Some(ProjectId(p)), ..u }));
+            out.extend(per.into_iter().map(|(p, u)| HostUsage {
+                project: Some(ProjectId(p)),
+                ..u
+            }));
             Ok(out)
         })
         .await
@@ -73,7 +76,10 @@ impl Service {
 
 /// Ember's services as Cinder names them: (binary, host).
 pub fn services() -> [(&'static str, String); 2] {
-    [("cinder-scheduler", HOST.to_string()), ("cinder-volume", volume_service_host())]
+    [
+        ("cinder-scheduler", HOST.to_string()),
+        ("cinder-volume", volume_service_host()),
+    ]
 }
 
 /// Whether `host` names `service_host` (`ember` also names `ember@qcow2`).
@@ -106,20 +112,24 @@ fn satisfies(have: &str, want: &str) -> bool {
     match words.as_slice() {
         ["<is>", v] => have.eq_ignore_ascii_case(v),
         ["<in>", rest @ ..] => have.contains(&rest.join(" ")),
-        [first, ..] if *first == "<or>" || want.contains(" <or> ") => {
-            want.split("<or>").map(str::trim).filter(|v| !v.is_empty()).any(|v| v == have)
+        [first, ..] if *first == "<or>" || want.contains(" <or> ") => want
+            .split("<or>")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .any(|v| v == have),
+        [op @ (">=" | "<=" | "==" | "!=" | "<" | ">" | "="), v] => {
+            match (have.parse::<f64>(), v.parse::<f64>()) {
+                (Ok(h), Ok(w)) => match *op {
+                    ">=" => h >= w,
+                    "<=" => h <= w,
+                    "<" => h < w,
+                    ">" => h > w,
+                    "!=" => h != w,
+                    _ => h == w,
+                },
+                _ => false,
+            }
         }
-        [op @ (">=" | "<=" | "==" | "!=" | "<" | ">" | "="), v] => match (have.parse::<f64>(), v.parse::<f64>()) {
-            (Ok(h), Ok(w)) => match *op {
-                ">=" => h >= w,
-                "<=" => h <= w,
-                "<" => h < w,
-                ">" => h > w,
-                "!=" => h != w,
-                _ => h == w,
-            },
-            _ => false,
-        },
         ["s==", v] => have == *v,
         _ => have == want,
     }
@@ -129,7 +139,10 @@ fn satisfies(have: &str, want: &str) -> bool {
 /// volume service is disabled, or an extra spec asks for a capability the
 /// pool does not have. Extra specs that name no capability are ignored,
 /// as in Cinder, unless scoped `capabilities:`.
-pub(crate) fn placement_problem(tx: &mut dyn Tx, volume_type: &ember_model::VolumeType) -> Result<Option<String>> {
+pub(crate) fn placement_problem(
+    tx: &mut dyn Tx,
+    volume_type: &ember_model::VolumeType,
+) -> Result<Option<String>> {
     if let Some(s) = tx.service_switch("cinder-volume")?.filter(|s| s.disabled) {
         return Ok(Some(format!(
             "the volume service is disabled ({})",
@@ -145,7 +158,9 @@ pub(crate) fn placement_problem(tx: &mut dyn Tx, volume_type: &ember_model::Volu
         };
         match caps.iter().find(|(c, _)| *c == name) {
             Some((_, have)) if !satisfies(have, want) => {
-                return Ok(Some(format!("the pool's {name} is {have:?}, the volume type asks for {want:?}")));
+                return Ok(Some(format!(
+                    "the pool's {name} is {have:?}, the volume type asks for {want:?}"
+                )));
             }
             None if scoped => return Ok(Some(format!("the pool has no capability {name}"))),
             _ => {}
@@ -156,14 +171,20 @@ pub(crate) fn placement_problem(tx: &mut dyn Tx, volume_type: &ember_model::Volu
 
 impl Service {
     /// Every service with its switch. Admin only.
-    pub async fn list_services(&self, caller: &Caller) -> Result<Vec<(String, String, ServiceSwitch)>> {
+    pub async fn list_services(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(String, String, ServiceSwitch)>> {
         require_admin(caller, "volume_extension:services:index")?;
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.read()?;
             let mut out = vec![];
             for (binary, host) in services() {
-                let switch = tx.service_switch(binary)?.unwrap_or(ServiceSwitch { binary: binary.into(), ..Default::default() });
+                let switch = tx.service_switch(binary)?.unwrap_or(ServiceSwitch {
+                    binary: binary.into(),
+                    ..Default::default()
+                });
                 out.push((binary.to_string(), host, switch));
             }
             Ok(out)
@@ -172,9 +193,19 @@ impl Service {
     }
 
     /// Enables or disables the service `binary` on `host`. Admin only.
-    pub async fn switch_service(&self, caller: &Caller, host: String, binary: String, disabled: bool, reason: Option<String>) -> Result<(String, ServiceSwitch)> {
+    pub async fn switch_service(
+        &self,
+        caller: &Caller,
+        host: String,
+        binary: String,
+        disabled: bool,
+        reason: Option<String>,
+    ) -> Result<(String, ServiceSwitch)> {
         require_admin(caller, "volume_extension:services:update")?;
-        let Some((_, service_host)) = services().into_iter().find(|(b, h)| *b == binary && host_matches(h, &host)) else {
+        let Some((_, service_host)) = services()
+            .into_iter()
+            .find(|(b, h)| *b == binary && host_matches(h, &host))
+        else {
             return Err(if services().iter().any(|(_, h)| host_matches(h, &host)) {
                 ServiceError::NotFound(format!("Service {binary} could not be found."))
             } else {
@@ -184,7 +215,12 @@ impl Service {
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
-            let switch = ServiceSwitch { binary, disabled, disabled_reason: reason, updated_at: Some(Timestamp::now()) };
+            let switch = ServiceSwitch {
+                binary,
+                disabled,
+                disabled_reason: reason,
+                updated_at: Some(Timestamp::now()),
+            };
             tx.put_service_switch(&switch)?;
             tx.commit()?;
             Ok((service_host, switch))

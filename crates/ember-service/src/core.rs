@@ -18,7 +18,10 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> Self {
-        ServiceConfig { availability_zone: "nova".into(), default_volume_type: "__DEFAULT__".into() }
+        ServiceConfig {
+            availability_zone: "nova".into(),
+            default_volume_type: "__DEFAULT__".into(),
+        }
     }
 }
 
@@ -50,12 +53,29 @@ pub struct ChainGuard<'a> {
 }
 
 impl Core {
-    pub fn new(store: Arc<dyn MetadataStore>, driver: Arc<dyn StorageDriver>, config: ServiceConfig) -> Self {
-        Core { store, driver, config, faults: Faults::default(), slots: Mutex::new(HashMap::new()), gc_lock: Mutex::new(()), chain_files: RwLock::new(()) }
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        driver: Arc<dyn StorageDriver>,
+        config: ServiceConfig,
+    ) -> Self {
+        Core {
+            store,
+            driver,
+            config,
+            faults: Faults::default(),
+            slots: Mutex::new(HashMap::new()),
+            gc_lock: Mutex::new(()),
+            chain_files: RwLock::new(()),
+        }
     }
 
     pub fn slot(&self, volume: VolumeId) -> Arc<VolumeSlot> {
-        self.slots.lock().unwrap().entry(volume).or_default().clone()
+        self.slots
+            .lock()
+            .unwrap()
+            .entry(volume)
+            .or_default()
+            .clone()
     }
 
     pub fn forget_slot(&self, volume: VolumeId) {
@@ -80,7 +100,9 @@ impl Core {
             match image.parent {
                 Some(parent) => {
                     if images.contains(&parent) || images.len() > 100_000 {
-                        return Err(ServiceError::Internal(format!("image chain of {top} loops")));
+                        return Err(ServiceError::Internal(format!(
+                            "image chain of {top} loops"
+                        )));
                     }
                     images.push(parent);
                     current = parent;
@@ -88,12 +110,18 @@ impl Core {
                 None => return Ok(Chain { images }),
             }
         }
-        Err(ServiceError::Internal(format!("image {current} is missing from the metadata store")))
+        Err(ServiceError::Internal(format!(
+            "image {current} is missing from the metadata store"
+        )))
     }
 
     /// Runs `f` on the volume's open chain (opening it on first use) while
     /// holding the slot's read lock, so a chain change waits for it.
-    pub fn with_io<R>(&self, volume: VolumeId, f: impl FnOnce(&dyn BlockIo) -> Result<R>) -> Result<R> {
+    pub fn with_io<R>(
+        &self,
+        volume: VolumeId,
+        f: impl FnOnce(&dyn BlockIo) -> Result<R>,
+    ) -> Result<R> {
         let slot = self.slot(volume);
         loop {
             {
@@ -120,9 +148,14 @@ impl Core {
         let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
         let chain = {
             let mut tx = self.store.read()?;
-            let v = tx.volume(volume)?.ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
+            let v = tx
+                .volume(volume)?
+                .ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
             let top = v.image.ok_or_else(|| {
-                ServiceError::InvalidVolume(format!("Volume {volume} has no data yet (status {}).", v.status))
+                ServiceError::InvalidVolume(format!(
+                    "Volume {volume} has no data yet (status {}).",
+                    v.status
+                ))
             })?;
             Self::chain_of(tx.as_mut(), top)?
         };

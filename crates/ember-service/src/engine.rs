@@ -17,9 +17,9 @@
 use crate::core::Core;
 use crate::error::{Result, ServiceError};
 use ember_model::{Timestamp, WorkflowId, WorkflowPhase, WorkflowRecord};
-use serde::{de::DeserializeOwned, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use serde::{Serialize, de::DeserializeOwned};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One step of a workflow: a forward action and the action that undoes it.
 pub struct Step<P> {
@@ -115,10 +115,17 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
                 }
                 let step = &steps[i];
                 let result = if Faults::take(&core.faults.fail_at, W::KIND, i) {
-                    Err(ServiceError::Internal(format!("injected failure in step {}", step.name)))
+                    Err(ServiceError::Internal(format!(
+                        "injected failure in step {}",
+                        step.name
+                    )))
                 } else {
                     (step.run)(core, &params).and_then(|()| {
-                        if repeat { (step.run)(core, &params) } else { Ok(()) }
+                        if repeat {
+                            (step.run)(core, &params)
+                        } else {
+                            Ok(())
+                        }
                     })
                 };
                 match result {
@@ -140,7 +147,10 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
             }
             WorkflowPhase::Unwinding => {
                 if record.next_step == 0 {
-                    let reason = record.error.clone().unwrap_or_else(|| "unknown error".into());
+                    let reason = record
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "unknown error".into());
                     W::on_failed(core, &params, &reason)?;
                     finish(core, &record)?;
                     return Ok(Outcome::Failed);

@@ -28,7 +28,12 @@ pub enum ServiceError {
     #[error("Invalid input received: {0}")]
     InvalidInput(String),
     #[error("{}", quota_message(*resource, *requested, *in_use, *limit))]
-    QuotaExceeded { resource: QuotaResource, requested: i64, in_use: i64, limit: i64 },
+    QuotaExceeded {
+        resource: QuotaResource,
+        requested: i64,
+        in_use: i64,
+        limit: i64,
+    },
     #[error("Policy doesn't allow {0} to be performed.")]
     Forbidden(String),
     #[error("No space left on the storage device.")]
@@ -44,16 +49,23 @@ fn quota_message(resource: QuotaResource, requested: i64, in_use: i64, limit: i6
              Requested {requested}G, quota is {limit}G and {in_use}G has been consumed."
         ),
         QuotaResource::Volumes => {
-            format!("VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for quota 'volumes'.")
+            format!(
+                "VolumeLimitExceeded: Maximum number of volumes allowed ({limit}) exceeded for quota 'volumes'."
+            )
         }
         QuotaResource::Snapshots => {
             format!("SnapshotLimitExceeded: Maximum number of snapshots allowed ({limit}) exceeded")
         }
         QuotaResource::PerVolumeGigabytes => {
-            format!("VolumeSizeExceedsLimit: Requested volume size {requested}G is larger than maximum allowed limit {limit}G.")
+            format!(
+                "VolumeSizeExceedsLimit: Requested volume size {requested}G is larger than maximum allowed limit {limit}G."
+            )
         }
         QuotaResource::Backups | QuotaResource::BackupGigabytes | QuotaResource::Groups => {
-            format!("QuotaError: Quota exceeded for resources: ['{}']", resource.as_str())
+            format!(
+                "QuotaError: Quota exceeded for resources: ['{}']",
+                resource.as_str()
+            )
         }
     }
 }
@@ -68,7 +80,9 @@ impl From<ember_storage::StorageError> for ServiceError {
     fn from(e: ember_storage::StorageError) -> Self {
         match e {
             ember_storage::StorageError::NoSpace => ServiceError::StorageFull,
-            ember_storage::StorageError::OutOfRange { .. } => ServiceError::InvalidInput(e.to_string()),
+            ember_storage::StorageError::OutOfRange { .. } => {
+                ServiceError::InvalidInput(e.to_string())
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

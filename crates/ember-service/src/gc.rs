@@ -18,7 +18,10 @@ pub fn collect_garbage(core: &Core) -> Result<()> {
     loop {
         let unowned: Vec<Image> = {
             let mut tx = core.store.read()?;
-            tx.all_images()?.into_iter().filter(|i| i.owner == ImageOwner::None).collect()
+            tx.all_images()?
+                .into_iter()
+                .filter(|i| i.owner == ImageOwner::None)
+                .collect()
         };
         let mut progressed = false;
         for image in unowned {
@@ -30,7 +33,9 @@ pub fn collect_garbage(core: &Core) -> Result<()> {
                     // leaves an orphan file, which start-up removes).
                     let _files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
                     let mut tx = core.store.write()?;
-                    let still_unowned = tx.image(image.id)?.is_some_and(|i| i.owner == ImageOwner::None);
+                    let still_unowned = tx
+                        .image(image.id)?
+                        .is_some_and(|i| i.owner == ImageOwner::None);
                     if !still_unowned || !tx.image_children(image.id)?.is_empty() {
                         continue;
                     }
@@ -106,8 +111,13 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
 /// crash between a metadata commit and a file removal. Runs at start-up,
 /// before any workflow resumes.
 pub fn sweep_orphan_files(core: &Core) -> Result<usize> {
-    let known: std::collections::HashSet<_> =
-        core.store.read()?.all_images()?.into_iter().map(|i| i.id).collect();
+    let known: std::collections::HashSet<_> = core
+        .store
+        .read()?
+        .all_images()?
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
     let mut removed = 0;
     for image in core.driver.list_images()? {
         if !known.contains(&image) {

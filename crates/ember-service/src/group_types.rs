@@ -33,7 +33,9 @@ pub struct GroupTypeChange {
 fn check_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 255 {
-        return Err(ServiceError::InvalidInput("Group type name can not be empty and at most 255 characters.".into()));
+        return Err(ServiceError::InvalidInput(
+            "Group type name can not be empty and at most 255 characters.".into(),
+        ));
     }
     Ok(name.to_string())
 }
@@ -41,7 +43,11 @@ fn check_name(name: &str) -> Result<String> {
 impl Service {
     /// Public types for everyone; admins may ask for private ones
     /// (`is_public: Some(false)`) or all (`None`).
-    pub async fn list_group_types(&self, caller: &Caller, is_public: Option<bool>) -> Result<Vec<GroupType>> {
+    pub async fn list_group_types(
+        &self,
+        caller: &Caller,
+        is_public: Option<bool>,
+    ) -> Result<Vec<GroupType>> {
         let core = self.core.clone();
         let admin = caller.is_admin();
         self.run_blocking(move || {
@@ -49,7 +55,13 @@ impl Service {
             all.extend(core.store.read()?.group_types()?);
             Ok(all
                 .into_iter()
-                .filter(|t| if admin { is_public.is_none_or(|p| t.is_public == p) } else { t.is_public })
+                .filter(|t| {
+                    if admin {
+                        is_public.is_none_or(|p| t.is_public == p)
+                    } else {
+                        t.is_public
+                    }
+                })
                 .collect())
         })
         .await
@@ -62,7 +74,10 @@ impl Service {
             let t = if id == DEFAULT_GROUP_TYPE_ID || id == "default" {
                 default_group_type()
             } else {
-                core.store.read()?.group_type(&id)?.ok_or_else(|| not_found(&id))?
+                core.store
+                    .read()?
+                    .group_type(&id)?
+                    .ok_or_else(|| not_found(&id))?
             };
             if !t.is_public && !admin {
                 return Err(not_found(&id));
@@ -72,16 +87,33 @@ impl Service {
         .await
     }
 
-    pub async fn create_group_type(&self, caller: &Caller, name: &str, description: Option<String>, is_public: bool, group_specs: Metadata) -> Result<GroupType> {
+    pub async fn create_group_type(
+        &self,
+        caller: &Caller,
+        name: &str,
+        description: Option<String>,
+        is_public: bool,
+        group_specs: Metadata,
+    ) -> Result<GroupType> {
         require_admin(caller, "group:group_types:create")?;
         let name = check_name(name)?;
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
-            if name == default_group_type().name || tx.group_types()?.iter().any(|t| t.name == name) {
-                return Err(ServiceError::Conflict(format!("Group Type {name} already exists.")));
+            if name == default_group_type().name || tx.group_types()?.iter().any(|t| t.name == name)
+            {
+                return Err(ServiceError::Conflict(format!(
+                    "Group Type {name} already exists."
+                )));
             }
-            let t = GroupType { id: uuid::Uuid::new_v4().to_string(), name, description, is_public, group_specs, created_at: Timestamp::now() };
+            let t = GroupType {
+                id: uuid::Uuid::new_v4().to_string(),
+                name,
+                description,
+                is_public,
+                group_specs,
+                created_at: Timestamp::now(),
+            };
             tx.put_group_type(&t)?;
             tx.commit()?;
             Ok(t)
@@ -99,10 +131,16 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
             if id == DEFAULT_GROUP_TYPE_ID {
-                return Err(ServiceError::InvalidInput("The default group type cannot be changed.".into()));
+                return Err(ServiceError::InvalidInput(
+                    "The default group type cannot be changed.".into(),
+                ));
             }
             let mut t = tx.group_type(&id)?.ok_or_else(|| not_found(&id))?;
-            let mut others: Vec<GroupType> = tx.group_types()?.into_iter().filter(|o| o.id != id).collect();
+            let mut others: Vec<GroupType> = tx
+                .group_types()?
+                .into_iter()
+                .filter(|o| o.id != id)
+                .collect();
             f(&mut others, &mut t)?;
             tx.put_group_type(&t)?;
             tx.commit()?;
@@ -111,12 +149,19 @@ impl Service {
         .await
     }
 
-    pub async fn update_group_type(&self, caller: &Caller, id: String, change: GroupTypeChange) -> Result<GroupType> {
+    pub async fn update_group_type(
+        &self,
+        caller: &Caller,
+        id: String,
+        change: GroupTypeChange,
+    ) -> Result<GroupType> {
         self.mutate_group_type(caller, id, move |others, t| {
             if let Some(name) = change.name {
                 let name = check_name(&name)?;
                 if name == default_group_type().name || others.iter().any(|o| o.name == name) {
-                    return Err(ServiceError::Conflict(format!("Group Type {name} already exists.")));
+                    return Err(ServiceError::Conflict(format!(
+                        "Group Type {name} already exists."
+                    )));
                 }
                 t.name = name;
             }
@@ -137,7 +182,9 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
             if id == DEFAULT_GROUP_TYPE_ID {
-                return Err(ServiceError::InvalidInput("Default group type can not be deleted.".into()));
+                return Err(ServiceError::InvalidInput(
+                    "Default group type can not be deleted.".into(),
+                ));
             }
             tx.group_type(&id)?.ok_or_else(|| not_found(&id))?;
             tx.delete_group_type(&id)?;
@@ -147,7 +194,12 @@ impl Service {
         .await
     }
 
-    pub async fn set_group_specs(&self, caller: &Caller, id: String, specs: Metadata) -> Result<GroupType> {
+    pub async fn set_group_specs(
+        &self,
+        caller: &Caller,
+        id: String,
+        specs: Metadata,
+    ) -> Result<GroupType> {
         self.mutate_group_type(caller, id, move |_, t| {
             t.group_specs.extend(specs);
             Ok(())
@@ -157,10 +209,9 @@ impl Service {
 
     pub async fn delete_group_spec(&self, caller: &Caller, id: String, key: String) -> Result<()> {
         self.mutate_group_type(caller, id.clone(), move |_, t| {
-            t.group_specs
-                .remove(&key)
-                .map(drop)
-                .ok_or_else(|| ServiceError::NotFound(format!("Group Type {id} has no specs with key {key}.")))
+            t.group_specs.remove(&key).map(drop).ok_or_else(|| {
+                ServiceError::NotFound(format!("Group Type {id} has no specs with key {key}."))
+            })
         })
         .await
         .map(drop)

@@ -11,20 +11,27 @@
 use crate::snapshots::begin_snapshot;
 use crate::volumes::{begin_volume, require_admin, require_writer};
 use crate::{Caller, CreateSnapshot, CreateVolume, Result, Service, ServiceError};
-use ember_model::{Group, GroupSnapshot, Metadata, SnapshotStatus, Timestamp, VolumeId, VolumeStatus, WorkflowRecord};
+use ember_model::{
+    Group, GroupSnapshot, Metadata, SnapshotStatus, Timestamp, VolumeId, VolumeStatus,
+    WorkflowRecord,
+};
 use ember_store::Tx;
 
 pub(crate) fn load_group(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<Group> {
     match tx.group(id)? {
         Some(g) if caller.sees(&g.project_id) => Ok(g),
-        _ => Err(ServiceError::NotFound(format!("Group {id} could not be found."))),
+        _ => Err(ServiceError::NotFound(format!(
+            "Group {id} could not be found."
+        ))),
     }
 }
 
 fn load_group_snapshot(tx: &mut dyn Tx, caller: &Caller, id: &str) -> Result<GroupSnapshot> {
     match tx.group_snapshot(id)? {
         Some(g) if caller.sees(&g.project_id) => Ok(g),
-        _ => Err(ServiceError::NotFound(format!("GroupSnapshot {id} could not be found."))),
+        _ => Err(ServiceError::NotFound(format!(
+            "GroupSnapshot {id} could not be found."
+        ))),
     }
 }
 
@@ -37,20 +44,34 @@ pub struct GroupView {
 }
 
 fn group_view(tx: &mut dyn Tx, group: Group) -> Result<GroupView> {
-    let members: Vec<_> = tx.all_volumes()?.into_iter().filter(|v| v.group_id.as_deref() == Some(group.id.as_str())).collect();
-    let status = if group.status == "available" && members.iter().any(|v| v.status == VolumeStatus::Creating) {
+    let members: Vec<_> = tx
+        .all_volumes()?
+        .into_iter()
+        .filter(|v| v.group_id.as_deref() == Some(group.id.as_str()))
+        .collect();
+    let status = if group.status == "available"
+        && members.iter().any(|v| v.status == VolumeStatus::Creating)
+    {
         "creating".to_string()
     } else {
         group.status.clone()
     };
-    Ok(GroupView { volumes: members.iter().map(|v| v.id).collect(), status, group })
+    Ok(GroupView {
+        volumes: members.iter().map(|v| v.id).collect(),
+        status,
+        group,
+    })
 }
 
 fn group_snapshot_status(tx: &mut dyn Tx, gs: &GroupSnapshot) -> Result<String> {
     if let Some(s) = &gs.status_override {
         return Ok(s.clone());
     }
-    let members: Vec<_> = tx.all_snapshots()?.into_iter().filter(|s| s.group_snapshot_id.as_deref() == Some(gs.id.as_str())).collect();
+    let members: Vec<_> = tx
+        .all_snapshots()?
+        .into_iter()
+        .filter(|s| s.group_snapshot_id.as_deref() == Some(gs.id.as_str()))
+        .collect();
     let any = |st: SnapshotStatus| members.iter().any(|s| s.status == st);
     Ok(if any(SnapshotStatus::Creating) {
         "creating"
@@ -66,13 +87,22 @@ fn group_snapshot_status(tx: &mut dyn Tx, gs: &GroupSnapshot) -> Result<String> 
 
 /// What a new group is made from.
 pub enum GroupSource {
-    Nothing { group_type: String, volume_types: Vec<String> },
+    Nothing {
+        group_type: String,
+        volume_types: Vec<String>,
+    },
     GroupSnapshot(String),
     Group(String),
 }
 
 impl Service {
-    pub async fn create_group(&self, caller: &Caller, name: Option<String>, description: Option<String>, source: GroupSource) -> Result<Group> {
+    pub async fn create_group(
+        &self,
+        caller: &Caller,
+        name: Option<String>,
+        description: Option<String>,
+        source: GroupSource,
+    ) -> Result<Group> {
         require_writer(caller, "group:create")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -95,30 +125,55 @@ impl Service {
                     created_at: Timestamp::now(),
                 };
                 // (snapshot to clone, source volume to clone) per new member
-                let mut members: Vec<(Option<ember_model::SnapshotId>, Option<VolumeId>, Option<String>)> = vec![];
+                let mut members: Vec<(
+                    Option<ember_model::SnapshotId>,
+                    Option<VolumeId>,
+                    Option<String>,
+                )> = vec![];
                 match source {
-                    GroupSource::Nothing { group_type, volume_types } => {
+                    GroupSource::Nothing {
+                        group_type,
+                        volume_types,
+                    } => {
                         let gt = tx.group_type(&group_type)?;
                         let known_default = group_type == crate::group_types::DEFAULT_GROUP_TYPE_ID;
-                        if gt.as_ref().is_none_or(|t| !t.is_public && !caller.is_admin()) && !known_default {
-                            return Err(ServiceError::NotFound(format!("Group type with id {group_type} could not be found.")));
+                        if gt
+                            .as_ref()
+                            .is_none_or(|t| !t.is_public && !caller.is_admin())
+                            && !known_default
+                        {
+                            return Err(ServiceError::NotFound(format!(
+                                "Group type with id {group_type} could not be found."
+                            )));
                         }
                         if volume_types.is_empty() {
-                            return Err(ServiceError::InvalidInput("volume_types must be provided to create group.".into()));
+                            return Err(ServiceError::InvalidInput(
+                                "volume_types must be provided to create group.".into(),
+                            ));
                         }
                         for t in &volume_types {
-                            let found = crate::types::find_type(tx.as_mut(), &default_name, &caller, t)?;
+                            let found =
+                                crate::types::find_type(tx.as_mut(), &default_name, &caller, t)?;
                             group.volume_type_ids.push(found.id);
                         }
                         group.group_type_id = group_type;
                     }
                     GroupSource::GroupSnapshot(id) => {
                         let gs = load_group_snapshot(tx.as_mut(), &caller, &id)?;
-                        let source = tx.group(&gs.group_id)?.ok_or_else(|| ServiceError::NotFound(format!("Group {} could not be found.", gs.group_id)))?;
+                        let source = tx.group(&gs.group_id)?.ok_or_else(|| {
+                            ServiceError::NotFound(format!(
+                                "Group {} could not be found.",
+                                gs.group_id
+                            ))
+                        })?;
                         group.group_type_id = source.group_type_id.clone();
                         group.volume_type_ids = source.volume_type_ids.clone();
                         group.group_snapshot_id = Some(id.clone());
-                        for s in tx.all_snapshots()?.into_iter().filter(|s| s.group_snapshot_id.as_deref() == Some(id.as_str())) {
+                        for s in tx
+                            .all_snapshots()?
+                            .into_iter()
+                            .filter(|s| s.group_snapshot_id.as_deref() == Some(id.as_str()))
+                        {
                             let vt = tx.volume(s.volume_id)?.and_then(|v| v.volume_type_id);
                             members.push((Some(s.id), None, vt));
                         }
@@ -128,7 +183,11 @@ impl Service {
                         group.group_type_id = source.group_type_id.clone();
                         group.volume_type_ids = source.volume_type_ids.clone();
                         group.source_group_id = Some(id.clone());
-                        for v in tx.all_volumes()?.into_iter().filter(|v| v.group_id.as_deref() == Some(id.as_str())) {
+                        for v in tx
+                            .all_volumes()?
+                            .into_iter()
+                            .filter(|v| v.group_id.as_deref() == Some(id.as_str()))
+                        {
                             members.push((None, Some(v.id), v.volume_type_id));
                         }
                     }
@@ -168,7 +227,10 @@ impl Service {
                 .into_iter()
                 .filter(|g| (all_tenants && caller.is_admin()) || g.project_id == caller.project_id)
                 .collect();
-            groups.into_iter().map(|g| group_view(tx.as_mut(), g)).collect()
+            groups
+                .into_iter()
+                .map(|g| group_view(tx.as_mut(), g))
+                .collect()
         })
         .await
     }
@@ -244,15 +306,31 @@ impl Service {
     /// Deletes the group; with `delete_volumes`, its volumes (with their
     /// snapshots) first, each by its own durable workflow. A group with
     /// group snapshots cannot go.
-    pub async fn delete_group(&self, caller: &Caller, id: String, delete_volumes: bool) -> Result<()> {
+    pub async fn delete_group(
+        &self,
+        caller: &Caller,
+        id: String,
+        delete_volumes: bool,
+    ) -> Result<()> {
         require_writer(caller, "group:delete")?;
         let view = self.group(caller, id.clone()).await?;
         {
             let core = self.core.clone();
             let gid = id.clone();
-            let has_snapshots = self.run_blocking(move || Ok(core.store.read()?.group_snapshots()?.iter().any(|g| g.group_id == gid))).await?;
+            let has_snapshots = self
+                .run_blocking(move || {
+                    Ok(core
+                        .store
+                        .read()?
+                        .group_snapshots()?
+                        .iter()
+                        .any(|g| g.group_id == gid))
+                })
+                .await?;
             if has_snapshots {
-                return Err(ServiceError::InvalidInput(format!("Group {id} has existing group snapshots and cannot be deleted.")));
+                return Err(ServiceError::InvalidInput(format!(
+                    "Group {id} has existing group snapshots and cannot be deleted."
+                )));
             }
         }
         if !view.volumes.is_empty() && !delete_volumes {
@@ -273,7 +351,12 @@ impl Service {
         .await
     }
 
-    pub async fn reset_group_status(&self, caller: &Caller, id: String, status: String) -> Result<()> {
+    pub async fn reset_group_status(
+        &self,
+        caller: &Caller,
+        id: String,
+        status: String,
+    ) -> Result<()> {
         require_admin(caller, "group:reset_status")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -289,7 +372,13 @@ impl Service {
     }
 
     /// A snapshot of every member volume, recorded together.
-    pub async fn create_group_snapshot(&self, caller: &Caller, group_id: String, name: Option<String>, description: Option<String>) -> Result<GroupSnapshot> {
+    pub async fn create_group_snapshot(
+        &self,
+        caller: &Caller,
+        group_id: String,
+        name: Option<String>,
+        description: Option<String>,
+    ) -> Result<GroupSnapshot> {
         require_writer(caller, "group:create_group_snapshot")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -309,12 +398,23 @@ impl Service {
                     created_at: Timestamp::now(),
                 };
                 tx.put_group_snapshot(&gs)?;
-                let members: Vec<VolumeId> =
-                    tx.all_volumes()?.into_iter().filter(|v| v.group_id.as_deref() == Some(group.id.as_str())).map(|v| v.id).collect();
+                let members: Vec<VolumeId> = tx
+                    .all_volumes()?
+                    .into_iter()
+                    .filter(|v| v.group_id.as_deref() == Some(group.id.as_str()))
+                    .map(|v| v.id)
+                    .collect();
                 let mut records = vec![];
                 for volume_id in members {
-                    let req = CreateSnapshot { volume_id, name: None, description: None, metadata: Metadata::new(), allow_in_use: true };
-                    let (_, record) = begin_snapshot(tx.as_mut(), &caller, req, Some(gs.id.clone()))?;
+                    let req = CreateSnapshot {
+                        volume_id,
+                        name: None,
+                        description: None,
+                        metadata: Metadata::new(),
+                        allow_in_use: true,
+                    };
+                    let (_, record) =
+                        begin_snapshot(tx.as_mut(), &caller, req, Some(gs.id.clone()))?;
                     records.push(record);
                 }
                 tx.commit()?;
@@ -327,7 +427,11 @@ impl Service {
         Ok(gs)
     }
 
-    pub async fn list_group_snapshots(&self, caller: &Caller, all_tenants: bool) -> Result<Vec<(GroupSnapshot, String)>> {
+    pub async fn list_group_snapshots(
+        &self,
+        caller: &Caller,
+        all_tenants: bool,
+    ) -> Result<Vec<(GroupSnapshot, String)>> {
         let core = self.core.clone();
         let caller = caller.clone();
         self.run_blocking(move || {
@@ -347,7 +451,11 @@ impl Service {
         .await
     }
 
-    pub async fn group_snapshot(&self, caller: &Caller, id: String) -> Result<(GroupSnapshot, String)> {
+    pub async fn group_snapshot(
+        &self,
+        caller: &Caller,
+        id: String,
+    ) -> Result<(GroupSnapshot, String)> {
         let core = self.core.clone();
         let caller = caller.clone();
         self.run_blocking(move || {
@@ -366,9 +474,20 @@ impl Service {
         let core = self.core.clone();
         let gid = gs.id.clone();
         let members: Vec<ember_model::Snapshot> = self
-            .run_blocking(move || Ok(core.store.read()?.all_snapshots()?.into_iter().filter(|s| s.group_snapshot_id.as_deref() == Some(gid.as_str())).collect()))
+            .run_blocking(move || {
+                Ok(core
+                    .store
+                    .read()?
+                    .all_snapshots()?
+                    .into_iter()
+                    .filter(|s| s.group_snapshot_id.as_deref() == Some(gid.as_str()))
+                    .collect())
+            })
             .await?;
-        for s in members.iter().filter(|s| s.status != SnapshotStatus::Deleting) {
+        for s in members
+            .iter()
+            .filter(|s| s.status != SnapshotStatus::Deleting)
+        {
             self.delete_snapshot(caller, s.id, false).await?;
         }
         let core = self.core.clone();
@@ -381,7 +500,12 @@ impl Service {
         .await
     }
 
-    pub async fn reset_group_snapshot_status(&self, caller: &Caller, id: String, status: String) -> Result<()> {
+    pub async fn reset_group_snapshot_status(
+        &self,
+        caller: &Caller,
+        id: String,
+        status: String,
+    ) -> Result<()> {
         require_admin(caller, "group:reset_group_snapshot_status")?;
         let core = self.core.clone();
         let caller = caller.clone();

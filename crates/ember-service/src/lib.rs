@@ -9,10 +9,10 @@ mod context;
 pub mod core;
 pub mod engine;
 mod error;
+pub mod gc;
 pub mod group_types;
 pub mod groups;
 pub mod messages;
-pub mod gc;
 pub mod qos;
 pub mod quotas;
 mod requests;
@@ -31,8 +31,8 @@ pub use volumes::DEFAULT_VOLUME_TYPE_ID;
 
 use crate::core::Core;
 use ember_model::{WorkflowId, WorkflowRecord};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -47,7 +47,10 @@ impl Service {
         driver: Arc<dyn ember_storage::StorageDriver>,
         config: ServiceConfig,
     ) -> Self {
-        Service { core: Arc::new(Core::new(store, driver, config)), running: Arc::new(AtomicUsize::new(0)) }
+        Service {
+            core: Arc::new(Core::new(store, driver, config)),
+            running: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     pub fn core(&self) -> &Arc<Core> {
@@ -67,7 +70,10 @@ impl Service {
             core.driver.remove_temporaries()?;
             let repaired = core.driver.repair_after_crash()?;
             if !repaired.is_empty() {
-                tracing::warn!(images = repaired.len(), "repaired images left open by an unclean shutdown");
+                tracing::warn!(
+                    images = repaired.len(),
+                    "repaired images left open by an unclean shutdown"
+                );
             }
             let removed = gc::sweep_orphan_files(&core)?;
             if removed > 0 {
@@ -83,7 +89,8 @@ impl Service {
             self.start(record);
         }
         let core = self.core.clone();
-        self.run_blocking(move || gc::collect_garbage(&core)).await?;
+        self.run_blocking(move || gc::collect_garbage(&core))
+            .await?;
         Ok(n)
     }
 
@@ -129,7 +136,9 @@ impl Service {
                     Ok(Err(e)) => {
                         tracing::error!(workflow = %id, error = %e, "workflow stalled; retrying");
                     }
-                    Err(e) => tracing::error!(workflow = %id, error = %e, "workflow task panicked; retrying"),
+                    Err(e) => {
+                        tracing::error!(workflow = %id, error = %e, "workflow task panicked; retrying")
+                    }
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -142,6 +151,8 @@ impl Service {
         &self,
         f: impl FnOnce() -> Result<R> + Send + 'static,
     ) -> Result<R> {
-        tokio::task::spawn_blocking(f).await.map_err(|e| ServiceError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 }

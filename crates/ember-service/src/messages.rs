@@ -25,7 +25,9 @@ pub(crate) fn record(
     tx.put_message(&UserMessage {
         id: uuid::Uuid::new_v4().to_string(),
         project_id: project.clone(),
-        request_id: request_id.map(str::to_string).unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4())),
+        request_id: request_id
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4())),
         event_id: event_id.into(),
         message_level: "ERROR".into(),
         resource_type: resource_type.into(),
@@ -40,10 +42,15 @@ pub(crate) fn record(
 impl Service {
     /// The caller's project's messages (every project's for an admin
     /// asking for all tenants).
-    pub async fn list_messages(&self, caller: &Caller, all_tenants: bool) -> Result<Vec<UserMessage>> {
+    pub async fn list_messages(
+        &self,
+        caller: &Caller,
+        all_tenants: bool,
+    ) -> Result<Vec<UserMessage>> {
         let core = self.core.clone();
         let project = (!(all_tenants && caller.is_admin())).then(|| caller.project_id.clone());
-        self.run_blocking(move || Ok(core.store.read()?.messages(project.as_ref())?)).await
+        self.run_blocking(move || Ok(core.store.read()?.messages(project.as_ref())?))
+            .await
     }
 
     pub async fn message(&self, caller: &Caller, id: String) -> Result<UserMessage> {

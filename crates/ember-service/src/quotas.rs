@@ -2,7 +2,7 @@
 //! same transaction as the resources that use it, so parallel requests can
 //! never overshoot and usage never drifts from the live resources.
 
-use crate::{Caller, Result, Service, ServiceError, DEFAULT_VOLUME_TYPE_ID};
+use crate::{Caller, DEFAULT_VOLUME_TYPE_ID, Result, Service, ServiceError};
 use ember_model::{ProjectId, QuotaResource};
 use ember_store::Tx;
 
@@ -18,7 +18,11 @@ pub struct QuotaSet {
 }
 
 /// The resources counted per volume type.
-const TYPED: [QuotaResource; 3] = [QuotaResource::Volumes, QuotaResource::Snapshots, QuotaResource::Gigabytes];
+const TYPED: [QuotaResource; 3] = [
+    QuotaResource::Volumes,
+    QuotaResource::Snapshots,
+    QuotaResource::Gigabytes,
+];
 
 /// Where a per-type limit or usage is kept: by type id, so a renamed type
 /// keeps both.
@@ -28,7 +32,9 @@ pub fn type_key(resource: QuotaResource, type_id: &str) -> String {
 
 /// The type a volume's (or snapshot's) usage is counted under.
 pub(crate) fn type_of(type_id: &Option<String>) -> String {
-    type_id.clone().unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into())
+    type_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into())
 }
 
 /// A project's per-type limit, else the default class's, else unlimited.
@@ -41,13 +47,23 @@ fn typed_limit(tx: &mut dyn Tx, project: &ProjectId, key: &str) -> Result<i64> {
 
 /// Reserves per-type usage (after the global [`reserve`]), or fails the
 /// way the global quotas do.
-pub(crate) fn reserve_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str, deltas: &[(QuotaResource, i64)]) -> Result<()> {
+pub(crate) fn reserve_typed(
+    tx: &mut dyn Tx,
+    project: &ProjectId,
+    type_id: &str,
+    deltas: &[(QuotaResource, i64)],
+) -> Result<()> {
     for &(resource, delta) in deltas {
         let key = type_key(resource, type_id);
         let limit = typed_limit(tx, project, &key)?;
         let in_use = tx.keyed_quota_usage(project, &key)?;
         if limit >= 0 && delta > 0 && in_use + delta > limit {
-            return Err(ServiceError::QuotaExceeded { resource, requested: delta, in_use, limit });
+            return Err(ServiceError::QuotaExceeded {
+                resource,
+                requested: delta,
+                in_use,
+                limit,
+            });
         }
     }
     for &(resource, delta) in deltas {
@@ -57,7 +73,12 @@ pub(crate) fn reserve_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str,
 }
 
 /// Returns per-type usage.
-pub(crate) fn release_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str, deltas: &[(QuotaResource, i64)]) -> Result<()> {
+pub(crate) fn release_typed(
+    tx: &mut dyn Tx,
+    project: &ProjectId,
+    type_id: &str,
+    deltas: &[(QuotaResource, i64)],
+) -> Result<()> {
     for &(resource, delta) in deltas {
         tx.add_keyed_quota_usage(project, &type_key(resource, type_id), -delta)?;
     }
@@ -65,7 +86,12 @@ pub(crate) fn release_typed(tx: &mut dyn Tx, project: &ProjectId, type_id: &str,
 }
 
 /// Every type's per-type entries for `project` (`usage: false` reports 0).
-fn typed_entries(tx: &mut dyn Tx, project: &ProjectId, default_name: &str, class_only: bool) -> Result<Vec<(String, i64, i64)>> {
+fn typed_entries(
+    tx: &mut dyn Tx,
+    project: &ProjectId,
+    default_name: &str,
+    class_only: bool,
+) -> Result<Vec<(String, i64, i64)>> {
     let mut types = vec![(DEFAULT_VOLUME_TYPE_ID.to_string(), default_name.to_string())];
     types.extend(tx.volume_types()?.into_iter().map(|t| (t.id, t.name)));
     let mut out = vec![];
@@ -73,9 +99,15 @@ fn typed_entries(tx: &mut dyn Tx, project: &ProjectId, default_name: &str, class
         for resource in TYPED {
             let key = type_key(resource, &id);
             let (limit, in_use) = if class_only {
-                (tx.keyed_quota_limit(&default_class(), &key)?.unwrap_or(-1), 0)
+                (
+                    tx.keyed_quota_limit(&default_class(), &key)?.unwrap_or(-1),
+                    0,
+                )
             } else {
-                (typed_limit(tx, project, &key)?, tx.keyed_quota_usage(project, &key)?)
+                (
+                    typed_limit(tx, project, &key)?,
+                    tx.keyed_quota_usage(project, &key)?,
+                )
             };
             out.push((format!("{}_{name}", resource.as_str()), limit, in_use));
         }
@@ -84,18 +116,29 @@ fn typed_entries(tx: &mut dyn Tx, project: &ProjectId, default_name: &str, class
 }
 
 /// Resolves Cinder's `volumes_<type name>` keys to storage keys.
-fn typed_keys(tx: &mut dyn Tx, default_name: &str, asked: &[(String, i64)]) -> Result<Vec<(String, i64)>> {
+fn typed_keys(
+    tx: &mut dyn Tx,
+    default_name: &str,
+    asked: &[(String, i64)],
+) -> Result<Vec<(String, i64)>> {
     let mut types = vec![(DEFAULT_VOLUME_TYPE_ID.to_string(), default_name.to_string())];
     types.extend(tx.volume_types()?.into_iter().map(|t| (t.id, t.name)));
     let mut out = vec![];
     for (key, value) in asked {
         let found = TYPED.iter().find_map(|r| {
             let name = key.strip_prefix(r.as_str())?.strip_prefix('_')?;
-            types.iter().find(|(_, n)| n == name).map(|(id, _)| type_key(*r, id))
+            types
+                .iter()
+                .find(|(_, n)| n == name)
+                .map(|(id, _)| type_key(*r, id))
         });
         match found {
             Some(k) => out.push((k, *value)),
-            None => return Err(ServiceError::InvalidInput(format!("Bad key(s) in quota set: {key}"))),
+            None => {
+                return Err(ServiceError::InvalidInput(format!(
+                    "Bad key(s) in quota set: {key}"
+                )));
+            }
         }
     }
     Ok(out)
@@ -117,26 +160,42 @@ pub(crate) fn limit(tx: &mut dyn Tx, project: &ProjectId, resource: QuotaResourc
 }
 
 fn class_limit(tx: &mut dyn Tx, resource: QuotaResource) -> Result<i64> {
-    Ok(tx.quota_limit(&default_class(), resource)?.unwrap_or(resource.default_limit()))
+    Ok(tx
+        .quota_limit(&default_class(), resource)?
+        .unwrap_or(resource.default_limit()))
 }
 
 /// Refuses a volume larger than the project's `per_volume_gigabytes`.
 pub(crate) fn check_volume_size(tx: &mut dyn Tx, project: &ProjectId, size_gib: i64) -> Result<()> {
     let limit = limit(tx, project, QuotaResource::PerVolumeGigabytes)?;
     if limit >= 0 && size_gib > limit {
-        return Err(ServiceError::QuotaExceeded { resource: QuotaResource::PerVolumeGigabytes, requested: size_gib, in_use: 0, limit });
+        return Err(ServiceError::QuotaExceeded {
+            resource: QuotaResource::PerVolumeGigabytes,
+            requested: size_gib,
+            in_use: 0,
+            limit,
+        });
     }
     Ok(())
 }
 
 /// Reserves `deltas` for `project` or fails with the first exceeded quota.
 /// Must run inside the write transaction that creates the resource.
-pub(crate) fn reserve(tx: &mut dyn Tx, project: &ProjectId, deltas: &[(QuotaResource, i64)]) -> Result<()> {
+pub(crate) fn reserve(
+    tx: &mut dyn Tx,
+    project: &ProjectId,
+    deltas: &[(QuotaResource, i64)],
+) -> Result<()> {
     for &(resource, delta) in deltas {
         let limit = limit(tx, project, resource)?;
         let in_use = tx.quota_usage(project, resource)?;
         if limit >= 0 && delta > 0 && in_use + delta > limit {
-            return Err(ServiceError::QuotaExceeded { resource, requested: delta, in_use, limit });
+            return Err(ServiceError::QuotaExceeded {
+                resource,
+                requested: delta,
+                in_use,
+                limit,
+            });
         }
     }
     for &(resource, delta) in deltas {
@@ -148,7 +207,9 @@ pub(crate) fn reserve(tx: &mut dyn Tx, project: &ProjectId, deltas: &[(QuotaReso
 impl Service {
     pub async fn quota_set(&self, caller: &Caller, project: ProjectId) -> Result<QuotaSet> {
         if !caller.sees(&project) {
-            return Err(ServiceError::Forbidden("volume_extension:quotas:show".into()));
+            return Err(ServiceError::Forbidden(
+                "volume_extension:quotas:show".into(),
+            ));
         }
         let core = self.core.clone();
         let default_name = self.core.config.default_volume_type.clone();
@@ -156,10 +217,18 @@ impl Service {
             let mut tx = core.store.read()?;
             let mut entries = vec![];
             for resource in QuotaResource::ALL {
-                entries.push((resource, limit(tx.as_mut(), &project, resource)?, tx.quota_usage(&project, resource)?));
+                entries.push((
+                    resource,
+                    limit(tx.as_mut(), &project, resource)?,
+                    tx.quota_usage(&project, resource)?,
+                ));
             }
             let typed = typed_entries(tx.as_mut(), &project, &default_name, false)?;
-            Ok(QuotaSet { project_id: project, entries, typed })
+            Ok(QuotaSet {
+                project_id: project,
+                entries,
+                typed,
+            })
         })
         .await
     }
@@ -175,7 +244,11 @@ impl Service {
                 entries.push((resource, class_limit(tx.as_mut(), resource)?, 0));
             }
             let typed = typed_entries(tx.as_mut(), &project, &default_name, true)?;
-            Ok(QuotaSet { project_id: project, entries, typed })
+            Ok(QuotaSet {
+                project_id: project,
+                entries,
+                typed,
+            })
         })
         .await
     }
@@ -188,7 +261,12 @@ impl Service {
 
     /// Changes the `default` class: every project without its own limit
     /// follows. Admin only.
-    pub async fn set_quota_class(&self, caller: &Caller, limits: Vec<(QuotaResource, i64)>, typed: Vec<(String, i64)>) -> Result<QuotaSet> {
+    pub async fn set_quota_class(
+        &self,
+        caller: &Caller,
+        limits: Vec<(QuotaResource, i64)>,
+        typed: Vec<(String, i64)>,
+    ) -> Result<QuotaSet> {
         require_quota_admin(caller, "volume_extension:quota_classes:update")?;
         let core = self.core.clone();
         let default_name = self.core.config.default_volume_type.clone();
@@ -196,13 +274,18 @@ impl Service {
             let mut tx = core.store.write()?;
             for (key, value) in typed_keys(tx.as_mut(), &default_name, &typed)? {
                 if value < -1 {
-                    return Err(ServiceError::InvalidInput(format!("Quota limit {value} must be -1 or greater.")));
+                    return Err(ServiceError::InvalidInput(format!(
+                        "Quota limit {value} must be -1 or greater."
+                    )));
                 }
                 tx.set_keyed_quota_limit(&default_class(), &key, value)?;
             }
             for (resource, value) in &limits {
                 if *value < -1 {
-                    return Err(ServiceError::InvalidInput(format!("Quota limit {value} for {} must be -1 or greater.", resource.as_str())));
+                    return Err(ServiceError::InvalidInput(format!(
+                        "Quota limit {value} for {} must be -1 or greater.",
+                        resource.as_str()
+                    )));
                 }
                 tx.set_quota_limit(&default_class(), *resource, *value)?;
             }
@@ -233,7 +316,13 @@ impl Service {
     }
 
     /// Admin only. A limit below current usage is refused, as in Cinder.
-    pub async fn set_quotas(&self, caller: &Caller, project: ProjectId, limits: Vec<(QuotaResource, i64)>, typed: Vec<(String, i64)>) -> Result<QuotaSet> {
+    pub async fn set_quotas(
+        &self,
+        caller: &Caller,
+        project: ProjectId,
+        limits: Vec<(QuotaResource, i64)>,
+        typed: Vec<(String, i64)>,
+    ) -> Result<QuotaSet> {
         self.authorize_quota_update(caller)?;
         let core = self.core.clone();
         let p = project.clone();
@@ -271,5 +360,9 @@ impl Service {
 }
 
 fn require_quota_admin(caller: &Caller, action: &str) -> Result<()> {
-    if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(action.into()))
+    }
 }

@@ -16,7 +16,11 @@ pub(crate) fn load_snapshot(tx: &mut dyn Tx, caller: &Caller, id: SnapshotId) ->
 }
 
 fn require_writer(caller: &Caller, action: &str) -> Result<()> {
-    if caller.can_write() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+    if caller.can_write() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(action.into()))
+    }
 }
 
 impl Service {
@@ -41,15 +45,22 @@ impl Service {
     pub async fn snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
         let core = self.core.clone();
         let caller = caller.clone();
-        self.run_blocking(move || load_snapshot(core.store.read()?.as_mut(), &caller, id)).await
+        self.run_blocking(move || load_snapshot(core.store.read()?.as_mut(), &caller, id))
+            .await
     }
 
-    pub async fn list_snapshots(&self, caller: &Caller, mut query: ListQuery<SnapshotFilter>, all_tenants: bool) -> Result<Page<Snapshot>> {
+    pub async fn list_snapshots(
+        &self,
+        caller: &Caller,
+        mut query: ListQuery<SnapshotFilter>,
+        all_tenants: bool,
+    ) -> Result<Page<Snapshot>> {
         if !(all_tenants && caller.is_admin()) {
             query.project = Some(caller.project_id.clone());
         }
         let core = self.core.clone();
-        self.run_blocking(move || Ok(core.store.read()?.list_snapshots(&query)?)).await
+        self.run_blocking(move || Ok(core.store.read()?.list_snapshots(&query)?))
+            .await
     }
 
     async fn mutate_snapshot(
@@ -72,7 +83,12 @@ impl Service {
         .await
     }
 
-    pub async fn update_snapshot(&self, caller: &Caller, id: SnapshotId, update: UpdateSnapshot) -> Result<Snapshot> {
+    pub async fn update_snapshot(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        update: UpdateSnapshot,
+    ) -> Result<Snapshot> {
         require_writer(caller, "volume:update_snapshot")?;
         self.mutate_snapshot(caller, id, move |s| {
             if let Some(name) = update.name {
@@ -86,7 +102,13 @@ impl Service {
         .await
     }
 
-    pub async fn write_snapshot_metadata(&self, caller: &Caller, id: SnapshotId, metadata: Metadata, how: MetadataWrite) -> Result<Metadata> {
+    pub async fn write_snapshot_metadata(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        metadata: Metadata,
+        how: MetadataWrite,
+    ) -> Result<Metadata> {
         require_writer(caller, "volume:update_snapshot_metadata")?;
         let s = self
             .mutate_snapshot(caller, id, move |s| {
@@ -100,13 +122,21 @@ impl Service {
         Ok(s.metadata)
     }
 
-    pub async fn delete_snapshot_metadata_key(&self, caller: &Caller, id: SnapshotId, key: String) -> Result<()> {
+    pub async fn delete_snapshot_metadata_key(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        key: String,
+    ) -> Result<()> {
         require_writer(caller, "volume:delete_snapshot_metadata")?;
         self.mutate_snapshot(caller, id, move |s| {
             s.metadata
                 .remove(&key)
                 .map(drop)
-                .ok_or(ServiceError::SnapshotMetadataNotFound { snapshot: id.to_string(), key })
+                .ok_or(ServiceError::SnapshotMetadataNotFound {
+                    snapshot: id.to_string(),
+                    key,
+                })
         })
         .await
         .map(drop)
@@ -114,10 +144,18 @@ impl Service {
 
     /// Deletes a snapshot; `force` (admin `os-force_delete`) skips the
     /// status rule.
-    pub async fn delete_snapshot(&self, caller: &Caller, id: SnapshotId, force: bool) -> Result<()> {
+    pub async fn delete_snapshot(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        force: bool,
+    ) -> Result<()> {
         require_writer(caller, "volume:delete_snapshot")?;
         if force {
-            require_admin(caller, "volume_extension:snapshot_admin_actions:force_delete")?;
+            require_admin(
+                caller,
+                "volume_extension:snapshot_admin_actions:force_delete",
+            )?;
         }
         let core = self.core.clone();
         let caller = caller.clone();
@@ -150,8 +188,16 @@ impl Service {
     }
 
     /// Admin `os-reset_status`, any status as in Cinder (see volumes).
-    pub async fn reset_snapshot_status(&self, caller: &Caller, id: SnapshotId, status: SnapshotStatus) -> Result<Snapshot> {
-        require_admin(caller, "volume_extension:snapshot_admin_actions:reset_status")?;
+    pub async fn reset_snapshot_status(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        status: SnapshotStatus,
+    ) -> Result<Snapshot> {
+        require_admin(
+            caller,
+            "volume_extension:snapshot_admin_actions:reset_status",
+        )?;
         self.mutate_snapshot(caller, id, move |s| {
             s.status = status;
             Ok(())
@@ -163,12 +209,27 @@ impl Service {
     /// with help from the compute host: only the transitions Cinder allows.
     /// Cinder's default policy lets any project member call it (Tempest's
     /// primary user does); readers cannot.
-    pub async fn update_snapshot_status(&self, caller: &Caller, id: SnapshotId, status: SnapshotStatus, progress: Option<String>) -> Result<Snapshot> {
-        require_writer(caller, "snapshot_extension:snapshot_actions:update_snapshot_status")?;
+    pub async fn update_snapshot_status(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        status: SnapshotStatus,
+        progress: Option<String>,
+    ) -> Result<Snapshot> {
+        require_writer(
+            caller,
+            "snapshot_extension:snapshot_actions:update_snapshot_status",
+        )?;
         self.mutate_snapshot(caller, id, move |s| {
             let allowed: &[SnapshotStatus] = match s.status {
-                SnapshotStatus::Creating => &[SnapshotStatus::Creating, SnapshotStatus::Available, SnapshotStatus::Error],
-                SnapshotStatus::Deleting => &[SnapshotStatus::Deleting, SnapshotStatus::ErrorDeleting],
+                SnapshotStatus::Creating => &[
+                    SnapshotStatus::Creating,
+                    SnapshotStatus::Available,
+                    SnapshotStatus::Error,
+                ],
+                SnapshotStatus::Deleting => {
+                    &[SnapshotStatus::Deleting, SnapshotStatus::ErrorDeleting]
+                }
                 _ => &[],
             };
             if !allowed.contains(&status) {
@@ -180,7 +241,9 @@ impl Service {
             // Ember's own workflow finishes `creating`; an external report of
             // success is only recorded once the data is actually frozen.
             if status == SnapshotStatus::Available && s.image.is_none() {
-                return Err(ServiceError::InvalidSnapshot("Snapshot data is not frozen yet.".into()));
+                return Err(ServiceError::InvalidSnapshot(
+                    "Snapshot data is not frozen yet.".into(),
+                ));
             }
             s.status = status;
             if let Some(p) = progress {
@@ -192,13 +255,24 @@ impl Service {
     }
 
     /// Reads bytes of a snapshot's frozen data.
-    pub async fn read_snapshot(&self, caller: &Caller, id: SnapshotId, offset: u64, length: u64) -> Result<Vec<u8>> {
+    pub async fn read_snapshot(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
         let s = self.snapshot(caller, id).await?;
         let Some(image) = s.image else {
-            return Err(ServiceError::InvalidSnapshot(format!("Snapshot {id} has no data yet (status {}).", s.status)));
+            return Err(ServiceError::InvalidSnapshot(format!(
+                "Snapshot {id} has no data yet (status {}).",
+                s.status
+            )));
         };
         if length > 64 << 20 {
-            return Err(ServiceError::InvalidInput("At most 64 MiB can be read at once.".into()));
+            return Err(ServiceError::InvalidInput(
+                "At most 64 MiB can be read at once.".into(),
+            ));
         }
         let core = self.core.clone();
         self.run_blocking(move || {
@@ -220,14 +294,18 @@ pub(crate) fn begin_snapshot(
     group_snapshot_id: Option<String>,
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
     let volume = load_volume(tx, caller, req.volume_id)?;
-    let allowed = volume.status == VolumeStatus::Available || (volume.status == VolumeStatus::InUse && req.allow_in_use);
+    let allowed = volume.status == VolumeStatus::Available
+        || (volume.status == VolumeStatus::InUse && req.allow_in_use);
     if !allowed {
         return Err(ServiceError::InvalidVolume(format!(
             "Volume {} status must be available, but current status is: {}.",
             volume.id, volume.status
         )));
     }
-    let deltas = [(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)];
+    let deltas = [
+        (QuotaResource::Snapshots, 1),
+        (QuotaResource::Gigabytes, volume.size_gib as i64),
+    ];
     reserve(tx, &volume.project_id, &deltas)?;
     let type_id = crate::quotas::type_of(&volume.volume_type_id);
     crate::quotas::reserve_typed(tx, &volume.project_id, &type_id, &deltas)?;

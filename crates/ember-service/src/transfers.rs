@@ -14,7 +14,10 @@ fn not_found(id: &str) -> ServiceError {
 }
 
 fn key_hash(salt: &str, key: &str) -> String {
-    Sha256::digest(format!("{salt}{key}").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(format!("{salt}{key}").as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `bytes` random bytes from the OS, as hex (Cinder's keys are 16 hex
@@ -32,7 +35,13 @@ pub struct NewTransfer {
 }
 
 impl Service {
-    pub async fn create_transfer(&self, caller: &Caller, volume_id: VolumeId, name: Option<String>, no_snapshots: bool) -> Result<NewTransfer> {
+    pub async fn create_transfer(
+        &self,
+        caller: &Caller,
+        volume_id: VolumeId,
+        name: Option<String>,
+        no_snapshots: bool,
+    ) -> Result<NewTransfer> {
         require_writer(caller, "volume:create_transfer")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -40,7 +49,9 @@ impl Service {
             let mut tx = core.store.write()?;
             let mut volume = load_volume(tx.as_mut(), &caller, volume_id)?;
             if volume.status != VolumeStatus::Available {
-                return Err(ServiceError::InvalidVolume("status must be available".into()));
+                return Err(ServiceError::InvalidVolume(
+                    "status must be available".into(),
+                ));
             }
             let auth_key = random_hex(8)?;
             let salt = random_hex(8)?;
@@ -66,14 +77,20 @@ impl Service {
 
     /// The caller's project's transfers (every project's for an admin
     /// asking for all tenants).
-    pub async fn list_transfers(&self, caller: &Caller, all_tenants: bool) -> Result<Vec<Transfer>> {
+    pub async fn list_transfers(
+        &self,
+        caller: &Caller,
+        all_tenants: bool,
+    ) -> Result<Vec<Transfer>> {
         let core = self.core.clone();
         let caller = caller.clone();
         self.run_blocking(move || {
             let all = core.store.read()?.transfers()?;
             Ok(all
                 .into_iter()
-                .filter(|t| (all_tenants && caller.is_admin()) || t.source_project_id == caller.project_id)
+                .filter(|t| {
+                    (all_tenants && caller.is_admin()) || t.source_project_id == caller.project_id
+                })
                 .collect())
         })
         .await
@@ -115,7 +132,12 @@ impl Service {
     }
 
     /// Takes the volume into the caller's project if `auth_key` matches.
-    pub async fn accept_transfer(&self, caller: &Caller, id: String, auth_key: String) -> Result<Transfer> {
+    pub async fn accept_transfer(
+        &self,
+        caller: &Caller,
+        id: String,
+        auth_key: String,
+    ) -> Result<Transfer> {
         require_writer(caller, "volume:accept_transfer")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -128,7 +150,9 @@ impl Service {
                     "Invalid auth key: Attempt to transfer {id} with invalid auth key."
                 )));
             }
-            let mut volume = tx.volume(t.volume_id)?.ok_or_else(|| ServiceError::VolumeNotFound(t.volume_id.to_string()))?;
+            let mut volume = tx
+                .volume(t.volume_id)?
+                .ok_or_else(|| ServiceError::VolumeNotFound(t.volume_id.to_string()))?;
             if volume.status != VolumeStatus::AwaitingTransfer {
                 return Err(ServiceError::InvalidVolume(format!(
                     "Volume {} status must be awaiting-transfer, but current status is: {}.",
@@ -140,23 +164,40 @@ impl Service {
             let snapshots: Vec<_> = if t.no_snapshots {
                 vec![]
             } else {
-                tx.all_snapshots()?.into_iter().filter(|s| s.volume_id == volume.id).collect()
+                tx.all_snapshots()?
+                    .into_iter()
+                    .filter(|s| s.volume_id == volume.id)
+                    .collect()
             };
             let snapshot_gb: i64 = snapshots.iter().map(|s| s.size_gib as i64).sum();
             let gb = volume.size_gib as i64 + snapshot_gb;
             let count = snapshots.len() as i64;
-            reserve(tx.as_mut(), &to, &[(QuotaResource::Volumes, 1), (QuotaResource::Snapshots, count), (QuotaResource::Gigabytes, gb)])?;
+            reserve(
+                tx.as_mut(),
+                &to,
+                &[
+                    (QuotaResource::Volumes, 1),
+                    (QuotaResource::Snapshots, count),
+                    (QuotaResource::Gigabytes, gb),
+                ],
+            )?;
             tx.add_quota_usage(&from, QuotaResource::Volumes, -1)?;
             tx.add_quota_usage(&from, QuotaResource::Snapshots, -count)?;
             tx.add_quota_usage(&from, QuotaResource::Gigabytes, -gb)?;
             // Per-type usage moves too, each under the type it was counted as.
             let vt = crate::quotas::type_of(&volume.volume_type_id);
-            let vdeltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)];
+            let vdeltas = [
+                (QuotaResource::Volumes, 1),
+                (QuotaResource::Gigabytes, volume.size_gib as i64),
+            ];
             crate::quotas::reserve_typed(tx.as_mut(), &to, &vt, &vdeltas)?;
             crate::quotas::release_typed(tx.as_mut(), &from, &vt, &vdeltas)?;
             for s in &snapshots {
                 let st = crate::quotas::type_of(&s.volume_type_id);
-                let sdeltas = [(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, s.size_gib as i64)];
+                let sdeltas = [
+                    (QuotaResource::Snapshots, 1),
+                    (QuotaResource::Gigabytes, s.size_gib as i64),
+                ];
                 crate::quotas::reserve_typed(tx.as_mut(), &to, &st, &sdeltas)?;
                 crate::quotas::release_typed(tx.as_mut(), &from, &st, &sdeltas)?;
             }

@@ -23,11 +23,19 @@ pub(crate) fn load_volume(tx: &mut dyn Tx, caller: &Caller, id: VolumeId) -> Res
 }
 
 pub(crate) fn require_writer(caller: &Caller, action: &str) -> Result<()> {
-    if caller.can_write() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+    if caller.can_write() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(action.into()))
+    }
 }
 
 pub(crate) fn require_admin(caller: &Caller, action: &str) -> Result<()> {
-    if caller.is_admin() { Ok(()) } else { Err(ServiceError::Forbidden(action.into())) }
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(action.into()))
+    }
 }
 
 impl Service {
@@ -35,7 +43,9 @@ impl Service {
         require_writer(caller, "volume:create")?;
         if let Some(az) = &req.availability_zone {
             if az != &self.core.config.availability_zone {
-                return Err(ServiceError::InvalidInput(format!("Availability zone '{az}' is invalid.")));
+                return Err(ServiceError::InvalidInput(format!(
+                    "Availability zone '{az}' is invalid."
+                )));
             }
         }
         let core = self.core.clone();
@@ -57,18 +67,30 @@ impl Service {
     pub async fn volume(&self, caller: &Caller, id: VolumeId) -> Result<Volume> {
         let core = self.core.clone();
         let caller = caller.clone();
-        self.run_blocking(move || load_volume(core.store.read()?.as_mut(), &caller, id)).await
+        self.run_blocking(move || load_volume(core.store.read()?.as_mut(), &caller, id))
+            .await
     }
 
-    pub async fn list_volumes(&self, caller: &Caller, mut query: ListQuery<VolumeFilter>, all_tenants: bool) -> Result<Page<Volume>> {
+    pub async fn list_volumes(
+        &self,
+        caller: &Caller,
+        mut query: ListQuery<VolumeFilter>,
+        all_tenants: bool,
+    ) -> Result<Page<Volume>> {
         if !(all_tenants && caller.is_admin()) {
             query.project = Some(caller.project_id.clone());
         }
         let core = self.core.clone();
-        self.run_blocking(move || Ok(core.store.read()?.list_volumes(&query)?)).await
+        self.run_blocking(move || Ok(core.store.read()?.list_volumes(&query)?))
+            .await
     }
 
-    pub async fn update_volume(&self, caller: &Caller, id: VolumeId, update: UpdateVolume) -> Result<Volume> {
+    pub async fn update_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        update: UpdateVolume,
+    ) -> Result<Volume> {
         require_writer(caller, "volume:update")?;
         self.mutate_volume(caller, id, move |_, v| {
             if let Some(name) = update.name {
@@ -108,7 +130,12 @@ impl Service {
 
     /// `os-retype`. One backend holds every type, so no data moves: the
     /// volume takes the new type at once (and stays `available`/`in-use`).
-    pub async fn retype_volume(&self, caller: &Caller, id: VolumeId, new_type: String) -> Result<Volume> {
+    pub async fn retype_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        new_type: String,
+    ) -> Result<Volume> {
         require_writer(caller, "volume:retype")?;
         let default_name = self.core.config.default_volume_type.clone();
         let who = caller.clone();
@@ -120,12 +147,20 @@ impl Service {
                 )));
             }
             let t = crate::types::find_type(tx, &default_name, &who, &new_type)?;
-            let current = v.volume_type_id.clone().unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into());
+            let current = v
+                .volume_type_id
+                .clone()
+                .unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into());
             if t.id == current {
-                return Err(ServiceError::InvalidInput("New volume type must be different from the original.".into()));
+                return Err(ServiceError::InvalidInput(
+                    "New volume type must be different from the original.".into(),
+                ));
             }
             // The volume's per-type usage moves with it.
-            let deltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, v.size_gib as i64)];
+            let deltas = [
+                (QuotaResource::Volumes, 1),
+                (QuotaResource::Gigabytes, v.size_gib as i64),
+            ];
             crate::quotas::release_typed(tx, &v.project_id, &current, &deltas)?;
             crate::quotas::reserve_typed(tx, &v.project_id, &t.id, &deltas)?;
             v.volume_type = t.name;
@@ -135,7 +170,13 @@ impl Service {
         .await
     }
 
-    pub async fn delete_volume(&self, caller: &Caller, id: VolumeId, cascade: bool, force: bool) -> Result<()> {
+    pub async fn delete_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        cascade: bool,
+        force: bool,
+    ) -> Result<()> {
         require_writer(caller, "volume:delete")?;
         if force {
             require_admin(caller, "volume_extension:volume_admin_actions:force_delete")?;
@@ -181,7 +222,12 @@ impl Service {
         Ok(())
     }
 
-    pub async fn extend_volume(&self, caller: &Caller, id: VolumeId, new_size_gib: u64) -> Result<()> {
+    pub async fn extend_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        new_size_gib: u64,
+    ) -> Result<()> {
         require_writer(caller, "volume:extend")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -225,7 +271,12 @@ impl Service {
     }
 
     /// Reverts a volume to its latest snapshot (Cinder 3.40 `revert`).
-    pub async fn revert_volume(&self, caller: &Caller, id: VolumeId, snapshot_id: SnapshotId) -> Result<()> {
+    pub async fn revert_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        snapshot_id: SnapshotId,
+    ) -> Result<()> {
         require_writer(caller, "volume:revert_to_snapshot")?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -277,7 +328,13 @@ impl Service {
         Ok(())
     }
 
-    pub async fn write_volume_metadata(&self, caller: &Caller, id: VolumeId, metadata: Metadata, how: MetadataWrite) -> Result<Metadata> {
+    pub async fn write_volume_metadata(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        metadata: Metadata,
+        how: MetadataWrite,
+    ) -> Result<Metadata> {
         require_writer(caller, "volume:update_volume_metadata")?;
         let v = self
             .mutate_volume(caller, id, move |_, v| {
@@ -291,17 +348,33 @@ impl Service {
         Ok(v.metadata)
     }
 
-    pub async fn delete_volume_metadata_key(&self, caller: &Caller, id: VolumeId, key: String) -> Result<()> {
+    pub async fn delete_volume_metadata_key(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        key: String,
+    ) -> Result<()> {
         require_writer(caller, "volume:delete_volume_metadata")?;
         self.mutate_volume(caller, id, move |_, v| {
-            v.metadata.remove(&key).map(drop).ok_or(ServiceError::VolumeMetadataNotFound { volume: id.to_string(), key })
+            v.metadata
+                .remove(&key)
+                .map(drop)
+                .ok_or(ServiceError::VolumeMetadataNotFound {
+                    volume: id.to_string(),
+                    key,
+                })
         })
         .await
         .map(drop)
     }
 
     /// Legacy `os-attach`: records an attachment and marks the volume in use.
-    pub async fn attach_volume(&self, caller: &Caller, id: VolumeId, req: AttachRequest) -> Result<Volume> {
+    pub async fn attach_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        req: AttachRequest,
+    ) -> Result<Volume> {
         require_writer(caller, "volume:attach")?;
         self.mutate_volume(caller, id, move |_, v| {
             let ok = match v.status {
@@ -330,7 +403,12 @@ impl Service {
     }
 
     /// Legacy `os-detach`: removes one attachment (or the only one).
-    pub async fn detach_volume(&self, caller: &Caller, id: VolumeId, attachment_id: Option<uuid::Uuid>) -> Result<Volume> {
+    pub async fn detach_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        attachment_id: Option<uuid::Uuid>,
+    ) -> Result<Volume> {
         require_writer(caller, "volume:detach")?;
         self.mutate_volume(caller, id, move |_, v| {
             let index = match attachment_id {
@@ -339,17 +417,31 @@ impl Service {
                 None => None,
             };
             let Some(index) = index else {
-                return Err(ServiceError::InvalidVolume(format!("Volume {} has no such attachment.", v.id)));
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume {} has no such attachment.",
+                    v.id
+                )));
             };
             v.attachments.remove(index);
-            v.status = if v.attachments.is_empty() { VolumeStatus::Available } else { VolumeStatus::InUse };
+            v.status = if v.attachments.is_empty() {
+                VolumeStatus::Available
+            } else {
+                VolumeStatus::InUse
+            };
             Ok(())
         })
         .await
     }
 
     /// `os-reserve`, `os-unreserve`, `os-begin_detaching`, `os-roll_detaching`.
-    pub async fn move_volume_status(&self, caller: &Caller, id: VolumeId, from: &'static [VolumeStatus], to: VolumeStatus, action: &'static str) -> Result<Volume> {
+    pub async fn move_volume_status(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        from: &'static [VolumeStatus],
+        to: VolumeStatus,
+        action: &'static str,
+    ) -> Result<Volume> {
         require_writer(caller, action)?;
         self.mutate_volume(caller, id, move |_, v| {
             if v.status == to {
@@ -359,12 +451,19 @@ impl Service {
                 return Err(ServiceError::InvalidVolume(format!(
                     "Volume {} status must be {}, but current status is: {}.",
                     v.id,
-                    from.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" or "),
+                    from.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" or "),
                     v.status
                 )));
             }
             // Leaving the attached states without attachments means available.
-            v.status = if to == VolumeStatus::Available && !v.attachments.is_empty() { VolumeStatus::InUse } else { to };
+            v.status = if to == VolumeStatus::Available && !v.attachments.is_empty() {
+                VolumeStatus::InUse
+            } else {
+                to
+            };
             Ok(())
         })
         .await
@@ -374,7 +473,12 @@ impl Service {
     /// `creating` and `deleting` this way). Ember's own operations never
     /// leave a transitional status behind; one an admin sets by hand stays
     /// until an admin changes it (reset, force delete).
-    pub async fn reset_volume_status(&self, caller: &Caller, id: VolumeId, status: VolumeStatus) -> Result<Volume> {
+    pub async fn reset_volume_status(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        status: VolumeStatus,
+    ) -> Result<Volume> {
         require_admin(caller, "volume_extension:volume_admin_actions:reset_status")?;
         self.mutate_volume(caller, id, move |_, v| {
             v.status = status;
@@ -384,11 +488,19 @@ impl Service {
     }
 
     /// Reads `length` bytes at `offset` of a volume (Ember's data API).
-    pub async fn read_volume(&self, caller: &Caller, id: VolumeId, offset: u64, length: u64) -> Result<Vec<u8>> {
+    pub async fn read_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
         let v = self.volume(caller, id).await?;
         check_data_ready(&v)?;
         if length > 64 << 20 {
-            return Err(ServiceError::InvalidInput("At most 64 MiB can be read at once.".into()));
+            return Err(ServiceError::InvalidInput(
+                "At most 64 MiB can be read at once.".into(),
+            ));
         }
         let core = self.core.clone();
         self.run_blocking(move || {
@@ -402,7 +514,13 @@ impl Service {
     }
 
     /// Writes bytes at `offset` and makes them durable before returning.
-    pub async fn write_volume(&self, caller: &Caller, id: VolumeId, offset: u64, data: Vec<u8>) -> Result<()> {
+    pub async fn write_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<()> {
         require_writer(caller, "volume:write")?;
         let v = self.volume(caller, id).await?;
         check_data_ready(&v)?;
@@ -419,7 +537,15 @@ impl Service {
 }
 
 fn check_data_ready(v: &Volume) -> Result<()> {
-    if matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse | VolumeStatus::Reserved | VolumeStatus::Attaching | VolumeStatus::Detaching) && v.image.is_some() {
+    if matches!(
+        v.status,
+        VolumeStatus::Available
+            | VolumeStatus::InUse
+            | VolumeStatus::Reserved
+            | VolumeStatus::Attaching
+            | VolumeStatus::Detaching
+    ) && v.image.is_some()
+    {
         Ok(())
     } else {
         Err(ServiceError::InvalidVolume(format!(
@@ -441,147 +567,160 @@ pub(crate) fn begin_volume(
     caller: &Caller,
     req: CreateVolume,
 ) -> Result<(Volume, Option<ember_model::WorkflowRecord>)> {
-        let image = ImageId::new();
-        // The type asked for, else the source's, else the default.
-        let inherited = match (req.source_volid, req.snapshot_id) {
-            (Some(v), _) => tx.volume(v)?.filter(|v| caller.sees(&v.project_id)),
-            (None, Some(s)) => match tx.snapshot(s)? {
-                Some(s) if caller.sees(&s.project_id) => tx.volume(s.volume_id)?,
-                _ => None,
-            },
+    let image = ImageId::new();
+    // The type asked for, else the source's, else the default.
+    let inherited = match (req.source_volid, req.snapshot_id) {
+        (Some(v), _) => tx.volume(v)?.filter(|v| caller.sees(&v.project_id)),
+        (None, Some(s)) => match tx.snapshot(s)? {
+            Some(s) if caller.sees(&s.project_id) => tx.volume(s.volume_id)?,
             _ => None,
-        };
-        let default_name = core.config.default_volume_type.clone();
-        let volume_type = match (&req.volume_type, inherited) {
-            (Some(t), _) => crate::types::find_type(tx, &default_name, &caller, t)
-                .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
-            (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
-            (None, None) => crate::types::default_type(&default_name),
-        };
-        // A group member must have one of the group's volume types.
-        if let Some(group_id) = &req.group_id {
-            let group = crate::groups::load_group(tx, caller, group_id)?;
-            if !group.volume_type_ids.contains(&volume_type.id) {
-                return Err(ServiceError::InvalidInput(format!(
-                    "Invalid volume_type provided: {} (requested type is not compatible with the group).",
-                    volume_type.id
-                )));
-            }
-        }
-        let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
-            let snapshot = match tx.snapshot(snapshot_id)? {
-                Some(s) if caller.sees(&s.project_id) => s,
-                _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
-            };
-            if snapshot.status != SnapshotStatus::Available {
-                return Err(ServiceError::InvalidSnapshot(format!(
-                    "Originating snapshot status must be one of 'available' values"
-                )));
-            }
-            let frozen = snapshot.image.ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
-            let size = req.size_gib.unwrap_or(snapshot.size_gib);
-            if size < snapshot.size_gib {
-                return Err(ServiceError::InvalidInput(format!(
-                    "Volume size '{size}'GB cannot be smaller than the snapshot size {}GB. They must be >= original snapshot size.",
-                    snapshot.size_gib
-                )));
-            }
-            // Recorded now so the snapshot image has a child before the
-            // snapshot could be deleted and its image collected.
-            tx.put_image(&Image {
-                id: image,
-                parent: Some(frozen),
-                size_bytes: size * GIB,
-                owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
-                created_at: Timestamp::now(),
-            })?;
-            (size, volume_create::Source::SnapshotImage(frozen))
-        } else if let Some(source_id) = req.source_volid {
-            let source = load_volume(tx, &caller, source_id)?;
-            if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
-                return Err(ServiceError::InvalidVolume(format!(
-                    "Source volume status must be available or in-use, but current status is: {}.",
-                    source.status
-                )));
-            }
-            let size = req.size_gib.unwrap_or(source.size_gib);
-            if size < source.size_gib {
-                return Err(ServiceError::InvalidInput(format!(
-                    "Volume size '{size}'GB cannot be smaller than original volume size {}GB. They must be >= original volume size.",
-                    source.size_gib
-                )));
-            }
-            (size, volume_create::Source::Volume { source: source_id, source_new_top: ImageId::new() })
-        } else {
-            let size = req.size_gib.ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
-            (size, volume_create::Source::Blank)
-        };
-        if size == 0 {
+        },
+        _ => None,
+    };
+    let default_name = core.config.default_volume_type.clone();
+    let volume_type = match (&req.volume_type, inherited) {
+        (Some(t), _) => crate::types::find_type(tx, &default_name, &caller, t)
+            .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
+        (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
+        (None, None) => crate::types::default_type(&default_name),
+    };
+    // A group member must have one of the group's volume types.
+    if let Some(group_id) = &req.group_id {
+        let group = crate::groups::load_group(tx, caller, group_id)?;
+        if !group.volume_type_ids.contains(&volume_type.id) {
             return Err(ServiceError::InvalidInput(format!(
-                "Volume size '{size}' must be an integer and greater than 0."
+                "Invalid volume_type provided: {} (requested type is not compatible with the group).",
+                volume_type.id
             )));
         }
-        check_volume_size(tx, &caller.project_id, size as i64)?;
-        let deltas = [(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, size as i64)];
-        reserve(tx, &caller.project_id, &deltas)?;
-        crate::quotas::reserve_typed(tx, &caller.project_id, &volume_type.id, &deltas)?;
-        let volume = Volume {
-            id: VolumeId::new(),
-            project_id: caller.project_id.clone(),
-            user_id: caller.user_id.clone(),
-            name: req.name,
-            description: req.description,
-            size_gib: size,
-            status: VolumeStatus::Creating,
-            availability_zone: core.config.availability_zone.clone(),
-            volume_type: volume_type.name.clone(),
-            volume_type_id: Some(volume_type.id.clone()),
-            group_id: req.group_id.clone(),
-            snapshot_id: req.snapshot_id,
-            source_volid: req.source_volid,
-            metadata: req.metadata,
-            bootable: false,
-            multiattach: req.multiattach,
-            attachments: vec![],
-            image: None,
-            error_reason: None,
-            created_at: Timestamp::now(),
-            updated_at: None,
+    }
+    let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
+        let snapshot = match tx.snapshot(snapshot_id)? {
+            Some(s) if caller.sees(&s.project_id) => s,
+            _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
         };
-        // No backend for it: the volume is recorded in `error` (it
-        // still counts against quota until deleted, as in Cinder)
-        // and the project gets a user message saying why.
-        if let Some(problem) = crate::backend::placement_problem(tx, &volume_type)? {
-            if let volume_create::Source::SnapshotImage(_) = source {
-                tx.delete_image(image)?;
-            }
-            let mut volume = volume;
-            volume.status = VolumeStatus::Error;
-            volume.error_reason = Some(format!("No valid backend was found: {problem}."));
-            tx.put_volume(&volume)?;
-            crate::messages::record(
-                tx,
-                &volume.project_id,
-                req.request_id.as_deref(),
-                "VOLUME_VOLUME_001_002",
-                "VOLUME",
-                Some(volume.id.to_string()),
-                "schedule allocate volume:Could not find any available weighted backend.",
-            )?;
-            return Ok((volume, None));
+        if snapshot.status != SnapshotStatus::Available {
+            return Err(ServiceError::InvalidSnapshot(format!(
+                "Originating snapshot status must be one of 'available' values"
+            )));
         }
+        let frozen = snapshot
+            .image
+            .ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
+        let size = req.size_gib.unwrap_or(snapshot.size_gib);
+        if size < snapshot.size_gib {
+            return Err(ServiceError::InvalidInput(format!(
+                "Volume size '{size}'GB cannot be smaller than the snapshot size {}GB. They must be >= original snapshot size.",
+                snapshot.size_gib
+            )));
+        }
+        // Recorded now so the snapshot image has a child before the
+        // snapshot could be deleted and its image collected.
+        tx.put_image(&Image {
+            id: image,
+            parent: Some(frozen),
+            size_bytes: size * GIB,
+            owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
+            created_at: Timestamp::now(),
+        })?;
+        (size, volume_create::Source::SnapshotImage(frozen))
+    } else if let Some(source_id) = req.source_volid {
+        let source = load_volume(tx, &caller, source_id)?;
+        if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
+            return Err(ServiceError::InvalidVolume(format!(
+                "Source volume status must be available or in-use, but current status is: {}.",
+                source.status
+            )));
+        }
+        let size = req.size_gib.unwrap_or(source.size_gib);
+        if size < source.size_gib {
+            return Err(ServiceError::InvalidInput(format!(
+                "Volume size '{size}'GB cannot be smaller than original volume size {}GB. They must be >= original volume size.",
+                source.size_gib
+            )));
+        }
+        (
+            size,
+            volume_create::Source::Volume {
+                source: source_id,
+                source_new_top: ImageId::new(),
+            },
+        )
+    } else {
+        let size = req
+            .size_gib
+            .ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
+        (size, volume_create::Source::Blank)
+    };
+    if size == 0 {
+        return Err(ServiceError::InvalidInput(format!(
+            "Volume size '{size}' must be an integer and greater than 0."
+        )));
+    }
+    check_volume_size(tx, &caller.project_id, size as i64)?;
+    let deltas = [
+        (QuotaResource::Volumes, 1),
+        (QuotaResource::Gigabytes, size as i64),
+    ];
+    reserve(tx, &caller.project_id, &deltas)?;
+    crate::quotas::reserve_typed(tx, &caller.project_id, &volume_type.id, &deltas)?;
+    let volume = Volume {
+        id: VolumeId::new(),
+        project_id: caller.project_id.clone(),
+        user_id: caller.user_id.clone(),
+        name: req.name,
+        description: req.description,
+        size_gib: size,
+        status: VolumeStatus::Creating,
+        availability_zone: core.config.availability_zone.clone(),
+        volume_type: volume_type.name.clone(),
+        volume_type_id: Some(volume_type.id.clone()),
+        group_id: req.group_id.clone(),
+        snapshot_id: req.snapshot_id,
+        source_volid: req.source_volid,
+        metadata: req.metadata,
+        bootable: false,
+        multiattach: req.multiattach,
+        attachments: vec![],
+        image: None,
+        error_reason: None,
+        created_at: Timestamp::now(),
+        updated_at: None,
+    };
+    // No backend for it: the volume is recorded in `error` (it
+    // still counts against quota until deleted, as in Cinder)
+    // and the project gets a user message saying why.
+    if let Some(problem) = crate::backend::placement_problem(tx, &volume_type)? {
         if let volume_create::Source::SnapshotImage(_) = source {
-            let mut img = tx.image(image)?.expect("inserted above");
-            img.owner = ImageOwner::Volume(volume.id);
-            tx.put_image(&img)?;
+            tx.delete_image(image)?;
         }
+        let mut volume = volume;
+        volume.status = VolumeStatus::Error;
+        volume.error_reason = Some(format!("No valid backend was found: {problem}."));
         tx.put_volume(&volume)?;
-        let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
-            volume_id: volume.id,
-            image,
-            size_gib: size,
-            source,
-        });
-        tx.put_workflow(&record)?;
-        Ok((volume, Some(record)))
+        crate::messages::record(
+            tx,
+            &volume.project_id,
+            req.request_id.as_deref(),
+            "VOLUME_VOLUME_001_002",
+            "VOLUME",
+            Some(volume.id.to_string()),
+            "schedule allocate volume:Could not find any available weighted backend.",
+        )?;
+        return Ok((volume, None));
+    }
+    if let volume_create::Source::SnapshotImage(_) = source {
+        let mut img = tx.image(image)?.expect("inserted above");
+        img.owner = ImageOwner::Volume(volume.id);
+        tx.put_image(&img)?;
+    }
+    tx.put_volume(&volume)?;
+    let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
+        volume_id: volume.id,
+        image,
+        size_gib: size,
+        source,
+    });
+    tx.put_workflow(&record)?;
+    Ok((volume, Some(record)))
 }

@@ -21,14 +21,21 @@ struct Env {
 }
 
 fn admin() -> Caller {
-    Caller { user_id: UserId("admin".into()), project_id: ProjectId("p".into()), roles: vec!["admin".into()] }
+    Caller {
+        user_id: UserId("admin".into()),
+        project_id: ProjectId("p".into()),
+        roles: vec!["admin".into()],
+    }
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
-    Env { svc: Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default()), dir }
+    Env {
+        svc: Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default()),
+        dir,
+    }
 }
 
 impl Env {
@@ -43,23 +50,43 @@ impl Env {
     }
 
     async fn volume(&self, size: u64) -> Volume {
-        let v = self.svc.create_volume(&admin(), CreateVolume { size_gib: Some(size), ..Default::default() }).await.unwrap();
+        let v = self
+            .svc
+            .create_volume(
+                &admin(),
+                CreateVolume {
+                    size_gib: Some(size),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         self.settle().await;
         self.svc.volume(&admin(), v.id).await.unwrap()
     }
 
     async fn snapshot(&self, volume: VolumeId) -> Snapshot {
-        let s = self.svc.create_snapshot(&admin(), create_snapshot(volume)).await.unwrap();
+        let s = self
+            .svc
+            .create_snapshot(&admin(), create_snapshot(volume))
+            .await
+            .unwrap();
         self.settle().await;
         self.svc.snapshot(&admin(), s.id).await.unwrap()
     }
 
     async fn write(&self, volume: VolumeId, byte: u8) {
-        self.svc.write_volume(&admin(), volume, 0, vec![byte; 4096]).await.unwrap();
+        self.svc
+            .write_volume(&admin(), volume, 0, vec![byte; 4096])
+            .await
+            .unwrap();
     }
 
     async fn read(&self, volume: VolumeId) -> u8 {
-        self.svc.read_volume(&admin(), volume, 0, 4096).await.unwrap()[0]
+        self.svc
+            .read_volume(&admin(), volume, 0, 4096)
+            .await
+            .unwrap()[0]
     }
 
     /// No rows or files without each other, no collectable image left, quota
@@ -74,7 +101,12 @@ impl Env {
         for image in &images {
             if image.owner == ImageOwner::None {
                 let children = tx.image_children(image.id).unwrap();
-                assert!(children.len() >= 2, "unowned image {} with {} children left behind", image.id, children.len());
+                assert!(
+                    children.len() >= 2,
+                    "unowned image {} with {} children left behind",
+                    image.id,
+                    children.len()
+                );
             }
         }
         let volumes = tx.all_volumes().unwrap();
@@ -86,28 +118,68 @@ impl Env {
             assert!(!s.status.is_transitional(), "snapshot left {}", s.status);
         }
         let p = ProjectId("p".into());
-        assert_eq!(tx.quota_usage(&p, QuotaResource::Volumes).unwrap(), volumes.len() as i64);
-        assert_eq!(tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(), snapshots.len() as i64);
-        let gb: u64 = volumes.iter().map(|v| v.size_gib).chain(snapshots.iter().map(|s| s.size_gib)).sum();
-        assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), gb as i64);
+        assert_eq!(
+            tx.quota_usage(&p, QuotaResource::Volumes).unwrap(),
+            volumes.len() as i64
+        );
+        assert_eq!(
+            tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(),
+            snapshots.len() as i64
+        );
+        let gb: u64 = volumes
+            .iter()
+            .map(|v| v.size_gib)
+            .chain(snapshots.iter().map(|s| s.size_gib))
+            .sum();
+        assert_eq!(
+            tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(),
+            gb as i64
+        );
         // Per volume type too (everything here has the default type).
         let key = |r| ember_service::quotas::type_key(r, DEFAULT_VOLUME_TYPE_ID);
-        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Volumes)).unwrap(), volumes.len() as i64);
-        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Snapshots)).unwrap(), snapshots.len() as i64);
-        assert_eq!(tx.keyed_quota_usage(&p, &key(QuotaResource::Gigabytes)).unwrap(), gb as i64);
+        assert_eq!(
+            tx.keyed_quota_usage(&p, &key(QuotaResource::Volumes))
+                .unwrap(),
+            volumes.len() as i64
+        );
+        assert_eq!(
+            tx.keyed_quota_usage(&p, &key(QuotaResource::Snapshots))
+                .unwrap(),
+            snapshots.len() as i64
+        );
+        assert_eq!(
+            tx.keyed_quota_usage(&p, &key(QuotaResource::Gigabytes))
+                .unwrap(),
+            gb as i64
+        );
         assert!(tx.workflows().unwrap().is_empty(), "workflow records left");
         for entry in std::fs::read_dir(self.dir.path().join("images")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "qcow2") {
-                let out = std::process::Command::new("qemu-img").args(["check", "-q", "-f", "qcow2"]).arg(&path).output().unwrap();
-                assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stdout));
+                let out = std::process::Command::new("qemu-img")
+                    .args(["check", "-q", "-f", "qcow2"])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    path.display(),
+                    String::from_utf8_lossy(&out.stdout)
+                );
             }
         }
     }
 }
 
 fn create_snapshot(volume: VolumeId) -> CreateSnapshot {
-    CreateSnapshot { volume_id: volume, name: None, description: None, metadata: Metadata::new(), allow_in_use: true }
+    CreateSnapshot {
+        volume_id: volume,
+        name: None,
+        description: None,
+        metadata: Metadata::new(),
+        allow_in_use: true,
+    }
 }
 
 /// The operations under test, each starting its workflow once.
@@ -137,7 +209,9 @@ impl Op {
 
     fn steps(self) -> usize {
         match self {
-            Op::CreateVolume | Op::CloneVolume | Op::VolumeFromSnapshot => VolumeCreate::steps().len(),
+            Op::CreateVolume | Op::CloneVolume | Op::VolumeFromSnapshot => {
+                VolumeCreate::steps().len()
+            }
             Op::DeleteVolume => VolumeDelete::steps().len(),
             Op::CreateSnapshot => SnapshotCreate::steps().len(),
             Op::DeleteSnapshot => SnapshotDelete::steps().len(),
@@ -160,7 +234,11 @@ const ALL: [Op; 8] = [
 
 /// Sets up a volume (byte 1 snapshotted, then byte 2 written) and runs `op`.
 /// Returns the volume, the snapshot and the id of whatever `op` created.
-async fn scenario(e: &Env, op: Op, arm: impl Fn(&ember_service::engine::Faults)) -> (VolumeId, SnapshotId) {
+async fn scenario(
+    e: &Env,
+    op: Op,
+    arm: impl Fn(&ember_service::engine::Faults),
+) -> (VolumeId, SnapshotId) {
     let v = e.volume(1).await;
     e.write(v.id, 1).await;
     let s = e.snapshot(v.id).await;
@@ -168,11 +246,45 @@ async fn scenario(e: &Env, op: Op, arm: impl Fn(&ember_service::engine::Faults))
     arm(&e.svc.core().faults);
     let caller = admin();
     let result = match op {
-        Op::CreateVolume => e.svc.create_volume(&caller, CreateVolume { size_gib: Some(1), ..Default::default() }).await.map(drop),
-        Op::CloneVolume => e.svc.create_volume(&caller, CreateVolume { source_volid: Some(v.id), ..Default::default() }).await.map(drop),
-        Op::VolumeFromSnapshot => e.svc.create_volume(&caller, CreateVolume { snapshot_id: Some(s.id), ..Default::default() }).await.map(drop),
+        Op::CreateVolume => e
+            .svc
+            .create_volume(
+                &caller,
+                CreateVolume {
+                    size_gib: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
+        Op::CloneVolume => e
+            .svc
+            .create_volume(
+                &caller,
+                CreateVolume {
+                    source_volid: Some(v.id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
+        Op::VolumeFromSnapshot => e
+            .svc
+            .create_volume(
+                &caller,
+                CreateVolume {
+                    snapshot_id: Some(s.id),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(drop),
         Op::DeleteVolume => e.svc.delete_volume(&caller, v.id, true, false).await,
-        Op::CreateSnapshot => e.svc.create_snapshot(&caller, create_snapshot(v.id)).await.map(drop),
+        Op::CreateSnapshot => e
+            .svc
+            .create_snapshot(&caller, create_snapshot(v.id))
+            .await
+            .map(drop),
         Op::DeleteSnapshot => e.svc.delete_snapshot(&caller, s.id, false).await,
         Op::Revert => e.svc.revert_volume(&caller, v.id, s.id).await,
         Op::Extend => e.svc.extend_volume(&caller, v.id, 2).await,
@@ -187,7 +299,11 @@ async fn scenario(e: &Env, op: Op, arm: impl Fn(&ember_service::engine::Faults))
 async fn verify_data(e: &Env, v: VolumeId, s: SnapshotId, op: Op, succeeded: bool) {
     if let Ok(snap) = e.svc.snapshot(&admin(), s).await {
         if snap.status == SnapshotStatus::Available {
-            assert_eq!(e.svc.read_snapshot(&admin(), s, 0, 1).await.unwrap()[0], 1, "{op:?}");
+            assert_eq!(
+                e.svc.read_snapshot(&admin(), s, 0, 1).await.unwrap()[0],
+                1,
+                "{op:?}"
+            );
         }
     }
     if let Ok(vol) = e.svc.volume(&admin(), v).await {
@@ -250,7 +366,11 @@ async fn a_crash_after_any_step_resumes_to_completion() {
             verify_data(&e, v, s, op, true).await;
             e.verify_clean_slate();
             if let Ok(vol) = e.svc.volume(&admin(), v).await {
-                assert!(matches!(vol.status, VolumeStatus::Available), "{op:?} step {step}: volume {}", vol.status);
+                assert!(
+                    matches!(vol.status, VolumeStatus::Available),
+                    "{op:?} step {step}: volume {}",
+                    vol.status
+                );
             }
         }
     }
@@ -265,7 +385,10 @@ async fn reads_race_snapshot_deletes_without_errors() {
     let mut snaps = vec![];
     for k in 1..=8u8 {
         // Each layer holds its own byte at its own offset, and at 0.
-        e.svc.write_volume(&admin(), v.id, k as u64 * 65536, vec![k; 4096]).await.unwrap();
+        e.svc
+            .write_volume(&admin(), v.id, k as u64 * 65536, vec![k; 4096])
+            .await
+            .unwrap();
         e.write(v.id, k).await;
         snaps.push(e.snapshot(v.id).await.id);
     }
@@ -278,7 +401,10 @@ async fn reads_race_snapshot_deletes_without_errors() {
             let mut reads = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 for k in 1..=8u8 {
-                    let got = svc.read_snapshot(&admin(), newest, k as u64 * 65536, 4096).await.expect("snapshot read");
+                    let got = svc
+                        .read_snapshot(&admin(), newest, k as u64 * 65536, 4096)
+                        .await
+                        .expect("snapshot read");
                     assert_eq!(got, vec![k; 4096]);
                 }
                 reads += 1;

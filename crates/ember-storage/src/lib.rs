@@ -17,7 +17,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 /// Identifies one image (one layer of a backing chain).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct ImageId(pub Uuid);
 

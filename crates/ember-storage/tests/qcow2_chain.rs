@@ -8,7 +8,9 @@ const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
 fn chain(images: &[ImageId]) -> Chain {
-    Chain { images: images.to_vec() }
+    Chain {
+        images: images.to_vec(),
+    }
 }
 
 fn write(driver: &Qcow2Driver, c: &Chain, byte: u8, offset: u64, len: usize) {
@@ -25,7 +27,11 @@ fn read(driver: &Qcow2Driver, c: &Chain, offset: u64, len: usize) -> Vec<u8> {
 }
 
 fn assert_filled(buf: &[u8], byte: u8) {
-    assert!(buf.iter().all(|b| *b == byte), "expected all 0x{byte:02x}, got 0x{:02x}…", buf[0]);
+    assert!(
+        buf.iter().all(|b| *b == byte),
+        "expected all 0x{byte:02x}, got 0x{:02x}…",
+        buf[0]
+    );
 }
 
 fn qemu_img_check(driver: &Qcow2Driver, image: ImageId) {
@@ -34,7 +40,11 @@ fn qemu_img_check(driver: &Qcow2Driver, image: ImageId) {
         .arg(driver.path(image))
         .output()
         .expect("qemu-img is installed");
-    assert!(out.status.success(), "qemu-img check failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "qemu-img check failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// The chain qemu sees, top first, as file names.
@@ -44,7 +54,11 @@ fn qemu_chain(driver: &Qcow2Driver, image: ImageId) -> Vec<String> {
         .arg(driver.path(image))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let infos: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     infos
         .as_array()
@@ -66,7 +80,10 @@ fn qemu_io_expect(driver: &Qcow2Driver, image: ImageId, byte: u8, offset: u64, l
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && !stdout.contains("Pattern verification failed"), "{stdout}");
+    assert!(
+        out.status.success() && !stdout.contains("Pattern verification failed"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -99,7 +116,10 @@ fn snapshot_overlay_clone_and_merge_keep_every_byte() {
     }
     let top_name = Qcow2Driver::file_name(top);
     let base_name = Qcow2Driver::file_name(base);
-    assert_eq!(qemu_chain(&driver, top), vec![top_name.clone(), base_name.clone()]);
+    assert_eq!(
+        qemu_chain(&driver, top),
+        vec![top_name.clone(), base_name.clone()]
+    );
     qemu_io_expect(&driver, top, 0xbb, 0, 4096);
     qemu_io_expect(&driver, top, 0xaa, 4096, 60 * 1024);
     qemu_io_expect(&driver, top, 0xa1, 512 * MIB, 4096);
@@ -134,7 +154,13 @@ fn merging_a_middle_layer_repoints_the_child() {
     io.flush().unwrap();
     drop(io);
     driver.create_image(top, GIB, Some(mid)).unwrap();
-    write(&driver, &chain(&[top, mid, base]), 0x33, 64 * 1024 + 4096, 4096);
+    write(
+        &driver,
+        &chain(&[top, mid, base]),
+        0x33,
+        64 * 1024 + 4096,
+        4096,
+    );
 
     driver.merge_into_child(&chain(&[top, mid, base])).unwrap();
     driver.delete_image(mid).unwrap();

@@ -13,9 +13,9 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    AccessKey,
-    Image, ImageId, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User, Volume,
-    Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Project, ProjectId, QosSpecs,
+    QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User, UserMessage, Volume,
+    VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +61,12 @@ pub trait Tx {
 
     /// The project's limit, or `None` when it uses the default.
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;
-    fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64)
-        -> Result<()>;
+    fn set_quota_limit(
+        &mut self,
+        project: &ProjectId,
+        resource: QuotaResource,
+        limit: i64,
+    ) -> Result<()>;
     fn group(&mut self, id: &str) -> Result<Option<Group>>;
     fn groups(&mut self) -> Result<Vec<Group>>;
     fn put_group(&mut self, g: &Group) -> Result<()>;
@@ -113,8 +117,12 @@ pub trait Tx {
     /// Forgets every limit set for `project` (it follows the defaults again).
     fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()>;
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64>;
-    fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64)
-        -> Result<()>;
+    fn add_quota_usage(
+        &mut self,
+        project: &ProjectId,
+        resource: QuotaResource,
+        delta: i64,
+    ) -> Result<()>;
     /// Every (project, resource, in-use) row, for audits.
     fn all_quota_usage(&mut self) -> Result<Vec<(ProjectId, QuotaResource, i64)>>;
 

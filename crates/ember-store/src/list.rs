@@ -1,6 +1,6 @@
 //! Listing parameters shared by every backend: filters, sort, pagination.
 
-use ember_model::{ProjectId, SnapshotStatus, VolumeId, VolumeStatus, Metadata};
+use ember_model::{Metadata, ProjectId, SnapshotStatus, VolumeId, VolumeStatus};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

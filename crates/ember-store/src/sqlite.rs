@@ -7,17 +7,18 @@
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 use crate::{MetadataStore, Result, StoreError, Tx};
 use ember_model::{
-    AccessKey,
-    Image, ImageId, Metadata, Project, ProjectId, QuotaResource, Role, Snapshot, SnapshotId, User,
-    Group, GroupSnapshot, GroupType, QosSpecs, ServiceSwitch, Transfer, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Project, ProjectId,
+    QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
+    UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema migrations, applied in order at start-up; the index is the version.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE volumes (
     id TEXT PRIMARY KEY, project_id TEXT NOT NULL, user_id TEXT NOT NULL,
     status TEXT NOT NULL, name TEXT, description TEXT, size INTEGER NOT NULL,
@@ -40,29 +41,38 @@ CREATE TABLE quota_usage (
     project_id TEXT NOT NULL, resource TEXT NOT NULL, in_use INTEGER NOT NULL,
     PRIMARY KEY (project_id, resource));
 CREATE TABLE workflows (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE identity (kind TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (kind, id));
 CREATE TABLE role_assignments (user_id TEXT NOT NULL, project_id TEXT NOT NULL, role_id TEXT NOT NULL,
     PRIMARY KEY (user_id, project_id, role_id));
 CREATE TABLE revoked_tokens (audit_id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE volume_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE transfers (id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE service_switches (id TEXT PRIMARY KEY, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE qos_specs (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE messages (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX messages_by_project ON messages (project_id, created_at);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE group_types (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, body TEXT NOT NULL);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE groups (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE TABLE group_snapshots (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, body TEXT NOT NULL);
-"#];
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -83,12 +93,18 @@ impl SqliteStore {
     }
 
     fn init(mut conn: Connection) -> Result<Self> {
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(backend)?;
         migrate(&mut conn)?;
-        Ok(SqliteStore { conn: Mutex::new(conn) })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -103,13 +119,20 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .map_err(backend)?;
     let version: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+            [],
+            |r| r.get(0),
+        )
         .map_err(backend)?;
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(migration).map_err(backend)?;
-        tx.execute("INSERT INTO schema_version (version) VALUES (?1)", [i as i64 + 1])
-            .map_err(backend)?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [i as i64 + 1],
+        )
+        .map_err(backend)?;
         tx.commit().map_err(backend)?;
         tracing::info!(version = i + 1, "applied metadata schema migration");
     }
@@ -176,7 +199,10 @@ struct Selection {
 
 impl Selection {
     fn new<F>(query: &ListQuery<F>) -> Self {
-        let mut s = Selection { clauses: vec!["1 = 1".into()], params: vec![] };
+        let mut s = Selection {
+            clauses: vec!["1 = 1".into()],
+            params: vec![],
+        };
         if let Some(project) = &query.project {
             s.eq("project_id", Value::Text(project.0.clone()));
         }
@@ -185,7 +211,8 @@ impl Selection {
 
     fn eq(&mut self, column: &str, value: Value) {
         self.params.push(value);
-        self.clauses.push(format!("{column} = ?{}", self.params.len()));
+        self.clauses
+            .push(format!("{column} = ?{}", self.params.len()));
     }
 
     fn sql(&self) -> String {
@@ -217,14 +244,24 @@ fn list_rows<T: serde::de::DeserializeOwned, F>(
     }
     let order_by = sort
         .iter()
-        .map(|(k, d)| format!("{} {}", sort_expr(*k), if *d == SortDir::Asc { "ASC" } else { "DESC" }))
+        .map(|(k, d)| {
+            format!(
+                "{} {}",
+                sort_expr(*k),
+                if *d == SortDir::Asc { "ASC" } else { "DESC" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ");
 
     let count = if query.with_count && metadata.is_empty() {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {}", selection.sql());
         let n: i64 = conn
-            .query_row(&sql, rusqlite::params_from_iter(selection.params.iter()), |r| r.get(0))
+            .query_row(
+                &sql,
+                rusqlite::params_from_iter(selection.params.iter()),
+                |r| r.get(0),
+            )
             .map_err(backend)?;
         Some(n as u64)
     } else {
@@ -233,18 +270,32 @@ fn list_rows<T: serde::de::DeserializeOwned, F>(
 
     if let Some(marker) = query.marker {
         // Keyset: rows strictly after the marker in sort order.
-        let cols = sort.iter().map(|(k, _)| sort_expr(*k)).collect::<Vec<_>>().join(", ");
-        let mut marker_sel = Selection { clauses: selection.clauses.clone(), params: selection.params.clone() };
+        let cols = sort
+            .iter()
+            .map(|(k, _)| sort_expr(*k))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut marker_sel = Selection {
+            clauses: selection.clauses.clone(),
+            params: selection.params.clone(),
+        };
         marker_sel.eq("id", Value::Text(marker.hyphenated().to_string()));
         let sql = format!("SELECT {cols} FROM {table} WHERE {}", marker_sel.sql());
         let values: Option<Vec<Value>> = conn
-            .query_row(&sql, rusqlite::params_from_iter(marker_sel.params.iter()), |row| {
-                (0..sort.len()).map(|i| row.get::<_, Value>(i)).collect()
-            })
+            .query_row(
+                &sql,
+                rusqlite::params_from_iter(marker_sel.params.iter()),
+                |row| (0..sort.len()).map(|i| row.get::<_, Value>(i)).collect(),
+            )
             .optional()
             .map_err(backend)?;
         let Some(values) = values else {
-            return Ok(Page { items: vec![], count, more: false, marker_not_found: true });
+            return Ok(Page {
+                items: vec![],
+                count,
+                more: false,
+                marker_not_found: true,
+            });
         };
         let mut alternatives = Vec::new();
         for i in 0..sort.len() {
@@ -262,18 +313,25 @@ fn list_rows<T: serde::de::DeserializeOwned, F>(
             }
             alternatives.push(format!("({})", terms.join(" AND ")));
         }
-        selection.clauses.push(format!("({})", alternatives.join(" OR ")));
+        selection
+            .clauses
+            .push(format!("({})", alternatives.join(" OR ")));
     }
 
     let in_sql_paging = metadata.is_empty();
-    let mut sql = format!("SELECT body FROM {table} WHERE {} ORDER BY {order_by}", selection.sql());
+    let mut sql = format!(
+        "SELECT body FROM {table} WHERE {} ORDER BY {order_by}",
+        selection.sql()
+    );
     if in_sql_paging {
         let limit = query.limit.map(|l| l as i64 + 1).unwrap_or(-1);
         sql.push_str(&format!(" LIMIT {limit} OFFSET {}", query.offset));
     }
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let bodies = stmt
-        .query_map(rusqlite::params_from_iter(selection.params.iter()), |r| r.get::<_, String>(0))
+        .query_map(rusqlite::params_from_iter(selection.params.iter()), |r| {
+            r.get::<_, String>(0)
+        })
         .map_err(backend)?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(backend)?;
@@ -299,11 +357,20 @@ fn list_rows<T: serde::de::DeserializeOwned, F>(
     if let Some(limit) = query.limit {
         items.truncate(limit as usize);
     }
-    Ok(Page { items, count, more, marker_not_found: false })
+    Ok(Page {
+        items,
+        count,
+        more,
+        marker_not_found: false,
+    })
 }
 
 /// One record's JSON body by id.
-fn get_body<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, id: &str) -> Result<Option<T>> {
+fn get_body<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    table: &str,
+    id: &str,
+) -> Result<Option<T>> {
     let body: Option<String> = conn
         .prepare_cached(&format!("SELECT body FROM {table} WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
@@ -312,7 +379,12 @@ fn get_body<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, id: 
 }
 
 /// Every body a `SELECT body …` query returns.
-fn bodies<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<T>> {
+fn bodies<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    table: &str,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
     let rows = stmt
         .query_map(params, |r| r.get::<_, String>(0))
@@ -322,7 +394,11 @@ fn bodies<T: serde::de::DeserializeOwned>(conn: &Connection, table: &str, sql: &
     rows.iter().map(|b| from_json(table, b)).collect()
 }
 
-fn identity_get<T: serde::de::DeserializeOwned>(conn: &Connection, kind: &str, id: &str) -> Result<Option<T>> {
+fn identity_get<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    kind: &str,
+    id: &str,
+) -> Result<Option<T>> {
     let body: Option<String> = conn
         .prepare_cached("SELECT body FROM identity WHERE kind = ?1 AND id = ?2")
         .and_then(|mut s| s.query_row([kind, id], |r| r.get(0)).optional())
@@ -330,19 +406,37 @@ fn identity_get<T: serde::de::DeserializeOwned>(conn: &Connection, kind: &str, i
     body.map(|b| from_json(kind, &b)).transpose()
 }
 
-fn identity_put<T: serde::Serialize>(conn: &Connection, kind: &str, id: &str, name: &str, value: &T) -> Result<()> {
-    conn.prepare_cached("INSERT OR REPLACE INTO identity (kind, id, name, body) VALUES (?1, ?2, ?3, ?4)")
-        .and_then(|mut s| s.execute(params![kind, id, name, to_json(value)]))
-        .map(drop)
-        .map_err(backend)
+fn identity_put<T: serde::Serialize>(
+    conn: &Connection,
+    kind: &str,
+    id: &str,
+    name: &str,
+    value: &T,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO identity (kind, id, name, body) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| s.execute(params![kind, id, name, to_json(value)]))
+    .map(drop)
+    .map_err(backend)
 }
 
 fn identity_delete(conn: &Connection, kind: &str, id: &str) -> Result<()> {
-    conn.execute("DELETE FROM identity WHERE kind = ?1 AND id = ?2", [kind, id]).map(drop).map_err(backend)
+    conn.execute(
+        "DELETE FROM identity WHERE kind = ?1 AND id = ?2",
+        [kind, id],
+    )
+    .map(drop)
+    .map_err(backend)
 }
 
 fn identity_all<T: serde::de::DeserializeOwned>(conn: &Connection, kind: &str) -> Result<Vec<T>> {
-    bodies(conn, kind, "SELECT body FROM identity WHERE kind = ?1 ORDER BY name, id", &[&kind])
+    bodies(
+        conn,
+        kind,
+        "SELECT body FROM identity WHERE kind = ?1 ORDER BY name, id",
+        &[&kind],
+    )
 }
 
 fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
@@ -385,7 +479,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_volume(&mut self, id: VolumeId) -> Result<()> {
-        self.conn.execute("DELETE FROM volumes WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM volumes WHERE id = ?1", [id.to_string()])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn list_volumes(&mut self, query: &ListQuery<VolumeFilter>) -> Result<Page<Volume>> {
@@ -398,12 +495,26 @@ impl Tx for SqliteTx<'_> {
             sel.eq("status", Value::Text(status.as_str().into()));
         }
         if let Some(zone) = &f.availability_zone {
-            sel.eq("json_extract(body, '$.availability_zone')", Value::Text(zone.clone()));
+            sel.eq(
+                "json_extract(body, '$.availability_zone')",
+                Value::Text(zone.clone()),
+            );
         }
         if let Some(bootable) = f.bootable {
-            sel.eq("json_extract(body, '$.bootable')", Value::Integer(bootable as i64));
+            sel.eq(
+                "json_extract(body, '$.bootable')",
+                Value::Integer(bootable as i64),
+            );
         }
-        list_rows(&self.conn, "volumes", query, sel, f.match_nothing, &f.metadata, |v: &Volume| &v.metadata)
+        list_rows(
+            &self.conn,
+            "volumes",
+            query,
+            sel,
+            f.match_nothing,
+            &f.metadata,
+            |v: &Volume| &v.metadata,
+        )
     }
 
     fn all_volumes(&mut self) -> Result<Vec<Volume>> {
@@ -440,7 +551,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_snapshot(&mut self, id: SnapshotId) -> Result<()> {
-        self.conn.execute("DELETE FROM snapshots WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM snapshots WHERE id = ?1", [id.to_string()])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn list_snapshots(&mut self, query: &ListQuery<SnapshotFilter>) -> Result<Page<Snapshot>> {
@@ -455,12 +569,23 @@ impl Tx for SqliteTx<'_> {
         if let Some(volume) = f.volume_id {
             sel.eq("volume_id", Value::Text(volume.to_string()));
         }
-        list_rows(&self.conn, "snapshots", query, sel, f.match_nothing, &f.metadata, |s: &Snapshot| &s.metadata)
+        list_rows(
+            &self.conn,
+            "snapshots",
+            query,
+            sel,
+            f.match_nothing,
+            &f.metadata,
+            |s: &Snapshot| &s.metadata,
+        )
     }
 
     fn snapshots_of_volume(&mut self, volume: VolumeId) -> Result<Vec<Snapshot>> {
         let query = ListQuery {
-            filter: SnapshotFilter { volume_id: Some(volume), ..Default::default() },
+            filter: SnapshotFilter {
+                volume_id: Some(volume),
+                ..Default::default()
+            },
             ..Default::default()
         };
         self.list_snapshots(&query).map(|p| p.items)
@@ -478,22 +603,39 @@ impl Tx for SqliteTx<'_> {
         self.conn
             .prepare_cached("INSERT OR REPLACE INTO images (id, parent, body) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| {
-                s.execute(params![image.id.to_string(), image.parent.map(|p| p.to_string()), to_json(image)])
+                s.execute(params![
+                    image.id.to_string(),
+                    image.parent.map(|p| p.to_string()),
+                    to_json(image)
+                ])
             })
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_image(&mut self, id: ImageId) -> Result<()> {
-        self.conn.execute("DELETE FROM images WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM images WHERE id = ?1", [id.to_string()])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn image_children(&mut self, id: ImageId) -> Result<Vec<Image>> {
-        bodies(&self.conn, "images", "SELECT body FROM images WHERE parent = ?1 ORDER BY id", &[&id.to_string()])
+        bodies(
+            &self.conn,
+            "images",
+            "SELECT body FROM images WHERE parent = ?1 ORDER BY id",
+            &[&id.to_string()],
+        )
     }
 
     fn all_images(&mut self) -> Result<Vec<Image>> {
-        bodies(&self.conn, "images", "SELECT body FROM images ORDER BY id", &[])
+        bodies(
+            &self.conn,
+            "images",
+            "SELECT body FROM images ORDER BY id",
+            &[],
+        )
     }
 
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>> {
@@ -502,12 +644,22 @@ impl Tx for SqliteTx<'_> {
 
     fn keyed_quota_limit(&mut self, project: &ProjectId, key: &str) -> Result<Option<i64>> {
         self.conn
-            .prepare_cached("SELECT hard_limit FROM quota_limits WHERE project_id = ?1 AND resource = ?2")
-            .and_then(|mut s| s.query_row(params![project.0, key], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT hard_limit FROM quota_limits WHERE project_id = ?1 AND resource = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![project.0, key], |r| r.get(0))
+                    .optional()
+            })
             .map_err(backend)
     }
 
-    fn set_quota_limit(&mut self, project: &ProjectId, resource: QuotaResource, limit: i64) -> Result<()> {
+    fn set_quota_limit(
+        &mut self,
+        project: &ProjectId,
+        resource: QuotaResource,
+        limit: i64,
+    ) -> Result<()> {
         self.set_keyed_quota_limit(project, resource.as_str(), limit)
     }
 
@@ -526,18 +678,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn groups(&mut self) -> Result<Vec<Group>> {
-        bodies(&self.conn, "groups", "SELECT body FROM groups ORDER BY created_at, id", &[])
+        bodies(
+            &self.conn,
+            "groups",
+            "SELECT body FROM groups ORDER BY created_at, id",
+            &[],
+        )
     }
 
     fn put_group(&mut self, g: &Group) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO groups (id, created_at, body) VALUES (?1, ?2, ?3)", params![g.id, g.created_at.0, to_json(g)])
+            .execute(
+                "INSERT OR REPLACE INTO groups (id, created_at, body) VALUES (?1, ?2, ?3)",
+                params![g.id, g.created_at.0, to_json(g)],
+            )
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_group(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM groups WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM groups WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn group_snapshot(&mut self, id: &str) -> Result<Option<GroupSnapshot>> {
@@ -545,18 +708,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn group_snapshots(&mut self) -> Result<Vec<GroupSnapshot>> {
-        bodies(&self.conn, "group_snapshots", "SELECT body FROM group_snapshots ORDER BY created_at, id", &[])
+        bodies(
+            &self.conn,
+            "group_snapshots",
+            "SELECT body FROM group_snapshots ORDER BY created_at, id",
+            &[],
+        )
     }
 
     fn put_group_snapshot(&mut self, g: &GroupSnapshot) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO group_snapshots (id, created_at, body) VALUES (?1, ?2, ?3)", params![g.id, g.created_at.0, to_json(g)])
+            .execute(
+                "INSERT OR REPLACE INTO group_snapshots (id, created_at, body) VALUES (?1, ?2, ?3)",
+                params![g.id, g.created_at.0, to_json(g)],
+            )
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_group_snapshot(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM group_snapshots WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM group_snapshots WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn group_type(&mut self, id: &str) -> Result<Option<GroupType>> {
@@ -564,18 +738,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn group_types(&mut self) -> Result<Vec<GroupType>> {
-        bodies(&self.conn, "group_types", "SELECT body FROM group_types ORDER BY name", &[])
+        bodies(
+            &self.conn,
+            "group_types",
+            "SELECT body FROM group_types ORDER BY name",
+            &[],
+        )
     }
 
     fn put_group_type(&mut self, t: &GroupType) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO group_types (id, name, body) VALUES (?1, ?2, ?3)", params![t.id, t.name, to_json(t)])
+            .execute(
+                "INSERT OR REPLACE INTO group_types (id, name, body) VALUES (?1, ?2, ?3)",
+                params![t.id, t.name, to_json(t)],
+            )
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_group_type(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM group_types WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM group_types WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn message(&mut self, id: &str) -> Result<Option<UserMessage>> {
@@ -584,8 +769,18 @@ impl Tx for SqliteTx<'_> {
 
     fn messages(&mut self, project: Option<&ProjectId>) -> Result<Vec<UserMessage>> {
         match project {
-            Some(p) => bodies(&self.conn, "messages", "SELECT body FROM messages WHERE project_id = ?1 ORDER BY created_at, id", &[&p.0]),
-            None => bodies(&self.conn, "messages", "SELECT body FROM messages ORDER BY created_at, id", &[]),
+            Some(p) => bodies(
+                &self.conn,
+                "messages",
+                "SELECT body FROM messages WHERE project_id = ?1 ORDER BY created_at, id",
+                &[&p.0],
+            ),
+            None => bodies(
+                &self.conn,
+                "messages",
+                "SELECT body FROM messages ORDER BY created_at, id",
+                &[],
+            ),
         }
     }
 
@@ -600,7 +795,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_message(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM messages WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM messages WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn qos_specs(&mut self, id: &str) -> Result<Option<QosSpecs>> {
@@ -608,18 +806,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn all_qos_specs(&mut self) -> Result<Vec<QosSpecs>> {
-        bodies(&self.conn, "qos_specs", "SELECT body FROM qos_specs ORDER BY name", &[])
+        bodies(
+            &self.conn,
+            "qos_specs",
+            "SELECT body FROM qos_specs ORDER BY name",
+            &[],
+        )
     }
 
     fn put_qos_specs(&mut self, q: &QosSpecs) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO qos_specs (id, name, body) VALUES (?1, ?2, ?3)", params![q.id, q.name, to_json(q)])
+            .execute(
+                "INSERT OR REPLACE INTO qos_specs (id, name, body) VALUES (?1, ?2, ?3)",
+                params![q.id, q.name, to_json(q)],
+            )
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_qos_specs(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM qos_specs WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM qos_specs WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn service_switch(&mut self, binary: &str) -> Result<Option<ServiceSwitch>> {
@@ -628,7 +837,10 @@ impl Tx for SqliteTx<'_> {
 
     fn put_service_switch(&mut self, s: &ServiceSwitch) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO service_switches (id, body) VALUES (?1, ?2)", params![s.binary, to_json(s)])
+            .execute(
+                "INSERT OR REPLACE INTO service_switches (id, body) VALUES (?1, ?2)",
+                params![s.binary, to_json(s)],
+            )
             .map(drop)
             .map_err(backend)
     }
@@ -638,7 +850,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn transfers(&mut self) -> Result<Vec<Transfer>> {
-        bodies(&self.conn, "transfers", "SELECT body FROM transfers ORDER BY created_at, id", &[])
+        bodies(
+            &self.conn,
+            "transfers",
+            "SELECT body FROM transfers ORDER BY created_at, id",
+            &[],
+        )
     }
 
     fn put_transfer(&mut self, t: &Transfer) -> Result<()> {
@@ -652,7 +869,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_transfer(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM transfers WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM transfers WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn volume_type(&mut self, id: &str) -> Result<Option<VolumeType>> {
@@ -660,7 +880,12 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn volume_types(&mut self) -> Result<Vec<VolumeType>> {
-        bodies(&self.conn, "volume_types", "SELECT body FROM volume_types ORDER BY name", &[])
+        bodies(
+            &self.conn,
+            "volume_types",
+            "SELECT body FROM volume_types ORDER BY name",
+            &[],
+        )
     }
 
     fn put_volume_type(&mut self, t: &VolumeType) -> Result<()> {
@@ -674,11 +899,20 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_volume_type(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM volume_types WHERE id = ?1", [id]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM volume_types WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn clear_quota_limits(&mut self, project: &ProjectId) -> Result<()> {
-        self.conn.execute("DELETE FROM quota_limits WHERE project_id = ?1", [&project.0]).map(drop).map_err(backend)
+        self.conn
+            .execute(
+                "DELETE FROM quota_limits WHERE project_id = ?1",
+                [&project.0],
+            )
+            .map(drop)
+            .map_err(backend)
     }
 
     fn quota_usage(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<i64> {
@@ -687,13 +921,23 @@ impl Tx for SqliteTx<'_> {
 
     fn keyed_quota_usage(&mut self, project: &ProjectId, key: &str) -> Result<i64> {
         self.conn
-            .prepare_cached("SELECT in_use FROM quota_usage WHERE project_id = ?1 AND resource = ?2")
-            .and_then(|mut s| s.query_row(params![project.0, key], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT in_use FROM quota_usage WHERE project_id = ?1 AND resource = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![project.0, key], |r| r.get(0))
+                    .optional()
+            })
             .map(|v| v.unwrap_or(0))
             .map_err(backend)
     }
 
-    fn add_quota_usage(&mut self, project: &ProjectId, resource: QuotaResource, delta: i64) -> Result<()> {
+    fn add_quota_usage(
+        &mut self,
+        project: &ProjectId,
+        resource: QuotaResource,
+        delta: i64,
+    ) -> Result<()> {
         self.add_keyed_quota_usage(project, resource.as_str(), delta)
     }
 
@@ -709,16 +953,28 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn all_quota_usage(&mut self) -> Result<Vec<(ProjectId, QuotaResource, i64)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT project_id, resource, in_use FROM quota_usage").map_err(backend)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT project_id, resource, in_use FROM quota_usage")
+            .map_err(backend)?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(backend)?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(backend)?;
         Ok(rows
             .into_iter()
             .filter_map(|(p, r, n)| {
-                QuotaResource::ALL.iter().find(|q| q.as_str() == r).map(|q| (ProjectId(p), *q, n))
+                QuotaResource::ALL
+                    .iter()
+                    .find(|q| q.as_str() == r)
+                    .map(|q| (ProjectId(p), *q, n))
             })
             .collect())
     }
@@ -729,18 +985,28 @@ impl Tx for SqliteTx<'_> {
 
     fn put_workflow(&mut self, w: &WorkflowRecord) -> Result<()> {
         self.conn
-            .prepare_cached("INSERT OR REPLACE INTO workflows (id, created_at, body) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT OR REPLACE INTO workflows (id, created_at, body) VALUES (?1, ?2, ?3)",
+            )
             .and_then(|mut s| s.execute(params![w.id.to_string(), w.created_at.0, to_json(w)]))
             .map(drop)
             .map_err(backend)
     }
 
     fn delete_workflow(&mut self, id: WorkflowId) -> Result<()> {
-        self.conn.execute("DELETE FROM workflows WHERE id = ?1", [id.to_string()]).map(drop).map_err(backend)
+        self.conn
+            .execute("DELETE FROM workflows WHERE id = ?1", [id.to_string()])
+            .map(drop)
+            .map_err(backend)
     }
 
     fn workflows(&mut self) -> Result<Vec<WorkflowRecord>> {
-        bodies(&self.conn, "workflows", "SELECT body FROM workflows ORDER BY created_at, id", &[])
+        bodies(
+            &self.conn,
+            "workflows",
+            "SELECT body FROM workflows ORDER BY created_at, id",
+            &[],
+        )
     }
 
     fn project(&mut self, id: &str) -> Result<Option<Project>> {
@@ -752,7 +1018,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_project(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM role_assignments WHERE project_id = ?1", [id]).map_err(backend)?;
+        self.conn
+            .execute("DELETE FROM role_assignments WHERE project_id = ?1", [id])
+            .map_err(backend)?;
         identity_delete(&self.conn, "project", id)
     }
 
@@ -769,7 +1037,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_user(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM role_assignments WHERE user_id = ?1", [id]).map_err(backend)?;
+        self.conn
+            .execute("DELETE FROM role_assignments WHERE user_id = ?1", [id])
+            .map_err(backend)?;
         identity_delete(&self.conn, "user", id)
     }
 
@@ -802,7 +1072,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn delete_role(&mut self, id: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM role_assignments WHERE role_id = ?1", [id]).map_err(backend)?;
+        self.conn
+            .execute("DELETE FROM role_assignments WHERE role_id = ?1", [id])
+            .map_err(backend)?;
         identity_delete(&self.conn, "role", id)
     }
 
@@ -824,7 +1096,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn all_role_assignments(&mut self) -> Result<Vec<(String, String, String)>> {
-        let mut stmt = self.conn.prepare_cached("SELECT user_id, project_id, role_id FROM role_assignments").map_err(backend)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT user_id, project_id, role_id FROM role_assignments")
+            .map_err(backend)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(backend)?
@@ -849,14 +1124,22 @@ impl Tx for SqliteTx<'_> {
 
     fn revoke_token(&mut self, audit_id: &str, expires_at: i64) -> Result<()> {
         self.conn
-            .execute("INSERT OR REPLACE INTO revoked_tokens (audit_id, expires_at) VALUES (?1, ?2)", params![audit_id, expires_at])
+            .execute(
+                "INSERT OR REPLACE INTO revoked_tokens (audit_id, expires_at) VALUES (?1, ?2)",
+                params![audit_id, expires_at],
+            )
             .map(drop)
             .map_err(backend)
     }
 
     fn revoked_tokens(&mut self, now: i64) -> Result<Vec<String>> {
-        self.conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now]).map_err(backend)?;
-        let mut stmt = self.conn.prepare_cached("SELECT audit_id FROM revoked_tokens").map_err(backend)?;
+        self.conn
+            .execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])
+            .map_err(backend)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT audit_id FROM revoked_tokens")
+            .map_err(backend)?;
         let rows = stmt
             .query_map([], |r| r.get::<_, String>(0))
             .map_err(backend)?

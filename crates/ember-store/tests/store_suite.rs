@@ -46,14 +46,27 @@ fn keyset_pagination_visits_every_row_once_in_order() {
     let mut tx = store.write().unwrap();
     for i in 0..25 {
         // Sizes collide on purpose so the id tiebreak matters.
-        tx.put_snapshot(&snapshot("p1", volume, &format!("s{i:02}"), i, (i % 3) as u64)).unwrap();
+        tx.put_snapshot(&snapshot(
+            "p1",
+            volume,
+            &format!("s{i:02}"),
+            i,
+            (i % 3) as u64,
+        ))
+        .unwrap();
     }
-    tx.put_snapshot(&snapshot("p2", volume, "other", 100, 1)).unwrap();
+    tx.put_snapshot(&snapshot("p2", volume, "other", 100, 1))
+        .unwrap();
     tx.commit().unwrap();
 
     let newest_first = pages(
         &store,
-        ListQuery { project: Some(ProjectId("p1".into())), limit: Some(4), with_count: true, ..Default::default() },
+        ListQuery {
+            project: Some(ProjectId("p1".into())),
+            limit: Some(4),
+            with_count: true,
+            ..Default::default()
+        },
     );
     let expected: Vec<String> = (0..25).rev().map(|i| format!("s{i:02}")).collect();
     assert_eq!(newest_first, expected);
@@ -62,7 +75,10 @@ fn keyset_pagination_visits_every_row_once_in_order() {
         &store,
         ListQuery {
             project: Some(ProjectId("p1".into())),
-            sort: vec![(SortKey::Size, SortDir::Asc), (SortKey::CreatedAt, SortDir::Desc)],
+            sort: vec![
+                (SortKey::Size, SortDir::Asc),
+                (SortKey::CreatedAt, SortDir::Desc),
+            ],
             limit: Some(3),
             ..Default::default()
         },
@@ -78,7 +94,12 @@ fn keyset_pagination_visits_every_row_once_in_order() {
     let page = store
         .read()
         .unwrap()
-        .list_snapshots(&ListQuery { project: None, with_count: true, limit: Some(1), ..Default::default() })
+        .list_snapshots(&ListQuery {
+            project: None,
+            with_count: true,
+            limit: Some(1),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(page.count, Some(26));
     assert_eq!(page.items[0].name.as_deref(), Some("other"));
@@ -90,7 +111,8 @@ fn uncommitted_transactions_leave_nothing_and_quota_counters_add_up() {
     let p = ProjectId("p".into());
     {
         let mut tx = store.write().unwrap();
-        tx.put_snapshot(&snapshot("p", VolumeId::new(), "lost", 1, 1)).unwrap();
+        tx.put_snapshot(&snapshot("p", VolumeId::new(), "lost", 1, 1))
+            .unwrap();
         tx.add_quota_usage(&p, QuotaResource::Snapshots, 1).unwrap();
         // dropped without commit
     }
@@ -98,18 +120,30 @@ fn uncommitted_transactions_leave_nothing_and_quota_counters_add_up() {
     assert!(tx.all_snapshots().unwrap().is_empty());
     assert_eq!(tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(), 0);
     tx.add_quota_usage(&p, QuotaResource::Gigabytes, 5).unwrap();
-    tx.add_quota_usage(&p, QuotaResource::Gigabytes, -2).unwrap();
+    tx.add_quota_usage(&p, QuotaResource::Gigabytes, -2)
+        .unwrap();
     assert_eq!(tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(), None);
     tx.set_quota_limit(&p, QuotaResource::Gigabytes, 7).unwrap();
     tx.commit().unwrap();
     let mut tx = store.read().unwrap();
     assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), 3);
-    assert_eq!(tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(), Some(7));
+    assert_eq!(
+        tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(),
+        Some(7)
+    );
     drop(tx);
     let mut tx = store.write().unwrap();
     tx.clear_quota_limits(&p).unwrap();
     tx.commit().unwrap();
     let mut tx = store.read().unwrap();
-    assert_eq!(tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(), None, "cleared limits fall back to defaults");
-    assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), 3, "usage is not a limit");
+    assert_eq!(
+        tx.quota_limit(&p, QuotaResource::Gigabytes).unwrap(),
+        None,
+        "cleared limits fall back to defaults"
+    );
+    assert_eq!(
+        tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(),
+        3,
+        "usage is not a limit"
+    );
 }

@@ -85,27 +85,46 @@ impl ServeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("parsing config {}: {e}", path.display()))?
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("parsing config {}: {e}", path.display()))?
             }
             None => FileConfig::default(),
         };
         let auth = self.auth.or(file.auth).unwrap_or_else(|| "embedded".into());
         let keystone = if auth == "keystone" {
-            let need = |v: Option<String>, flag: &str| v.ok_or_else(|| anyhow::anyhow!("--auth keystone needs {flag}"));
+            let need = |v: Option<String>, flag: &str| {
+                v.ok_or_else(|| anyhow::anyhow!("--auth keystone needs {flag}"))
+            };
             Some(ember_identity::KeystoneSettings {
                 url: need(self.keystone_url.or(file.keystone_url), "--keystone-url")?,
                 username: need(self.keystone_user.or(file.keystone_user), "--keystone-user")?,
-                password: need(self.keystone_password.or(file.keystone_password), "--keystone-password")?,
-                project: self.keystone_project.or(file.keystone_project).unwrap_or_else(|| "service".into()),
+                password: need(
+                    self.keystone_password.or(file.keystone_password),
+                    "--keystone-password",
+                )?,
+                project: self
+                    .keystone_project
+                    .or(file.keystone_project)
+                    .unwrap_or_else(|| "service".into()),
                 domain: "Default".into(),
-                cache_for: std::time::Duration::from_secs(self.keystone_cache_secs.or(file.keystone_cache_secs).unwrap_or(300)),
+                cache_for: std::time::Duration::from_secs(
+                    self.keystone_cache_secs
+                        .or(file.keystone_cache_secs)
+                        .unwrap_or(300),
+                ),
             })
         } else {
             None
         };
         Ok(Settings {
-            data_dir: self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("ember-data")),
-            listen: self.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:8776".into()),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("ember-data")),
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8776".into()),
             auth,
             admin_password: self.admin_password.or(file.admin_password),
             keystone,

@@ -15,7 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "ember", version, about = "Block storage that speaks Cinder, fast.")]
+#[command(
+    name = "ember",
+    version,
+    about = "Block storage that speaks Cinder, fast."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,10 +55,15 @@ fn main() -> anyhow::Result<()> {
 async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let store = SqliteStore::open(&settings.data_dir.join("ember.db")).context("opening the metadata store")?;
-    let driver = Qcow2Driver::new(settings.data_dir.join("images")).context("opening the image directory")?;
+    let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
+        .context("opening the metadata store")?;
+    let driver = Qcow2Driver::new(settings.data_dir.join("images"))
+        .context("opening the image directory")?;
     let service = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
-    let resumed = service.recover().await.context("recovering unfinished work")?;
+    let resumed = service
+        .recover()
+        .await
+        .context("recovering unfinished work")?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -65,37 +74,69 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         "noauth" => Arc::new(ember_api_common::NoAuth),
         "embedded" => {
             let store = service.core().store.clone();
-            let identity = Arc::new(ember_identity::IdentityService::open(store, &settings.data_dir, settings.token_ttl_secs)?);
+            let identity = Arc::new(ember_identity::IdentityService::open(
+                store,
+                &settings.data_dir,
+                settings.token_ttl_secs,
+            )?);
             let auth_url = format!("http://{local}/identity/v3");
-            let boot = identity.bootstrap(settings.admin_password.as_deref(), &settings.data_dir, &auth_url)?;
+            let boot = identity.bootstrap(
+                settings.admin_password.as_deref(),
+                &settings.data_dir,
+                &auth_url,
+            )?;
             if boot.password_generated {
                 tracing::info!(openrc = %settings.data_dir.join("openrc").display(), "generated the admin password");
             }
             app = app.merge(ember_identity::router(identity.clone()));
-            access_keys = Some(Arc::new(ember_identity::IdentityAccessKeys(identity.clone())));
+            access_keys = Some(Arc::new(ember_identity::IdentityAccessKeys(
+                identity.clone(),
+            )));
             Arc::new(ember_identity::TokenAuthenticator(identity))
         }
         "keystone" => {
-            let keystone = settings.keystone.clone().context("--auth keystone needs --keystone-url and service credentials")?;
+            let keystone = settings
+                .keystone
+                .clone()
+                .context("--auth keystone needs --keystone-url and service credentials")?;
             tracing::info!(url = %keystone.url, user = %keystone.username, "validating tokens with Keystone");
             Arc::new(ember_identity::KeystoneAuthenticator::new(keystone))
         }
-        other => anyhow::bail!("unknown --auth strategy {other:?} (supported: embedded, keystone, noauth)"),
+        other => anyhow::bail!(
+            "unknown --auth strategy {other:?} (supported: embedded, keystone, noauth)"
+        ),
     };
     // EVS (seed 004) on its own listener: Cinder v2 owns the same paths.
     if let Some(addr) = &settings.evs_listen {
-        let evs_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding the EVS listener {addr}"))?;
+        let evs_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the EVS listener {addr}"))?;
         tracing::info!(listen = %evs_listener.local_addr()?, "serving the EVS API");
-        let evs = ember_api_evs::router(Arc::new(ember_api_evs::EvsState { service: service.clone(), auth: auth.clone(), access_keys }));
+        let evs = ember_api_evs::router(Arc::new(ember_api_evs::EvsState {
+            service: service.clone(),
+            auth: auth.clone(),
+            access_keys,
+        }));
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(evs_listener, evs).with_graceful_shutdown(shutdown_signal()).await {
+            if let Err(e) = axum::serve(evs_listener, evs)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
                 tracing::error!(error = %e, "EVS listener failed");
             }
         });
     }
     let app = app
-        .merge(ember_api_nova::router(Arc::new(ember_api_nova::NovaState { service: service.clone(), auth: auth.clone() })))
-        .merge(ember_api_cinder::router(Arc::new(CinderState { service: service.clone(), auth })));
+        .merge(ember_api_nova::router(Arc::new(
+            ember_api_nova::NovaState {
+                service: service.clone(),
+                auth: auth.clone(),
+            },
+        )))
+        .merge(ember_api_cinder::router(Arc::new(CinderState {
+            service: service.clone(),
+            auth,
+        })));
     tracing::info!(
         listen = %local,
         data_dir = %settings.data_dir.display(),
@@ -103,14 +144,16 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         resumed_workflows = resumed,
         "ember is serving the Cinder API"
     );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("shutting down: waiting for running workflows");
     service.drain(Duration::from_secs(10)).await;
     Ok(())
 }
 
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, PROJECT};
+use common::{PROJECT, Server};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,13 @@ fn listing_filters_pagination_and_counts() {
     loop {
         let (st, body) = s.call("GET", &url, &format!("admin:{PROJECT}"), None, None);
         assert_eq!(st, 200, "{body}");
-        seen.extend(body["snapshots"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap().to_string()));
+        seen.extend(
+            body["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["id"].as_str().unwrap().to_string()),
+        );
         match body["snapshots_links"][0]["href"].as_str() {
             Some(next) => url = next.to_string(),
             None => break,
@@ -41,12 +47,20 @@ fn listing_filters_pagination_and_counts() {
     assert_eq!(body["snapshots"].as_array().unwrap().len(), 3);
     let (_, body) = s.admin("GET", "/snapshots/detail?name=s3", None);
     assert_eq!(body["snapshots"][0]["id"], snaps[3].as_str());
-    let (_, body) = s.admin("GET", "/snapshots/detail?metadata=%7B%22i%22%3A%20%224%22%7D", None);
+    let (_, body) = s.admin(
+        "GET",
+        "/snapshots/detail?metadata=%7B%22i%22%3A%20%224%22%7D",
+        None,
+    );
     assert_eq!(body["snapshots"].as_array().unwrap().len(), 1, "{body}");
     assert_eq!(body["snapshots"][0]["id"], snaps[4].as_str());
     let (_, body) = s.admin("GET", "/snapshots/detail?status=error", None);
     assert_eq!(body["snapshots"], json!([]));
-    let (_, body) = s.admin("GET", "/snapshots/detail?sort=created_at:asc&limit=1&with_count=true", None);
+    let (_, body) = s.admin(
+        "GET",
+        "/snapshots/detail?sort=created_at:asc&limit=1&with_count=true",
+        None,
+    );
     assert_eq!(body["snapshots"][0]["id"], snaps[0].as_str());
     assert_eq!(body["count"], 5);
     let (_, body) = s.admin("GET", "/snapshots/detail?offset=4", None);
@@ -60,7 +74,13 @@ fn listing_filters_pagination_and_counts() {
     let (_, body) = s.admin("GET", "/volumes/detail?sort=size:desc", None);
     assert_eq!(body["volumes"][0]["id"], b.as_str());
     // v2 lists the same snapshots.
-    let (st, body) = s.call("GET", &s.url(&format!("/v2/{PROJECT}/snapshots/detail")), &format!("admin:{PROJECT}"), None, None);
+    let (st, body) = s.call(
+        "GET",
+        &s.url(&format!("/v2/{PROJECT}/snapshots/detail")),
+        &format!("admin:{PROJECT}"),
+        None,
+        None,
+    );
     assert_eq!(st, 200);
     assert_eq!(body["snapshots"].as_array().unwrap().len(), 5);
 }
@@ -69,9 +89,17 @@ fn listing_filters_pagination_and_counts() {
 fn volume_metadata_and_update() {
     let s = Server::start();
     let v = s.create_volume(1);
-    let (st, body) = s.admin("POST", &format!("/volumes/{v}/metadata"), Some(json!({"metadata": {"a": "1", "b": "2"}})));
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/volumes/{v}/metadata"),
+        Some(json!({"metadata": {"a": "1", "b": "2"}})),
+    );
     assert_eq!((st, &body["metadata"]), (200, &json!({"a": "1", "b": "2"})));
-    let (st, body) = s.admin("PUT", &format!("/volumes/{v}/metadata/a"), Some(json!({"meta": {"a": "9"}})));
+    let (st, body) = s.admin(
+        "PUT",
+        &format!("/volumes/{v}/metadata/a"),
+        Some(json!({"meta": {"a": "9"}})),
+    );
     assert_eq!((st, &body), (200, &json!({"meta": {"a": "9"}})));
     let (st, body) = s.admin("GET", &format!("/volumes/{v}/metadata/a"), None);
     assert_eq!((st, &body), (200, &json!({"meta": {"a": "9"}})));
@@ -79,10 +107,21 @@ fn volume_metadata_and_update() {
     assert_eq!(st, 200);
     let (st, body) = s.admin("DELETE", &format!("/volumes/{v}/metadata/b"), None);
     assert_eq!(st, 404, "{body}");
-    assert_eq!(body["itemNotFound"]["message"], format!("Volume {v} has no metadata with key b."));
-    let (st, body) = s.admin("PUT", &format!("/volumes/{v}/metadata"), Some(json!({"metadata": {"c": "3"}})));
+    assert_eq!(
+        body["itemNotFound"]["message"],
+        format!("Volume {v} has no metadata with key b.")
+    );
+    let (st, body) = s.admin(
+        "PUT",
+        &format!("/volumes/{v}/metadata"),
+        Some(json!({"metadata": {"c": "3"}})),
+    );
     assert_eq!((st, &body["metadata"]), (200, &json!({"c": "3"})));
-    let (st, body) = s.admin("PUT", &format!("/volumes/{v}"), Some(json!({"volume": {"name": " renamed ", "description": "d"}})));
+    let (st, body) = s.admin(
+        "PUT",
+        &format!("/volumes/{v}"),
+        Some(json!({"volume": {"name": " renamed ", "description": "d"}})),
+    );
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["volume"]["name"], "renamed");
     assert_eq!(body["volume"]["description"], "d");
@@ -95,10 +134,18 @@ fn snapshot_status_updates_follow_cinder_transitions() {
     let v = s.create_volume(1);
     let snap = s.create_snapshot(&v);
     // available -> anything is not an allowed driver transition.
-    let (st, body) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-update_snapshot_status": {"status": "error"}})));
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/snapshots/{snap}/action"),
+        Some(json!({"os-update_snapshot_status": {"status": "error"}})),
+    );
     assert_eq!(st, 400, "{body}");
     // An admin may reset to error, then delete.
-    let (st, _) = s.admin("POST", &format!("/snapshots/{snap}/action"), Some(json!({"os-reset_status": {"status": "error"}})));
+    let (st, _) = s.admin(
+        "POST",
+        &format!("/snapshots/{snap}/action"),
+        Some(json!({"os-reset_status": {"status": "error"}})),
+    );
     assert_eq!(st, 202);
     let (_, body) = s.admin("GET", &format!("/snapshots/{snap}"), None);
     assert_eq!(body["snapshot"]["status"], "error");
@@ -137,7 +184,11 @@ fn sigterm_shuts_down_gracefully_and_state_survives() {
     s.write(&v, 0, vec![9u8; 4096]);
     let t = Instant::now();
     s.stop();
-    assert!(t.elapsed() < Duration::from_secs(15), "graceful shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "graceful shutdown took {:?}",
+        t.elapsed()
+    );
     assert!(s.log().contains("shutting down"), "{}", s.log());
     s.restart();
     assert_eq!(s.read("volumes", &v, 0, 4096), vec![9u8; 4096]);
@@ -146,9 +197,20 @@ fn sigterm_shuts_down_gracefully_and_state_survives() {
 #[test]
 fn config_file_with_flags_overriding_it() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let config = dir.path().join("ember.toml");
-    std::fs::write(&config, format!("data_dir = \"{}\"\nlisten = \"127.0.0.1:1\"\n", dir.path().join("from-file").display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:1\"\n",
+            dir.path().join("from-file").display()
+        ),
+    )
+    .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -170,5 +232,8 @@ fn config_file_with_flags_overriding_it() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(ok, "the --listen flag should override the file");
-    assert!(dir.path().join("from-file/ember.db").exists(), "data_dir should come from the file");
+    assert!(
+        dir.path().join("from-file/ember.db").exists(),
+        "data_dir should come from the file"
+    );
 }

@@ -9,12 +9,12 @@
 
 mod common;
 
-use common::{check_all_images, image_files, Server, PROJECT};
+use common::{PROJECT, Server, check_all_images, image_files};
 use ember_store::MetadataStore;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 struct Rng(u64);
@@ -49,61 +49,95 @@ struct Acked {
 const MIB: u64 = 1 << 20;
 
 fn load(s: &Server, thread: usize, seed: u64, stop: &AtomicBool, acked: &Mutex<Acked>) {
-    let mut rng = Rng(seed.wrapping_mul(6364136223846793005).wrapping_add(thread as u64 + 1));
+    let mut rng = Rng(seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(thread as u64 + 1));
     let mut counter: u8 = 0;
     while !stop.load(Ordering::SeqCst) {
         let (vols, snaps): (Vec<String>, Vec<String>) = {
             let a = acked.lock().unwrap();
             (
                 a.volumes.difference(&a.deleted_volumes).cloned().collect(),
-                a.snapshots.difference(&a.deleted_snapshots).cloned().collect(),
+                a.snapshots
+                    .difference(&a.deleted_snapshots)
+                    .cloned()
+                    .collect(),
             )
         };
-        let pick = |rng: &mut Rng, v: &Vec<String>| v.get(rng.below(v.len() as u64) as usize).cloned();
+        let pick =
+            |rng: &mut Rng, v: &Vec<String>| v.get(rng.below(v.len() as u64) as usize).cloned();
         let op = rng.below(10);
         let result = match op {
-            0 | 1 => s.try_admin("POST", "/volumes", Some(json!({"volume": {"size": 1}}))).map(|(st, b)| {
-                if st == 202 {
-                    acked.lock().unwrap().volumes.insert(b["volume"]["id"].as_str().unwrap().to_string());
-                }
-            }),
-            2 | 3 => match pick(&mut rng, &vols) {
-                Some(v) => s.try_admin("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": v, "force": true}}))).map(|(st, b)| {
+            0 | 1 => s
+                .try_admin("POST", "/volumes", Some(json!({"volume": {"size": 1}})))
+                .map(|(st, b)| {
                     if st == 202 {
-                        acked.lock().unwrap().snapshots.insert(b["snapshot"]["id"].as_str().unwrap().to_string());
+                        acked
+                            .lock()
+                            .unwrap()
+                            .volumes
+                            .insert(b["volume"]["id"].as_str().unwrap().to_string());
                     }
                 }),
+            2 | 3 => match pick(&mut rng, &vols) {
+                Some(v) => s
+                    .try_admin(
+                        "POST",
+                        "/snapshots",
+                        Some(json!({"snapshot": {"volume_id": v, "force": true}})),
+                    )
+                    .map(|(st, b)| {
+                        if st == 202 {
+                            acked
+                                .lock()
+                                .unwrap()
+                                .snapshots
+                                .insert(b["snapshot"]["id"].as_str().unwrap().to_string());
+                        }
+                    }),
                 None => Ok(()),
             },
             4 => match pick(&mut rng, &snaps) {
-                Some(sn) => s.try_admin("POST", "/volumes", Some(json!({"volume": {"snapshot_id": sn}}))).map(|(st, b)| {
-                    if st == 202 {
-                        acked.lock().unwrap().volumes.insert(b["volume"]["id"].as_str().unwrap().to_string());
-                    }
-                }),
+                Some(sn) => s
+                    .try_admin(
+                        "POST",
+                        "/volumes",
+                        Some(json!({"volume": {"snapshot_id": sn}})),
+                    )
+                    .map(|(st, b)| {
+                        if st == 202 {
+                            acked
+                                .lock()
+                                .unwrap()
+                                .volumes
+                                .insert(b["volume"]["id"].as_str().unwrap().to_string());
+                        }
+                    }),
                 None => Ok(()),
             },
             5 => match pick(&mut rng, &snaps) {
                 Some(sn) => {
                     acked.lock().unwrap().attempted_deletes.insert(sn.clone());
-                    s.try_admin("DELETE", &format!("/snapshots/{sn}"), None).map(|(st, _)| {
-                    if st == 202 {
-                        acked.lock().unwrap().deleted_snapshots.insert(sn);
-                    }
-                })
+                    s.try_admin("DELETE", &format!("/snapshots/{sn}"), None)
+                        .map(|(st, _)| {
+                            if st == 202 {
+                                acked.lock().unwrap().deleted_snapshots.insert(sn);
+                            }
+                        })
                 }
                 None => Ok(()),
             },
             6 => match pick(&mut rng, &vols) {
                 Some(v) => {
                     acked.lock().unwrap().attempted_deletes.insert(v.clone());
-                    s.try_admin("DELETE", &format!("/volumes/{v}?cascade=true"), None).map(|(st, _)| {
-                    if st == 202 {
-                        let mut a = acked.lock().unwrap();
-                        a.deleted_volumes.insert(v.clone());
-                        a.writes.retain(|(vol, _), _| vol != &v);
-                    }
-                })
+                    s.try_admin("DELETE", &format!("/volumes/{v}?cascade=true"), None)
+                        .map(|(st, _)| {
+                            if st == 202 {
+                                let mut a = acked.lock().unwrap();
+                                a.deleted_volumes.insert(v.clone());
+                                a.writes.retain(|(vol, _), _| vol != &v);
+                            }
+                        })
                 }
                 None => Ok(()),
             },
@@ -111,7 +145,11 @@ fn load(s: &Server, thread: usize, seed: u64, stop: &AtomicBool, acked: &Mutex<A
                 Some(v) => {
                     counter = counter.wrapping_add(1).max(1);
                     let byte = counter;
-                    acked.lock().unwrap().pending_writes.insert((v.clone(), thread), byte);
+                    acked
+                        .lock()
+                        .unwrap()
+                        .pending_writes
+                        .insert((v.clone(), thread), byte);
                     let r = s
                         .http
                         .put(s.v3(&format!("/volumes/{v}/data?offset={}", thread as u64 * MIB)))
@@ -140,18 +178,30 @@ fn load(s: &Server, thread: usize, seed: u64, stop: &AtomicBool, acked: &Mutex<A
 }
 
 trait TryAdmin {
-    fn try_admin(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String>;
+    fn try_admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String>;
 }
 
 impl TryAdmin for Server {
-    fn try_admin(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value), String> {
+    fn try_admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), String> {
         let mut rb = self
             .http
             .request(method.parse().unwrap(), self.v3(path))
             .header("X-Auth-Token", format!("admin:{PROJECT}"))
             .header("OpenStack-API-Version", "volume 3.71");
         if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/json").body(b.to_string());
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = rb.send().map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
@@ -172,20 +222,33 @@ fn settle(s: &Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let store = ember_store::sqlite::SqliteStore::open(&s.data_dir().join("ember.db")).unwrap();
     while !store.read().unwrap().workflows().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "workflows never finished:\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "workflows never finished:\n{}",
+            s.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     loop {
         let busy: Vec<String> = list(s, "volumes")
             .iter()
             .chain(list(s, "snapshots").iter())
-            .filter(|r| matches!(r["status"].as_str(), Some("creating" | "deleting" | "extending" | "reverting")))
+            .filter(|r| {
+                matches!(
+                    r["status"].as_str(),
+                    Some("creating" | "deleting" | "extending" | "reverting")
+                )
+            })
             .map(|r| format!("{} {}", r["id"], r["status"]))
             .collect();
         if busy.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "stuck after recovery: {busy:?}\n{}", s.log());
+        assert!(
+            Instant::now() < deadline,
+            "stuck after recovery: {busy:?}\n{}",
+            s.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -193,29 +256,66 @@ fn settle(s: &Server) {
 fn check_invariants(s: &Server, acked: &Acked) {
     let volumes = list(s, "volumes");
     let snapshots = list(s, "snapshots");
-    let vol_ids: HashSet<String> = volumes.iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
-    let snap_ids: HashSet<String> = snapshots.iter().map(|v| v["id"].as_str().unwrap().to_string()).collect();
+    let vol_ids: HashSet<String> = volumes
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
+    let snap_ids: HashSet<String> = snapshots
+        .iter()
+        .map(|v| v["id"].as_str().unwrap().to_string())
+        .collect();
     for v in acked.volumes.difference(&acked.deleted_volumes) {
-        assert!(vol_ids.contains(v) || acked.attempted_deletes.contains(v), "acknowledged volume {v} vanished");
+        assert!(
+            vol_ids.contains(v) || acked.attempted_deletes.contains(v),
+            "acknowledged volume {v} vanished"
+        );
     }
     for v in &acked.deleted_volumes {
-        assert!(!vol_ids.contains(v), "acknowledged delete of volume {v} did not complete");
+        assert!(
+            !vol_ids.contains(v),
+            "acknowledged delete of volume {v} did not complete"
+        );
     }
     for sn in &acked.deleted_snapshots {
-        assert!(!snap_ids.contains(sn), "acknowledged delete of snapshot {sn} did not complete");
+        assert!(
+            !snap_ids.contains(sn),
+            "acknowledged delete of snapshot {sn} did not complete"
+        );
     }
     for r in volumes.iter() {
-        assert!(matches!(r["status"].as_str(), Some("available" | "error")), "volume {r}");
+        assert!(
+            matches!(r["status"].as_str(), Some("available" | "error")),
+            "volume {r}"
+        );
     }
     for r in snapshots.iter() {
-        assert!(matches!(r["status"].as_str(), Some("available" | "error")), "snapshot {r}");
+        assert!(
+            matches!(r["status"].as_str(), Some("available" | "error")),
+            "snapshot {r}"
+        );
         let parent = r["volume_id"].as_str().unwrap();
-        assert!(vol_ids.contains(parent), "snapshot {} outlived its volume", r["id"]);
+        assert!(
+            vol_ids.contains(parent),
+            "snapshot {} outlived its volume",
+            r["id"]
+        );
     }
-    let gigabytes: u64 = volumes.iter().chain(snapshots.iter()).map(|r| r["size"].as_u64().unwrap()).sum();
+    let gigabytes: u64 = volumes
+        .iter()
+        .chain(snapshots.iter())
+        .map(|r| r["size"].as_u64().unwrap())
+        .sum();
     let (_, q) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
-    assert_eq!(q["quota_set"]["volumes"]["in_use"], volumes.len() as u64, "{q}");
-    assert_eq!(q["quota_set"]["snapshots"]["in_use"], snapshots.len() as u64, "{q}");
+    assert_eq!(
+        q["quota_set"]["volumes"]["in_use"],
+        volumes.len() as u64,
+        "{q}"
+    );
+    assert_eq!(
+        q["quota_set"]["snapshots"]["in_use"],
+        snapshots.len() as u64,
+        "{q}"
+    );
     assert_eq!(q["quota_set"]["gigabytes"]["in_use"], gigabytes, "{q}");
     for ((volume, thread), byte) in &acked.writes {
         if !vol_ids.contains(volume) {
@@ -224,7 +324,11 @@ fn check_invariants(s: &Server, acked: &Acked) {
         let got = s.read("volumes", volume, *thread as u64 * MIB, 4096);
         // The last acknowledged write, or a later one that was in flight.
         let pending = acked.pending_writes.get(&(volume.clone(), *thread));
-        assert!(got[0] == *byte || Some(&got[0]) == pending, "volume {volume} thread {thread}: {} vs acked {byte}, pending {pending:?}", got[0]);
+        assert!(
+            got[0] == *byte || Some(&got[0]) == pending,
+            "volume {volume} thread {thread}: {} vs acked {byte}, pending {pending:?}",
+            got[0]
+        );
         assert!(got.iter().all(|b| *b == got[0]), "torn write in {volume}");
     }
     check_all_images(&s.images_dir());
@@ -242,16 +346,29 @@ fn check_no_orphans(s: &Server) {
         .collect();
     let files: HashSet<String> = image_files(&s.images_dir()).into_iter().collect();
     assert_eq!(files, known, "image files and image records differ");
-    assert!(store.read().unwrap().workflows().unwrap().is_empty(), "workflows left unfinished");
+    assert!(
+        store.read().unwrap().workflows().unwrap().is_empty(),
+        "workflows left unfinished"
+    );
 }
 
 #[test]
 fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
-    let seed: u64 = std::env::var("EMBER_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
-    let rounds: u64 = std::env::var("EMBER_CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let seed: u64 = std::env::var("EMBER_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let rounds: u64 = std::env::var("EMBER_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
     let mut rng = Rng(seed | 1);
     let mut s = Server::start();
-    let (st, _) = s.admin("PUT", &format!("/os-quota-sets/{PROJECT}"), Some(json!({"quota_set": {"volumes": -1, "snapshots": -1, "gigabytes": -1}})));
+    let (st, _) = s.admin(
+        "PUT",
+        &format!("/os-quota-sets/{PROJECT}"),
+        Some(json!({"quota_set": {"volumes": -1, "snapshots": -1, "gigabytes": -1}})),
+    );
     assert_eq!(st, 200);
     let acked = Mutex::new(Acked::default());
     for round in 0..rounds {

@@ -64,7 +64,8 @@ impl Replay {
     }
 
     fn compare(&mut self, case: &str, path: &str, expected: &Value, actual: &Value, in_list: bool) {
-        let mismatch = |m: &mut Vec<String>, what: String| m.push(format!("{case}: {path}: {what}"));
+        let mismatch =
+            |m: &mut Vec<String>, what: String| m.push(format!("{case}: {path}: {what}"));
         match (expected, actual) {
             (Value::Object(e), Value::Object(a)) => {
                 let ek: Vec<&String> = e.keys().collect();
@@ -77,7 +78,10 @@ impl Replay {
                 // that depends on held-back recordings.
                 let free_form = in_list && path.ends_with(".metadata");
                 if es != as_ && !free_form {
-                    mismatch(&mut self.mismatches, format!("keys differ: expected {es:?}, got {as_:?}"));
+                    mismatch(
+                        &mut self.mismatches,
+                        format!("keys differ: expected {es:?}, got {as_:?}"),
+                    );
                 }
                 for (k, ev) in e {
                     if let Some(av) = a.get(k) {
@@ -87,7 +91,10 @@ impl Replay {
             }
             (Value::Array(e), Value::Array(a)) => {
                 if e.is_empty() != a.is_empty() {
-                    mismatch(&mut self.mismatches, format!("expected {} items, got {}", e.len(), a.len()));
+                    mismatch(
+                        &mut self.mismatches,
+                        format!("expected {} items, got {}", e.len(), a.len()),
+                    );
                 }
                 for (i, (ev, av)) in e.iter().zip(a.iter()).enumerate() {
                     self.compare(case, &format!("{path}[{i}]"), ev, av, true);
@@ -97,22 +104,35 @@ impl Replay {
                 let key = path.rsplit('.').next().unwrap_or("");
                 if is_uuid(e) {
                     match self.ids.get(e) {
-                        Some(ours) if ours != a && !in_list => {
-                            mismatch(&mut self.mismatches, format!("id {a} is not the one mapped to {e} ({ours})"))
-                        }
+                        Some(ours) if ours != a && !in_list => mismatch(
+                            &mut self.mismatches,
+                            format!("id {a} is not the one mapped to {e} ({ours})"),
+                        ),
                         None if is_uuid(a) => {
                             self.ids.insert(e.clone(), a.clone());
                         }
-                        None if !is_uuid(a) => mismatch(&mut self.mismatches, format!("expected an id, got {a:?}")),
+                        None if !is_uuid(a) => {
+                            mismatch(&mut self.mismatches, format!("expected an id, got {a:?}"))
+                        }
                         _ => {}
                     }
-                } else if is_timestamp(e) || in_list || key == "os-vol-host-attr:host" || a.starts_with("replay-") {
+                } else if is_timestamp(e)
+                    || in_list
+                    || key == "os-vol-host-attr:host"
+                    || a.starts_with("replay-")
+                {
                     // Volatile, or an item of a list whose members depend on
                     // recordings held back from this replay.
                 } else if key == "href" {
-                    let want = self.map_text(e).replace("http://127.0.0.1:8776", &format!("http://127.0.0.1:{}", self.server.port));
+                    let want = self.map_text(e).replace(
+                        "http://127.0.0.1:8776",
+                        &format!("http://127.0.0.1:{}", self.server.port),
+                    );
                     if !in_list && &want != a {
-                        mismatch(&mut self.mismatches, format!("href {a:?}, expected {want:?}"));
+                        mismatch(
+                            &mut self.mismatches,
+                            format!("href {a:?}, expected {want:?}"),
+                        );
                     }
                 } else if key == "status" && e == "error" && a == "available" {
                     // Cinder's NFS driver cannot snapshot an in-use volume
@@ -121,7 +141,10 @@ impl Replay {
                 } else {
                     let want = self.map_text(e);
                     if &want != a {
-                        mismatch(&mut self.mismatches, format!("value {a:?}, expected {want:?}"));
+                        mismatch(
+                            &mut self.mismatches,
+                            format!("value {a:?}, expected {want:?}"),
+                        );
                     }
                 }
             }
@@ -130,7 +153,10 @@ impl Replay {
             (e, a) => {
                 let same_type = std::mem::discriminant(e) == std::mem::discriminant(a);
                 if !same_type {
-                    mismatch(&mut self.mismatches, format!("type differs: expected {e}, got {a}"));
+                    mismatch(
+                        &mut self.mismatches,
+                        format!("type differs: expected {e}, got {a}"),
+                    );
                 } else if e != a && !in_list {
                     mismatch(&mut self.mismatches, format!("value {a}, expected {e}"));
                 }
@@ -146,7 +172,11 @@ impl Replay {
     }
 
     fn ensure_volume(&mut self, golden_id: &str, token: &str) {
-        let project = token.split(':').nth(1).unwrap_or(common::PROJECT).to_string();
+        let project = token
+            .split(':')
+            .nth(1)
+            .unwrap_or(common::PROJECT)
+            .to_string();
         let (status, body) = self.server.call(
             "POST",
             &self.server.url(&format!("/v3/{project}/volumes")),
@@ -166,7 +196,11 @@ impl Replay {
             return;
         }
         for key in ["snapshot", "volume"] {
-            if let Some(id) = body.get(key).and_then(|o| o.get("id")).and_then(Value::as_str) {
+            if let Some(id) = body
+                .get(key)
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_str)
+            {
                 if method == "POST" {
                     let deadline = Instant::now() + Duration::from_secs(30);
                     loop {
@@ -203,13 +237,19 @@ fn every_golden_pair_replays() {
         .collect();
     files.sort();
     assert!(!files.is_empty());
-    let mut replay = Replay { server: Server::start(), ids: HashMap::new(), mismatches: vec![] };
+    let mut replay = Replay {
+        server: Server::start(),
+        ids: HashMap::new(),
+        mismatches: vec![],
+    };
     // The recording ran with unlimited quotas.
     for project in [common::PROJECT, common::OTHER_PROJECT] {
         let (status, body) = replay.server.admin(
             "PUT",
             &format!("/os-quota-sets/{project}"),
-            Some(serde_json::json!({"quota_set": {"volumes": -1, "snapshots": -1, "gigabytes": -1}})),
+            Some(
+                serde_json::json!({"quota_set": {"volumes": -1, "snapshots": -1, "gigabytes": -1}}),
+            ),
         );
         assert_eq!(status, 200, "{body}");
     }
@@ -226,7 +266,10 @@ fn every_golden_pair_replays() {
             expected_body = serde_json::json!({"badRequest": {"code": 400, "message": "*"}});
         }
         let method = request["method"].as_str().unwrap();
-        let token = request["headers"]["X-Auth-Token"].as_str().unwrap_or("").to_string();
+        let token = request["headers"]["X-Auth-Token"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let raw_path = request["path"].as_str().unwrap();
         let raw_body = request["body_raw"].as_str();
         if (200..300).contains(&expected_status) {
@@ -239,13 +282,19 @@ fn every_golden_pair_replays() {
                     }
                 }
             }
-            let body_volume = request["body"].pointer("/snapshot/volume_id").and_then(Value::as_str);
-            if let Some(id) = body_volume.filter(|id| is_uuid(id) && !replay.ids.contains_key(*id)) {
+            let body_volume = request["body"]
+                .pointer("/snapshot/volume_id")
+                .and_then(Value::as_str);
+            if let Some(id) = body_volume.filter(|id| is_uuid(id) && !replay.ids.contains_key(*id))
+            {
                 replay.ensure_volume(id, &token);
             }
         }
         let path = replay.map_text(raw_path);
-        let mut rb = replay.server.http.request(method.parse().unwrap(), replay.server.url(&path));
+        let mut rb = replay
+            .server
+            .http
+            .request(method.parse().unwrap(), replay.server.url(&path));
         for (k, v) in request["headers"].as_object().unwrap() {
             rb = rb.header(k.as_str(), v.as_str().unwrap());
         }
@@ -256,36 +305,61 @@ fn every_golden_pair_replays() {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().unwrap();
-        let actual: Value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text.clone())) };
+        let actual: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
         if status != expected_status {
-            replay.mismatches.push(format!("{case}: status {status}, expected {expected_status}: {text}"));
+            replay.mismatches.push(format!(
+                "{case}: status {status}, expected {expected_status}: {text}"
+            ));
             continue;
         }
-        for (name, value) in response["headers"].as_array().unwrap().iter().filter_map(|h| Some((h[0].as_str()?, h[1].as_str()?))) {
+        for (name, value) in response["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|h| Some((h[0].as_str()?, h[1].as_str()?)))
+        {
             let lname = name.to_ascii_lowercase();
             let got = headers.get(&lname).and_then(|v| v.to_str().ok());
             match lname.as_str() {
                 "openstack-api-version" | "vary" | "location" => {
                     let want = value.replace("http://127.0.0.1:8776", &replay.server.url(""));
                     if got != Some(want.as_str()) {
-                        replay.mismatches.push(format!("{case}: header {name}: {got:?}, expected {want:?}"));
+                        replay
+                            .mismatches
+                            .push(format!("{case}: header {name}: {got:?}, expected {want:?}"));
                     }
                 }
                 "x-openstack-request-id" | "x-compute-request-id" => {
                     if !got.is_some_and(|g| g.starts_with("req-")) {
-                        replay.mismatches.push(format!("{case}: header {name} missing"));
+                        replay
+                            .mismatches
+                            .push(format!("{case}: header {name} missing"));
                     }
                 }
                 _ => {}
             }
         }
-        let recorded_version = response["headers"].as_array().unwrap().iter().any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case("openstack-api-version")));
-        if !recorded_version && headers.contains_key("openstack-api-version") && expected_status != 400 {
-            replay.mismatches.push(format!("{case}: Cinder sends no OpenStack-API-Version header here"));
+        let recorded_version = response["headers"].as_array().unwrap().iter().any(|h| {
+            h[0].as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case("openstack-api-version"))
+        });
+        if !recorded_version
+            && headers.contains_key("openstack-api-version")
+            && expected_status != 400
+        {
+            replay.mismatches.push(format!(
+                "{case}: Cinder sends no OpenStack-API-Version header here"
+            ));
         }
         if expected_body.pointer("/badRequest/message") == Some(&Value::String("*".into())) {
             if actual.pointer("/badRequest/code") != Some(&Value::from(400)) {
-                replay.mismatches.push(format!("{case}: expected a badRequest body, got {actual}"));
+                replay
+                    .mismatches
+                    .push(format!("{case}: expected a badRequest body, got {actual}"));
             }
         } else if !(expected_body.is_null() && actual.is_null()) {
             // Cases whose expected state includes the effect of a recording

@@ -7,15 +7,28 @@
 mod common;
 
 use common::Server;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const ADMIN_PASSWORD: &str = "matrix-admin";
 
 fn start(ttl: &str) -> Server {
-    Server::start_with(&["--auth", "embedded", "--admin-password", ADMIN_PASSWORD, "--token-ttl-secs", ttl])
+    Server::start_with(&[
+        "--auth",
+        "embedded",
+        "--admin-password",
+        ADMIN_PASSWORD,
+        "--token-ttl-secs",
+        ttl,
+    ])
 }
 
-fn raw(s: &Server, method: &str, url: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value, Option<String>) {
+fn raw(
+    s: &Server,
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value, Option<String>) {
     let http = reqwest::blocking::Client::new();
     let mut rb = http
         .request(method.parse().unwrap(), url)
@@ -30,9 +43,16 @@ fn raw(s: &Server, method: &str, url: &str, token: Option<&str>, body: Option<&s
     let _ = s;
     let resp = rb.send().unwrap();
     let status = resp.status().as_u16();
-    let subject = resp.headers().get("x-subject-token").map(|v| v.to_str().unwrap().to_string());
+    let subject = resp
+        .headers()
+        .get("x-subject-token")
+        .map(|v| v.to_str().unwrap().to_string());
     let text = resp.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), subject)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        subject,
+    )
 }
 
 /// A project-scoped token and its project id.
@@ -40,22 +60,37 @@ fn login(s: &Server, user: &str, password: &str, project: &str) -> (String, Stri
     let body = json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": user, "domain": {"id": "default"}, "password": password}}},
         "scope": {"project": {"name": project, "domain": {"id": "default"}}}}});
-    let (status, body, subject) = raw(s, "POST", &s.url("/identity/v3/auth/tokens"), None, Some(&body.to_string()));
+    let (status, body, subject) = raw(
+        s,
+        "POST",
+        &s.url("/identity/v3/auth/tokens"),
+        None,
+        Some(&body.to_string()),
+    );
     assert_eq!(status, 201, "{body}");
-    (subject.unwrap(), body["token"]["project"]["id"].as_str().unwrap().to_string())
+    (
+        subject.unwrap(),
+        body["token"]["project"]["id"].as_str().unwrap().to_string(),
+    )
 }
 
 fn assert_keystone_error(status: u16, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");
     assert_eq!(body["error"]["code"], want, "{body}");
-    assert!(body["error"]["title"].is_string() && body["error"]["message"].is_string(), "{body}");
+    assert!(
+        body["error"]["title"].is_string() && body["error"]["message"].is_string(),
+        "{body}"
+    );
 }
 
 #[test]
 fn bad_credentials_and_malformed_bodies_get_keystone_errors() {
     let s = start("3600");
     let url = s.url("/identity/v3/auth/tokens");
-    let auth = |user: Value| json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}}).to_string();
+    let auth = |user: Value| {
+        json!({"auth": {"identity": {"methods": ["password"], "password": {"user": user}}}})
+            .to_string()
+    };
     let cases: Vec<(String, u16)> = vec![
         (auth(json!({"name": "admin", "domain": {"id": "default"}, "password": "wrong"})), 401),
         (auth(json!({"name": "nobody", "domain": {"id": "default"}, "password": "x"})), 401),
@@ -82,8 +117,19 @@ fn bad_credentials_and_malformed_bodies_get_keystone_errors() {
         assert_keystone_error(status, &reply, want);
         assert!(subject.is_none(), "no token for {body}");
     }
-    let (status, reply, _) = raw(&s, "POST", &url, None, Some(&auth(json!({"name": "admin", "domain": {"id": "default"}, "password": "wrong"}))));
-    assert_eq!((status, reply["error"]["message"].as_str().unwrap()), (401, "The request you have made requires authentication."));
+    let (status, reply, _) = raw(
+        &s,
+        "POST",
+        &url,
+        None,
+        Some(&auth(
+            json!({"name": "admin", "domain": {"id": "default"}, "password": "wrong"}),
+        )),
+    );
+    assert_eq!(
+        (status, reply["error"]["message"].as_str().unwrap()),
+        (401, "The request you have made requires authentication.")
+    );
 }
 
 #[test]
@@ -116,8 +162,15 @@ fn expired_and_revoked_tokens_stop_working_everywhere() {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     let (status, body, _) = raw(&s, "GET", &volumes, Some(&other), None);
     assert_keystone_error(status, &body, 401);
-    let rescope = json!({"auth": {"identity": {"methods": ["token"], "token": {"id": other}}}}).to_string();
-    let (status, body, _) = raw(&s, "POST", &s.url("/identity/v3/auth/tokens"), None, Some(&rescope));
+    let rescope =
+        json!({"auth": {"identity": {"methods": ["token"], "token": {"id": other}}}}).to_string();
+    let (status, body, _) = raw(
+        &s,
+        "POST",
+        &s.url("/identity/v3/auth/tokens"),
+        None,
+        Some(&rescope),
+    );
     assert_keystone_error(status, &body, 401);
 }
 
@@ -125,19 +178,46 @@ fn expired_and_revoked_tokens_stop_working_everywhere() {
 /// password.
 fn provision(s: &Server, admin: &str, project: &str, user: &str, role: &str) -> String {
     let api = |method: &str, path: &str, body: Option<Value>| {
-        let (status, body, _) = raw(s, method, &s.url(&format!("/identity/v3{path}")), Some(admin), body.map(|b| b.to_string()).as_deref());
+        let (status, body, _) = raw(
+            s,
+            method,
+            &s.url(&format!("/identity/v3{path}")),
+            Some(admin),
+            body.map(|b| b.to_string()).as_deref(),
+        );
         assert!(status < 300, "{method} {path}: {status} {body}");
         body
     };
     let projects = api("GET", &format!("/projects?name={project}"), None);
     let project_id = match projects["projects"].as_array().unwrap().first() {
         Some(p) => p["id"].as_str().unwrap().to_string(),
-        None => api("POST", "/projects", Some(json!({"project": {"name": project}})))["project"]["id"].as_str().unwrap().to_string(),
+        None => api(
+            "POST",
+            "/projects",
+            Some(json!({"project": {"name": project}})),
+        )["project"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
     };
     let password = format!("{user}-secret");
-    let user_id = api("POST", "/users", Some(json!({"user": {"name": user, "password": password}})))["user"]["id"].as_str().unwrap().to_string();
-    let role_id = api("GET", &format!("/roles?name={role}"), None)["roles"][0]["id"].as_str().unwrap().to_string();
-    api("PUT", &format!("/projects/{project_id}/users/{user_id}/roles/{role_id}"), None);
+    let user_id = api(
+        "POST",
+        "/users",
+        Some(json!({"user": {"name": user, "password": password}})),
+    )["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let role_id = api("GET", &format!("/roles?name={role}"), None)["roles"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    api(
+        "PUT",
+        &format!("/projects/{project_id}/users/{user_id}/roles/{role_id}"),
+        None,
+    );
     password
 }
 
@@ -153,14 +233,33 @@ fn isolation_matrix_over_every_endpoint() {
     let (stranger, beta) = login(&s, "stranger", &pw_stranger, "beta");
 
     // The owner's volume (with metadata) and snapshot (with metadata).
-    let call = |token: Option<&str>, project: &str, method: &str, path: &str, body: Option<Value>| {
-        raw(&s, method, &s.url(&format!("/v3/{project}{path}")), token, body.map(|b| b.to_string()).as_deref())
-    };
-    let (st, body, _) = call(Some(&owner), &alpha, "POST", "/volumes", Some(json!({"volume": {"size": 1, "metadata": {"k": "v"}}})));
+    let call =
+        |token: Option<&str>, project: &str, method: &str, path: &str, body: Option<Value>| {
+            raw(
+                &s,
+                method,
+                &s.url(&format!("/v3/{project}{path}")),
+                token,
+                body.map(|b| b.to_string()).as_deref(),
+            )
+        };
+    let (st, body, _) = call(
+        Some(&owner),
+        &alpha,
+        "POST",
+        "/volumes",
+        Some(json!({"volume": {"size": 1, "metadata": {"k": "v"}}})),
+    );
     assert_eq!(st, 202, "{body}");
     let vol = body["volume"]["id"].as_str().unwrap().to_string();
     s.wait_status_as(&owner, &alpha, "volumes", &vol, "available");
-    let (st, body, _) = call(Some(&owner), &alpha, "POST", "/snapshots", Some(json!({"snapshot": {"volume_id": vol, "metadata": {"k": "v"}}})));
+    let (st, body, _) = call(
+        Some(&owner),
+        &alpha,
+        "POST",
+        "/snapshots",
+        Some(json!({"snapshot": {"volume_id": vol, "metadata": {"k": "v"}}})),
+    );
     assert_eq!(st, 202, "{body}");
     let snap = body["snapshot"]["id"].as_str().unwrap().to_string();
     s.wait_status_as(&owner, &alpha, "snapshots", &snap, "available");
@@ -170,22 +269,82 @@ fn isolation_matrix_over_every_endpoint() {
         let mut e = vec![];
         for (kind, id) in [("volumes", "{v}"), ("snapshots", "{s}")] {
             e.push(("GET", format!("/{kind}/{id}"), None, false));
-            e.push(("PUT", format!("/{kind}/{id}"), Some(json!({kind.trim_end_matches('s'): {"name": "x"}})), true));
+            e.push((
+                "PUT",
+                format!("/{kind}/{id}"),
+                Some(json!({kind.trim_end_matches('s'): {"name": "x"}})),
+                true,
+            ));
             e.push(("GET", format!("/{kind}/{id}/metadata"), None, false));
-            e.push(("POST", format!("/{kind}/{id}/metadata"), Some(json!({"metadata": {"a": "b"}})), true));
-            e.push(("PUT", format!("/{kind}/{id}/metadata"), Some(json!({"metadata": {"k": "v"}})), true));
+            e.push((
+                "POST",
+                format!("/{kind}/{id}/metadata"),
+                Some(json!({"metadata": {"a": "b"}})),
+                true,
+            ));
+            e.push((
+                "PUT",
+                format!("/{kind}/{id}/metadata"),
+                Some(json!({"metadata": {"k": "v"}})),
+                true,
+            ));
             e.push(("GET", format!("/{kind}/{id}/metadata/k"), None, false));
-            e.push(("PUT", format!("/{kind}/{id}/metadata/k"), Some(json!({"meta": {"k": "w"}})), true));
+            e.push((
+                "PUT",
+                format!("/{kind}/{id}/metadata/k"),
+                Some(json!({"meta": {"k": "w"}})),
+                true,
+            ));
             e.push(("DELETE", format!("/{kind}/{id}/metadata/zz"), None, true));
-            e.push(("GET", format!("/{kind}/{id}/data?offset=0&length=512"), None, false));
+            e.push((
+                "GET",
+                format!("/{kind}/{id}/data?offset=0&length=512"),
+                None,
+                false,
+            ));
         }
-        e.push(("PUT", "/volumes/{v}/data?offset=0".into(), Some(json!("bytes")), true));
-        e.push(("POST", "/volumes/{v}/action".into(), Some(json!({"os-extend": {"new_size": 2}})), true));
-        e.push(("POST", "/volumes/{v}/action".into(), Some(json!({"revert": {"snapshot_id": "{s}"}})), true));
-        e.push(("POST", "/snapshots/{s}/action".into(), Some(json!({"os-update_snapshot_status": {"status": "error"}})), true));
-        e.push(("POST", "/volumes".into(), Some(json!({"volume": {"size": 1, "snapshot_id": "{s}"}})), true));
-        e.push(("POST", "/volumes".into(), Some(json!({"volume": {"size": 1, "source_volid": "{v}"}})), true));
-        e.push(("POST", "/snapshots".into(), Some(json!({"snapshot": {"volume_id": "{v}"}})), true));
+        e.push((
+            "PUT",
+            "/volumes/{v}/data?offset=0".into(),
+            Some(json!("bytes")),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/volumes/{v}/action".into(),
+            Some(json!({"os-extend": {"new_size": 2}})),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/volumes/{v}/action".into(),
+            Some(json!({"revert": {"snapshot_id": "{s}"}})),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/snapshots/{s}/action".into(),
+            Some(json!({"os-update_snapshot_status": {"status": "error"}})),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/volumes".into(),
+            Some(json!({"volume": {"size": 1, "snapshot_id": "{s}"}})),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/volumes".into(),
+            Some(json!({"volume": {"size": 1, "source_volid": "{v}"}})),
+            true,
+        ));
+        e.push((
+            "POST",
+            "/snapshots".into(),
+            Some(json!({"snapshot": {"volume_id": "{v}"}})),
+            true,
+        ));
         e.push(("DELETE", "/snapshots/{s}".into(), None, true));
         e.push(("DELETE", "/volumes/{v}".into(), None, true));
         e
@@ -193,64 +352,141 @@ fn isolation_matrix_over_every_endpoint() {
     let missing_vol = "00000000-0000-4000-8000-00000000000a";
     let missing_snap = "00000000-0000-4000-8000-00000000000b";
     let fill = |t: &str, v: &str, s: &str| t.replace("{v}", v).replace("{s}", s);
-    let fill_body = |b: &Option<Value>, v: &str, s: &str| b.as_ref().map(|b| serde_json::from_str::<Value>(&fill(&b.to_string(), v, s)).unwrap());
+    let fill_body = |b: &Option<Value>, v: &str, s: &str| {
+        b.as_ref()
+            .map(|b| serde_json::from_str::<Value>(&fill(&b.to_string(), v, s)).unwrap())
+    };
     let mv = |r: (u16, Value, Option<String>)| (r.0, r.1);
 
     for (method, path, body, write) in &endpoints {
         let what = format!("{method} {path}");
         // No token: 401 in Keystone's shape.
-        let (st, b) = mv(call(None, &alpha, method, &fill(path, &vol, &snap), fill_body(body, &vol, &snap)));
+        let (st, b) = mv(call(
+            None,
+            &alpha,
+            method,
+            &fill(path, &vol, &snap),
+            fill_body(body, &vol, &snap),
+        ));
         assert_eq!(st, 401, "{what} without a token: {b}");
         assert_eq!(b["error"]["code"], 401, "{what}: {b}");
 
         // Another project's member: exactly what a missing id gets.
-        let (st_foreign, b_foreign) = mv(call(Some(&stranger), &beta, method, &fill(path, &vol, &snap), fill_body(body, &vol, &snap)));
-        let (st_missing, b_missing) =
-            mv(call(Some(&stranger), &beta, method, &fill(path, missing_vol, missing_snap), fill_body(body, missing_vol, missing_snap)));
+        let (st_foreign, b_foreign) = mv(call(
+            Some(&stranger),
+            &beta,
+            method,
+            &fill(path, &vol, &snap),
+            fill_body(body, &vol, &snap),
+        ));
+        let (st_missing, b_missing) = mv(call(
+            Some(&stranger),
+            &beta,
+            method,
+            &fill(path, missing_vol, missing_snap),
+            fill_body(body, missing_vol, missing_snap),
+        ));
         assert_eq!(st_foreign, 404, "{what} by another project: {b_foreign}");
         assert_eq!(
-            b_foreign.to_string().replace(&vol, "ID").replace(&snap, "ID"),
-            b_missing.to_string().replace(missing_vol, "ID").replace(missing_snap, "ID"),
+            b_foreign
+                .to_string()
+                .replace(&vol, "ID")
+                .replace(&snap, "ID"),
+            b_missing
+                .to_string()
+                .replace(missing_vol, "ID")
+                .replace(missing_snap, "ID"),
             "{what}: a foreign id must answer as a missing one (status {st_missing})"
         );
 
         // A reader of the owning project: reads work, writes are 403.
         if *write {
-            let (st, b) = mv(call(Some(&reader), &alpha, method, &fill(path, &vol, &snap), fill_body(body, &vol, &snap)));
+            let (st, b) = mv(call(
+                Some(&reader),
+                &alpha,
+                method,
+                &fill(path, &vol, &snap),
+                fill_body(body, &vol, &snap),
+            ));
             assert_eq!(st, 403, "{what} by a reader: {b}");
             assert_eq!(b["forbidden"]["code"], 403, "{what}: {b}");
         } else {
-            let (st, b) = mv(call(Some(&reader), &alpha, method, &fill(path, &vol, &snap), None));
+            let (st, b) = mv(call(
+                Some(&reader),
+                &alpha,
+                method,
+                &fill(path, &vol, &snap),
+                None,
+            ));
             assert_eq!(st, 200, "{what} by a reader: {b}");
         }
     }
 
     // Listings: the stranger sees none of it, even asking for all tenants.
-    for path in ["/volumes", "/volumes/detail", "/snapshots", "/snapshots/detail", "/volumes/detail?all_tenants=1", "/snapshots/detail?all_tenants=1"] {
+    for path in [
+        "/volumes",
+        "/volumes/detail",
+        "/snapshots",
+        "/snapshots/detail",
+        "/volumes/detail?all_tenants=1",
+        "/snapshots/detail?all_tenants=1",
+    ] {
         let (st, b) = mv(call(Some(&stranger), &beta, "GET", path, None));
         assert_eq!(st, 200, "{path}: {b}");
-        assert!(!b.to_string().contains(&vol) && !b.to_string().contains(&snap), "{path} leaks: {b}");
+        assert!(
+            !b.to_string().contains(&vol) && !b.to_string().contains(&snap),
+            "{path} leaks: {b}"
+        );
     }
     // Another project's quotas and admin actions: 403 for members.
     for (method, path, body) in [
         ("GET", format!("/os-quota-sets/{alpha}"), None),
-        ("PUT", format!("/os-quota-sets/{beta}"), Some(json!({"quota_set": {"volumes": 50}}))),
+        (
+            "PUT",
+            format!("/os-quota-sets/{beta}"),
+            Some(json!({"quota_set": {"volumes": 50}})),
+        ),
         ("DELETE", format!("/os-quota-sets/{beta}"), None),
     ] {
         let (st, b) = mv(call(Some(&stranger), &beta, method, &path, body));
         assert_eq!(st, 403, "{method} {path}: {b}");
     }
-    for action in [json!({"os-reset_status": {"status": "error"}}), json!({"os-force_delete": {}})] {
+    for action in [
+        json!({"os-reset_status": {"status": "error"}}),
+        json!({"os-force_delete": {}}),
+    ] {
         for (kind, id) in [("volumes", &vol), ("snapshots", &snap)] {
-            let (st, b) = mv(call(Some(&owner), &alpha, "POST", &format!("/{kind}/{id}/action"), Some(action.clone())));
+            let (st, b) = mv(call(
+                Some(&owner),
+                &alpha,
+                "POST",
+                &format!("/{kind}/{id}/action"),
+                Some(action.clone()),
+            ));
             assert_eq!(st, 403, "{kind} {action} by a member: {b}");
         }
     }
     // The owner still has everything, untouched by all of the above.
-    let (st, b) = mv(call(Some(&owner), &alpha, "GET", &format!("/snapshots/{snap}"), None));
-    assert_eq!((st, b["snapshot"]["status"].as_str()), (200, Some("available")), "{b}");
+    let (st, b) = mv(call(
+        Some(&owner),
+        &alpha,
+        "GET",
+        &format!("/snapshots/{snap}"),
+        None,
+    ));
+    assert_eq!(
+        (st, b["snapshot"]["status"].as_str()),
+        (200, Some("available")),
+        "{b}"
+    );
     assert_eq!(b["snapshot"]["metadata"], json!({"k": "v"}));
-    let (st, b) = mv(call(Some(&owner), &alpha, "GET", &format!("/volumes/{vol}"), None));
+    let (st, b) = mv(call(
+        Some(&owner),
+        &alpha,
+        "GET",
+        &format!("/volumes/{vol}"),
+        None,
+    ));
     assert_eq!((st, b["volume"]["size"].as_u64()), (200, Some(1)), "{b}");
 }
 
@@ -259,7 +495,14 @@ fn first_start_without_a_password_writes_a_working_openrc() {
     let s = Server::start_with(&["--auth", "embedded"]);
     let openrc = std::fs::read_to_string(s.data_dir().join("openrc")).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(s.data_dir().join("openrc")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(s.data_dir().join("openrc"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let get = |key: &str| {
         openrc
             .lines()
@@ -272,10 +515,23 @@ fn first_start_without_a_password_writes_a_working_openrc() {
     let password = get("OS_PASSWORD");
     assert!(password.len() >= 16, "a generated password");
     let (token, project) = login(&s, &get("OS_USERNAME"), &password, &get("OS_PROJECT_NAME"));
-    assert_eq!(raw(&s, "GET", &s.url(&format!("/v3/{project}/volumes")), Some(&token), None).0, 200);
+    assert_eq!(
+        raw(
+            &s,
+            "GET",
+            &s.url(&format!("/v3/{project}/volumes")),
+            Some(&token),
+            None
+        )
+        .0,
+        200
+    );
     // A restart keeps the password (and does not rewrite it).
     let mut s = s;
     s.restart();
-    assert_eq!(std::fs::read_to_string(s.data_dir().join("openrc")).unwrap(), openrc);
+    assert_eq!(
+        std::fs::read_to_string(s.data_dir().join("openrc")).unwrap(),
+        openrc
+    );
     login(&s, "admin", &password, "admin");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, PROJECT};
+use common::{PROJECT, Server};
 use serde_json::Value;
 
 fn assert_documented_fields(s: &Value, with_updated_at: bool) {
@@ -60,7 +60,13 @@ fn seed_000_cinder_v2_create_snapshot() {
     let id = snap["id"].as_str().unwrap();
     let shown = s.wait_status("snapshots", id, "available");
     assert_eq!(shown["name"], "snap-001");
-    let (status, v2) = s.call("GET", &s.url(&format!("/v2/{PROJECT}/snapshots/{id}")), &format!("admin:{PROJECT}"), None, None);
+    let (status, v2) = s.call(
+        "GET",
+        &s.url(&format!("/v2/{PROJECT}/snapshots/{id}")),
+        &format!("admin:{PROJECT}"),
+        None,
+        None,
+    );
     assert_eq!(status, 200);
     assert_eq!(v2["snapshot"]["status"], "available");
 }
@@ -70,7 +76,9 @@ fn seed_002_cinder_v3_create_snapshot() {
     let s = Server::start();
     let vol = s.create_volume(2);
     // The curl example of the seed, with this volume's id.
-    let body = format!(r#" {{ "snapshot": {{ "name": "snapshot1", "volume_id": "{vol}", "force": true }} }}"#);
+    let body = format!(
+        r#" {{ "snapshot": {{ "name": "snapshot1", "volume_id": "{vol}", "force": true }} }}"#
+    );
     for mv in [None, Some("3.41"), Some("3.45"), Some("3.71")] {
         let mut rb = s
             .http
@@ -84,8 +92,16 @@ fn seed_002_cinder_v3_create_snapshot() {
         let resp = rb.send().unwrap();
         assert_eq!(resp.status().as_u16(), 202);
         let expected_version = format!("volume {}", mv.unwrap_or("3.0"));
-        assert_eq!(resp.headers()["openstack-api-version"], expected_version.as_str());
-        assert!(resp.headers()["x-openstack-request-id"].to_str().unwrap().starts_with("req-"));
+        assert_eq!(
+            resp.headers()["openstack-api-version"],
+            expected_version.as_str()
+        );
+        assert!(
+            resp.headers()["x-openstack-request-id"]
+                .to_str()
+                .unwrap()
+                .starts_with("req-")
+        );
         let json: Value = resp.json().unwrap();
         let snap = &json["snapshot"];
         assert_documented_fields(snap, true);
@@ -93,12 +109,22 @@ fn seed_002_cinder_v3_create_snapshot() {
         assert_eq!(snap["size"], 2);
         assert!(snap["description"].is_null());
         let has_user = snap.get("user_id").is_some();
-        assert_eq!(has_user, mv.is_some_and(|m| m != "3.0"), "user_id from 3.41 only: {snap}");
+        assert_eq!(
+            has_user,
+            mv.is_some_and(|m| m != "3.0"),
+            "user_id from 3.41 only: {snap}"
+        );
         if has_user {
             assert_eq!(snap["user_id"], "admin");
         }
         s.wait_status("snapshots", snap["id"].as_str().unwrap(), "available");
     }
-    let (_, list) = s.call("GET", &s.v3("/snapshots?with_count=true"), &format!("admin:{PROJECT}"), Some("3.45"), None);
+    let (_, list) = s.call(
+        "GET",
+        &s.v3("/snapshots?with_count=true"),
+        &format!("admin:{PROJECT}"),
+        Some("3.45"),
+        None,
+    );
     assert_eq!(list["count"], 4);
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_all_images, image_files, Server};
+use common::{Server, check_all_images, image_files};
 use serde_json::json;
 
 const MIB: u64 = 1 << 20;
@@ -22,7 +22,11 @@ fn write_generation(s: &Server, volume: &str, k: u8) {
 
 /// Checks that `id` shows exactly generations 1..=k.
 fn assert_generations(s: &Server, collection: &str, id: &str, k: u8, max: u8) {
-    assert_eq!(s.read(collection, id, 0, 4096), pattern(k, 4096), "{collection} {id}: offset 0 should hold generation {k}");
+    assert_eq!(
+        s.read(collection, id, 0, 4096),
+        pattern(k, 4096),
+        "{collection} {id}: offset 0 should hold generation {k}"
+    );
     for j in 1..=max {
         let want = if j <= k { j } else { 0 };
         assert_eq!(
@@ -42,15 +46,32 @@ fn pattern_a_then_b_clone_revert_and_restart() {
     let snap = s.create_snapshot(&vol);
     s.write(&vol, 0, pattern(0xbb, 1 << 20));
 
-    let (status, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 2, "snapshot_id": snap}})));
+    let (status, body) = s.admin(
+        "POST",
+        "/volumes",
+        Some(json!({"volume": {"size": 2, "snapshot_id": snap}})),
+    );
     assert_eq!(status, 202, "{body}");
     let clone = body["volume"]["id"].as_str().unwrap().to_string();
     s.wait_status("volumes", &clone, "available");
-    assert_eq!(s.read("volumes", &clone, 0, 1 << 20), pattern(0xaa, 1 << 20));
-    assert_eq!(s.read("volumes", &clone, 512 * MIB, 4096), pattern(0xaa, 4096));
-    assert_eq!(s.read("volumes", &clone, GIB_PLUS, 4096), pattern(0, 4096), "the grown part of a clone reads zero");
+    assert_eq!(
+        s.read("volumes", &clone, 0, 1 << 20),
+        pattern(0xaa, 1 << 20)
+    );
+    assert_eq!(
+        s.read("volumes", &clone, 512 * MIB, 4096),
+        pattern(0xaa, 4096)
+    );
+    assert_eq!(
+        s.read("volumes", &clone, GIB_PLUS, 4096),
+        pattern(0, 4096),
+        "the grown part of a clone reads zero"
+    );
     assert_eq!(s.read("volumes", &vol, 0, 1 << 20), pattern(0xbb, 1 << 20));
-    assert_eq!(s.read("snapshots", &snap, 0, 1 << 20), pattern(0xaa, 1 << 20));
+    assert_eq!(
+        s.read("snapshots", &snap, 0, 1 << 20),
+        pattern(0xaa, 1 << 20)
+    );
 
     // The clone is independent of the original in both directions.
     s.write(&clone, 0, pattern(0xcc, 4096));
@@ -58,7 +79,11 @@ fn pattern_a_then_b_clone_revert_and_restart() {
     assert_eq!(s.read("snapshots", &snap, 0, 4096), pattern(0xaa, 4096));
 
     // Revert (3.40) brings A back.
-    let (status, body) = s.admin("POST", &format!("/volumes/{vol}/action"), Some(json!({"revert": {"snapshot_id": snap}})));
+    let (status, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"revert": {"snapshot_id": snap}})),
+    );
     assert_eq!(status, 202, "{body}");
     s.wait_status("volumes", &vol, "available");
     s.wait_status("snapshots", &snap, "available");
@@ -88,7 +113,11 @@ fn deleting_snapshots_in_any_order_keeps_every_byte() {
         }
         write_generation(&s, &vol, 4);
         // A clone of the middle snapshot depends on its image.
-        let (status, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"snapshot_id": snaps[1]}})));
+        let (status, body) = s.admin(
+            "POST",
+            "/volumes",
+            Some(json!({"volume": {"snapshot_id": snaps[1]}})),
+        );
         assert_eq!(status, 202, "{body}");
         let clone = body["volume"]["id"].as_str().unwrap().to_string();
         s.wait_status("volumes", &clone, "available");
@@ -121,7 +150,11 @@ fn deleting_snapshots_in_any_order_keeps_every_byte() {
         while !image_files(&s.images_dir()).is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert_eq!(image_files(&s.images_dir()), Vec::<String>::new(), "orphan files after deleting everything");
+        assert_eq!(
+            image_files(&s.images_dir()),
+            Vec::<String>::new(),
+            "orphan files after deleting everything"
+        );
     }
 }
 
@@ -130,7 +163,11 @@ fn clone_of_a_volume_is_a_point_in_time_copy() {
     let s = Server::start();
     let vol = s.create_volume(1);
     s.write(&vol, 0, pattern(1, 4096));
-    let (status, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"source_volid": vol}})));
+    let (status, body) = s.admin(
+        "POST",
+        "/volumes",
+        Some(json!({"volume": {"source_volid": vol}})),
+    );
     assert_eq!(status, 202, "{body}");
     let clone = body["volume"]["id"].as_str().unwrap().to_string();
     s.wait_status("volumes", &clone, "available");
@@ -148,12 +185,19 @@ fn extend_keeps_data_and_grows_the_volume() {
     let vol = s.create_volume(1);
     s.write(&vol, 0, pattern(7, 4096));
     let snap = s.create_snapshot(&vol);
-    let (status, body) = s.admin("POST", &format!("/volumes/{vol}/action"), Some(json!({"os-extend": {"new_size": 3}})));
+    let (status, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"os-extend": {"new_size": 3}})),
+    );
     assert_eq!(status, 202, "{body}");
     let v = s.wait_status("volumes", &vol, "available");
     assert_eq!(v["size"], 3);
     s.write(&vol, 2 * (1 << 30), pattern(8, 4096));
-    assert_eq!(s.read("volumes", &vol, 2 * (1 << 30), 4096), pattern(8, 4096));
+    assert_eq!(
+        s.read("volumes", &vol, 2 * (1 << 30), 4096),
+        pattern(8, 4096)
+    );
     assert_eq!(s.read("volumes", &vol, 0, 4096), pattern(7, 4096));
     assert_eq!(s.read("snapshots", &snap, 0, 4096), pattern(7, 4096));
     check_all_images(&s.images_dir());

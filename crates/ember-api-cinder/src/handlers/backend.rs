@@ -3,9 +3,11 @@
 
 use crate::{CinderError, Reply, Req};
 use ember_model::Timestamp;
-use ember_service::backend::{pool_name, volume_service_host, BACKEND, HOST, POOL, STORAGE_PROTOCOL, VENDOR};
 use ember_service::Service;
-use serde_json::{json, Value};
+use ember_service::backend::{
+    BACKEND, HOST, POOL, STORAGE_PROTOCOL, VENDOR, pool_name, volume_service_host,
+};
+use serde_json::{Value, json};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -22,7 +24,9 @@ pub async fn list_hosts(svc: &Service, req: &Req) -> Result<Reply, CinderError> 
         json!({"service-status": "available", "service": service, "zone": svc.config().availability_zone,
                "service-state": "enabled", "host_name": host, "last-update": now})
     };
-    Ok(Reply::ok(json!({"hosts": [entry("cinder-scheduler", HOST.to_string()), entry("cinder-volume", volume_service_host())]})))
+    Ok(Reply::ok(
+        json!({"hosts": [entry("cinder-scheduler", HOST.to_string()), entry("cinder-volume", volume_service_host())]}),
+    ))
 }
 
 pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
@@ -46,7 +50,9 @@ pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, Ci
 
 pub async fn pools(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let capacity = svc.pool_capacity(&req.caller).await?;
-    let detail = req.query("detail").is_some_and(crate::listing::bool_from_string);
+    let detail = req
+        .query("detail")
+        .is_some_and(crate::listing::bool_from_string);
     let mut pool = json!({"name": pool_name()});
     if detail {
         let now = Timestamp::now().to_iso_micros();
@@ -96,25 +102,77 @@ pub async fn capabilities(svc: &Service, req: &Req, host: &str) -> Result<Reply,
 pub fn extensions() -> Reply {
     let list = [
         ("AdminActions", "os-admin-actions", "Enable admin actions."),
-        ("AvailabilityZones", "os-availability-zone", "Describe Availability Zones."),
+        (
+            "AvailabilityZones",
+            "os-availability-zone",
+            "Describe Availability Zones.",
+        ),
         ("Capabilities", "capabilities", "Capabilities support."),
-        ("ExtendedSnapshotAttributes", "os-extended-snapshot-attributes", "Extended SnapshotAttributes support."),
+        (
+            "ExtendedSnapshotAttributes",
+            "os-extended-snapshot-attributes",
+            "Extended SnapshotAttributes support.",
+        ),
         ("Hosts", "os-hosts", "Admin-only host administration."),
-        ("QuotaClasses", "os-quota-class-sets", "Quota classes management support."),
+        (
+            "QuotaClasses",
+            "os-quota-class-sets",
+            "Quota classes management support.",
+        ),
         ("Quotas", "os-quota-sets", "Quota management support."),
-        ("SchedulerStats", "scheduler-stats", "Scheduler stats support."),
+        (
+            "SchedulerStats",
+            "scheduler-stats",
+            "Scheduler stats support.",
+        ),
         ("Services", "os-services", "Services support."),
         ("Qos_specs_manage", "qos-specs", "QoS specs support."),
-        ("VolumeTransfer", "os-volume-transfer", "Volume transfer management support."),
+        (
+            "VolumeTransfer",
+            "os-volume-transfer",
+            "Volume transfer management support.",
+        ),
         ("TypesManage", "os-types-manage", "Types manage support."),
-        ("TypesExtraSpecs", "os-types-extra-specs", "Type extra specs support."),
-        ("VolumeTypeAccess", "os-volume-type-access", "Volume type access support."),
-        ("VolumeTypeEncryption", "encryption", "Encryption support for volume types."),
-        ("SnapshotActions", "os-snapshot-actions", "Enable snapshot manager actions."),
-        ("VolumeActions", "os-volume-actions", "Enable volume actions."),
-        ("VolumeHostAttribute", "os-vol-host-attr", "Expose host as an attribute of a volume."),
-        ("VolumeMigStatusAttribute", "os-vol-mig-status-attr", "Expose migration_status as an attribute of a volume."),
-        ("VolumeTenantAttribute", "os-vol-tenant-attr", "Expose the internal project_id as an attribute of a volume."),
+        (
+            "TypesExtraSpecs",
+            "os-types-extra-specs",
+            "Type extra specs support.",
+        ),
+        (
+            "VolumeTypeAccess",
+            "os-volume-type-access",
+            "Volume type access support.",
+        ),
+        (
+            "VolumeTypeEncryption",
+            "encryption",
+            "Encryption support for volume types.",
+        ),
+        (
+            "SnapshotActions",
+            "os-snapshot-actions",
+            "Enable snapshot manager actions.",
+        ),
+        (
+            "VolumeActions",
+            "os-volume-actions",
+            "Enable volume actions.",
+        ),
+        (
+            "VolumeHostAttribute",
+            "os-vol-host-attr",
+            "Expose host as an attribute of a volume.",
+        ),
+        (
+            "VolumeMigStatusAttribute",
+            "os-vol-mig-status-attr",
+            "Expose migration_status as an attribute of a volume.",
+        ),
+        (
+            "VolumeTenantAttribute",
+            "os-vol-tenant-attr",
+            "Expose the internal project_id as an attribute of a volume.",
+        ),
     ];
     let items: Vec<Value> = list
         .iter()
@@ -131,7 +189,10 @@ pub async fn list_services(svc: &Service, req: &Req) -> Result<Reply, CinderErro
     let (host, binary) = (req.query("host"), req.query("binary"));
     let items: Vec<Value> = all
         .iter()
-        .filter(|(b, h, _)| host.is_none_or(|want| ember_service::backend::host_matches(h, want)) && binary.is_none_or(|want| want == b))
+        .filter(|(b, h, _)| {
+            host.is_none_or(|want| ember_service::backend::host_matches(h, want))
+                && binary.is_none_or(|want| want == b)
+        })
         .map(|(b, h, switch)| {
             json!({
                 "binary": b, "host": h, "zone": svc.config().availability_zone,
@@ -150,11 +211,15 @@ pub async fn list_services(svc: &Service, req: &Req) -> Result<Reply, CinderErro
 pub async fn update_service(svc: &Service, req: &Req, action: &str) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
     let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-    let host = text("host").ok_or_else(|| CinderError::bad_request("Missing required element 'host' in request body."))?;
+    let host = text("host").ok_or_else(|| {
+        CinderError::bad_request("Missing required element 'host' in request body.")
+    })?;
     if action == "freeze" || action == "thaw" {
         // Freezing is for replication failover, which Ember does not have.
         svc.list_services(&req.caller).await?;
-        return Err(CinderError::bad_request(format!("Invalid input received: Host {host} has no replication to {action}.")));
+        return Err(CinderError::bad_request(format!(
+            "Invalid input received: Host {host} has no replication to {action}."
+        )));
     }
     let binary = text("binary").unwrap_or_else(|| "cinder-volume".into());
     let (disabled, reason) = match action {
@@ -164,12 +229,18 @@ pub async fn update_service(svc: &Service, req: &Req, action: &str) -> Result<Re
             let reason = text("disabled_reason")
                 .map(|r| r.trim().to_string())
                 .filter(|r| !r.is_empty() && r.chars().count() <= 255)
-                .ok_or_else(|| CinderError::bad_request("Disabled reason contains invalid characters or is too long"))?;
+                .ok_or_else(|| {
+                    CinderError::bad_request(
+                        "Disabled reason contains invalid characters or is too long",
+                    )
+                })?;
             (true, Some(reason))
         }
         _ => return Err(CinderError::not_found("Unknown action")),
     };
-    let (service_host, switch) = svc.switch_service(&req.caller, host, binary.clone(), disabled, reason).await?;
+    let (service_host, switch) = svc
+        .switch_service(&req.caller, host, binary.clone(), disabled, reason)
+        .await?;
     let mut out = json!({
         "host": service_host, "binary": binary, "service": binary,
         "disabled": switch.disabled, "status": if switch.disabled { "disabled" } else { "enabled" },

@@ -4,7 +4,7 @@ use crate::{CinderError, Reply, Req};
 use axum::http::StatusCode;
 use ember_model::UserMessage;
 use ember_service::Service;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn view(req: &Req, m: &UserMessage) -> Value {
     let project = &m.project_id.0;
@@ -26,14 +26,22 @@ fn view(req: &Req, m: &UserMessage) -> Value {
 }
 
 fn gate(req: &Req) -> Result<(), CinderError> {
-    if req.mv.at_least(3) { Ok(()) } else { Err(CinderError::not_found("The resource could not be found.")) }
+    if req.mv.at_least(3) {
+        Ok(())
+    } else {
+        Err(CinderError::not_found("The resource could not be found."))
+    }
 }
 
 pub async fn list(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     gate(req)?;
-    let all_tenants = req.query("all_tenants").is_some_and(crate::listing::bool_from_string);
+    let all_tenants = req
+        .query("all_tenants")
+        .is_some_and(crate::listing::bool_from_string);
     let messages = svc.list_messages(&req.caller, all_tenants).await?;
-    Ok(Reply::ok(json!({"messages": messages.iter().map(|m| view(req, m)).collect::<Vec<_>>()})))
+    Ok(Reply::ok(
+        json!({"messages": messages.iter().map(|m| view(req, m)).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {

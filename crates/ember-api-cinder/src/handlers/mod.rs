@@ -13,7 +13,7 @@ mod volumes;
 
 use crate::{CinderError, CinderState, Endpoint, Reply, Req};
 use axum::http::StatusCode;
-use ember_api_common::schema::{validate, Schema};
+use ember_api_common::schema::{Schema, validate};
 use serde_json::Value;
 
 pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<Reply, CinderError> {
@@ -27,10 +27,16 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         DeleteSnapshot(id) => snapshots::delete(svc, req, &id).await,
         SnapshotAction(id) => snapshots::action(svc, req, &id).await,
         SnapshotMetadata(id) => snapshots::metadata(svc, req, &id).await,
-        WriteSnapshotMetadata { id, replace } => snapshots::write_metadata(svc, req, &id, replace).await,
+        WriteSnapshotMetadata { id, replace } => {
+            snapshots::write_metadata(svc, req, &id, replace).await
+        }
         ShowSnapshotMetadataKey { id, key } => snapshots::metadata_key(svc, req, &id, &key).await,
-        PutSnapshotMetadataKey { id, key } => snapshots::put_metadata_key(svc, req, &id, &key).await,
-        DeleteSnapshotMetadataKey { id, key } => snapshots::delete_metadata_key(svc, req, &id, &key).await,
+        PutSnapshotMetadataKey { id, key } => {
+            snapshots::put_metadata_key(svc, req, &id, &key).await
+        }
+        DeleteSnapshotMetadataKey { id, key } => {
+            snapshots::delete_metadata_key(svc, req, &id, &key).await
+        }
         ReadSnapshotData(id) => snapshots::read_data(svc, req, &id).await,
 
         ListVolumes { detail } => volumes::list(svc, req, detail).await,
@@ -40,10 +46,14 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         DeleteVolume(id) => volumes::delete(svc, req, &id).await,
         VolumeAction(id) => volumes::action(svc, req, &id).await,
         VolumeMetadata(id) => volumes::metadata(svc, req, &id).await,
-        WriteVolumeMetadata { id, replace } => volumes::write_metadata(svc, req, &id, replace).await,
+        WriteVolumeMetadata { id, replace } => {
+            volumes::write_metadata(svc, req, &id, replace).await
+        }
         ShowVolumeMetadataKey { id, key } => volumes::metadata_key(svc, req, &id, &key).await,
         PutVolumeMetadataKey { id, key } => volumes::put_metadata_key(svc, req, &id, &key).await,
-        DeleteVolumeMetadataKey { id, key } => volumes::delete_metadata_key(svc, req, &id, &key).await,
+        DeleteVolumeMetadataKey { id, key } => {
+            volumes::delete_metadata_key(svc, req, &id, &key).await
+        }
         ReadVolumeData(id) => volumes::read_data(svc, req, &id).await,
         WriteVolumeData(id) => volumes::write_data(svc, req, &id).await,
 
@@ -60,7 +70,9 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         DeleteTypeExtraSpec { id, key } => types::delete_extra_spec(svc, req, &id, &key).await,
         TypeAction(id) => types::action(svc, req, &id).await,
         TypeAccess(id) => types::access(svc, req, &id).await,
-        ShowTypeEncryption { id, key } => types::show_encryption(svc, req, &id, key.as_deref()).await,
+        ShowTypeEncryption { id, key } => {
+            types::show_encryption(svc, req, &id, key.as_deref()).await
+        }
         CreateTypeEncryption(id) => types::create_encryption(svc, req, &id).await,
         UpdateTypeEncryption(id) => types::update_encryption(svc, req, &id).await,
         DeleteTypeEncryption(id) => types::delete_encryption(svc, req, &id).await,
@@ -69,7 +81,8 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         ShowQuotas { project } => misc::show_quotas(svc, req, &project).await,
         UpdateQuotas { project } => misc::update_quotas(svc, req, &project).await,
         DeleteQuotas { project } => {
-            svc.reset_quotas(&req.caller, ember_model::ProjectId(project)).await?;
+            svc.reset_quotas(&req.caller, ember_model::ProjectId(project))
+                .await?;
             Ok(Reply::empty(StatusCode::OK))
         }
         QuotaDefaults { project } => misc::quota_defaults(svc, &project).await,
@@ -115,14 +128,19 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         AssociateQos { id, op } => qos::associate(svc, req, &id, &op).await,
         UpdateService(action) => backend::update_service(svc, req, &action).await,
         // The 3.55 collection does not exist before 3.55.
-        CreateTransfer(c) | ListTransfers { collection: c, .. } | ShowTransfer { collection: c, .. }
-        | DeleteTransfer { collection: c, .. } | AcceptTransfer { collection: c, .. }
+        CreateTransfer(c)
+        | ListTransfers { collection: c, .. }
+        | ShowTransfer { collection: c, .. }
+        | DeleteTransfer { collection: c, .. }
+        | AcceptTransfer { collection: c, .. }
             if c == "volume-transfers" && !req.mv.at_least(55) =>
         {
             Err(CinderError::not_found("The resource could not be found."))
         }
         CreateTransfer(c) => transfers::create(svc, req, &c).await,
-        ListTransfers { collection, detail } => transfers::list(svc, req, detail, &collection).await,
+        ListTransfers { collection, detail } => {
+            transfers::list(svc, req, detail, &collection).await
+        }
         ShowTransfer { collection, id } => transfers::show(svc, req, &id, &collection).await,
         DeleteTransfer { id, .. } => transfers::delete(svc, req, &id).await,
         AcceptTransfer { collection, id } => transfers::accept(svc, req, &id, &collection).await,
@@ -139,7 +157,11 @@ pub(crate) fn body(req: &Req, schema: &Schema) -> Result<Value, CinderError> {
 pub(crate) fn metadata_map(value: Option<&Value>) -> ember_model::Metadata {
     value
         .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -3,13 +3,13 @@
 use super::{body, metadata_map, text_field};
 use crate::listing::{filters, next_link, paging, to_query};
 use crate::views::{self, SnapshotView};
-use crate::{schemas, Api, CinderError, Reply, Req};
+use crate::{Api, CinderError, Reply, Req, schemas};
 use axum::http::StatusCode;
 use ember_api_common::schema::{as_bool, validate};
 use ember_model::{Metadata, ProjectId, SnapshotId, SnapshotStatus, VolumeId};
 use ember_service::{CreateSnapshot, MetadataWrite, Service, UpdateSnapshot};
 use ember_store::{SnapshotFilter, SortKey};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn snapshot_id(id: &str) -> Result<SnapshotId, CinderError> {
     SnapshotId::parse(id).ok_or_else(|| CinderError::snapshot_not_found(id))
@@ -34,7 +34,11 @@ fn sort_key(key: &str) -> Option<SortKey> {
 pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, CinderError> {
     let p = paging(req, sort_key)?;
     let marker = match &p.marker {
-        Some(m) => Some(SnapshotId::parse(m).ok_or_else(|| CinderError::snapshot_not_found(m))?.0),
+        Some(m) => Some(
+            SnapshotId::parse(m)
+                .ok_or_else(|| CinderError::snapshot_not_found(m))?
+                .0,
+        ),
         None => None,
     };
     let mut filter = SnapshotFilter::default();
@@ -51,10 +55,16 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
                 Some(id) => filter.volume_id = Some(id),
                 None => filter.match_nothing = true,
             },
-            "metadata" if req.mv.at_least(22) => match ember_api_common::pyrepr::parse_literal_dict(&v) {
-                Some(m) => filter.metadata = m.into_iter().collect(),
-                None => return Err(CinderError::bad_request(format!("Invalid input received: Invalid metadata filter {v}"))),
-            },
+            "metadata" if req.mv.at_least(22) => {
+                match ember_api_common::pyrepr::parse_literal_dict(&v) {
+                    Some(m) => filter.metadata = m.into_iter().collect(),
+                    None => {
+                        return Err(CinderError::bad_request(format!(
+                            "Invalid input received: Invalid metadata filter {v}"
+                        )));
+                    }
+                }
+            }
             "project_id" => project = Some(ProjectId(v)),
             _ => filter.match_nothing = true,
         }
@@ -67,12 +77,24 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
     // Narrows an admin's all-projects listing; others are scoped anyway.
     query.project = project;
     query.with_count = p.with_count && with_count_known;
-    let page = svc.list_snapshots(&req.caller, query, p.all_tenants).await?;
+    let page = svc
+        .list_snapshots(&req.caller, query, p.all_tenants)
+        .await?;
     if page.marker_not_found {
-        return Err(CinderError::snapshot_not_found(p.marker.as_deref().unwrap_or_default()));
+        return Err(CinderError::snapshot_not_found(
+            p.marker.as_deref().unwrap_or_default(),
+        ));
     }
-    let view = if detail { SnapshotView::Detailed } else { SnapshotView::Basic };
-    let items: Vec<Value> = page.items.iter().map(|s| views::snapshot(s, req.mv, view, !detail)).collect();
+    let view = if detail {
+        SnapshotView::Detailed
+    } else {
+        SnapshotView::Basic
+    };
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|s| views::snapshot(s, req.mv, view, !detail))
+        .collect();
     let mut out = serde_json::Map::new();
     let last = page.items.last().map(|s| s.id.to_string());
     out.insert("snapshots".into(), Value::Array(items));
@@ -89,7 +111,9 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let value = body(req, &schemas::snapshot_create())?;
     let s = &value["snapshot"];
     let volume_id = match s.get("volume_id") {
-        Some(Value::String(id)) => VolumeId::parse(id).ok_or_else(|| CinderError::volume_not_found(id))?,
+        Some(Value::String(id)) => {
+            VolumeId::parse(id).ok_or_else(|| CinderError::volume_not_found(id))?
+        }
         _ => return Err(CinderError::volume_not_found("None")),
     };
     let force = s.get("force").and_then(as_bool);
@@ -103,16 +127,28 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     } else {
         force == Some(true)
     };
-    let name = text_field(s, "name", "display_name").flatten().map(|n| n.trim().to_string());
+    let name = text_field(s, "name", "display_name")
+        .flatten()
+        .map(|n| n.trim().to_string());
     let description = text_field(s, "description", "display_description").flatten();
-    let request = CreateSnapshot { volume_id, name, description, metadata: metadata_map(s.get("metadata")), allow_in_use };
+    let request = CreateSnapshot {
+        volume_id,
+        name,
+        description,
+        metadata: metadata_map(s.get("metadata")),
+        allow_in_use,
+    };
     let snapshot = svc.create_snapshot(&req.caller, request).await?;
-    Ok(Reply::accepted(json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Basic, false)})))
+    Ok(Reply::accepted(
+        json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Basic, false)}),
+    ))
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let snapshot = svc.snapshot(&req.caller, snapshot_id(id)?).await?;
-    Ok(Reply::ok(json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Detailed, false)})))
+    Ok(Reply::ok(
+        json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Detailed, false)}),
+    ))
 }
 
 pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
@@ -124,19 +160,27 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         description: text_field(s, "description", "display_description"),
     };
     let snapshot = svc.update_snapshot(&req.caller, id, update).await?;
-    Ok(Reply::ok(json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Basic, false)})))
+    Ok(Reply::ok(
+        json!({"snapshot": views::snapshot(&snapshot, req.mv, SnapshotView::Basic, false)}),
+    ))
 }
 
 pub async fn delete(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
-    svc.delete_snapshot(&req.caller, snapshot_id(id)?, false).await?;
+    svc.delete_snapshot(&req.caller, snapshot_id(id)?, false)
+        .await?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
 pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let id = snapshot_id(id)?;
     let value = req.json_body()?;
-    let Some((name, args)) = value.as_object().and_then(|o| if o.len() == 1 { o.iter().next() } else { None }) else {
-        return Err(CinderError::bad_request("There is either no action or more than one action in the request body."));
+    let Some((name, args)) = value
+        .as_object()
+        .and_then(|o| if o.len() == 1 { o.iter().next() } else { None })
+    else {
+        return Err(CinderError::bad_request(
+            "There is either no action or more than one action in the request body.",
+        ));
     };
     match name.as_str() {
         "os-reset_status" => {
@@ -146,17 +190,32 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         "os-force_delete" => svc.delete_snapshot(&req.caller, id, true).await?,
         "os-update_snapshot_status" => {
             let status = parse_status(args)?;
-            let progress = args.get("progress").and_then(Value::as_str).map(str::to_string);
-            svc.update_snapshot_status(&req.caller, id, status, progress).await?;
+            let progress = args
+                .get("progress")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            svc.update_snapshot_status(&req.caller, id, status, progress)
+                .await?;
         }
-        other => return Err(CinderError::bad_request(format!("Action {other} is not supported on snapshots."))),
+        other => {
+            return Err(CinderError::bad_request(format!(
+                "Action {other} is not supported on snapshots."
+            )));
+        }
     }
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
 fn parse_status(args: &Value) -> Result<SnapshotStatus, CinderError> {
-    let status = args.get("status").and_then(Value::as_str).ok_or_else(|| CinderError::bad_request("Must specify 'status'"))?;
-    status.parse().map_err(|()| CinderError::bad_request(format!("Invalid input received: Invalid snapshot status {status}")))
+    let status = args
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CinderError::bad_request("Must specify 'status'"))?;
+    status.parse().map_err(|()| {
+        CinderError::bad_request(format!(
+            "Invalid input received: Invalid snapshot status {status}"
+        ))
+    })
 }
 
 fn metadata_json(m: &Metadata) -> Value {
@@ -168,36 +227,64 @@ pub async fn metadata(svc: &Service, req: &Req, id: &str) -> Result<Reply, Cinde
     Ok(Reply::ok(metadata_json(&snapshot.metadata)))
 }
 
-pub async fn write_metadata(svc: &Service, req: &Req, id: &str, replace: bool) -> Result<Reply, CinderError> {
+pub async fn write_metadata(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    replace: bool,
+) -> Result<Reply, CinderError> {
     let id = snapshot_id(id)?;
     let value = body(req, &schemas::metadata_body())?;
-    let how = if replace { MetadataWrite::Replace } else { MetadataWrite::Merge };
-    let result = svc.write_snapshot_metadata(&req.caller, id, metadata_map(value.get("metadata")), how).await?;
+    let how = if replace {
+        MetadataWrite::Replace
+    } else {
+        MetadataWrite::Merge
+    };
+    let result = svc
+        .write_snapshot_metadata(&req.caller, id, metadata_map(value.get("metadata")), how)
+        .await?;
     Ok(Reply::ok(metadata_json(&result)))
 }
 
-pub async fn metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let snapshot = svc.snapshot(&req.caller, snapshot_id(id)?).await?;
     match snapshot.metadata.get(key) {
         Some(v) => Ok(Reply::ok(json!({"meta": {key: v}}))),
-        None => Err(CinderError::not_found(format!("Snapshot {} has no metadata with key {key}.", snapshot.id))),
+        None => Err(CinderError::not_found(format!(
+            "Snapshot {} has no metadata with key {key}.",
+            snapshot.id
+        ))),
     }
 }
 
-pub async fn put_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn put_metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let id = snapshot_id(id)?;
     let item = meta_item(req, key)?;
-    svc.write_snapshot_metadata(&req.caller, id, item.clone(), MetadataWrite::Merge).await?;
+    svc.write_snapshot_metadata(&req.caller, id, item.clone(), MetadataWrite::Merge)
+        .await?;
     Ok(Reply::ok(json!({"meta": item})))
 }
 
 /// Validates `{"meta": {key: value}}` against the key in the URL.
 pub(crate) fn meta_item(req: &Req, key: &str) -> Result<Metadata, CinderError> {
     let value = req.json_body()?;
-    validate(&schemas::meta_item_body(), &value).map_err(|e| CinderError::bad_request(e.to_message()))?;
+    validate(&schemas::meta_item_body(), &value)
+        .map_err(|e| CinderError::bad_request(e.to_message()))?;
     let item = metadata_map(value.get("meta"));
     if item.len() > 1 {
-        return Err(CinderError::bad_request("Request body contains too many items"));
+        return Err(CinderError::bad_request(
+            "Request body contains too many items",
+        ));
     }
     if !item.contains_key(key) {
         return Err(CinderError::bad_request("Request body and URI mismatch"));
@@ -205,13 +292,25 @@ pub(crate) fn meta_item(req: &Req, key: &str) -> Result<Metadata, CinderError> {
     Ok(item)
 }
 
-pub async fn delete_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
-    svc.delete_snapshot_metadata_key(&req.caller, snapshot_id(id)?, key.to_string()).await?;
+pub async fn delete_metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
+    svc.delete_snapshot_metadata_key(&req.caller, snapshot_id(id)?, key.to_string())
+        .await?;
     Ok(Reply::empty(StatusCode::OK))
 }
 
 pub async fn read_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let (offset, length) = super::volumes::range(req)?;
-    let data = svc.read_snapshot(&req.caller, snapshot_id(id)?, offset, length).await?;
-    Ok(Reply { status: StatusCode::OK, body: None, raw: Some(data) })
+    let data = svc
+        .read_snapshot(&req.caller, snapshot_id(id)?, offset, length)
+        .await?;
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: None,
+        raw: Some(data),
+    })
 }

@@ -5,9 +5,9 @@ use crate::{CinderError, Reply, Req};
 use axum::http::StatusCode;
 use ember_api_common::schema::as_bool;
 use ember_model::{Encryption, Metadata, ProjectId, VolumeType};
-use ember_service::types::{EncryptionChange, TypeChange};
 use ember_service::Service;
-use serde_json::{json, Map, Value};
+use ember_service::types::{EncryptionChange, TypeChange};
+use serde_json::{Map, Value, json};
 
 /// Cinder's three renderings of a type: show/list have everything, the
 /// answer to a create has no `qos_specs_id`, the answer to an update
@@ -62,21 +62,37 @@ fn encryption_view(type_id: &str, e: &Encryption) -> Value {
 /// their text, as Cinder does); keys of 1–255 characters.
 fn specs(value: Option<&Value>) -> Result<Metadata, CinderError> {
     let Some(Value::Object(map)) = value else {
-        return Err(CinderError::bad_request("Invalid input received: extra_specs must be an object."));
+        return Err(CinderError::bad_request(
+            "Invalid input received: extra_specs must be an object.",
+        ));
     };
     let mut out = Metadata::new();
     for (k, v) in map {
         if k.is_empty() || k.chars().count() > 255 {
-            return Err(CinderError::bad_request(format!("Invalid input received: Invalid extra spec key {k:?}.")));
+            return Err(CinderError::bad_request(format!(
+                "Invalid input received: Invalid extra spec key {k:?}."
+            )));
         }
         let text = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
-            Value::Bool(b) => if *b { "True".into() } else { "False".into() },
-            _ => return Err(CinderError::bad_request(format!("Invalid input received: Value for extra spec {k} must be a string."))),
+            Value::Bool(b) => {
+                if *b {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            }
+            _ => {
+                return Err(CinderError::bad_request(format!(
+                    "Invalid input received: Value for extra spec {k} must be a string."
+                )));
+            }
         };
         if text.chars().count() > 255 {
-            return Err(CinderError::bad_request(format!("Invalid input received: Value for extra spec {k} is too long.")));
+            return Err(CinderError::bad_request(format!(
+                "Invalid input received: Value for extra spec {k} is too long."
+            )));
         }
         out.insert(k.clone(), text);
     }
@@ -93,7 +109,9 @@ pub async fn list(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         (true, Some(v)) => Some(crate::listing::bool_from_string(v)),
     };
     let types = svc.list_types(&req.caller, is_public).await?;
-    Ok(Reply::ok(json!({"volume_types": types.iter().map(view).collect::<Vec<_>>()})))
+    Ok(Reply::ok(
+        json!({"volume_types": types.iter().map(view).collect::<Vec<_>>()}),
+    ))
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
@@ -103,34 +121,66 @@ pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderErr
 
 pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
-    let t = body.get("volume_type").filter(|t| t.is_object()).ok_or_else(|| CinderError::bad_request("Missing required element 'volume_type' in request body."))?;
-    let name = t.get("name").and_then(Value::as_str).ok_or_else(|| CinderError::bad_request("Invalid input received: name is required."))?;
-    let description = t.get("description").and_then(Value::as_str).map(str::to_string);
-    let is_public = match t.get("os-volume-type-access:is_public").or_else(|| t.get("is_public")) {
+    let t = body
+        .get("volume_type")
+        .filter(|t| t.is_object())
+        .ok_or_else(|| {
+            CinderError::bad_request("Missing required element 'volume_type' in request body.")
+        })?;
+    let name = t
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CinderError::bad_request("Invalid input received: name is required."))?;
+    let description = t
+        .get("description")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let is_public = match t
+        .get("os-volume-type-access:is_public")
+        .or_else(|| t.get("is_public"))
+    {
         None | Some(Value::Null) => true,
-        Some(v) => as_bool(v).ok_or_else(|| CinderError::bad_request(format!("Invalid value '{v}' for is_public.")))?,
+        Some(v) => as_bool(v).ok_or_else(|| {
+            CinderError::bad_request(format!("Invalid value '{v}' for is_public."))
+        })?,
     };
     let extra = match t.get("extra_specs") {
         None | Some(Value::Null) => Metadata::new(),
         some => specs(some)?,
     };
-    let created = svc.create_type(&req.caller, name, description, is_public, extra).await?;
-    Ok(Reply::ok(json!({"volume_type": render(&created, View::Created)})))
+    let created = svc
+        .create_type(&req.caller, name, description, is_public, extra)
+        .await?;
+    Ok(Reply::ok(
+        json!({"volume_type": render(&created, View::Created)}),
+    ))
 }
 
 pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
-    let t = body.get("volume_type").filter(|t| t.is_object()).ok_or_else(|| CinderError::bad_request("Missing required element 'volume_type' in request body."))?;
+    let t = body
+        .get("volume_type")
+        .filter(|t| t.is_object())
+        .ok_or_else(|| {
+            CinderError::bad_request("Missing required element 'volume_type' in request body.")
+        })?;
     let change = TypeChange {
         name: t.get("name").and_then(Value::as_str).map(str::to_string),
         description: t.get("description").map(|d| d.as_str().map(str::to_string)),
-        is_public: match t.get("is_public").or_else(|| t.get("os-volume-type-access:is_public")) {
+        is_public: match t
+            .get("is_public")
+            .or_else(|| t.get("os-volume-type-access:is_public"))
+        {
             None | Some(Value::Null) => None,
-            Some(v) => Some(as_bool(v).ok_or_else(|| CinderError::bad_request(format!("Invalid value '{v}' for is_public.")))?),
+            Some(v) => Some(as_bool(v).ok_or_else(|| {
+                CinderError::bad_request(format!("Invalid value '{v}' for is_public."))
+            })?),
         },
     };
     if change.name.is_none() && change.description.is_none() && change.is_public.is_none() {
-        return Err(CinderError::bad_request("Specify volume type name, description, is_public or a combination thereof."));
+        return Err(CinderError::bad_request(
+            "Specify volume type name, description, is_public or a combination thereof.",
+        ));
     }
     let t = svc.update_type(&req.caller, id.to_string(), change).await?;
     Ok(Reply::ok(json!({"volume_type": render(&t, View::Updated)})))
@@ -149,68 +199,117 @@ pub async fn extra_specs(svc: &Service, req: &Req, id: &str) -> Result<Reply, Ci
 pub async fn set_extra_specs(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
     let new = specs(body.get("extra_specs"))?;
-    svc.set_type_extra_specs(&req.caller, id.to_string(), new.clone()).await?;
+    svc.set_type_extra_specs(&req.caller, id.to_string(), new.clone())
+        .await?;
     Ok(Reply::ok(json!({"extra_specs": new})))
 }
 
-pub async fn extra_spec(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn extra_spec(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let t = svc.volume_type(&req.caller, id.to_string()).await?;
     match t.extra_specs.get(key) {
         Some(v) => Ok(Reply::ok(json!({ key: v }))),
-        None => Err(CinderError::not_found(format!("Volume Type {id} has no extra specs with key {key}."))),
+        None => Err(CinderError::not_found(format!(
+            "Volume Type {id} has no extra specs with key {key}."
+        ))),
     }
 }
 
-pub async fn put_extra_spec(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn put_extra_spec(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
     let new = specs(Some(&body))?;
     if new.len() > 1 {
-        return Err(CinderError::bad_request("Request body contains too many items."));
+        return Err(CinderError::bad_request(
+            "Request body contains too many items.",
+        ));
     }
     if !new.contains_key(key) {
         return Err(CinderError::bad_request("Request body and URI mismatch"));
     }
-    svc.set_type_extra_specs(&req.caller, id.to_string(), new.clone()).await?;
+    svc.set_type_extra_specs(&req.caller, id.to_string(), new.clone())
+        .await?;
     Ok(Reply::ok(json!(new)))
 }
 
-pub async fn delete_extra_spec(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
-    svc.delete_type_extra_spec(&req.caller, id.to_string(), key.to_string()).await?;
+pub async fn delete_extra_spec(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
+    svc.delete_type_extra_spec(&req.caller, id.to_string(), key.to_string())
+        .await?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
 /// `addProjectAccess` / `removeProjectAccess`.
 pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let body = req.json_body()?;
-    let (add, args) = match (body.get("addProjectAccess"), body.get("removeProjectAccess")) {
+    let (add, args) = match (
+        body.get("addProjectAccess"),
+        body.get("removeProjectAccess"),
+    ) {
         (Some(a), None) => (true, a),
         (None, Some(r)) => (false, r),
-        _ => return Err(CinderError::bad_request("There is either no action or more than one action in the request body.")),
+        _ => {
+            return Err(CinderError::bad_request(
+                "There is either no action or more than one action in the request body.",
+            ));
+        }
     };
     let project = args
         .get("project")
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| CinderError::bad_request("Missing required element 'project' in request body."))?;
-    svc.set_type_access(&req.caller, id.to_string(), ProjectId(project.into()), add).await?;
+        .ok_or_else(|| {
+            CinderError::bad_request("Missing required element 'project' in request body.")
+        })?;
+    svc.set_type_access(&req.caller, id.to_string(), ProjectId(project.into()), add)
+        .await?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
 pub async fn access(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     if !req.caller.is_admin() {
-        return Err(ember_service::ServiceError::Forbidden("volume_extension:volume_type_access".into()).into());
+        return Err(ember_service::ServiceError::Forbidden(
+            "volume_extension:volume_type_access".into(),
+        )
+        .into());
     }
     let t = svc.volume_type(&req.caller, id.to_string()).await?;
     if t.is_public {
-        return Err(CinderError::not_found("Access list not available for public volume types."));
+        return Err(CinderError::not_found(
+            "Access list not available for public volume types.",
+        ));
     }
-    let list: Vec<Value> = t.access.iter().map(|p| json!({"volume_type_id": t.id, "project_id": p.0})).collect();
+    let list: Vec<Value> = t
+        .access
+        .iter()
+        .map(|p| json!({"volume_type_id": t.id, "project_id": p.0}))
+        .collect();
     Ok(Reply::ok(json!({"volume_type_access": list})))
 }
 
-pub async fn show_encryption(svc: &Service, req: &Req, id: &str, key: Option<&str>) -> Result<Reply, CinderError> {
+pub async fn show_encryption(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: Option<&str>,
+) -> Result<Reply, CinderError> {
     if !req.caller.is_admin() {
-        return Err(ember_service::ServiceError::Forbidden("volume_extension:volume_type_encryption:get".into()).into());
+        return Err(ember_service::ServiceError::Forbidden(
+            "volume_extension:volume_type_encryption:get".into(),
+        )
+        .into());
     }
     let t = svc.volume_type(&req.caller, id.to_string()).await?;
     let body = match &t.encryption {
@@ -221,42 +320,66 @@ pub async fn show_encryption(svc: &Service, req: &Req, id: &str, key: Option<&st
         None => Ok(Reply::ok(body)),
         Some(k) => match body.get(k) {
             Some(v) => Ok(Reply::ok(json!({ k: v }))),
-            None => Err(CinderError::not_found(format!("Volume type encryption for type {id} does not exist."))),
+            None => Err(CinderError::not_found(format!(
+                "Volume type encryption for type {id} does not exist."
+            ))),
         },
     }
 }
 
 fn encryption_change(req: &Req) -> Result<EncryptionChange, CinderError> {
     let body = req.json_body()?;
-    let e = body.get("encryption").filter(|e| e.is_object()).ok_or_else(|| CinderError::bad_request("Missing required element 'encryption' in request body."))?;
+    let e = body
+        .get("encryption")
+        .filter(|e| e.is_object())
+        .ok_or_else(|| {
+            CinderError::bad_request("Missing required element 'encryption' in request body.")
+        })?;
     let text = |k: &str| -> Result<Option<Option<String>>, CinderError> {
         match e.get(k) {
             None => Ok(None),
             Some(Value::Null) => Ok(Some(None)),
             Some(Value::String(s)) => Ok(Some(Some(s.clone()))),
-            Some(other) => Err(CinderError::bad_request(format!("Invalid input for field/attribute {k}. Value: {other}."))),
+            Some(other) => Err(CinderError::bad_request(format!(
+                "Invalid input for field/attribute {k}. Value: {other}."
+            ))),
         }
     };
     let control_location = text("control_location")?.flatten();
     if let Some(c) = &control_location {
         if c != "front-end" && c != "back-end" {
-            return Err(CinderError::bad_request("Invalid input received: Valid control location are: ['front-end', 'back-end']"));
+            return Err(CinderError::bad_request(
+                "Invalid input received: Valid control location are: ['front-end', 'back-end']",
+            ));
         }
     }
     let key_size = match e.get("key_size") {
         None => None,
         Some(Value::Null) => Some(None),
-        Some(v) => Some(Some(v.as_i64().filter(|n| *n >= 0).ok_or_else(|| CinderError::bad_request("Invalid input received: key_size must be a non-negative integer."))?)),
+        Some(v) => Some(Some(v.as_i64().filter(|n| *n >= 0).ok_or_else(|| {
+            CinderError::bad_request(
+                "Invalid input received: key_size must be a non-negative integer.",
+            )
+        })?)),
     };
-    Ok(EncryptionChange { provider: text("provider")?.flatten(), cipher: text("cipher")?, key_size, control_location })
+    Ok(EncryptionChange {
+        provider: text("provider")?.flatten(),
+        cipher: text("cipher")?,
+        key_size,
+        control_location,
+    })
 }
 
 pub async fn create_encryption(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let change = encryption_change(req)?;
     if change.provider.is_none() {
-        return Err(CinderError::bad_request("Invalid input received: provider must be specified."));
+        return Err(CinderError::bad_request(
+            "Invalid input received: provider must be specified.",
+        ));
     }
-    let e = svc.set_type_encryption(&req.caller, id.to_string(), change, true).await?;
+    let e = svc
+        .set_type_encryption(&req.caller, id.to_string(), change, true)
+        .await?;
     let mut view = encryption_view(id, &e);
     if let Some(o) = view.as_object_mut() {
         strip_bookkeeping(o);
@@ -266,12 +389,19 @@ pub async fn create_encryption(svc: &Service, req: &Req, id: &str) -> Result<Rep
 
 pub async fn update_encryption(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let change = encryption_change(req)?;
-    let asked: Vec<&str> = [("provider", change.provider.is_some()), ("cipher", change.cipher.is_some()), ("key_size", change.key_size.is_some()), ("control_location", change.control_location.is_some())]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(k, _)| *k)
-        .collect();
-    let e = svc.set_type_encryption(&req.caller, id.to_string(), change, false).await?;
+    let asked: Vec<&str> = [
+        ("provider", change.provider.is_some()),
+        ("cipher", change.cipher.is_some()),
+        ("key_size", change.key_size.is_some()),
+        ("control_location", change.control_location.is_some()),
+    ]
+    .iter()
+    .filter(|(_, set)| *set)
+    .map(|(k, _)| *k)
+    .collect();
+    let e = svc
+        .set_type_encryption(&req.caller, id.to_string(), change, false)
+        .await?;
     let full = encryption_view(id, &e);
     // Cinder answers with the fields the request changed.
     let mut out = Map::new();
@@ -288,6 +418,7 @@ fn strip_bookkeeping(o: &mut Map<String, Value>) {
 }
 
 pub async fn delete_encryption(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
-    svc.delete_type_encryption(&req.caller, id.to_string()).await?;
+    svc.delete_type_encryption(&req.caller, id.to_string())
+        .await?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }

@@ -3,13 +3,13 @@
 
 use super::{body, metadata_map, text_field};
 use crate::listing::{bool_from_string, filters, next_link, paging, to_query};
-use crate::{schemas, views, CinderError, Reply, Req};
+use crate::{CinderError, Reply, Req, schemas, views};
 use axum::http::StatusCode;
 use ember_api_common::schema::as_bool;
 use ember_model::{ProjectId, SnapshotId, VolumeId, VolumeStatus};
 use ember_service::{AttachRequest, CreateVolume, MetadataWrite, Service, UpdateVolume};
 use ember_store::{SortKey, VolumeFilter};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn volume_id(id: &str) -> Result<VolumeId, CinderError> {
     VolumeId::parse(id).ok_or_else(|| CinderError::volume_not_found(id))
@@ -33,7 +33,11 @@ fn sort_key(key: &str) -> Option<SortKey> {
 pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, CinderError> {
     let p = paging(req, sort_key)?;
     let marker = match &p.marker {
-        Some(m) => Some(VolumeId::parse(m).ok_or_else(|| CinderError::volume_not_found(m))?.0),
+        Some(m) => Some(
+            VolumeId::parse(m)
+                .ok_or_else(|| CinderError::volume_not_found(m))?
+                .0,
+        ),
         None => None,
     };
     let mut filter = VolumeFilter::default();
@@ -47,7 +51,11 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
             },
             "metadata" => match ember_api_common::pyrepr::parse_literal_dict(&v) {
                 Some(m) => filter.metadata = m.into_iter().collect(),
-                None => return Err(CinderError::bad_request(format!("Invalid input received: Invalid metadata filter {v}"))),
+                None => {
+                    return Err(CinderError::bad_request(format!(
+                        "Invalid input received: Invalid metadata filter {v}"
+                    )));
+                }
             },
             "availability_zone" => filter.availability_zone = Some(v),
             "bootable" => filter.bootable = Some(bool_from_string(&v)),
@@ -62,17 +70,30 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
     query.with_count = p.with_count && req.mv.at_least(45);
     let page = svc.list_volumes(&req.caller, query, p.all_tenants).await?;
     if page.marker_not_found {
-        return Err(CinderError::volume_not_found(p.marker.as_deref().unwrap_or_default()));
+        return Err(CinderError::volume_not_found(
+            p.marker.as_deref().unwrap_or_default(),
+        ));
     }
     let admin = req.caller.is_admin();
     let items: Vec<Value> = page
         .items
         .iter()
-        .map(|v| if detail { views::volume(v, req.mv, &req.base, views::VolumeAttrs::for_reader(admin)) } else { views::volume_summary(v, &req.base) })
+        .map(|v| {
+            if detail {
+                views::volume(v, req.mv, &req.base, views::VolumeAttrs::for_reader(admin))
+            } else {
+                views::volume_summary(v, &req.base)
+            }
+        })
         .collect();
     let mut out = serde_json::Map::new();
     out.insert("volumes".into(), Value::Array(items));
-    if let Some(links) = next_link(req, page.items.len(), p.limit, page.items.last().map(|v| v.id.to_string())) {
+    if let Some(links) = next_link(
+        req,
+        page.items.len(),
+        p.limit,
+        page.items.last().map(|v| v.id.to_string()),
+    ) {
         out.insert("volumes_links".into(), links);
     }
     if let Some(count) = page.count {
@@ -98,24 +119,40 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         None => None,
     };
     if size.is_none() && snapshot_id.is_none() && source_volid.is_none() {
-        return Err(CinderError::bad_request("Invalid input received: Volume size is required when not creating from a snapshot or volume."));
+        return Err(CinderError::bad_request(
+            "Invalid input received: Volume size is required when not creating from a snapshot or volume.",
+        ));
     }
     let request = CreateVolume {
         request_id: Some(req.request_id.clone()),
-        name: text_field(v, "name", "display_name").flatten().map(|n| n.trim().to_string()),
+        name: text_field(v, "name", "display_name")
+            .flatten()
+            .map(|n| n.trim().to_string()),
         description: text_field(v, "description", "display_description").flatten(),
         size_gib: size,
         snapshot_id,
         source_volid,
         metadata: metadata_map(v.get("metadata")),
-        availability_zone: v.get("availability_zone").and_then(Value::as_str).map(str::to_string),
-        volume_type: v.get("volume_type").and_then(Value::as_str).map(str::to_string),
+        availability_zone: v
+            .get("availability_zone")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        volume_type: v
+            .get("volume_type")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         multiattach: v.get("multiattach").and_then(as_bool).unwrap_or(false),
         // Groups exist from 3.13; before, the field is ignored as Cinder does.
-        group_id: v.get("group_id").and_then(Value::as_str).filter(|g| !g.is_empty() && req.mv.at_least(13)).map(str::to_string),
+        group_id: v
+            .get("group_id")
+            .and_then(Value::as_str)
+            .filter(|g| !g.is_empty() && req.mv.at_least(13))
+            .map(str::to_string),
     };
     let volume = svc.create_volume(&req.caller, request).await?;
-    Ok(Reply::accepted(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::None)})))
+    Ok(Reply::accepted(
+        json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::None)}),
+    ))
 }
 
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
@@ -123,14 +160,19 @@ pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderErr
         return summary(svc, req).await;
     }
     let volume = svc.volume(&req.caller, volume_id(id)?).await?;
-    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))})))
+    Ok(Reply::ok(
+        json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))}),
+    ))
 }
 
 /// `GET /volumes/summary` (3.12; `metadata` from 3.36): count and size of
 /// the caller's volumes (every project's for an admin with `all_tenants`).
 async fn summary(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let all_tenants = req.query("all_tenants").is_some_and(bool_from_string);
-    let query = ember_store::ListQuery { limit: None, ..Default::default() };
+    let query = ember_store::ListQuery {
+        limit: None,
+        ..Default::default()
+    };
     let page = svc.list_volumes(&req.caller, query, all_tenants).await?;
     let total_size: u64 = page.items.iter().map(|v| v.size_gib).sum();
     let mut summary = json!({"total_size": total_size, "total_count": page.items.len()});
@@ -159,28 +201,39 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         metadata: v.get("metadata").map(|m| metadata_map(Some(m))),
     };
     let volume = svc.update_volume(&req.caller, id, update).await?;
-    Ok(Reply::ok(json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))})))
+    Ok(Reply::ok(
+        json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))}),
+    ))
 }
 
 fn flag(req: &Req, key: &str) -> bool {
-    req.query(key).and_then(|v| as_bool(&Value::String(v.to_string()))).unwrap_or(false)
+    req.query(key)
+        .and_then(|v| as_bool(&Value::String(v.to_string())))
+        .unwrap_or(false)
 }
 
 pub async fn delete(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let force = req.mv.at_least(23) && flag(req, "force");
-    svc.delete_volume(&req.caller, volume_id(id)?, flag(req, "cascade"), force).await?;
+    svc.delete_volume(&req.caller, volume_id(id)?, flag(req, "cascade"), force)
+        .await?;
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
 
 fn field<'a>(args: &'a Value, key: &str) -> Result<&'a Value, CinderError> {
-    args.get(key).ok_or_else(|| CinderError::bad_request(format!("'{key}' is a required property")))
+    args.get(key)
+        .ok_or_else(|| CinderError::bad_request(format!("'{key}' is a required property")))
 }
 
 pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let id = volume_id(id)?;
     let value = req.json_body()?;
-    let Some((name, args)) = value.as_object().and_then(|o| if o.len() == 1 { o.iter().next() } else { None }) else {
-        return Err(CinderError::bad_request("There is either no action or more than one action in the request body."));
+    let Some((name, args)) = value
+        .as_object()
+        .and_then(|o| if o.len() == 1 { o.iter().next() } else { None })
+    else {
+        return Err(CinderError::bad_request(
+            "There is either no action or more than one action in the request body.",
+        ));
     };
     let caller = &req.caller;
     use VolumeStatus::*;
@@ -198,7 +251,9 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
             let new_type = field(args, "new_type")?
                 .as_str()
                 .filter(|t| !t.is_empty())
-                .ok_or_else(|| CinderError::bad_request("Invalid input for field/attribute new_type."))?;
+                .ok_or_else(|| {
+                    CinderError::bad_request("Invalid input for field/attribute new_type.")
+                })?;
             if let Some(policy) = args.get("migration_policy").filter(|p| !p.is_null()) {
                 if !matches!(policy.as_str(), Some("never" | "on-demand")) {
                     return Err(CinderError::bad_request(format!(
@@ -212,33 +267,76 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         }
         "revert" if req.mv.at_least(40) => {
             let snap = field(args, "snapshot_id")?.as_str().unwrap_or_default();
-            let snapshot = SnapshotId::parse(snap).ok_or_else(|| CinderError::snapshot_not_found(snap))?;
+            let snapshot =
+                SnapshotId::parse(snap).ok_or_else(|| CinderError::snapshot_not_found(snap))?;
             svc.revert_volume(caller, id, snapshot).await?;
         }
         "os-attach" => {
             let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
             let mode = text("mode").unwrap_or_else(|| "rw".into());
             if mode != "rw" && mode != "ro" {
-                return Err(CinderError::bad_request("Invalid attaching mode. Mode must be 'rw' or 'ro'."));
+                return Err(CinderError::bad_request(
+                    "Invalid attaching mode. Mode must be 'rw' or 'ro'.",
+                ));
             }
-            let request = AttachRequest { instance_uuid: text("instance_uuid"), host_name: text("host_name"), mountpoint: text("mountpoint"), mode };
+            let request = AttachRequest {
+                instance_uuid: text("instance_uuid"),
+                host_name: text("host_name"),
+                mountpoint: text("mountpoint"),
+                mode,
+            };
             svc.attach_volume(caller, id, request).await?;
         }
         "os-detach" => {
-            let attachment = args.get("attachment_id").and_then(Value::as_str).and_then(|a| uuid::Uuid::parse_str(a).ok());
+            let attachment = args
+                .get("attachment_id")
+                .and_then(Value::as_str)
+                .and_then(|a| uuid::Uuid::parse_str(a).ok());
             svc.detach_volume(caller, id, attachment).await?;
         }
-        "os-reserve" => drop(svc.move_volume_status(caller, id, &[Available, InUse], Reserved, "volume:reserve_volume").await?),
-        "os-unreserve" => drop(svc.move_volume_status(caller, id, &[Reserved, Attaching], Available, "volume:unreserve_volume").await?),
-        "os-begin_detaching" => drop(svc.move_volume_status(caller, id, &[InUse], Detaching, "volume:begin_detaching").await?),
-        "os-roll_detaching" => drop(svc.move_volume_status(caller, id, &[Detaching], InUse, "volume:roll_detaching").await?),
+        "os-reserve" => drop(
+            svc.move_volume_status(
+                caller,
+                id,
+                &[Available, InUse],
+                Reserved,
+                "volume:reserve_volume",
+            )
+            .await?,
+        ),
+        "os-unreserve" => drop(
+            svc.move_volume_status(
+                caller,
+                id,
+                &[Reserved, Attaching],
+                Available,
+                "volume:unreserve_volume",
+            )
+            .await?,
+        ),
+        "os-begin_detaching" => drop(
+            svc.move_volume_status(caller, id, &[InUse], Detaching, "volume:begin_detaching")
+                .await?,
+        ),
+        "os-roll_detaching" => drop(
+            svc.move_volume_status(caller, id, &[Detaching], InUse, "volume:roll_detaching")
+                .await?,
+        ),
         "os-reset_status" => {
             let status = field(args, "status")?.as_str().unwrap_or_default();
-            let status = status.parse().map_err(|()| CinderError::bad_request(format!("Invalid input received: Invalid volume status {status}")))?;
+            let status = status.parse().map_err(|()| {
+                CinderError::bad_request(format!(
+                    "Invalid input received: Invalid volume status {status}"
+                ))
+            })?;
             svc.reset_volume_status(caller, id, status).await?;
         }
         "os-force_delete" => svc.delete_volume(caller, id, true, true).await?,
-        other => return Err(CinderError::bad_request(format!("Action {other} is not supported on volumes at this version."))),
+        other => {
+            return Err(CinderError::bad_request(format!(
+                "Action {other} is not supported on volumes at this version."
+            )));
+        }
     }
     Ok(Reply::empty(StatusCode::ACCEPTED))
 }
@@ -248,31 +346,62 @@ pub async fn metadata(svc: &Service, req: &Req, id: &str) -> Result<Reply, Cinde
     Ok(Reply::ok(json!({"metadata": volume.metadata})))
 }
 
-pub async fn write_metadata(svc: &Service, req: &Req, id: &str, replace: bool) -> Result<Reply, CinderError> {
+pub async fn write_metadata(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    replace: bool,
+) -> Result<Reply, CinderError> {
     let id = volume_id(id)?;
     let value = body(req, &schemas::metadata_body())?;
-    let how = if replace { MetadataWrite::Replace } else { MetadataWrite::Merge };
-    let result = svc.write_volume_metadata(&req.caller, id, metadata_map(value.get("metadata")), how).await?;
+    let how = if replace {
+        MetadataWrite::Replace
+    } else {
+        MetadataWrite::Merge
+    };
+    let result = svc
+        .write_volume_metadata(&req.caller, id, metadata_map(value.get("metadata")), how)
+        .await?;
     Ok(Reply::ok(json!({"metadata": result})))
 }
 
-pub async fn metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let volume = svc.volume(&req.caller, volume_id(id)?).await?;
     match volume.metadata.get(key) {
         Some(v) => Ok(Reply::ok(json!({"meta": {key: v}}))),
-        None => Err(CinderError::not_found(format!("Volume {} has no metadata with key {key}.", volume.id))),
+        None => Err(CinderError::not_found(format!(
+            "Volume {} has no metadata with key {key}.",
+            volume.id
+        ))),
     }
 }
 
-pub async fn put_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
+pub async fn put_metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
     let id = volume_id(id)?;
     let item = super::snapshots::meta_item(req, key)?;
-    svc.write_volume_metadata(&req.caller, id, item.clone(), MetadataWrite::Merge).await?;
+    svc.write_volume_metadata(&req.caller, id, item.clone(), MetadataWrite::Merge)
+        .await?;
     Ok(Reply::ok(json!({"meta": item})))
 }
 
-pub async fn delete_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) -> Result<Reply, CinderError> {
-    svc.delete_volume_metadata_key(&req.caller, volume_id(id)?, key.to_string()).await?;
+pub async fn delete_metadata_key(
+    svc: &Service,
+    req: &Req,
+    id: &str,
+    key: &str,
+) -> Result<Reply, CinderError> {
+    svc.delete_volume_metadata_key(&req.caller, volume_id(id)?, key.to_string())
+        .await?;
     Ok(Reply::empty(StatusCode::OK))
 }
 
@@ -280,7 +409,9 @@ pub async fn delete_metadata_key(svc: &Service, req: &Req, id: &str, key: &str) 
 pub(crate) fn range(req: &Req) -> Result<(u64, u64), CinderError> {
     let num = |k: &str, default: Option<u64>| -> Result<u64, CinderError> {
         match req.query(k) {
-            Some(v) => v.parse().map_err(|_| CinderError::bad_request(format!("{k} must be a non-negative integer"))),
+            Some(v) => v.parse().map_err(|_| {
+                CinderError::bad_request(format!("{k} must be a non-negative integer"))
+            }),
             None => default.ok_or_else(|| CinderError::bad_request(format!("{k} is required"))),
         }
     };
@@ -289,15 +420,24 @@ pub(crate) fn range(req: &Req) -> Result<(u64, u64), CinderError> {
 
 pub async fn read_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let (offset, length) = range(req)?;
-    let data = svc.read_volume(&req.caller, volume_id(id)?, offset, length).await?;
-    Ok(Reply { status: StatusCode::OK, body: None, raw: Some(data) })
+    let data = svc
+        .read_volume(&req.caller, volume_id(id)?, offset, length)
+        .await?;
+    Ok(Reply {
+        status: StatusCode::OK,
+        body: None,
+        raw: Some(data),
+    })
 }
 
 pub async fn write_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let offset = match req.query("offset") {
-        Some(v) => v.parse().map_err(|_| CinderError::bad_request("offset must be a non-negative integer"))?,
+        Some(v) => v
+            .parse()
+            .map_err(|_| CinderError::bad_request("offset must be a non-negative integer"))?,
         None => 0,
     };
-    svc.write_volume(&req.caller, volume_id(id)?, offset, req.body.to_vec()).await?;
+    svc.write_volume(&req.caller, volume_id(id)?, offset, req.body.to_vec())
+        .await?;
     Ok(Reply::empty(StatusCode::NO_CONTENT))
 }

@@ -10,7 +10,7 @@ pub mod volume_extend;
 pub mod volume_revert;
 
 use crate::core::Core;
-use crate::engine::{drive, Outcome, Workflow};
+use crate::engine::{Outcome, Workflow, drive};
 use crate::error::{Result, ServiceError};
 use ember_model::WorkflowRecord;
 
@@ -21,9 +21,15 @@ pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
         volume_delete::VolumeDelete::KIND => drive::<volume_delete::VolumeDelete>(core, record),
         volume_extend::VolumeExtend::KIND => drive::<volume_extend::VolumeExtend>(core, record),
         volume_revert::VolumeRevert::KIND => drive::<volume_revert::VolumeRevert>(core, record),
-        snapshot_create::SnapshotCreate::KIND => drive::<snapshot_create::SnapshotCreate>(core, record),
-        snapshot_delete::SnapshotDelete::KIND => drive::<snapshot_delete::SnapshotDelete>(core, record),
-        other => Err(ServiceError::Internal(format!("unknown workflow kind {other}"))),
+        snapshot_create::SnapshotCreate::KIND => {
+            drive::<snapshot_create::SnapshotCreate>(core, record)
+        }
+        snapshot_delete::SnapshotDelete::KIND => {
+            drive::<snapshot_delete::SnapshotDelete>(core, record)
+        }
+        other => Err(ServiceError::Internal(format!(
+            "unknown workflow kind {other}"
+        ))),
     }
 }
 

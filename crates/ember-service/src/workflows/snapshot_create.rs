@@ -18,11 +18,11 @@
 //! 2. (DB) `mark_available`.
 
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
 use ember_model::{
-    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, GIB,
+    GIB, Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,8 +42,16 @@ impl Workflow for SnapshotCreate {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "freeze", run: freeze, undo: unfreeze },
-            Step { name: "mark_available", run: mark_available, undo: nothing },
+            Step {
+                name: "freeze",
+                run: freeze,
+                undo: unfreeze,
+            },
+            Step {
+                name: "mark_available",
+                run: mark_available,
+                undo: nothing,
+            },
         ]
     }
 
@@ -67,7 +75,8 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
         let mut tx = core.store.read()?;
         (tx.volume(p.volume_id)?, tx.snapshot(p.snapshot_id)?)
     };
-    let snapshot = snapshot.ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
+    let snapshot =
+        snapshot.ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
     if snapshot.image.is_some() {
         return Ok(()); // already frozen
     }
@@ -77,7 +86,8 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {} has no data.", volume.id)))?;
     // Nothing references `new_top` until the commit below, so recreating it
     // on a re-run is safe.
-    core.driver.create_image(p.new_top, volume.size_gib * GIB, Some(old_top))?;
+    core.driver
+        .create_image(p.new_top, volume.size_gib * GIB, Some(old_top))?;
 
     let mut tx = core.store.write()?;
     let mut frozen = tx

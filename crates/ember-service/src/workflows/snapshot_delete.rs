@@ -11,7 +11,7 @@
 //!    quota. A re-run finds no record and does nothing.
 
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::Result;
 use crate::gc;
 use ember_model::{ImageOwner, QuotaResource, SnapshotId, SnapshotStatus, Timestamp};
@@ -30,9 +30,21 @@ impl Workflow for SnapshotDelete {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "disown", run: disown, undo: nothing },
-            Step { name: "collect", run: collect, undo: nothing },
-            Step { name: "remove", run: remove, undo: nothing },
+            Step {
+                name: "disown",
+                run: disown,
+                undo: nothing,
+            },
+            Step {
+                name: "collect",
+                run: collect,
+                undo: nothing,
+            },
+            Step {
+                name: "remove",
+                run: remove,
+                undo: nothing,
+            },
         ]
     }
 
@@ -54,7 +66,10 @@ impl Workflow for SnapshotDelete {
     }
 }
 
-pub(crate) fn release_snapshot(tx: &mut dyn ember_store::Tx, snapshot_id: SnapshotId) -> Result<()> {
+pub(crate) fn release_snapshot(
+    tx: &mut dyn ember_store::Tx,
+    snapshot_id: SnapshotId,
+) -> Result<()> {
     let Some(snapshot) = tx.snapshot(snapshot_id)? else {
         return Ok(());
     };
@@ -66,12 +81,19 @@ pub(crate) fn release_snapshot(tx: &mut dyn ember_store::Tx, snapshot_id: Snapsh
     }
     tx.delete_snapshot(snapshot_id)?;
     tx.add_quota_usage(&snapshot.project_id, QuotaResource::Snapshots, -1)?;
-    tx.add_quota_usage(&snapshot.project_id, QuotaResource::Gigabytes, -(snapshot.size_gib as i64))?;
+    tx.add_quota_usage(
+        &snapshot.project_id,
+        QuotaResource::Gigabytes,
+        -(snapshot.size_gib as i64),
+    )?;
     crate::quotas::release_typed(
         tx,
         &snapshot.project_id,
         &crate::quotas::type_of(&snapshot.volume_type_id),
-        &[(QuotaResource::Snapshots, 1), (QuotaResource::Gigabytes, snapshot.size_gib as i64)],
+        &[
+            (QuotaResource::Snapshots, 1),
+            (QuotaResource::Gigabytes, snapshot.size_gib as i64),
+        ],
     )?;
     Ok(())
 }

@@ -20,10 +20,10 @@
 //!    not activated yet, since a re-run of step 2 would replace its file).
 
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
-use ember_model::{Image, ImageId, ImageOwner, Timestamp, VolumeId, VolumeStatus, GIB};
+use ember_model::{GIB, Image, ImageId, ImageOwner, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,7 +34,10 @@ pub enum Source {
     SnapshotImage(ImageId),
     /// The source's top at the time of the step is frozen; its new top is
     /// named up front so a re-run reuses it.
-    Volume { source: VolumeId, source_new_top: ImageId },
+    Volume {
+        source: VolumeId,
+        source_new_top: ImageId,
+    },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -53,10 +56,26 @@ impl Workflow for VolumeCreate {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "freeze_source", run: freeze_source, undo: nothing },
-            Step { name: "create_image", run: create_image, undo: delete_image },
-            Step { name: "activate", run: activate, undo: deactivate },
-            Step { name: "collect", run: |core, _| gc::collect_garbage(core), undo: nothing },
+            Step {
+                name: "freeze_source",
+                run: freeze_source,
+                undo: nothing,
+            },
+            Step {
+                name: "create_image",
+                run: create_image,
+                undo: delete_image,
+            },
+            Step {
+                name: "activate",
+                run: activate,
+                undo: deactivate,
+            },
+            Step {
+                name: "collect",
+                run: |core, _| gc::collect_garbage(core),
+                undo: nothing,
+            },
         ]
     }
 
@@ -65,7 +84,10 @@ impl Workflow for VolumeCreate {
         // An image recorded at request time (clones of snapshots) but never
         // activated is released, so no record outlives the failure.
         if let Some(mut image) = tx.image(p.image)? {
-            if tx.volume(p.volume_id)?.is_none_or(|v| v.image != Some(p.image)) {
+            if tx
+                .volume(p.volume_id)?
+                .is_none_or(|v| v.image != Some(p.image))
+            {
                 image.owner = ImageOwner::None;
                 tx.put_image(&image)?;
             }
@@ -85,7 +107,11 @@ impl Workflow for VolumeCreate {
 }
 
 fn freeze_source(core: &Core, p: &Params) -> Result<()> {
-    let Source::Volume { source, source_new_top } = p.source else {
+    let Source::Volume {
+        source,
+        source_new_top,
+    } = p.source
+    else {
         return Ok(());
     };
     let slot = core.slot(source);
@@ -94,14 +120,19 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
     if tx.image(p.image)?.is_some() {
         return Ok(()); // already frozen: the clone's image row is written with it
     }
-    let source_volume = tx.volume(source)?.ok_or_else(|| ServiceError::VolumeNotFound(source.to_string()))?;
+    let source_volume = tx
+        .volume(source)?
+        .ok_or_else(|| ServiceError::VolumeNotFound(source.to_string()))?;
     drop(tx);
     let frozen = source_volume
         .image
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {source} has no data.")))?;
-    core.driver.create_image(source_new_top, source_volume.size_gib * GIB, Some(frozen))?;
+    core.driver
+        .create_image(source_new_top, source_volume.size_gib * GIB, Some(frozen))?;
     let mut tx = core.store.write()?;
-    let mut image = tx.image(frozen)?.ok_or_else(|| ServiceError::Internal(format!("image {frozen} missing")))?;
+    let mut image = tx
+        .image(frozen)?
+        .ok_or_else(|| ServiceError::Internal(format!("image {frozen} missing")))?;
     image.owner = ImageOwner::None;
     tx.put_image(&image)?;
     tx.put_image(&Image {
@@ -130,7 +161,9 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
 
 fn create_image(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    let volume = tx.volume(p.volume_id)?.ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
+    let volume = tx
+        .volume(p.volume_id)?
+        .ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
     if volume.image == Some(p.image) {
         return Ok(()); // activated: the image may hold data now
     }
@@ -139,7 +172,9 @@ fn create_image(core: &Core, p: &Params) -> Result<()> {
         (None, Source::Blank) => None,
         (None, Source::SnapshotImage(image)) => Some(*image),
         (None, Source::Volume { .. }) => {
-            return Err(ServiceError::Internal("clone image missing after freeze".into()));
+            return Err(ServiceError::Internal(
+                "clone image missing after freeze".into(),
+            ));
         }
     };
     tx.put_image(&Image {
@@ -150,13 +185,17 @@ fn create_image(core: &Core, p: &Params) -> Result<()> {
         created_at: Timestamp::now(),
     })?;
     tx.commit()?;
-    core.driver.create_image(p.image, p.size_gib * GIB, parent)?;
+    core.driver
+        .create_image(p.image, p.size_gib * GIB, parent)?;
     Ok(())
 }
 
 fn delete_image(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if tx.volume(p.volume_id)?.is_some_and(|v| v.image == Some(p.image)) {
+    if tx
+        .volume(p.volume_id)?
+        .is_some_and(|v| v.image == Some(p.image))
+    {
         return Ok(());
     }
     // Drop our claim; the collector removes the file (and merges a frozen

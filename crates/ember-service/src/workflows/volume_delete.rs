@@ -8,7 +8,7 @@
 
 use super::snapshot_delete::release_snapshot;
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
 use ember_model::{ImageOwner, QuotaResource, SnapshotStatus, Timestamp, VolumeId, VolumeStatus};
@@ -28,8 +28,16 @@ impl Workflow for VolumeDelete {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "release", run: release, undo: nothing },
-            Step { name: "collect", run: collect, undo: nothing },
+            Step {
+                name: "release",
+                run: release,
+                undo: nothing,
+            },
+            Step {
+                name: "collect",
+                run: collect,
+                undo: nothing,
+            },
         ]
     }
 
@@ -67,7 +75,9 @@ fn release(core: &Core, p: &Params) -> Result<()> {
     };
     let snapshots = tx.snapshots_of_volume(p.volume_id)?;
     if !snapshots.is_empty() && !p.cascade {
-        return Err(ServiceError::InvalidVolume("Volume still has snapshots.".into()));
+        return Err(ServiceError::InvalidVolume(
+            "Volume still has snapshots.".into(),
+        ));
     }
     for snapshot in snapshots {
         release_snapshot(tx.as_mut(), snapshot.id)?;
@@ -80,12 +90,19 @@ fn release(core: &Core, p: &Params) -> Result<()> {
     }
     tx.delete_volume(p.volume_id)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;
-    tx.add_quota_usage(&volume.project_id, QuotaResource::Gigabytes, -(volume.size_gib as i64))?;
+    tx.add_quota_usage(
+        &volume.project_id,
+        QuotaResource::Gigabytes,
+        -(volume.size_gib as i64),
+    )?;
     crate::quotas::release_typed(
         tx.as_mut(),
         &volume.project_id,
         &crate::quotas::type_of(&volume.volume_type_id),
-        &[(QuotaResource::Volumes, 1), (QuotaResource::Gigabytes, volume.size_gib as i64)],
+        &[
+            (QuotaResource::Volumes, 1),
+            (QuotaResource::Gigabytes, volume.size_gib as i64),
+        ],
     )?;
     tx.commit()?;
     guard.release();

@@ -9,9 +9,9 @@
 //! 3. (DB) `finish`: record the new size; `available`.
 
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use ember_model::{QuotaResource, Timestamp, VolumeId, VolumeStatus, GIB};
+use ember_model::{GIB, QuotaResource, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,9 +31,21 @@ impl Workflow for VolumeExtend {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "reserve", run: nothing, undo: unreserve },
-            Step { name: "grow", run: grow, undo: nothing },
-            Step { name: "finish", run: finish, undo: nothing },
+            Step {
+                name: "reserve",
+                run: nothing,
+                undo: unreserve,
+            },
+            Step {
+                name: "grow",
+                run: grow,
+                undo: nothing,
+            },
+            Step {
+                name: "finish",
+                run: finish,
+                undo: nothing,
+            },
         ]
     }
 
@@ -54,7 +66,12 @@ fn unreserve(core: &Core, p: &Params) -> Result<()> {
         if v.status == VolumeStatus::Extending {
             let delta = p.new_size_gib as i64 - p.old_size_gib as i64;
             tx.add_quota_usage(&v.project_id, QuotaResource::Gigabytes, -delta)?;
-            crate::quotas::release_typed(tx.as_mut(), &v.project_id, &crate::quotas::type_of(&v.volume_type_id), &[(QuotaResource::Gigabytes, delta)])?;
+            crate::quotas::release_typed(
+                tx.as_mut(),
+                &v.project_id,
+                &crate::quotas::type_of(&v.volume_type_id),
+                &[(QuotaResource::Gigabytes, delta)],
+            )?;
             v.status = VolumeStatus::ErrorExtending;
             v.updated_at = Some(Timestamp::now());
             tx.put_volume(&v)?;
@@ -69,8 +86,12 @@ fn grow(core: &Core, p: &Params) -> Result<()> {
     let guard = core.quiesce(&slot)?;
     let chain = {
         let mut tx = core.store.read()?;
-        let v = tx.volume(p.volume_id)?.ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
-        let top = v.image.ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
+        let v = tx
+            .volume(p.volume_id)?
+            .ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
+        let top = v
+            .image
+            .ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
         Core::chain_of(tx.as_mut(), top)?
     };
     core.driver.grow(&chain, p.new_size_gib * GIB)?;

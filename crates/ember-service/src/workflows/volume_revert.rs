@@ -9,11 +9,11 @@
 //! 3. (Storage) `collect`: remove the released top.
 
 use crate::core::Core;
-use crate::engine::{nothing, Step, Workflow};
+use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
 use ember_model::{
-    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus, GIB,
+    GIB, Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +32,21 @@ impl Workflow for VolumeRevert {
 
     fn steps() -> Vec<Step<Params>> {
         vec![
-            Step { name: "switch", run: switch, undo: nothing },
-            Step { name: "finish", run: finish, undo: nothing },
-            Step { name: "collect", run: |core, _| gc::collect_garbage(core), undo: nothing },
+            Step {
+                name: "switch",
+                run: switch,
+                undo: nothing,
+            },
+            Step {
+                name: "finish",
+                run: finish,
+                undo: nothing,
+            },
+            Step {
+                name: "collect",
+                run: |core, _| gc::collect_garbage(core),
+                undo: nothing,
+            },
         ]
     }
 
@@ -75,11 +87,13 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
     if volume.image == Some(p.new_top) {
         return Ok(());
     }
-    let snapshot = snapshot.ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
+    let snapshot =
+        snapshot.ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
     let frozen = snapshot
         .image
         .ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
-    core.driver.create_image(p.new_top, volume.size_gib * GIB, Some(frozen))?;
+    core.driver
+        .create_image(p.new_top, volume.size_gib * GIB, Some(frozen))?;
     let mut tx = core.store.write()?;
     if let Some(old) = volume.image {
         if let Some(mut image) = tx.image(old)? {

@@ -23,7 +23,10 @@ pub(crate) fn set_backing_name(path: &Path, new_name: Option<&str>) -> io::Resul
     file.read_exact_at(&mut header, 0)?;
     let magic = u32::from_be_bytes(header[0..4].try_into().expect("4 bytes"));
     if magic != QCOW2_MAGIC {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a qcow2 image"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a qcow2 image",
+        ));
     }
     let offset = u64::from_be_bytes(header[8..16].try_into().expect("8 bytes"));
     let size = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes"));
@@ -37,7 +40,10 @@ pub(crate) fn set_backing_name(path: &Path, new_name: Option<&str>) -> io::Resul
             if offset == 0 || size as usize != name.len() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("cannot re-point backing of {}: name length changes", path.display()),
+                    format!(
+                        "cannot re-point backing of {}: name length changes",
+                        path.display()
+                    ),
                 ));
             }
             let mut current = vec![0u8; size as usize];

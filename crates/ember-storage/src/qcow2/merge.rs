@@ -12,7 +12,7 @@
 //! through `removed`, and the data copied so far is identical to what it
 //! would read there, so a re-run simply skips the ranges already copied.
 
-use super::{header, Layer, Qcow2Driver};
+use super::{Layer, Qcow2Driver, header};
 use crate::{Chain, Result, StorageError};
 use imago::ShallowMapping;
 
@@ -20,11 +20,15 @@ const COPY_CHUNK: u64 = 1 << 20;
 
 pub(crate) fn merge_into_child(driver: &Qcow2Driver, chain: &Chain) -> Result<()> {
     let [child_id, removed_id, ..] = chain.images[..] else {
-        return Err(StorageError::InvalidChain("merge needs a child and a layer below it".into()));
+        return Err(StorageError::InvalidChain(
+            "merge needs a child and a layer below it".into(),
+        ));
     };
     {
         let child = driver.open_layers(chain, true)?;
-        let removed_chain = Chain { images: chain.images[1..].to_vec() };
+        let removed_chain = Chain {
+            images: chain.images[1..].to_vec(),
+        };
         let removed = driver.open_layers(&removed_chain, false)?;
         let end = removed.size().min(child.size());
         let mut offset = 0;

@@ -25,12 +25,12 @@ mod merge;
 
 use crate::{BlockIo, Chain, ImageId, Result, StorageDriver, StorageError};
 use imago::file::File;
+use imago::format::PreallocateMode;
 use imago::qcow2::Qcow2;
 use imago::{
-    DenyImplicitOpenGate, FormatAccess, FormatCreateBuilder, FormatDriverBuilder,
-    Storage, StorageCreateOptions, StorageOpenOptions,
+    DenyImplicitOpenGate, FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Storage,
+    StorageCreateOptions, StorageOpenOptions,
 };
-use imago::format::PreallocateMode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,10 +100,8 @@ impl Qcow2Driver {
         for (depth, image) in chain.images.iter().enumerate().rev() {
             let write = writable && depth == 0;
             let path = self.path(*image);
-            let file = File::open(
-                StorageOpenOptions::new().filename(&path).write(write),
-            )
-            .map_err(|e| StorageError::io(image, e))?;
+            let file = File::open(StorageOpenOptions::new().filename(&path).write(write))
+                .map_err(|e| StorageError::io(image, e))?;
             let layer = Qcow2Layer::builder(file)
                 .backing(below.take())
                 .write(write)
@@ -162,7 +160,11 @@ impl StorageDriver for Qcow2Driver {
     fn open(&self, chain: &Chain, writable: bool) -> Result<Arc<dyn BlockIo>> {
         let top = self.open_layers(chain, writable)?;
         let marker = writable.then(|| self.marker(chain.top()));
-        Ok(Arc::new(Qcow2Io { image: chain.top(), top, marker }))
+        Ok(Arc::new(Qcow2Io {
+            image: chain.top(),
+            top,
+            marker,
+        }))
     }
 
     fn merge_into_child(&self, chain: &Chain) -> Result<()> {
@@ -176,14 +178,21 @@ impl StorageDriver for Qcow2Driver {
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         // SAFETY: `path` is a valid C string and `st` a writable statvfs.
         if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
-            return Err(StorageError::io(self.dir.display(), std::io::Error::last_os_error()));
+            return Err(StorageError::io(
+                self.dir.display(),
+                std::io::Error::last_os_error(),
+            ));
         }
         let unit = st.f_frsize as u64;
-        Ok(crate::Capacity { total_bytes: st.f_blocks as u64 * unit, free_bytes: st.f_bavail as u64 * unit })
+        Ok(crate::Capacity {
+            total_bytes: st.f_blocks as u64 * unit,
+            free_bytes: st.f_bavail as u64 * unit,
+        })
     }
 
     fn list_images(&self) -> Result<Vec<ImageId>> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
         let mut images = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| StorageError::io(self.dir.display(), e))?;
@@ -200,7 +209,8 @@ impl StorageDriver for Qcow2Driver {
     }
 
     fn repair_after_crash(&self) -> Result<Vec<ImageId>> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
         let mut repaired = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -229,9 +239,14 @@ impl StorageDriver for Qcow2Driver {
     }
 
     fn remove_temporaries(&self) -> Result<()> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
         for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".qcow2.tmp")) {
+            if entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(".qcow2.tmp"))
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -284,7 +299,11 @@ impl Qcow2Io {
         let size = self.top.size();
         match offset.checked_add(length) {
             Some(end) if end <= size => Ok(()),
-            _ => Err(StorageError::OutOfRange { offset, length, size }),
+            _ => Err(StorageError::OutOfRange {
+                offset,
+                length,
+                size,
+            }),
         }
     }
 }
@@ -296,17 +315,23 @@ impl BlockIo for Qcow2Io {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        self.top.read(buf, offset).map_err(|e| StorageError::io(self.image, e))
+        self.top
+            .read(buf, offset)
+            .map_err(|e| StorageError::io(self.image, e))
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
-        self.top.write(buf, offset).map_err(|e| StorageError::io(self.image, e))
+        self.top
+            .write(buf, offset)
+            .map_err(|e| StorageError::io(self.image, e))
     }
 
     fn write_zeroes(&self, offset: u64, length: u64) -> Result<()> {
         self.check_range(offset, length)?;
-        self.top.write_zeroes(offset, length).map_err(|e| StorageError::io(self.image, e))
+        self.top
+            .write_zeroes(offset, length)
+            .map_err(|e| StorageError::io(self.image, e))
     }
 
     fn flush(&self) -> Result<()> {
@@ -327,7 +352,9 @@ impl Drop for Qcow2Io {
                     let _ = std::fs::remove_file(marker);
                 }
             }
-            Err(e) => tracing::error!(image = %self.image, error = %e, "flushing image on close failed"),
+            Err(e) => {
+                tracing::error!(image = %self.image, error = %e, "flushing image on close failed")
+            }
         }
     }
 }

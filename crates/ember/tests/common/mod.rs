@@ -2,7 +2,7 @@
 //! directory, and a small blocking HTTP client for the Cinder API.
 #![allow(dead_code)]
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,11 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -55,7 +59,12 @@ impl Server {
             .open(self.data.path().join("ember.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ember"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+                "--data-dir",
+            ])
             .arg(self.data_dir())
             .args(&self.args)
             .env("EMBER_LOG", "info")
@@ -97,7 +106,9 @@ impl Server {
     /// SIGKILL without waiting, usable while other threads use the server.
     pub fn kill_now(&self) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-KILL", &child.id().to_string()])
+                .status();
         }
     }
 
@@ -123,7 +134,14 @@ impl Server {
     }
 
     /// Sends a request as `token` and returns (status, JSON body or Null).
-    pub fn call(&self, method: &str, url: &str, token: &str, mv: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        token: &str,
+        mv: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut rb = self
             .http
             .request(method.parse().unwrap(), url)
@@ -133,7 +151,9 @@ impl Server {
             rb = rb.header("OpenStack-API-Version", format!("volume {mv}"));
         }
         if let Some(b) = body {
-            rb = rb.header("Content-Type", "application/json").body(b.to_string());
+            rb = rb
+                .header("Content-Type", "application/json")
+                .body(b.to_string());
         }
         let resp = rb.send().expect("request");
         let status = resp.status().as_u16();
@@ -142,11 +162,21 @@ impl Server {
     }
 
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call(method, &self.v3(path), &format!("admin:{PROJECT}"), Some("3.71"), body)
+        self.call(
+            method,
+            &self.v3(path),
+            &format!("admin:{PROJECT}"),
+            Some("3.71"),
+            body,
+        )
     }
 
     pub fn create_volume(&self, size: u64) -> String {
-        let (status, body) = self.admin("POST", "/volumes", Some(json!({"volume": {"size": size, "name": "t"}})));
+        let (status, body) = self.admin(
+            "POST",
+            "/volumes",
+            Some(json!({"volume": {"size": size, "name": "t"}})),
+        );
         assert_eq!(status, 202, "{body}");
         let id = body["volume"]["id"].as_str().unwrap().to_string();
         self.wait_status("volumes", &id, "available");
@@ -154,7 +184,11 @@ impl Server {
     }
 
     pub fn create_snapshot(&self, volume: &str) -> String {
-        let (status, body) = self.admin("POST", "/snapshots", Some(json!({"snapshot": {"volume_id": volume, "name": "s"}})));
+        let (status, body) = self.admin(
+            "POST",
+            "/snapshots",
+            Some(json!({"snapshot": {"volume_id": volume, "name": "s"}})),
+        );
         assert_eq!(status, 202, "{body}");
         let id = body["snapshot"]["id"].as_str().unwrap().to_string();
         self.wait_status("snapshots", &id, "available");
@@ -168,7 +202,14 @@ impl Server {
     }
 
     /// Waits as the holder of `token`, in `project`.
-    pub fn wait_status_as(&self, token: &str, project: &str, collection: &str, id: &str, status: &str) -> Value {
+    pub fn wait_status_as(
+        &self,
+        token: &str,
+        project: &str,
+        collection: &str,
+        id: &str,
+        status: &str,
+    ) -> Value {
         let key = &collection[..collection.len() - 1];
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -188,7 +229,10 @@ impl Server {
     pub fn wait_gone(&self, collection: &str, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.admin("GET", &format!("/{collection}/{id}"), None).0 != 404 {
-            assert!(Instant::now() < deadline, "{collection}/{id} never went away");
+            assert!(
+                Instant::now() < deadline,
+                "{collection}/{id} never went away"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -201,13 +245,20 @@ impl Server {
             .body(data)
             .send()
             .unwrap();
-        assert_eq!(resp.status().as_u16(), 204, "{}", resp.text().unwrap_or_default());
+        assert_eq!(
+            resp.status().as_u16(),
+            204,
+            "{}",
+            resp.text().unwrap_or_default()
+        );
     }
 
     pub fn read(&self, collection: &str, id: &str, offset: u64, length: u64) -> Vec<u8> {
         let resp = self
             .http
-            .get(self.v3(&format!("/{collection}/{id}/data?offset={offset}&length={length}")))
+            .get(self.v3(&format!(
+                "/{collection}/{id}/data?offset={offset}&length={length}"
+            )))
             .header("X-Auth-Token", format!("admin:{PROJECT}"))
             .send()
             .unwrap();
@@ -227,7 +278,9 @@ impl Drop for Server {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 /// `qemu-img check` on every image file in `dir`.
@@ -236,8 +289,18 @@ pub fn check_all_images(dir: &Path) -> usize {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "qcow2") {
-            let out = Command::new("qemu-img").args(["check", "-f", "qcow2"]).arg(&path).output().unwrap();
-            assert!(out.status.success(), "qemu-img check {}: {}{}", path.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("qemu-img")
+                .args(["check", "-f", "qcow2"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "qemu-img check {}: {}{}",
+                path.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             n += 1;
         }
     }
