@@ -32,19 +32,7 @@ impl CinderError {
 
     /// The envelope key Cinder uses for a status code.
     pub fn kind(&self) -> &'static str {
-        match self.status.as_u16() {
-            400 => "badRequest",
-            401 => "unauthorized",
-            403 => "forbidden",
-            404 => "itemNotFound",
-            405 => "badMethod",
-            409 => "conflictingRequest",
-            413 => "overLimit",
-            415 => "badMediaType",
-            501 => "notImplemented",
-            503 => "serviceUnavailable",
-            _ => "computeFault",
-        }
+        ember_api_common::fault_name(self.status.as_u16())
     }
 
     pub fn body(&self) -> Value {

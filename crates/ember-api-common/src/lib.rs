@@ -93,3 +93,21 @@ pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
+
+/// The envelope key OpenStack's wsgi faults use for a status code (Cinder
+/// and Nova share it).
+pub fn fault_name(status: u16) -> &'static str {
+    match status {
+        400 => "badRequest",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "itemNotFound",
+        405 => "badMethod",
+        409 => "conflictingRequest",
+        413 | 429 => "overLimit",
+        415 => "badMediaType",
+        501 => "notImplemented",
+        503 => "serviceUnavailable",
+        _ => "computeFault",
+    }
+}

@@ -29,19 +29,7 @@ impl NovaError {
     }
 
     fn fault_name(&self) -> &'static str {
-        match self.status.as_u16() {
-            400 => "badRequest",
-            401 => "unauthorized",
-            403 => "forbidden",
-            404 => "itemNotFound",
-            405 => "badMethod",
-            409 => "conflictingRequest",
-            413 | 429 => "overLimit",
-            415 => "badMediaType",
-            501 => "notImplemented",
-            503 => "serviceUnavailable",
-            _ => "computeFault",
-        }
+        ember_api_common::fault_name(self.status.as_u16())
     }
 
     /// The fault response; versioned faults carry the version headers.
