@@ -1,0 +1,368 @@
+//! Connection handling: negotiation, then the pipelined transmission loop.
+
+use crate::proto::{self, Action, ProtoError};
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc};
+
+/// A block device behind an export. Calls block; the server runs them on
+/// tokio's blocking pool.
+pub trait Device: Send + Sync + 'static {
+    fn size(&self) -> u64;
+    fn read_only(&self) -> bool;
+    fn read(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn write(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn write_zeroes(&self, offset: u64, length: u64) -> io::Result<()>;
+    /// A hint that the range is unused; succeeding without doing anything
+    /// is allowed by the protocol.
+    fn trim(&self, _offset: u64, _length: u64) -> io::Result<()> {
+        Ok(())
+    }
+    /// Makes every completed write durable.
+    fn flush(&self) -> io::Result<()>;
+    /// False once the export was withdrawn (its attachment deleted): the
+    /// connection then gets `ESHUTDOWN` and is closed.
+    fn is_live(&self) -> bool {
+        true
+    }
+}
+
+/// Resolves export names. Blocking: it may consult the metadata store.
+pub trait Exports: Send + Sync + 'static {
+    fn open(&self, name: &str) -> Option<Arc<dyn Device>>;
+    /// The names `NBD_OPT_LIST` reveals to an unauthenticated client.
+    fn list(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Negotiation must finish within this time; a silent client is dropped.
+const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Requests in flight per connection (bounds buffered write payloads).
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Accepts connections until the listener fails; one task per connection.
+pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>) -> io::Result<()> {
+    loop {
+        let (stream, peer) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let exports = exports.clone();
+        tokio::spawn(async move {
+            match serve_connection(stream, exports).await {
+                Ok(()) => tracing::debug!(%peer, "nbd client disconnected"),
+                Err(e) => tracing::info!(%peer, error = %e, "nbd connection closed"),
+            }
+        });
+    }
+}
+
+fn invalid(e: ProtoError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Serves one client from greeting to disconnect.
+pub async fn serve_connection<S>(stream: S, exports: Arc<dyn Exports>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut rd = BufReader::with_capacity(256 * 1024, rd);
+    let mut wr = BufWriter::with_capacity(256 * 1024, wr);
+    let device = match tokio::time::timeout(
+        NEGOTIATION_TIMEOUT,
+        negotiate(&mut rd, &mut wr, &exports),
+    )
+    .await
+    {
+        Ok(result) => result?,
+        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "negotiation timed out")),
+    };
+    match device {
+        Some(device) => transmit(rd, wr, device).await,
+        None => Ok(()),
+    }
+}
+
+type Reader<S> = BufReader<tokio::io::ReadHalf<S>>;
+type Writer<S> = BufWriter<tokio::io::WriteHalf<S>>;
+
+async fn reply<W: AsyncWrite + Unpin>(wr: &mut W, option: u32, kind: u32, data: &[u8]) -> io::Result<()> {
+    wr.write_all(&proto::option_reply(option, kind, data)).await?;
+    wr.flush().await
+}
+
+fn transmission_flags(device: &dyn Device) -> u16 {
+    let mut flags = proto::TF_HAS_FLAGS
+        | proto::TF_SEND_FLUSH
+        | proto::TF_SEND_FUA
+        | proto::TF_SEND_TRIM
+        | proto::TF_SEND_WRITE_ZEROES
+        // Every connection to an export shares one open image, so a flush
+        // on any of them covers writes completed on all of them.
+        | proto::TF_CAN_MULTI_CONN;
+    if device.read_only() {
+        flags |= proto::TF_READ_ONLY;
+    }
+    flags
+}
+
+async fn open_export(exports: &Arc<dyn Exports>, name: &str) -> Option<Arc<dyn Device>> {
+    let exports = exports.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || exports.open(&name))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Runs the option haggling; `Some(device)` when the client chose an export.
+async fn negotiate<S>(
+    rd: &mut Reader<S>,
+    wr: &mut Writer<S>,
+    exports: &Arc<dyn Exports>,
+) -> io::Result<Option<Arc<dyn Device>>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    wr.write_all(&proto::greeting()).await?;
+    wr.flush().await?;
+    let mut flags = [0u8; 4];
+    rd.read_exact(&mut flags).await?;
+    let no_zeroes = proto::parse_client_flags(flags).map_err(invalid)?;
+    loop {
+        let mut header = [0u8; proto::OPTION_HEADER_LEN];
+        rd.read_exact(&mut header).await?;
+        let (option, length) = proto::parse_option_header(&header).map_err(invalid)?;
+        let mut data = vec![0u8; length as usize];
+        rd.read_exact(&mut data).await?;
+        match option {
+            proto::OPT_EXPORT_NAME => {
+                // No way to report an error here but closing the connection.
+                let name = proto::parse_export_name(&data).map_err(invalid)?;
+                let Some(device) = open_export(exports, &name).await else {
+                    return Err(io::Error::new(io::ErrorKind::NotFound, "unknown export"));
+                };
+                wr.write_all(&device.size().to_be_bytes()).await?;
+                wr.write_all(&transmission_flags(device.as_ref()).to_be_bytes()).await?;
+                if !no_zeroes {
+                    wr.write_all(&[0u8; 124]).await?;
+                }
+                wr.flush().await?;
+                return Ok(Some(device));
+            }
+            proto::OPT_ABORT => {
+                let _ = reply(wr, option, proto::REP_ACK, &[]).await;
+                return Ok(None);
+            }
+            proto::OPT_LIST => {
+                if !data.is_empty() {
+                    reply(wr, option, proto::REP_ERR_INVALID, b"LIST takes no data").await?;
+                    continue;
+                }
+                for name in exports.list() {
+                    let mut entry = (name.len() as u32).to_be_bytes().to_vec();
+                    entry.extend_from_slice(name.as_bytes());
+                    wr.write_all(&proto::option_reply(option, proto::REP_SERVER, &entry)).await?;
+                }
+                reply(wr, option, proto::REP_ACK, &[]).await?;
+            }
+            proto::OPT_INFO | proto::OPT_GO => {
+                let request = match proto::parse_info_request(&data) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        reply(wr, option, proto::REP_ERR_INVALID, b"malformed request").await?;
+                        continue;
+                    }
+                };
+                let Some(device) = open_export(exports, &request.name).await else {
+                    // One answer for "no such export" and "not yours".
+                    reply(wr, option, proto::REP_ERR_UNKNOWN, b"unknown export").await?;
+                    continue;
+                };
+                let info = proto::info_export(device.size(), transmission_flags(device.as_ref()));
+                wr.write_all(&proto::option_reply(option, proto::REP_INFO, &info)).await?;
+                if request.requests.contains(&proto::INFO_BLOCK_SIZE) {
+                    let sizes = proto::info_block_size();
+                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &sizes)).await?;
+                }
+                if request.requests.contains(&proto::INFO_NAME) {
+                    let name = proto::info_name(&request.name);
+                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &name)).await?;
+                }
+                reply(wr, option, proto::REP_ACK, &[]).await?;
+                if option == proto::OPT_GO {
+                    return Ok(Some(device));
+                }
+            }
+            // TLS, structured replies, meta contexts, extended headers and
+            // anything newer: not offered; clients fall back.
+            _ => reply(wr, option, proto::REP_ERR_UNSUP, &[]).await?,
+        }
+    }
+}
+
+struct Reply {
+    cookie: u64,
+    error: u32,
+    data: Vec<u8>,
+}
+
+fn errno(e: &io::Error) -> u32 {
+    match e.raw_os_error() {
+        Some(28) => proto::ENOSPC,
+        Some(12) => proto::ENOMEM,
+        _ if e.kind() == io::ErrorKind::StorageFull => proto::ENOSPC,
+        _ if e.kind() == io::ErrorKind::InvalidInput => proto::EINVAL,
+        _ if e.kind() == io::ErrorKind::PermissionDenied => proto::EPERM,
+        _ => proto::EIO,
+    }
+}
+
+/// Runs one request on the blocking pool; returns its reply.
+async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: Vec<u8>) -> Reply {
+    let result = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
+        if !device.is_live() {
+            return Err(io::Error::from_raw_os_error(proto::ESHUTDOWN as i32));
+        }
+        let flush_if = |fua: bool| if fua { device.flush() } else { Ok(()) };
+        match action {
+            Action::Read { offset, length } => {
+                let mut buf = vec![0u8; length as usize];
+                device.read(&mut buf, offset)?;
+                Ok(buf)
+            }
+            Action::Write { offset, fua, .. } => {
+                device.write(&payload, offset)?;
+                flush_if(fua)?;
+                Ok(Vec::new())
+            }
+            Action::WriteZeroes { offset, length, fua } => {
+                device.write_zeroes(offset, length as u64)?;
+                flush_if(fua)?;
+                Ok(Vec::new())
+            }
+            Action::Trim { offset, length, fua } => {
+                device.trim(offset, length as u64)?;
+                flush_if(fua)?;
+                Ok(Vec::new())
+            }
+            Action::Flush => device.flush().map(|()| Vec::new()),
+            Action::Disconnect | Action::Close | Action::Refuse { .. } => {
+                unreachable!("answered without I/O")
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok(Ok(data)) => Reply { cookie, error: 0, data },
+        Ok(Err(e)) => {
+            let error = match e.raw_os_error() {
+                Some(code) if code as u32 == proto::ESHUTDOWN => proto::ESHUTDOWN,
+                _ => errno(&e),
+            };
+            if error != proto::ESHUTDOWN {
+                tracing::warn!(error = %e, "nbd request failed");
+            }
+            Reply { cookie, error, data: Vec::new() }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "nbd request task failed");
+            Reply { cookie, error: proto::EIO, data: Vec::new() }
+        }
+    }
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut replies: mpsc::Receiver<Reply>,
+) -> io::Result<bool> {
+    let mut shutdown = false;
+    while let Some(r) = replies.recv().await {
+        wr.write_all(&proto::simple_reply(r.cookie, r.error)).await?;
+        if r.error == 0 {
+            wr.write_all(&r.data).await?;
+        }
+        shutdown |= r.error == proto::ESHUTDOWN;
+        if replies.is_empty() {
+            wr.flush().await?;
+        }
+        if shutdown {
+            break;
+        }
+    }
+    wr.flush().await?;
+    wr.shutdown().await?;
+    Ok(shutdown)
+}
+
+/// Reads and discards `n` bytes of payload the server will not use.
+async fn skip<R: AsyncRead + Unpin>(rd: &mut R, n: u64) -> io::Result<()> {
+    let copied = tokio::io::copy(&mut rd.take(n), &mut tokio::io::sink()).await?;
+    if copied != n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+async fn transmit<S>(mut rd: Reader<S>, wr: Writer<S>, device: Arc<dyn Device>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
+    let writer = tokio::spawn(write_replies(wr, rx));
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let size = device.size();
+    let read_only = device.read_only();
+    let outcome: io::Result<()> = async {
+        loop {
+            let mut header = [0u8; proto::REQUEST_HEADER_LEN];
+            match rd.read_exact(&mut header).await {
+                Ok(_) => {}
+                // A client that hangs up without NBD_CMD_DISC is common.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            let request = proto::parse_request(&header).map_err(invalid)?;
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            match proto::classify(&request, size, read_only) {
+                Action::Disconnect => return Ok(()),
+                Action::Close => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "request too large"));
+                }
+                Action::Refuse { error, payload } => {
+                    skip(&mut rd, payload as u64).await?;
+                    let reply = Reply { cookie: request.cookie, error, data: Vec::new() };
+                    if tx.send(reply).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                action => {
+                    let mut payload = Vec::new();
+                    if let Action::Write { length, .. } = action {
+                        payload = vec![0u8; length as usize];
+                        rd.read_exact(&mut payload).await?;
+                    }
+                    let device = device.clone();
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let reply = execute(device, request.cookie, action, payload).await;
+                        let _ = tx.send(reply).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+    .await;
+    // Replies of requests still running go out before the socket closes.
+    drop(tx);
+    let _ = writer.await;
+    outcome
+}
