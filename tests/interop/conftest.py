@@ -41,7 +41,7 @@ class Ember:
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *self.extra_args],
+            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--nbd-listen", "127.0.0.1:0", "--data-dir", self.data_dir, *self.extra_args],
             stdout=log, stderr=log, env={**os.environ, "EMBER_LOG": "info"},
         )
         deadline = time.time() + 30

@@ -128,7 +128,7 @@ def main():
     root = tempfile.mkdtemp(prefix="ember-tempest-")
     port = free_port()
     log = open(os.path.join(root, "ember.log"), "ab")
-    ember = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
+    ember = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--nbd-listen", "127.0.0.1:0", "--data-dir",
                               os.path.join(root, "data"), "--admin-password", ADMIN_PASSWORD],
                              stdout=log, stderr=log)
     failed = False

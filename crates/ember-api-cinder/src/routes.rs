@@ -153,6 +153,14 @@ pub enum Endpoint {
         op: String,
     },
     UpdateService(String),
+    CreateAttachment,
+    ListAttachments {
+        detail: bool,
+    },
+    ShowAttachment(String),
+    UpdateAttachment(String),
+    DeleteAttachment(String),
+    AttachmentAction(String),
     CreateTransfer(String),
     ListTransfers {
         collection: String,
@@ -222,6 +230,7 @@ const COLLECTIONS: &[&str] = &[
     "group_types",
     "groups",
     "group_snapshots",
+    "attachments",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -402,6 +411,13 @@ pub fn parse<'a>(
             op: s(op),
         },
         ("PUT", ["os-services", action]) => UpdateService(s(action)),
+        ("POST", ["attachments"]) => CreateAttachment,
+        ("GET", ["attachments"]) => ListAttachments { detail: false },
+        ("GET", ["attachments", "detail"]) => ListAttachments { detail: true },
+        ("GET", ["attachments", id]) => ShowAttachment(s(id)),
+        ("PUT", ["attachments", id]) => UpdateAttachment(s(id)),
+        ("DELETE", ["attachments", id]) => DeleteAttachment(s(id)),
+        ("POST", ["attachments", id, "action"]) => AttachmentAction(s(id)),
         ("POST", [c @ ("os-volume-transfer" | "volume-transfers")]) => CreateTransfer(s(c)),
         ("GET", [c @ ("os-volume-transfer" | "volume-transfers")]) => ListTransfers {
             collection: s(c),

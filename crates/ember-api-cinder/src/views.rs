@@ -133,6 +133,8 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     let attachments: Vec<Value> = v
         .attachments
         .iter()
+        // Reserved and half-made attachments are not shown on the volume.
+        .filter(|a| a.status == ember_model::AttachStatus::Attached)
         .map(|a| {
             json!({
                 "id": id,
@@ -141,7 +143,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
                 "server_id": a.instance_uuid,
                 "host_name": a.host_name,
                 "device": a.mountpoint,
-                "attached_at": a.attached_at.to_iso_micros(),
+                "attached_at": a.attached_at.as_ref().map(|t| t.to_iso_micros()),
             })
         })
         .collect();

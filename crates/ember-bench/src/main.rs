@@ -233,6 +233,8 @@ fn start(args: &Args) -> Result<Server> {
             "noauth",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--nbd-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(data.path())

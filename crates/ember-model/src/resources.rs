@@ -79,6 +79,31 @@ impl SnapshotStatus {
     }
 }
 
+/// Where an attachment is in its life (Cinder's `attach_status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachStatus {
+    /// Holds the volume for an instance; no connection yet.
+    Reserved,
+    /// Connection made (an export exists); not yet confirmed by the host.
+    Attaching,
+    Attached,
+}
+
+impl AttachStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachStatus::Reserved => "reserved",
+            AttachStatus::Attaching => "attaching",
+            AttachStatus::Attached => "attached",
+        }
+    }
+
+    fn attached() -> Self {
+        AttachStatus::Attached
+    }
+}
+
 /// A volume attachment (legacy `os-attach` or the attachments API).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
@@ -86,8 +111,19 @@ pub struct Attachment {
     pub instance_uuid: Option<String>,
     pub host_name: Option<String>,
     pub mountpoint: Option<String>,
+    /// `rw`, `ro`, or `null` (attachments API before a connector set it).
     pub mode: String,
-    pub attached_at: Timestamp,
+    /// When the host confirmed the attachment; none while reserved.
+    pub attached_at: Option<Timestamp>,
+    #[serde(default = "AttachStatus::attached")]
+    pub status: AttachStatus,
+    /// What the host told us about itself (os-brick's connector).
+    #[serde(default)]
+    pub connector: Option<serde_json::Value>,
+    /// The secret part of this attachment's NBD export name; present while
+    /// a connection is initialized. Knowing the volume id is not enough.
+    #[serde(default)]
+    pub export_secret: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

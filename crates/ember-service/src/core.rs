@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct ServiceConfig {
     pub availability_zone: String,
     pub default_volume_type: String,
+    /// Where clients reach the NBD export (none: exports are off).
+    pub nbd: Option<crate::attachments::NbdEndpoint>,
 }
 
 impl Default for ServiceConfig {
@@ -21,6 +23,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             availability_zone: "nova".into(),
             default_volume_type: "__DEFAULT__".into(),
+            nbd: None,
         }
     }
 }
@@ -45,6 +48,9 @@ pub struct Core {
     /// an image until its file is gone. Without it a reader could list an
     /// image that is deleted before it opens the file.
     pub(crate) chain_files: RwLock<()>,
+    /// Live flags of the NBD exports opened since start-up, by attachment;
+    /// cleared when the connection is withdrawn so open clients stop.
+    pub(crate) exports: Mutex<HashMap<uuid::Uuid, Arc<std::sync::atomic::AtomicBool>>>,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -66,6 +72,7 @@ impl Core {
             slots: Mutex::new(HashMap::new()),
             gc_lock: Mutex::new(()),
             chain_files: RwLock::new(()),
+            exports: Mutex::new(HashMap::new()),
         }
     }
 
@@ -76,6 +83,15 @@ impl Core {
             .entry(volume)
             .or_default()
             .clone()
+    }
+
+    /// Cuts live NBD clients of the attachment off (after the commit that
+    /// removed its connection, so a concurrent open cannot revive it).
+    pub(crate) fn revoke_export(&self, attachment: uuid::Uuid) {
+        let mut live = self.exports.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flag) = live.remove(&attachment) {
+            flag.store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 
     pub fn forget_slot(&self, volume: VolumeId) {

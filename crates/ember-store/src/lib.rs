@@ -45,6 +45,10 @@ pub trait Tx {
     fn delete_volume(&mut self, id: VolumeId) -> Result<()>;
     fn list_volumes(&mut self, query: &ListQuery<VolumeFilter>) -> Result<Page<Volume>>;
     fn all_volumes(&mut self) -> Result<Vec<Volume>>;
+    /// The volume holding the attachment of that id.
+    fn volume_with_attachment(&mut self, attachment: uuid::Uuid) -> Result<Option<Volume>>;
+    /// Volumes that have attachments, of one project or all.
+    fn attached_volumes(&mut self, project: Option<&ProjectId>) -> Result<Vec<Volume>>;
 
     fn snapshot(&mut self, id: SnapshotId) -> Result<Option<Snapshot>>;
     fn put_snapshot(&mut self, snapshot: &Snapshot) -> Result<()>;

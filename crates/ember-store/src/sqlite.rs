@@ -521,6 +521,29 @@ impl Tx for SqliteTx<'_> {
         self.list_volumes(&ListQuery::default()).map(|p| p.items)
     }
 
+    fn volume_with_attachment(&mut self, attachment: uuid::Uuid) -> Result<Option<Volume>> {
+        let id = attachment.to_string();
+        let mut found = bodies(
+            &self.conn,
+            "volumes",
+            "SELECT body FROM volumes WHERE EXISTS (SELECT 1 FROM json_each(body, '$.attachments') \
+             WHERE json_extract(value, '$.id') = ?1)",
+            &[&id],
+        )?;
+        Ok(found.pop())
+    }
+
+    fn attached_volumes(&mut self, project: Option<&ProjectId>) -> Result<Vec<Volume>> {
+        let project = project.map(|p| p.0.clone());
+        bodies(
+            &self.conn,
+            "volumes",
+            "SELECT body FROM volumes WHERE json_array_length(body, '$.attachments') > 0 \
+             AND (?1 IS NULL OR project_id = ?1) ORDER BY created_at, id",
+            &[&project],
+        )
+    }
+
     fn snapshot(&mut self, id: SnapshotId) -> Result<Option<Snapshot>> {
         get_body(&self.conn, "snapshots", &id.to_string())
     }

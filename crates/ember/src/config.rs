@@ -30,6 +30,14 @@ pub struct ServeArgs {
     /// needs its own listener: Cinder v2 owns the same paths.
     #[arg(long, env = "EMBER_EVS_LISTEN")]
     evs_listen: Option<String>,
+    /// Address of the NBD export server (default 127.0.0.1:10809; `off`
+    /// disables it). Port 0 picks a free port.
+    #[arg(long, env = "EMBER_NBD_LISTEN")]
+    nbd_listen: Option<String>,
+    /// Host name or address that `connection_info` tells clients to reach
+    /// the NBD server at (default: the address it listens on).
+    #[arg(long, env = "EMBER_NBD_HOST")]
+    nbd_host: Option<String>,
     /// With `--auth embedded`: how long issued tokens live (default 3600,
     /// as Keystone's `[token] expiration`).
     #[arg(long, env = "EMBER_TOKEN_TTL_SECS")]
@@ -66,6 +74,8 @@ struct FileConfig {
     keystone_cache_secs: Option<u64>,
     token_ttl_secs: Option<i64>,
     evs_listen: Option<String>,
+    nbd_listen: Option<String>,
+    nbd_host: Option<String>,
 }
 
 #[derive(Debug)]
@@ -77,6 +87,9 @@ pub struct Settings {
     pub keystone: Option<ember_identity::KeystoneSettings>,
     pub token_ttl_secs: i64,
     pub evs_listen: Option<String>,
+    /// None when the NBD server is off.
+    pub nbd_listen: Option<String>,
+    pub nbd_host: Option<String>,
 }
 
 impl ServeArgs {
@@ -130,6 +143,13 @@ impl ServeArgs {
             keystone,
             token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(3600),
             evs_listen: self.evs_listen.or(file.evs_listen),
+            nbd_listen: Some(
+                self.nbd_listen
+                    .or(file.nbd_listen)
+                    .unwrap_or_else(|| "127.0.0.1:10809".into()),
+            )
+            .filter(|l| l != "off"),
+            nbd_host: self.nbd_host.or(file.nbd_host),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! `./ember-data`, the Cinder API on 127.0.0.1:8776.
 
 mod config;
+mod nbd;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -59,11 +60,40 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         .context("opening the metadata store")?;
     let driver = Qcow2Driver::new(settings.data_dir.join("images"))
         .context("opening the image directory")?;
-    let service = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    // The NBD listener is bound first: connection_info names its port.
+    let nbd_listener = match &settings.nbd_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the NBD listener {addr}"))?,
+        ),
+        None => None,
+    };
+    let mut config = ServiceConfig::default();
+    if let Some(l) = &nbd_listener {
+        let local = l.local_addr()?;
+        config.nbd = Some(ember_service::attachments::NbdEndpoint {
+            host: settings
+                .nbd_host
+                .clone()
+                .unwrap_or_else(|| local.ip().to_string()),
+            port: local.port(),
+        });
+    }
+    let service = Service::new(Arc::new(store), Arc::new(driver), config);
     let resumed = service
         .recover()
         .await
         .context("recovering unfinished work")?;
+    if let Some(l) = nbd_listener {
+        tracing::info!(listen = %l.local_addr()?, "serving NBD exports");
+        let exports = Arc::new(nbd::ServiceExports(service.clone()));
+        tokio::spawn(async move {
+            if let Err(e) = ember_nbd::serve(l, exports).await {
+                tracing::error!(error = %e, "NBD listener failed");
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;

@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource.
 
 mod backend;
+mod attachments;
 mod group_types;
 mod groups;
 mod messages;
@@ -138,6 +139,12 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
             Err(CinderError::not_found("The resource could not be found."))
         }
         CreateTransfer(c) => transfers::create(svc, req, &c).await,
+        CreateAttachment => attachments::create(svc, req).await,
+        ListAttachments { detail } => attachments::list(svc, req, detail).await,
+        ShowAttachment(id) => attachments::show(svc, req, &id).await,
+        UpdateAttachment(id) => attachments::update(svc, req, &id).await,
+        DeleteAttachment(id) => attachments::delete(svc, req, &id).await,
+        AttachmentAction(id) => attachments::action(svc, req, &id).await,
         ListTransfers { collection, detail } => {
             transfers::list(svc, req, detail, &collection).await
         }

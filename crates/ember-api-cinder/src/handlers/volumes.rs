@@ -206,6 +206,18 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
     ))
 }
 
+/// The `connector` of a connection action: an object (required or not).
+fn connector_arg(args: &Value, required: bool) -> Result<Option<Value>, CinderError> {
+    match args.get("connector") {
+        Some(c @ Value::Object(_)) => Ok(Some(c.clone())),
+        None | Some(Value::Null) if !required => Ok(None),
+        None => Err(CinderError::bad_request("'connector' is a required property")),
+        Some(other) => Err(CinderError::bad_request(format!(
+            "Invalid input for field/attribute connector. Value: {other}. {other} is not of type 'object'"
+        ))),
+    }
+}
+
 fn flag(req: &Req, key: &str) -> bool {
     req.query(key)
         .and_then(|v| as_bool(&Value::String(v.to_string())))
@@ -293,6 +305,42 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                 .and_then(Value::as_str)
                 .and_then(|a| uuid::Uuid::parse_str(a).ok());
             svc.detach_volume(caller, id, attachment).await?;
+        }
+        "os-initialize_connection" => {
+            let connector = connector_arg(args, true)?.unwrap_or_default();
+            let (v, a) = svc.initialize_connection(caller, id, connector).await?;
+            let data = ember_service::attachments::connection_data(svc.core(), &v, &a);
+            return Ok(Reply::ok(json!({"connection_info": {
+                "driver_volume_type": "nbd",
+                "data": data,
+                "enforce_multipath": false,
+            }})));
+        }
+        "os-terminate_connection" => {
+            let connector = connector_arg(args, true)?.unwrap_or_default();
+            svc.terminate_connection(caller, id, connector).await?;
+        }
+        "os-force_detach" => {
+            let attachment = match args.get("attachment_id") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(a)) => Some(uuid::Uuid::parse_str(a).map_err(|_| {
+                    CinderError::bad_request(format!(
+                        "Error force detaching volume - VolumeAttachmentNotFound: Volume attachment could not be found with filter: attachment_id = {a}."
+                    ))
+                })?),
+                Some(other) => {
+                    return Err(CinderError::bad_request(format!(
+                        "Invalid input for field/attribute attachment_id. Value: {other}."
+                    )));
+                }
+            };
+            connector_arg(args, false)?;
+            svc.force_detach(caller, id, attachment).await.map_err(|e| match e {
+                ember_service::ServiceError::NotFound(m) => CinderError::bad_request(format!(
+                    "Error force detaching volume - VolumeAttachmentNotFound: {m}"
+                )),
+                other => other.into(),
+            })?;
         }
         "os-reserve" => drop(
             svc.move_volume_status(

@@ -15,6 +15,8 @@ pub struct Server {
     /// Extra `ember serve` arguments (default: `--auth noauth`).
     pub args: Vec<String>,
     pub port: u16,
+    /// The NBD export server's port (kept across restarts).
+    pub nbd_port: u16,
     pub data: tempfile::TempDir,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
@@ -40,6 +42,7 @@ impl Server {
         let mut server = Server {
             args: args.iter().map(|a| a.to_string()).collect(),
             port: free_port(),
+            nbd_port: free_port(),
             data,
             child: None,
             http: reqwest::blocking::Client::builder()
@@ -63,6 +66,8 @@ impl Server {
                 "serve",
                 "--listen",
                 &format!("127.0.0.1:{}", self.port),
+                "--nbd-listen",
+                &format!("127.0.0.1:{}", self.nbd_port),
                 "--data-dir",
             ])
             .arg(self.data_dir())
