@@ -9,7 +9,11 @@
 //!   delete (64 MiB written in the layer being merged) on 1 GiB, 64 GiB and
 //!   1 TiB sparse volumes;
 //! - the reference: `qemu-img create -f qcow2 -b … -F qcow2`, the command
-//!   line way to take an external snapshot, timed in the same run.
+//!   line way to take an external snapshot, timed in the same run;
+//! - the data path: sequential 1 MiB and random 4 KiB reads and writes
+//!   with `fio` (its libnbd engine) through Ember's NBD export of an
+//!   attached volume, next to `qemu-nbd` serving a qcow2 file of the same
+//!   size in the same run (skipped when fio or qemu-nbd is missing).
 //!
 //! `--quick` keeps the whole run under two minutes for CI smoke runs.
 
@@ -462,6 +466,11 @@ fn main() -> Result<()> {
         });
     }
 
+    match data_path_rows(&client, &args) {
+        Ok(more) => rows.extend(more),
+        Err(e) => eprintln!("data path scenarios skipped: {e:#}"),
+    }
+
     print_table(&rows);
     if let Some(path) = &args.json {
         let out: Vec<Value> = rows
@@ -477,6 +486,111 @@ fn main() -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
+}
+
+/// One fio run against an NBD URI: (MiB/s, IOPS).
+fn fio(uri: &str, rw: &str, bs: &str, size_mib: u64, secs: u64) -> Result<(f64, f64)> {
+    let out = Command::new("fio")
+        .args([
+            "--name=ember-bench",
+            "--ioengine=nbd",
+            &format!("--uri={uri}"),
+            &format!("--rw={rw}"),
+            &format!("--bs={bs}"),
+            &format!("--size={size_mib}M"),
+            "--iodepth=16",
+            "--time_based",
+            &format!("--runtime={secs}"),
+            "--output-format=json",
+        ])
+        .output()
+        .context("running fio")?;
+    if !out.status.success() {
+        bail!("fio failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(&text[text.find('{').unwrap_or(0)..])?;
+    let job = &json["jobs"][0];
+    let side = if rw.contains("read") { "read" } else { "write" };
+    let bw_kib = job[side]["bw"].as_f64().unwrap_or(0.0);
+    let iops = job[side]["iops"].as_f64().unwrap_or(0.0);
+    Ok((bw_kib / 1024.0, iops))
+}
+
+/// Sequential 1 MiB and random 4 KiB I/O through Ember's NBD export, and
+/// through qemu-nbd serving a qcow2 file of the same size.
+fn data_path_rows(client: &Client, args: &Args) -> Result<Vec<Row>> {
+    Command::new("fio").arg("--version").output().context("fio is not installed")?;
+    Command::new("qemu-nbd").arg("--version").output().context("qemu-nbd is not installed")?;
+    let (size_mib, secs): (u64, u64) = if args.quick { (64, 2) } else { (1024, 10) };
+    let vol = client.volume(size_mib.div_ceil(1024))?;
+    let (st, body) = client.call(
+        "POST",
+        "/attachments",
+        Some(json!({"attachment": {"volume_uuid": vol, "connector": {"host": "bench"}, "mode": "rw"}})),
+    )?;
+    if st != 200 {
+        bail!("attaching: {st} {body}");
+    }
+    let ember_uri = body["attachment"]["connection_info"]["uri"]
+        .as_str()
+        .context("no NBD uri (is the NBD server off?)")?
+        .to_string();
+
+    let dir = tempfile::tempdir()?;
+    let image = dir.path().join("reference.qcow2");
+    let st = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg(format!("{}G", size_mib.div_ceil(1024)))
+        .status()?;
+    if !st.success() {
+        bail!("qemu-img create failed");
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut qemu_nbd = Command::new("qemu-nbd")
+        .args(["-f", "qcow2", "-b", "127.0.0.1", "-p", &port.to_string(), "-x", "reference", "--persistent"])
+        .arg(&image)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let ref_uri = format!("nbd://127.0.0.1:{port}/reference");
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = qemu_nbd.kill();
+            bail!("qemu-nbd did not start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut rows = vec![];
+    let result = (|| -> Result<()> {
+        for (label, rw, bs) in [
+            ("sequential write 1 MiB", "write", "1M"),
+            ("sequential read 1 MiB", "read", "1M"),
+            ("random write 4 KiB", "randwrite", "4k"),
+            ("random read 4 KiB", "randread", "4k"),
+        ] {
+            let (ember_mib, ember_iops) = fio(&ember_uri, rw, bs, size_mib, secs)?;
+            let (ref_mib, ref_iops) = fio(&ref_uri, rw, bs, size_mib, secs)?;
+            let (value, reference, unit) = if bs == "4k" {
+                (ember_iops, ref_iops, "IOPS")
+            } else {
+                (ember_mib, ref_mib, "MiB/s")
+            };
+            rows.push(Row {
+                scenario: format!("NBD {label} (fio nbd, iodepth 16, {size_mib} MiB)"),
+                value,
+                unit,
+                reference: Some(("qemu-nbd, same qcow2 size".into(), reference)),
+            });
+        }
+        Ok(())
+    })();
+    let _ = qemu_nbd.kill();
+    let _ = qemu_nbd.wait();
+    result?;
+    Ok(rows)
 }
 
 fn print_table(rows: &[Row]) {
