@@ -7,6 +7,7 @@
 //! endpoint, at `/compute/v2.1/…` and `/compute/v2/…` (plain `/v2/` belongs
 //! to Cinder v2).
 
+mod assisted;
 mod error;
 mod snapshots;
 mod version;
@@ -162,6 +163,11 @@ async fn dispatch(
     response
 }
 
+enum Routed {
+    Snapshots(snapshots::Endpoint),
+    Assisted(assisted::Endpoint),
+}
+
 async fn versioned(
     state: &NovaState,
     method: &Method,
@@ -174,11 +180,22 @@ async fn versioned(
     let is_project =
         |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     let (project, rest) = match rest.first() {
-        Some(first) if *first != "os-snapshots" && is_project(first) => (Some(*first), &rest[1..]),
+        Some(first)
+            if *first != "os-snapshots"
+                && *first != "os-assisted-volume-snapshots"
+                && is_project(first) =>
+        {
+            (Some(*first), &rest[1..])
+        }
         _ => (None, rest),
     };
-    let Some(endpoint) = snapshots::route(method, rest) else {
-        return NovaError::not_found("The resource could not be found.").into_response(Some(mv));
+    let endpoint = match (snapshots::route(method, rest), assisted::route(method, rest)) {
+        (Some(e), _) => Routed::Snapshots(e),
+        (None, Some(e)) => Routed::Assisted(e),
+        (None, None) => {
+            return NovaError::not_found("The resource could not be found.")
+                .into_response(Some(mv));
+        }
     };
     let caller = match state.auth.authenticate(&headers, project).await {
         Ok(c) => c,
@@ -211,7 +228,11 @@ async fn versioned(
         body,
         query: parse_query(uri),
     };
-    match snapshots::run(&state.service, &req, endpoint).await {
+    let result = match endpoint {
+        Routed::Snapshots(e) => snapshots::run(&state.service, &req, e).await,
+        Routed::Assisted(e) => assisted::run(&state.service, &req, e).await,
+    };
+    match result {
         Ok((status, Some(body))) => json(status, &body),
         Ok((status, None)) => {
             let mut r = Response::new(Body::empty());

@@ -15,5 +15,7 @@
 
 pub mod proto;
 mod server;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use server::{Device, Exports, serve, serve_connection};

@@ -4,6 +4,7 @@
 //! method, and render the domain result back. States, quotas, policy and
 //! the asynchronous workflows all live in this crate.
 
+pub mod assisted;
 pub mod attachments;
 pub mod backend;
 mod context;

@@ -293,6 +293,19 @@ pub(crate) fn begin_snapshot(
     req: CreateSnapshot,
     group_snapshot_id: Option<String>,
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
+    begin_snapshot_as(tx, caller, req, group_snapshot_id, SnapshotId::new(), ImageId::new())
+}
+
+/// `begin_snapshot` with the snapshot's id and the volume's next top image
+/// chosen by the caller (Nova's assisted snapshots name both).
+pub(crate) fn begin_snapshot_as(
+    tx: &mut dyn ember_store::Tx,
+    caller: &Caller,
+    req: CreateSnapshot,
+    group_snapshot_id: Option<String>,
+    snapshot_id: SnapshotId,
+    new_top: ImageId,
+) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
     let volume = load_volume(tx, caller, req.volume_id)?;
     let allowed = volume.status == VolumeStatus::Available
         || (volume.status == VolumeStatus::InUse && req.allow_in_use);
@@ -310,7 +323,7 @@ pub(crate) fn begin_snapshot(
     let type_id = crate::quotas::type_of(&volume.volume_type_id);
     crate::quotas::reserve_typed(tx, &volume.project_id, &type_id, &deltas)?;
     let snapshot = Snapshot {
-        id: SnapshotId::new(),
+        id: snapshot_id,
         project_id: volume.project_id.clone(),
         user_id: caller.user_id.clone(),
         volume_id: volume.id,
@@ -331,7 +344,7 @@ pub(crate) fn begin_snapshot(
     let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
         snapshot_id: snapshot.id,
         volume_id: volume.id,
-        new_top: ImageId::new(),
+        new_top,
     });
     tx.put_workflow(&record)?;
     Ok((snapshot, record))

@@ -129,6 +129,13 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// to admins as the pool's capacity).
     fn capacity(&self) -> Result<Capacity>;
 
+    /// Whether `name` is an entry of the image store that is not a regular
+    /// file (a symlink, a directory): such names are never accepted from
+    /// clients.
+    fn is_special_entry(&self, _name: &str) -> bool {
+        false
+    }
+
     /// Removes half-created images left by a crash (never visible as images).
     fn remove_temporaries(&self) -> Result<()>;
 

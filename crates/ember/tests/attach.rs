@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{PROJECT, Server};
+use common::{PROJECT, Server, attach, connector};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -21,9 +21,6 @@ fn call(s: &Server, method: &str, path: &str, mv: &str, body: Option<Value>) -> 
     s.call(method, &s.v3(path), &member(), Some(mv), body)
 }
 
-fn connector(host: &str) -> Value {
-    json!({"host": host, "ip": "127.0.0.1", "platform": "x86_64", "os_type": "linux", "multipath": false, "initiator": "iqn.2026-11.test:h"})
-}
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("tool runs");
@@ -48,29 +45,6 @@ fn qemu_io(uri: &str, read_only: bool, commands: &[&str]) -> (bool, String) {
 
 fn nbdinfo_available() -> bool {
     Command::new("nbdinfo").arg("--version").output().is_ok()
-}
-
-/// Creates an attachment with a connector (3.54, so `mode` is allowed) and
-/// completes it; returns (attachment id, NBD URI).
-fn attach(s: &Server, volume: &str, mode: &str) -> (String, String) {
-    let (st, body) = call(
-        s,
-        "POST",
-        "/attachments",
-        "3.54",
-        Some(json!({"attachment": {"volume_uuid": volume, "instance_uuid": uuid::Uuid::new_v4().to_string(), "connector": connector("host-a"), "mode": mode}})),
-    );
-    assert_eq!(st, 200, "{body}");
-    let a = &body["attachment"];
-    assert_eq!(a["status"], "attaching", "{body}");
-    assert_eq!(a["attach_mode"], mode);
-    let info = &a["connection_info"];
-    assert_eq!(info["driver_volume_type"], "nbd");
-    assert_eq!(info["port"], s.nbd_port);
-    let id = a["id"].as_str().unwrap().to_string();
-    let (st, body) = call(s, "POST", &format!("/attachments/{id}/action"), "3.44", Some(json!({"os-complete": {}})));
-    assert_eq!(st, 204, "{body}");
-    (id, info["uri"].as_str().unwrap().to_string())
 }
 
 #[test]

@@ -238,6 +238,10 @@ impl StorageDriver for Qcow2Driver {
         Ok(repaired)
     }
 
+    fn is_special_entry(&self, name: &str) -> bool {
+        std::fs::symlink_metadata(self.dir.join(name)).is_ok_and(|m| !m.file_type().is_file())
+    }
+
     fn remove_temporaries(&self) -> Result<()> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;

@@ -322,3 +322,32 @@ pub fn image_files(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// An os-brick style connector.
+pub fn connector(host: &str) -> Value {
+    json!({"host": host, "ip": "127.0.0.1", "platform": "x86_64", "os_type": "linux", "multipath": false, "initiator": "iqn.2026-11.test:h"})
+}
+
+/// Creates an attachment with a connector (3.54, so `mode` is allowed) and
+/// completes it; returns (attachment id, NBD URI).
+pub fn attach(s: &Server, volume: &str, mode: &str) -> (String, String) {
+    let (st, body) = s.call(
+        "POST",
+        &s.v3("/attachments"),
+        &format!("member:{PROJECT}"),
+        Some("3.54"),
+        Some(json!({"attachment": {"volume_uuid": volume, "instance_uuid": uuid::Uuid::new_v4().to_string(), "connector": connector("host-a"), "mode": mode}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let a = &body["attachment"];
+    assert_eq!(a["status"], "attaching", "{body}");
+    assert_eq!(a["attach_mode"], mode);
+    let info = &a["connection_info"];
+    assert_eq!(info["driver_volume_type"], "nbd");
+    assert_eq!(info["port"], s.nbd_port);
+    let id = a["id"].as_str().unwrap().to_string();
+    let (st, body) = s.call("POST", &s.v3(&format!("/attachments/{id}/action")), &format!("member:{PROJECT}"), Some("3.44"), Some(json!({"os-complete": {}})));
+    assert_eq!(st, 204, "{body}");
+    (id, info["uri"].as_str().unwrap().to_string())
+}
+
