@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v qemu-img >/dev/null || need+=(qemu-utils)
+# libnbd's nbdinfo/nbdcopy: NBD clients the attach tests use beside qemu-io.
+command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then

@@ -57,9 +57,9 @@ fn create_schema() -> Schema {
 /// Nova reports these as plain 400s with the bare reason.
 fn nova_error(e: ServiceError) -> NovaError {
     match e {
-        ServiceError::InvalidInput(m) | ServiceError::InvalidSnapshot(m) | ServiceError::InvalidVolume(m) => {
-            NovaError::bad_request(m)
-        }
+        ServiceError::InvalidInput(m)
+        | ServiceError::InvalidSnapshot(m)
+        | ServiceError::InvalidVolume(m) => NovaError::bad_request(m),
         other => other.into(),
     }
 }
@@ -72,7 +72,8 @@ pub async fn run(
     match endpoint {
         Endpoint::Create => {
             let body = req.json_body()?;
-            validate(&create_schema(), &body).map_err(|e| NovaError::bad_request(e.to_message()))?;
+            validate(&create_schema(), &body)
+                .map_err(|e| NovaError::bad_request(e.to_message()))?;
             let s = &body["snapshot"];
             let info = &s["create_info"];
             let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
@@ -94,7 +95,9 @@ pub async fn run(
             .map_err(nova_error)?;
             Ok((
                 StatusCode::OK,
-                Some(json!({"snapshot": {"id": info.get("id").cloned().unwrap_or(Value::Null), "volumeId": volume_id}})),
+                Some(
+                    json!({"snapshot": {"id": info.get("id").cloned().unwrap_or(Value::Null), "volumeId": volume_id}}),
+                ),
             ))
         }
         Endpoint::Delete(id) => {

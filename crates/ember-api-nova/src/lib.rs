@@ -189,7 +189,10 @@ async fn versioned(
         }
         _ => (None, rest),
     };
-    let endpoint = match (snapshots::route(method, rest), assisted::route(method, rest)) {
+    let endpoint = match (
+        snapshots::route(method, rest),
+        assisted::route(method, rest),
+    ) {
         (Some(e), _) => Routed::Snapshots(e),
         (None, Some(e)) => Routed::Assisted(e),
         (None, None) => {

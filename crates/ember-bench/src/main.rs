@@ -520,8 +520,14 @@ fn fio(uri: &str, rw: &str, bs: &str, size_mib: u64, secs: u64) -> Result<(f64, 
 /// Sequential 1 MiB and random 4 KiB I/O through Ember's NBD export, and
 /// through qemu-nbd serving a qcow2 file of the same size.
 fn data_path_rows(client: &Client, args: &Args) -> Result<Vec<Row>> {
-    Command::new("fio").arg("--version").output().context("fio is not installed")?;
-    Command::new("qemu-nbd").arg("--version").output().context("qemu-nbd is not installed")?;
+    Command::new("fio")
+        .arg("--version")
+        .output()
+        .context("fio is not installed")?;
+    Command::new("qemu-nbd")
+        .arg("--version")
+        .output()
+        .context("qemu-nbd is not installed")?;
     let (size_mib, secs): (u64, u64) = if args.quick { (64, 2) } else { (1024, 10) };
     let vol = client.volume(size_mib.div_ceil(1024))?;
     let (st, body) = client.call(
@@ -547,9 +553,21 @@ fn data_path_rows(client: &Client, args: &Args) -> Result<Vec<Row>> {
     if !st.success() {
         bail!("qemu-img create failed");
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut qemu_nbd = Command::new("qemu-nbd")
-        .args(["-f", "qcow2", "-b", "127.0.0.1", "-p", &port.to_string(), "-x", "reference", "--persistent"])
+        .args([
+            "-f",
+            "qcow2",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-x",
+            "reference",
+            "--persistent",
+        ])
         .arg(&image)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -66,7 +66,11 @@ pub fn run_session(input: &[u8]) {
     let Some((&mode, rest)) = input.split_first() else {
         return;
     };
-    let mut client_bytes = if mode & 1 == 1 { handshake() } else { Vec::new() };
+    let mut client_bytes = if mode & 1 == 1 {
+        handshake()
+    } else {
+        Vec::new()
+    };
     client_bytes.extend_from_slice(rest);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -13,9 +13,9 @@
 //! The server knows nothing of volumes: an [`Exports`] resolves names to
 //! [`Device`]s, and decides what a name grants.
 
-pub mod proto;
-mod server;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod proto;
+mod server;
 
 pub use server::{Device, Exports, serve, serve_connection};

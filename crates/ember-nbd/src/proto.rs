@@ -245,15 +245,33 @@ pub fn simple_reply(cookie: u64, error: u32) -> [u8; 16] {
 /// What the server does with a request, decided before any I/O.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    Read { offset: u64, length: u32 },
-    Write { offset: u64, length: u32, fua: bool },
-    WriteZeroes { offset: u64, length: u32, fua: bool },
-    Trim { offset: u64, length: u32, fua: bool },
+    Read {
+        offset: u64,
+        length: u32,
+    },
+    Write {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
+    WriteZeroes {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
+    Trim {
+        offset: u64,
+        length: u32,
+        fua: bool,
+    },
     Flush,
     Disconnect,
     /// Answer with this error; `payload` bytes of write data follow the
     /// header and must be consumed first.
-    Refuse { error: u32, payload: u32 },
+    Refuse {
+        error: u32,
+        payload: u32,
+    },
     /// The stream can no longer be trusted (a write payload too large to
     /// skip safely): close the connection.
     Close,
@@ -266,7 +284,11 @@ pub fn classify(req: &Request, size: u64, read_only: bool) -> Action {
         .offset
         .checked_add(req.length as u64)
         .is_some_and(|end| end <= size);
-    let payload = if req.command == CMD_WRITE { req.length } else { 0 };
+    let payload = if req.command == CMD_WRITE {
+        req.length
+    } else {
+        0
+    };
     if req.command == CMD_WRITE && req.length > MAX_PAYLOAD {
         return Action::Close;
     }
@@ -328,17 +350,47 @@ mod tests {
     fn requests_are_checked_against_the_export() {
         let size = 1 << 20;
         let read = parse_request(&header(CMD_READ, 0, 0, 4096)).unwrap();
-        assert_eq!(classify(&read, size, false), Action::Read { offset: 0, length: 4096 });
+        assert_eq!(
+            classify(&read, size, false),
+            Action::Read {
+                offset: 0,
+                length: 4096
+            }
+        );
         let past_end = parse_request(&header(CMD_READ, 0, size - 1, 2)).unwrap();
-        assert_eq!(classify(&past_end, size, false), Action::Refuse { error: EINVAL, payload: 0 });
+        assert_eq!(
+            classify(&past_end, size, false),
+            Action::Refuse {
+                error: EINVAL,
+                payload: 0
+            }
+        );
         let wraps = parse_request(&header(CMD_READ, 0, u64::MAX, 2)).unwrap();
-        assert_eq!(classify(&wraps, size, false), Action::Refuse { error: EINVAL, payload: 0 });
+        assert_eq!(
+            classify(&wraps, size, false),
+            Action::Refuse {
+                error: EINVAL,
+                payload: 0
+            }
+        );
         let ro_write = parse_request(&header(CMD_WRITE, CMD_FLAG_FUA, 0, 512)).unwrap();
-        assert_eq!(classify(&ro_write, size, true), Action::Refuse { error: EPERM, payload: 512 });
+        assert_eq!(
+            classify(&ro_write, size, true),
+            Action::Refuse {
+                error: EPERM,
+                payload: 512
+            }
+        );
         let huge_write = parse_request(&header(CMD_WRITE, 0, 0, MAX_PAYLOAD + 1)).unwrap();
         assert_eq!(classify(&huge_write, u64::MAX, false), Action::Close);
         let unknown = parse_request(&header(99, 0, 0, 0)).unwrap();
-        assert_eq!(classify(&unknown, size, false), Action::Refuse { error: EINVAL, payload: 0 });
+        assert_eq!(
+            classify(&unknown, size, false),
+            Action::Refuse {
+                error: EINVAL,
+                payload: 0
+            }
+        );
         let mut bad = header(CMD_READ, 0, 0, 1);
         bad[0] = 0;
         assert!(matches!(parse_request(&bad), Err(ProtoError::BadMagic(_))));
@@ -352,7 +404,10 @@ mod tests {
         ok.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
         assert_eq!(
             parse_info_request(&ok).unwrap(),
-            InfoRequest { name: "abc".into(), requests: vec![INFO_BLOCK_SIZE] }
+            InfoRequest {
+                name: "abc".into(),
+                requests: vec![INFO_BLOCK_SIZE]
+            }
         );
         let mut long_name = u32::MAX.to_be_bytes().to_vec();
         long_name.extend_from_slice(b"ab\0\0");

@@ -78,7 +78,12 @@ where
     .await
     {
         Ok(result) => result?,
-        Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "negotiation timed out")),
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "negotiation timed out",
+            ));
+        }
     };
     match device {
         Some(device) => transmit(rd, wr, device).await,
@@ -89,8 +94,14 @@ where
 type Reader<S> = BufReader<tokio::io::ReadHalf<S>>;
 type Writer<S> = BufWriter<tokio::io::WriteHalf<S>>;
 
-async fn reply<W: AsyncWrite + Unpin>(wr: &mut W, option: u32, kind: u32, data: &[u8]) -> io::Result<()> {
-    wr.write_all(&proto::option_reply(option, kind, data)).await?;
+async fn reply<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    option: u32,
+    kind: u32,
+    data: &[u8],
+) -> io::Result<()> {
+    wr.write_all(&proto::option_reply(option, kind, data))
+        .await?;
     wr.flush().await
 }
 
@@ -146,7 +157,8 @@ where
                     return Err(io::Error::new(io::ErrorKind::NotFound, "unknown export"));
                 };
                 wr.write_all(&device.size().to_be_bytes()).await?;
-                wr.write_all(&transmission_flags(device.as_ref()).to_be_bytes()).await?;
+                wr.write_all(&transmission_flags(device.as_ref()).to_be_bytes())
+                    .await?;
                 if !no_zeroes {
                     wr.write_all(&[0u8; 124]).await?;
                 }
@@ -165,7 +177,8 @@ where
                 for name in exports.list() {
                     let mut entry = (name.len() as u32).to_be_bytes().to_vec();
                     entry.extend_from_slice(name.as_bytes());
-                    wr.write_all(&proto::option_reply(option, proto::REP_SERVER, &entry)).await?;
+                    wr.write_all(&proto::option_reply(option, proto::REP_SERVER, &entry))
+                        .await?;
                 }
                 reply(wr, option, proto::REP_ACK, &[]).await?;
             }
@@ -183,14 +196,17 @@ where
                     continue;
                 };
                 let info = proto::info_export(device.size(), transmission_flags(device.as_ref()));
-                wr.write_all(&proto::option_reply(option, proto::REP_INFO, &info)).await?;
+                wr.write_all(&proto::option_reply(option, proto::REP_INFO, &info))
+                    .await?;
                 if request.requests.contains(&proto::INFO_BLOCK_SIZE) {
                     let sizes = proto::info_block_size();
-                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &sizes)).await?;
+                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &sizes))
+                        .await?;
                 }
                 if request.requests.contains(&proto::INFO_NAME) {
                     let name = proto::info_name(&request.name);
-                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &name)).await?;
+                    wr.write_all(&proto::option_reply(option, proto::REP_INFO, &name))
+                        .await?;
                 }
                 reply(wr, option, proto::REP_ACK, &[]).await?;
                 if option == proto::OPT_GO {
@@ -239,12 +255,20 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
                 flush_if(fua)?;
                 Ok(Vec::new())
             }
-            Action::WriteZeroes { offset, length, fua } => {
+            Action::WriteZeroes {
+                offset,
+                length,
+                fua,
+            } => {
                 device.write_zeroes(offset, length as u64)?;
                 flush_if(fua)?;
                 Ok(Vec::new())
             }
-            Action::Trim { offset, length, fua } => {
+            Action::Trim {
+                offset,
+                length,
+                fua,
+            } => {
                 device.trim(offset, length as u64)?;
                 flush_if(fua)?;
                 Ok(Vec::new())
@@ -257,7 +281,11 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
     })
     .await;
     match result {
-        Ok(Ok(data)) => Reply { cookie, error: 0, data },
+        Ok(Ok(data)) => Reply {
+            cookie,
+            error: 0,
+            data,
+        },
         Ok(Err(e)) => {
             let error = match e.raw_os_error() {
                 Some(code) if code as u32 == proto::ESHUTDOWN => proto::ESHUTDOWN,
@@ -266,11 +294,19 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
             if error != proto::ESHUTDOWN {
                 tracing::warn!(error = %e, "nbd request failed");
             }
-            Reply { cookie, error, data: Vec::new() }
+            Reply {
+                cookie,
+                error,
+                data: Vec::new(),
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "nbd request task failed");
-            Reply { cookie, error: proto::EIO, data: Vec::new() }
+            Reply {
+                cookie,
+                error: proto::EIO,
+                data: Vec::new(),
+            }
         }
     }
 }
@@ -281,7 +317,8 @@ async fn write_replies<W: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let mut shutdown = false;
     while let Some(r) = replies.recv().await {
-        wr.write_all(&proto::simple_reply(r.cookie, r.error)).await?;
+        wr.write_all(&proto::simple_reply(r.cookie, r.error))
+            .await?;
         if r.error == 0 {
             wr.write_all(&r.data).await?;
         }
@@ -334,11 +371,18 @@ where
             match proto::classify(&request, size, read_only) {
                 Action::Disconnect => return Ok(()),
                 Action::Close => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "request too large"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "request too large",
+                    ));
                 }
                 Action::Refuse { error, payload } => {
                     skip(&mut rd, payload as u64).await?;
-                    let reply = Reply { cookie: request.cookie, error, data: Vec::new() };
+                    let reply = Reply {
+                        cookie: request.cookie,
+                        error,
+                        data: Vec::new(),
+                    };
                     if tx.send(reply).await.is_err() {
                         return Ok(());
                     }

@@ -61,10 +61,16 @@ fn start() -> (SocketAddr, Arc<Memory>, tokio::runtime::Runtime) {
         .enable_all()
         .build()
         .unwrap();
-    let rw = Arc::new(Memory { bytes: Mutex::new(vec![0; 16 << 20]), read_only: false });
+    let rw = Arc::new(Memory {
+        bytes: Mutex::new(vec![0; 16 << 20]),
+        read_only: false,
+    });
     let mut ro_bytes = vec![0u8; 1 << 20];
     ro_bytes[..4096].fill(0x5a);
-    let ro = Arc::new(Memory { bytes: Mutex::new(ro_bytes), read_only: true });
+    let ro = Arc::new(Memory {
+        bytes: Mutex::new(ro_bytes),
+        read_only: true,
+    });
     let exports: Arc<dyn Exports> = Arc::new(TwoExports { rw: rw.clone(), ro });
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -93,22 +99,39 @@ fn qemu_io_writes_and_reads_back_through_the_export() {
     let (addr, rw, _rt) = start();
     let url = format!("nbd://{addr}/rw-3f9c2a");
     let (ok, out) = run(Command::new("qemu-io").args([
-        "-f", "raw", &url,
-        "-c", "write -P 0xab 0 1M",
-        "-c", "write -P 0xcd 4096 4096",
-        "-c", "write -z 8192 4096",
-        "-c", "write -P 0xee -f 15M 1M",
-        "-c", "flush",
-        "-c", "discard 12M 64k",
-        "-c", "aio_write -P 0x11 2M 64k",
-        "-c", "aio_write -P 0x22 3M 64k",
-        "-c", "aio_flush",
-        "-c", "read -P 0xab 0 4096",
-        "-c", "read -P 0xcd 4096 4096",
-        "-c", "read -P 0 8192 4096",
-        "-c", "read -P 0x11 2M 64k",
-        "-c", "read -P 0x22 3M 64k",
-        "-c", "read -P 0xee 15M 1M",
+        "-f",
+        "raw",
+        &url,
+        "-c",
+        "write -P 0xab 0 1M",
+        "-c",
+        "write -P 0xcd 4096 4096",
+        "-c",
+        "write -z 8192 4096",
+        "-c",
+        "write -P 0xee -f 15M 1M",
+        "-c",
+        "flush",
+        "-c",
+        "discard 12M 64k",
+        "-c",
+        "aio_write -P 0x11 2M 64k",
+        "-c",
+        "aio_write -P 0x22 3M 64k",
+        "-c",
+        "aio_flush",
+        "-c",
+        "read -P 0xab 0 4096",
+        "-c",
+        "read -P 0xcd 4096 4096",
+        "-c",
+        "read -P 0 8192 4096",
+        "-c",
+        "read -P 0x11 2M 64k",
+        "-c",
+        "read -P 0x22 3M 64k",
+        "-c",
+        "read -P 0xee 15M 1M",
     ]));
     assert!(ok, "{out}");
     assert!(!out.contains("Pattern verification failed"), "{out}");
@@ -124,10 +147,18 @@ fn qemu_io_writes_and_reads_back_through_the_export() {
 fn read_only_exports_refuse_writes() {
     let (addr, _rw, _rt) = start();
     let url = format!("nbd://{addr}/ro-77d1e0");
-    let (ok, out) = run(Command::new("qemu-io").args(["-r", "-f", "raw", &url, "-c", "read -P 0x5a 0 4096"]));
+    let (ok, out) =
+        run(Command::new("qemu-io").args(["-r", "-f", "raw", &url, "-c", "read -P 0x5a 0 4096"]));
     assert!(ok && !out.contains("failed"), "{out}");
-    let (_, out) = run(Command::new("qemu-io").args(["-f", "raw", &url, "-c", "write -P 1 0 4096"]));
-    assert!(out.contains("Operation not permitted") || out.contains("Permission denied") || out.contains("read-only") || out.contains("Read-only"), "{out}");
+    let (_, out) =
+        run(Command::new("qemu-io").args(["-f", "raw", &url, "-c", "write -P 1 0 4096"]));
+    assert!(
+        out.contains("Operation not permitted")
+            || out.contains("Permission denied")
+            || out.contains("read-only")
+            || out.contains("Read-only"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -139,10 +170,14 @@ fn nbdinfo_lists_nothing_and_unknown_names_get_nothing() {
     let (addr, _rw, _rt) = start();
     let (ok, out) = run(Command::new("nbdinfo").args(["--list", &format!("nbd://{addr}")]));
     assert!(ok, "{out}");
-    assert!(!out.contains("rw-3f9c2a") && !out.contains("ro-77d1e0"), "{out}");
+    assert!(
+        !out.contains("rw-3f9c2a") && !out.contains("ro-77d1e0"),
+        "{out}"
+    );
     let (ok, out) = run(Command::new("nbdinfo").arg(format!("nbd://{addr}/rw-guess")));
     assert!(!ok, "{out}");
-    let (ok, out) = run(Command::new("nbdinfo").args(["--size", &format!("nbd://{addr}/rw-3f9c2a")]));
+    let (ok, out) =
+        run(Command::new("nbdinfo").args(["--size", &format!("nbd://{addr}/rw-3f9c2a")]));
     assert!(ok, "{out}");
     assert_eq!(out.trim(), (16u64 << 20).to_string());
     let (ok, out) = run(Command::new("nbdinfo").arg(format!("nbd://{addr}/ro-77d1e0")));
@@ -153,7 +188,8 @@ fn nbdinfo_lists_nothing_and_unknown_names_get_nothing() {
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
     let mut greeting = [0u8; 18];
     (&s).read_exact(&mut greeting).unwrap();
     assert_eq!(greeting, proto::greeting());
@@ -172,7 +208,10 @@ fn option(s: &mut TcpStream, option: u32, data: &[u8]) {
 fn option_reply(s: &mut TcpStream) -> (u32, u32, Vec<u8>) {
     let mut h = [0u8; 20];
     s.read_exact(&mut h).unwrap();
-    assert_eq!(u64::from_be_bytes(h[..8].try_into().unwrap()), proto::OPTION_REPLY_MAGIC);
+    assert_eq!(
+        u64::from_be_bytes(h[..8].try_into().unwrap()),
+        proto::OPTION_REPLY_MAGIC
+    );
     let len = u32::from_be_bytes(h[16..20].try_into().unwrap()) as usize;
     let mut data = vec![0u8; len];
     s.read_exact(&mut data).unwrap();
@@ -218,7 +257,10 @@ fn request(s: &mut TcpStream, command: u16, cookie: u64, offset: u64, length: u3
 fn simple_reply(s: &mut TcpStream) -> (u32, u64) {
     let mut h = [0u8; 16];
     s.read_exact(&mut h).unwrap();
-    assert_eq!(u32::from_be_bytes(h[..4].try_into().unwrap()), proto::SIMPLE_REPLY_MAGIC);
+    assert_eq!(
+        u32::from_be_bytes(h[..4].try_into().unwrap()),
+        proto::SIMPLE_REPLY_MAGIC
+    );
     (
         u32::from_be_bytes(h[4..8].try_into().unwrap()),
         u64::from_be_bytes(h[8..16].try_into().unwrap()),
@@ -260,7 +302,11 @@ fn malformed_handshakes_are_refused_without_harm() {
     option(&mut s, proto::OPT_INFO, &data);
     assert_eq!(option_reply(&mut s).1, proto::REP_ERR_UNKNOWN);
     option(&mut s, proto::OPT_LIST, &[]);
-    assert_eq!(option_reply(&mut s).1, proto::REP_ACK, "no export is listed");
+    assert_eq!(
+        option_reply(&mut s).1,
+        proto::REP_ACK,
+        "no export is listed"
+    );
     option(&mut s, proto::OPT_ABORT, &[]);
     assert_eq!(option_reply(&mut s).1, proto::REP_ACK);
     assert!(closed(&mut s));
@@ -306,7 +352,11 @@ fn malformed_requests_get_errors_and_the_server_keeps_serving() {
     s.write_all(&[0xaa; 1000]).unwrap();
     drop(s);
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(rw.bytes.lock().unwrap()[1 << 20..(1 << 20) + 1000].iter().all(|&b| b == 0));
+    assert!(
+        rw.bytes.lock().unwrap()[1 << 20..(1 << 20) + 1000]
+            .iter()
+            .all(|&b| b == 0)
+    );
 
     // A write larger than the maximum payload closes the connection.
     let mut s = go(addr, "rw-3f9c2a");

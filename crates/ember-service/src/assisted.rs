@@ -48,10 +48,15 @@ fn plain_file_name(core: &core::Core, name: &str) -> Result<FileName> {
             "{name:?} is not a plain file name in the volume's directory."
         )));
     }
-    Ok(match name.strip_suffix(".qcow2").and_then(|s| uuid::Uuid::parse_str(s).ok()) {
-        Some(u) => FileName::Image(ImageId(u)),
-        None => FileName::Label,
-    })
+    Ok(
+        match name
+            .strip_suffix(".qcow2")
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        {
+            Some(u) => FileName::Image(ImageId(u)),
+            None => FileName::Label,
+        },
+    )
 }
 
 /// Whether `image` is one of this volume's files: in its chain, or frozen
@@ -70,7 +75,12 @@ fn belongs_to(tx: &mut dyn ember_store::Tx, volume: &Volume, image: ImageId) -> 
 
 /// Checks a named file against the volume: a name of another volume's
 /// image is refused.
-fn own_file(tx: &mut dyn ember_store::Tx, core: &core::Core, volume: &Volume, name: &str) -> Result<FileName> {
+fn own_file(
+    tx: &mut dyn ember_store::Tx,
+    core: &core::Core,
+    volume: &Volume,
+    name: &str,
+) -> Result<FileName> {
     let parsed = plain_file_name(core, name)?;
     if let FileName::Image(image) = parsed {
         let known = tx.image(image)?.is_some() || core.driver.image_exists(image);

@@ -101,8 +101,11 @@ fn check_reservable(v: &Volume, instance: Option<&str>) -> Result<()> {
         VolumeStatus::InUse | VolumeStatus::Reserved | VolumeStatus::Attaching if v.multiattach => {
             true
         }
-        VolumeStatus::InUse | VolumeStatus::Reserved => instance
-            .is_some_and(|i| v.attachments.iter().any(|a| a.instance_uuid.as_deref() == Some(i))),
+        VolumeStatus::InUse | VolumeStatus::Reserved => instance.is_some_and(|i| {
+            v.attachments
+                .iter()
+                .any(|a| a.instance_uuid.as_deref() == Some(i))
+        }),
         _ => false,
     };
     if ok {
@@ -195,12 +198,12 @@ impl Service {
     async fn volume_of_attachment(&self, caller: &Caller, id: uuid::Uuid) -> Result<Volume> {
         let core = self.core.clone();
         let caller = caller.clone();
-        self.run_blocking(move || {
-            match core.store.read()?.volume_with_attachment(id)? {
+        self.run_blocking(
+            move || match core.store.read()?.volume_with_attachment(id)? {
                 Some(v) if caller.sees(&v.project_id) => Ok(v),
                 _ => Err(attachment_not_found(id)),
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -230,7 +233,8 @@ impl Service {
                     connector: None,
                     export_secret: None,
                 };
-                if let Some(c) = connector.filter(|c| c.as_object().is_some_and(|o| !o.is_empty())) {
+                if let Some(c) = connector.filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
+                {
                     connect(&mut a, c)?;
                 }
                 let id = a.id;
@@ -351,8 +355,14 @@ impl Service {
         volume_id: VolumeId,
         connector: Value,
     ) -> Result<AttachmentView> {
-        require_writer(caller, "volume_extension:volume_actions:initialize_connection")?;
-        let host = connector.get("host").and_then(Value::as_str).map(str::to_string);
+        require_writer(
+            caller,
+            "volume_extension:volume_actions:initialize_connection",
+        )?;
+        let host = connector
+            .get("host")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let (v, id) = self
             .change_attachments(caller, volume_id, move |v| {
                 refuse_error_state(v)?;
@@ -405,8 +415,14 @@ impl Service {
         volume_id: VolumeId,
         connector: Value,
     ) -> Result<()> {
-        require_writer(caller, "volume_extension:volume_actions:terminate_connection")?;
-        let host = connector.get("host").and_then(Value::as_str).map(str::to_string);
+        require_writer(
+            caller,
+            "volume_extension:volume_actions:terminate_connection",
+        )?;
+        let host = connector
+            .get("host")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         self.change_attachments(caller, volume_id, move |v| {
             for a in v.attachments.iter_mut() {
                 if host.is_none() || a.host_name == host || a.status != AttachStatus::Attached {

@@ -293,7 +293,14 @@ pub(crate) fn begin_snapshot(
     req: CreateSnapshot,
     group_snapshot_id: Option<String>,
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
-    begin_snapshot_as(tx, caller, req, group_snapshot_id, SnapshotId::new(), ImageId::new())
+    begin_snapshot_as(
+        tx,
+        caller,
+        req,
+        group_snapshot_id,
+        SnapshotId::new(),
+        ImageId::new(),
+    )
 }
 
 /// `begin_snapshot` with the snapshot's id and the volume's next top image

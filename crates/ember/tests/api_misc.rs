@@ -214,7 +214,12 @@ fn config_file_with_flags_overriding_it() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
         .args(["serve", "--config"])
         .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--nbd-listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--nbd-listen",
+            "127.0.0.1:0",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

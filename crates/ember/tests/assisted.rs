@@ -11,20 +11,35 @@ use std::process::Command;
 
 const SEED_SNAPSHOT: &str = "421752a6-acf6-4b2d-bc7a-119f9148cd8c";
 
-fn nova(s: &Server, method: &str, path: &str, token: &str, body: Option<&str>, mv: Option<&str>) -> (u16, Value) {
+fn nova(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+    mv: Option<&str>,
+) -> (u16, Value) {
     let mut rb = s
         .http
-        .request(method.parse().unwrap(), s.url(&format!("/v2.1/{PROJECT}{path}")))
+        .request(
+            method.parse().unwrap(),
+            s.url(&format!("/v2.1/{PROJECT}{path}")),
+        )
         .header("X-Auth-Token", token);
     if let Some(mv) = mv {
         rb = rb.header("OpenStack-API-Version", format!("compute {mv}"));
     }
     if let Some(b) = body {
-        rb = rb.header("Content-Type", "application/json").body(b.to_string());
+        rb = rb
+            .header("Content-Type", "application/json")
+            .body(b.to_string());
     }
     let resp = rb.send().unwrap();
     let status = resp.status().as_u16();
-    (status, serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null),
+    )
 }
 
 fn admin() -> String {
@@ -38,7 +53,11 @@ fn qemu_io(uri: &str, cmds: &[&str]) -> String {
         c.args(["-c", cmd]);
     }
     let out = c.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success() && !text.contains("failed"), "{text}");
     text
 }
@@ -57,15 +76,32 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
     let s = Server::start();
     let vol = s.create_volume(1);
     // Not attached yet: Nova has no block device mapping for it.
-    let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&request(&vol, SEED_SNAPSHOT, "new_file_name")), None);
+    let (st, body) = nova(
+        &s,
+        "POST",
+        "/os-assisted-volume-snapshots",
+        &admin(),
+        Some(&request(&vol, SEED_SNAPSHOT, "new_file_name")),
+        None,
+    );
     assert_eq!(st, 400, "{body}");
-    assert_eq!(body["badRequest"]["message"], format!("No volume Block Device Mapping with id {vol}."));
+    assert_eq!(
+        body["badRequest"]["message"],
+        format!("No volume Block Device Mapping with id {vol}.")
+    );
 
     let (_, uri) = attach(&s, &vol, "rw");
     qemu_io(&uri, &["write -P 0xa1 0 1M"]);
 
     // Only admins and services may ask.
-    let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &format!("member:{PROJECT}"), Some(&request(&vol, SEED_SNAPSHOT, "new_file_name")), None);
+    let (st, body) = nova(
+        &s,
+        "POST",
+        "/os-assisted-volume-snapshots",
+        &format!("member:{PROJECT}"),
+        Some(&request(&vol, SEED_SNAPSHOT, "new_file_name")),
+        None,
+    );
     assert_eq!(st, 403, "{body}");
     assert_eq!(
         body["forbidden"]["message"],
@@ -85,19 +121,37 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
         }}
     }}"#
     );
-    let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&seed), None);
+    let (st, body) = nova(
+        &s,
+        "POST",
+        "/os-assisted-volume-snapshots",
+        &admin(),
+        Some(&seed),
+        None,
+    );
     assert_eq!(st, 200, "{body}");
     assert_eq!(body, json!({"snapshot": {"id": null, "volumeId": vol}}));
     s.wait_status("snapshots", SEED_SNAPSHOT, "available");
     // A retry is answered the same and takes no second snapshot.
     let before = snapshot_count(&s);
-    let (st, _) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&seed), Some("2.90"));
+    let (st, _) = nova(
+        &s,
+        "POST",
+        "/os-assisted-volume-snapshots",
+        &admin(),
+        Some(&seed),
+        Some("2.90"),
+    );
     assert_eq!(st, 200);
     assert_eq!(snapshot_count(&s), before);
 
     // The client never disconnected; its later writes miss the snapshot.
     qemu_io(&uri, &["write -P 0xb2 0 64k", "read -P 0xa1 64k 64k"]);
-    assert!(s.read("snapshots", SEED_SNAPSHOT, 0, 1 << 20).iter().all(|&b| b == 0xa1));
+    assert!(
+        s.read("snapshots", SEED_SNAPSHOT, 0, 1 << 20)
+            .iter()
+            .all(|&b| b == 0xa1)
+    );
     assert!(s.read("volumes", &vol, 0, 65536).iter().all(|&b| b == 0xb2));
 
     // create_info.id comes back as the response's id; an Ember image name
@@ -105,7 +159,14 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
     let overlay = uuid::Uuid::new_v4();
     let second = uuid::Uuid::new_v4().to_string();
     let body_with_id = json!({"snapshot": {"volume_id": vol, "create_info": {"snapshot_id": second, "type": "qcow2", "new_file": format!("{overlay}.qcow2"), "id": "abc"}}}).to_string();
-    let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&body_with_id), None);
+    let (st, body) = nova(
+        &s,
+        "POST",
+        "/os-assisted-volume-snapshots",
+        &admin(),
+        Some(&body_with_id),
+        None,
+    );
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["snapshot"]["id"], "abc");
     s.wait_status("snapshots", &second, "available");
@@ -121,9 +182,25 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
     std::os::unix::fs::symlink("/etc/passwd", s.images_dir().join("evil.qcow2")).unwrap();
     let files_before = common::image_files(&s.images_dir());
     let count_before = snapshot_count(&s);
-    for name in ["../escape", "/etc/passwd", "a/b", "..", ".", "evil.qcow2", "x\u{0}y", other_file.as_str()] {
+    for name in [
+        "../escape",
+        "/etc/passwd",
+        "a/b",
+        "..",
+        ".",
+        "evil.qcow2",
+        "x\u{0}y",
+        other_file.as_str(),
+    ] {
         let fresh = uuid::Uuid::new_v4().to_string();
-        let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&request(&vol, &fresh, name)), None);
+        let (st, body) = nova(
+            &s,
+            "POST",
+            "/os-assisted-volume-snapshots",
+            &admin(),
+            Some(&request(&vol, &fresh, name)),
+            None,
+        );
         assert_eq!(st, 400, "{name:?}: {body}");
         assert_eq!(snapshot_count(&s), count_before, "{name:?}");
     }
@@ -142,29 +219,109 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
         json!({"snapshot": {"volume_id": vol, "create_info": {"snapshot_id": SEED_SNAPSHOT, "type": "qcow2", "new_file": "n"}, "extra": 1}}),
         json!({"snapshot": {"volume_id": "", "create_info": {"snapshot_id": SEED_SNAPSHOT, "type": "qcow2", "new_file": "n"}}}),
     ] {
-        let (st, body) = nova(&s, "POST", "/os-assisted-volume-snapshots", &admin(), Some(&bad.to_string()), None);
+        let (st, body) = nova(
+            &s,
+            "POST",
+            "/os-assisted-volume-snapshots",
+            &admin(),
+            Some(&bad.to_string()),
+            None,
+        );
         assert_eq!(st, 400, "{bad}: {body}");
     }
 
     // Delete: delete_info is required and must name the volume; the
     // snapshot's layer is merged away, the volume keeps every byte.
-    let (st, body) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}"), &admin(), None, None);
-    assert_eq!((st, body["badRequest"]["message"].as_str()), (400, Some("'delete_info'")));
+    let (st, body) = nova(
+        &s,
+        "DELETE",
+        &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}"),
+        &admin(),
+        None,
+        None,
+    );
+    assert_eq!(
+        (st, body["badRequest"]["message"].as_str()),
+        (400, Some("'delete_info'"))
+    );
     let info = |v: Value| urlencode(&v.to_string());
-    let (st, body) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}", info(json!({"type": "qcow2"}))), &admin(), None, None);
-    assert_eq!((st, body["badRequest"]["message"].as_str()), (400, Some("'volume_id'")));
-    let (st, _) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}&x=1", info(json!({"volume_id": vol}))), &admin(), None, Some("2.75"));
+    let (st, body) = nova(
+        &s,
+        "DELETE",
+        &format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
+            info(json!({"type": "qcow2"}))
+        ),
+        &admin(),
+        None,
+        None,
+    );
+    assert_eq!(
+        (st, body["badRequest"]["message"].as_str()),
+        (400, Some("'volume_id'"))
+    );
+    let (st, _) = nova(
+        &s,
+        "DELETE",
+        &format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}&x=1",
+            info(json!({"volume_id": vol}))
+        ),
+        &admin(),
+        None,
+        Some("2.75"),
+    );
     assert_eq!(st, 400);
-    let (st, body) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}", info(json!({"volume_id": vol, "type": "qcow2", "file_to_merge": "../../x", "merge_target_file": null}))), &admin(), None, None);
+    let (st, body) = nova(
+        &s,
+        "DELETE",
+        &format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
+            info(
+                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": "../../x", "merge_target_file": null})
+            )
+        ),
+        &admin(),
+        None,
+        None,
+    );
     assert_eq!(st, 400, "{body}");
-    let (st, body) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}", info(json!({"volume_id": vol, "type": "qcow2", "file_to_merge": other_file, "merge_target_file": null}))), &admin(), None, None);
+    let (st, body) = nova(
+        &s,
+        "DELETE",
+        &format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
+            info(
+                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": other_file, "merge_target_file": null})
+            )
+        ),
+        &admin(),
+        None,
+        None,
+    );
     assert_eq!(st, 400, "{body}");
     s.wait_status("snapshots", SEED_SNAPSHOT, "available");
-    let (st, body) = nova(&s, "DELETE", &format!("/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}", info(json!({"volume_id": vol, "type": "qcow2", "file_to_merge": null, "merge_target_file": null}))), &admin(), None, None);
+    let (st, body) = nova(
+        &s,
+        "DELETE",
+        &format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
+            info(
+                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": null, "merge_target_file": null})
+            )
+        ),
+        &admin(),
+        None,
+        None,
+    );
     assert_eq!(st, 204, "{body}");
     s.wait_gone("snapshots", SEED_SNAPSHOT);
     qemu_io(&uri, &["read -P 0xb2 0 64k", "read -P 0xa1 64k 960k"]);
-    assert!(s.read("snapshots", &second, 0, 65536).iter().all(|&b| b == 0xb2));
+    assert!(
+        s.read("snapshots", &second, 0, 65536)
+            .iter()
+            .all(|&b| b == 0xb2)
+    );
     std::fs::remove_file(s.images_dir().join("evil.qcow2")).unwrap();
     assert!(common::check_all_images(&s.images_dir()) >= 3);
 }
@@ -172,7 +329,9 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

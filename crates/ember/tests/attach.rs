@@ -21,12 +21,15 @@ fn call(s: &Server, method: &str, path: &str, mv: &str, body: Option<Value>) -> 
     s.call(method, &s.v3(path), &member(), Some(mv), body)
 }
 
-
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("tool runs");
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -76,14 +79,32 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
     assert_eq!(a["connection_info"], json!({}));
     s.wait_status("volumes", &vol, "reserved");
     // A second reservation of a non-multiattach volume is refused.
-    let (st, body) = call(&s, "POST", "/attachments", "3.27", Some(json!({"attachment": {"volume_uuid": vol}})));
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/attachments",
+        "3.27",
+        Some(json!({"attachment": {"volume_uuid": vol}})),
+    );
     assert_eq!(st, 400, "{body}");
     // `mode` arrives with 3.54.
-    let (st, _) = call(&s, "POST", "/attachments", "3.27", Some(json!({"attachment": {"volume_uuid": vol, "mode": "rw"}})));
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/attachments",
+        "3.27",
+        Some(json!({"attachment": {"volume_uuid": vol, "mode": "rw"}})),
+    );
     assert_eq!(st, 400);
 
     // Connect: the export appears in connection_info.
-    let (st, body) = call(&s, "PUT", &format!("/attachments/{id}"), "3.27", Some(json!({"attachment": {"connector": connector("host-a")}})));
+    let (st, body) = call(
+        &s,
+        "PUT",
+        &format!("/attachments/{id}"),
+        "3.27",
+        Some(json!({"attachment": {"connector": connector("host-a")}})),
+    );
     assert_eq!(st, 200, "{body}");
     let a = &body["attachment"];
     assert_eq!(a["status"], "attaching");
@@ -94,15 +115,30 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
     assert_eq!(info["access_mode"], "rw");
     assert_eq!(info["host"], "127.0.0.1");
     let export = info["export_name"].as_str().unwrap().to_string();
-    assert!(export.contains(&vol) && export.len() > vol.len() + 30, "{export}");
+    assert!(
+        export.contains(&vol) && export.len() > vol.len() + 30,
+        "{export}"
+    );
     let uri = info["uri"].as_str().unwrap().to_string();
     assert_eq!(uri, format!("nbd://127.0.0.1:{}/{export}", s.nbd_port));
     s.wait_status("volumes", &vol, "attaching");
 
     // os-complete (3.44+) makes the volume in-use.
-    let (st, _) = call(&s, "POST", &format!("/attachments/{id}/action"), "3.43", Some(json!({"os-complete": {}})));
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("/attachments/{id}/action"),
+        "3.43",
+        Some(json!({"os-complete": {}})),
+    );
     assert_eq!(st, 404);
-    let (st, _) = call(&s, "POST", &format!("/attachments/{id}/action"), "3.44", Some(json!({"os-complete": {}})));
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("/attachments/{id}/action"),
+        "3.44",
+        Some(json!({"os-complete": {}})),
+    );
     assert_eq!(st, 204);
     let v = s.wait_status("volumes", &vol, "in-use");
     assert_eq!(v["attachments"][0]["attachment_id"], id.as_str());
@@ -110,21 +146,48 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
     let (_, body) = call(&s, "GET", &format!("/attachments/{id}"), "3.27", None);
     assert_eq!(body["attachment"]["status"], "attached");
     assert_ne!(body["attachment"]["attached_at"], "");
-    let (_, body) = call(&s, "GET", &format!("/attachments?volume_id={vol}"), "3.27", None);
+    let (_, body) = call(
+        &s,
+        "GET",
+        &format!("/attachments?volume_id={vol}"),
+        "3.27",
+        None,
+    );
     assert_eq!(body["attachments"].as_array().unwrap().len(), 1);
-    assert!(body["attachments"][0].get("connection_info").is_none(), "summary view");
+    assert!(
+        body["attachments"][0].get("connection_info").is_none(),
+        "summary view"
+    );
     let (_, body) = call(&s, "GET", "/attachments/detail", "3.27", None);
-    assert_eq!(body["attachments"][0]["connection_info"]["uri"], uri.as_str());
+    assert_eq!(
+        body["attachments"][0]["connection_info"]["uri"],
+        uri.as_str()
+    );
     // Another project sees no attachment.
     let other = format!("member:{}", common::OTHER_PROJECT);
-    let (st, _) = s.call("GET", &s.url(&format!("/v3/{}/attachments/{id}", common::OTHER_PROJECT)), &other, Some("3.27"), None);
+    let (st, _) = s.call(
+        "GET",
+        &s.url(&format!("/v3/{}/attachments/{id}", common::OTHER_PROJECT)),
+        &other,
+        Some("3.27"),
+        None,
+    );
     assert_eq!(st, 404);
 
     // A real NBD client writes; the data API reads the same bytes.
-    let (ok, out) = qemu_io(&uri, false, &["write -P 0x5c 1M 64k", "flush", "read -P 0x5c 1M 64k"]);
+    let (ok, out) = qemu_io(
+        &uri,
+        false,
+        &["write -P 0x5c 1M 64k", "flush", "read -P 0x5c 1M 64k"],
+    );
     assert!(ok, "{out}");
-    assert!(s.read("volumes", &vol, 1 << 20, 65536).iter().all(|&b| b == 0x5c));
-    let (ok, out) = run(Command::new("qemu-img").args(["info", "--output=json", "-f", "raw", &uri]));
+    assert!(
+        s.read("volumes", &vol, 1 << 20, 65536)
+            .iter()
+            .all(|&b| b == 0x5c)
+    );
+    let (ok, out) =
+        run(Command::new("qemu-img").args(["info", "--output=json", "-f", "raw", &uri]));
     assert!(ok && out.contains("\"virtual-size\": 1073741824"), "{out}");
 
     if nbdinfo_available() {
@@ -133,7 +196,9 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
         assert!(ok, "{out}");
         assert!(!out.contains(&vol), "nbdinfo --list reveals nothing: {out}");
         // Knowing the volume id is not enough; a wrong secret gets nothing.
-        let (ok, _) = run(Command::new("nbdinfo").arg(format!("{base}/ember-{vol}-00000000000000000000000000000000")));
+        let (ok, _) = run(Command::new("nbdinfo").arg(format!(
+            "{base}/ember-{vol}-00000000000000000000000000000000"
+        )));
         assert!(!ok);
         let (ok, out) = run(Command::new("nbdinfo").args(["--size", &uri]));
         assert!(ok && out.trim() == "1073741824", "{out}");
@@ -157,10 +222,21 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
     writeln!(stdin, "write -P 0x77 1M 4k").unwrap();
     drop(stdin);
     let out = live.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("read 4096/4096"), "{text}");
-    assert!(!text.contains("wrote 4096/4096"), "a write after detach must fail: {text}");
-    assert!(s.read("volumes", &vol, 1 << 20, 4096).iter().all(|&b| b == 0x5c));
+    assert!(
+        !text.contains("wrote 4096/4096"),
+        "a write after detach must fail: {text}"
+    );
+    assert!(
+        s.read("volumes", &vol, 1 << 20, 4096)
+            .iter()
+            .all(|&b| b == 0x5c)
+    );
     // The stale name gets nothing.
     let (ok, _) = qemu_io(&uri, true, &["read 0 4k"]);
     assert!(!ok, "stale export name still works");
@@ -176,48 +252,83 @@ fn the_attachments_api_exports_a_volume_only_while_it_is_attached() {
 fn legacy_actions_connect_attach_and_detach() {
     let s = Server::start();
     let vol = s.create_volume(1);
-    let act = |body: Value| call(&s, "POST", &format!("/volumes/{vol}/action"), "3.0", Some(body));
+    let act = |body: Value| {
+        call(
+            &s,
+            "POST",
+            &format!("/volumes/{vol}/action"),
+            "3.0",
+            Some(body),
+        )
+    };
     assert_eq!(act(json!({"os-reserve": {}})).0, 202);
     s.wait_status("volumes", &vol, "reserved");
-    let (st, body) = act(json!({"os-initialize_connection": {"connector": connector("compute-1")}}));
+    let (st, body) =
+        act(json!({"os-initialize_connection": {"connector": connector("compute-1")}}));
     assert_eq!(st, 200, "{body}");
     let info = &body["connection_info"];
     assert_eq!(info["driver_volume_type"], "nbd");
     assert_eq!(info["data"]["access_mode"], "rw");
     let uri = info["data"]["uri"].as_str().unwrap().to_string();
     // Asking again for the same host gives the same connection.
-    let (_, again) = act(json!({"os-initialize_connection": {"connector": connector("compute-1")}}));
+    let (_, again) =
+        act(json!({"os-initialize_connection": {"connector": connector("compute-1")}}));
     assert_eq!(again["connection_info"]["data"]["uri"], uri.as_str());
-    let (st, _) = act(json!({"os-attach": {"instance_uuid": uuid::Uuid::new_v4().to_string(), "mountpoint": "/dev/vdb", "mode": "rw", "host_name": "compute-1"}}));
+    let (st, _) = act(
+        json!({"os-attach": {"instance_uuid": uuid::Uuid::new_v4().to_string(), "mountpoint": "/dev/vdb", "mode": "rw", "host_name": "compute-1"}}),
+    );
     assert_eq!(st, 202);
     let v = s.wait_status("volumes", &vol, "in-use");
     assert_eq!(v["attachments"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["attachments"][0]["device"], "/dev/vdb");
 
-    let (ok, out) = qemu_io(&uri, false, &["write -P 0xa1 0 128k", "read -P 0xa1 0 128k"]);
+    let (ok, out) = qemu_io(
+        &uri,
+        false,
+        &["write -P 0xa1 0 128k", "read -P 0xa1 0 128k"],
+    );
     assert!(ok, "{out}");
     // connector is required.
     assert_eq!(act(json!({"os-initialize_connection": {}})).0, 400);
 
     // Terminating the connection withdraws the export; the volume stays
     // attached until os-detach.
-    assert_eq!(act(json!({"os-terminate_connection": {"connector": connector("compute-1")}})).0, 202);
+    assert_eq!(
+        act(json!({"os-terminate_connection": {"connector": connector("compute-1")}})).0,
+        202
+    );
     let (ok, _) = qemu_io(&uri, true, &["read 0 4k"]);
     assert!(!ok, "export still served after terminate_connection");
     s.wait_status("volumes", &vol, "in-use");
     assert_eq!(act(json!({"os-begin_detaching": {}})).0, 202);
     assert_eq!(act(json!({"os-detach": {}})).0, 202);
     s.wait_status("volumes", &vol, "available");
-    assert!(s.read("volumes", &vol, 0, 131072).iter().all(|&b| b == 0xa1));
+    assert!(
+        s.read("volumes", &vol, 0, 131072)
+            .iter()
+            .all(|&b| b == 0xa1)
+    );
 
     // os-force_detach (admin) clears an attachment whatever its state.
     assert_eq!(act(json!({"os-attach": {"instance_uuid": uuid::Uuid::new_v4().to_string(), "mountpoint": "/dev/vdc", "mode": "rw"}})).0, 202);
     s.wait_status("volumes", &vol, "in-use");
     let (st, _) = act(json!({"os-force_detach": {}}));
     assert_eq!(st, 403, "members may not force-detach");
-    let (st, body) = s.call("POST", &s.v3(&format!("/volumes/{vol}/action")), &format!("admin:{PROJECT}"), Some("3.0"), Some(json!({"os-force_detach": {"attachment_id": uuid::Uuid::new_v4().to_string()}})));
+    let (st, body) = s.call(
+        "POST",
+        &s.v3(&format!("/volumes/{vol}/action")),
+        &format!("admin:{PROJECT}"),
+        Some("3.0"),
+        Some(json!({"os-force_detach": {"attachment_id": uuid::Uuid::new_v4().to_string()}})),
+    );
     assert_eq!(st, 400, "{body}");
-    let (st, _) = s.call("POST", &s.v3(&format!("/volumes/{vol}/action")), &format!("admin:{PROJECT}"), Some("3.0"), Some(json!({"os-force_detach": {"connector": null}})));
+    let (st, _) = s.call(
+        "POST",
+        &s.v3(&format!("/volumes/{vol}/action")),
+        &format!("admin:{PROJECT}"),
+        Some("3.0"),
+        Some(json!({"os-force_detach": {"connector": null}})),
+    );
     assert_eq!(st, 202);
     s.wait_status("volumes", &vol, "available");
 }
@@ -271,9 +382,19 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
     let feeder = std::thread::spawn(move || {
         let mut lines = stdout.lines();
         for i in 0..WRITES {
-            writeln!(stdin, "write -P {} {} {}", pattern(i), i as u64 * REGION, REGION).unwrap();
+            writeln!(
+                stdin,
+                "write -P {} {} {}",
+                pattern(i),
+                i as u64 * REGION,
+                REGION
+            )
+            .unwrap();
             stdin.flush().unwrap();
-            let want = format!("wrote {REGION}/{REGION} bytes at offset {}", i as u64 * REGION);
+            let want = format!(
+                "wrote {REGION}/{REGION} bytes at offset {}",
+                i as u64 * REGION
+            );
             loop {
                 let line = lines.next().expect("qemu-io output").unwrap();
                 assert!(!line.contains("failed"), "write {i}: {line}");
@@ -301,7 +422,9 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
             "POST",
             "/snapshots",
             "3.0",
-            Some(json!({"snapshot": {"volume_id": vol, "name": format!("online-{n}"), "force": true}})),
+            Some(
+                json!({"snapshot": {"volume_id": vol, "name": format!("online-{n}"), "force": true}}),
+            ),
         );
         assert_eq!(st, 202, "{body}");
         let id = body["snapshot"]["id"].as_str().unwrap().to_string();
@@ -311,7 +434,10 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
     }
     feeder.join().unwrap();
     assert!(writer.wait().unwrap().success());
-    assert!(taken.iter().any(|(_, b, a)| a > b), "no snapshot overlapped a write: {taken:?}");
+    assert!(
+        taken.iter().any(|(_, b, a)| a > b),
+        "no snapshot overlapped a write: {taken:?}"
+    );
 
     for (id, before, after) in &taken {
         let data = s.read("snapshots", id, 0, REGION * WRITES as u64);
@@ -322,27 +448,51 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
         );
     }
     // The volume itself holds every write.
-    assert_eq!(prefix_len(&s.read("volumes", &vol, 0, REGION * WRITES as u64)), WRITES);
+    assert_eq!(
+        prefix_len(&s.read("volumes", &vol, 0, REGION * WRITES as u64)),
+        WRITES
+    );
 
     // Detach; a clone of a snapshot, attached read-only, serves its bytes
     // to qemu-io and refuses writes.
-    let (st, _) = call(&s, "DELETE", &format!("/attachments/{attachment}"), "3.27", None);
+    let (st, _) = call(
+        &s,
+        "DELETE",
+        &format!("/attachments/{attachment}"),
+        "3.27",
+        None,
+    );
     assert_eq!(st, 200);
     s.wait_status("volumes", &vol, "available");
     let (snap, _, _) = &taken[4];
     let k = prefix_len(&s.read("snapshots", snap, 0, REGION * WRITES as u64));
     assert!(k > 0);
-    let (st, body) = call(&s, "POST", "/volumes", "3.0", Some(json!({"volume": {"snapshot_id": snap, "size": 1}})));
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/volumes",
+        "3.0",
+        Some(json!({"volume": {"snapshot_id": snap, "size": 1}})),
+    );
     assert_eq!(st, 202, "{body}");
     let clone = body["volume"]["id"].as_str().unwrap().to_string();
     s.wait_status("volumes", &clone, "available");
     let (_, ro_uri) = attach(&s, &clone, "ro");
     let first = format!("read -P {} 0 {REGION}", pattern(0));
-    let last = format!("read -P {} {} {REGION}", pattern(k - 1), (k as u64 - 1) * REGION);
+    let last = format!(
+        "read -P {} {} {REGION}",
+        pattern(k - 1),
+        (k as u64 - 1) * REGION
+    );
     let past = format!("read -P 0 {} {REGION}", k as u64 * REGION);
     let (ok, out) = qemu_io(&ro_uri, true, &[&first, &last, &past]);
     assert!(ok, "{out}");
     let (_, out) = qemu_io(&ro_uri, false, &["write -P 9 0 4k"]);
-    assert!(out.contains("Permission denied") || out.contains("not permitted") || out.contains("read-only"), "{out}");
+    assert!(
+        out.contains("Permission denied")
+            || out.contains("not permitted")
+            || out.contains("read-only"),
+        "{out}"
+    );
     assert!(common::check_all_images(&s.images_dir()) >= 10);
 }

@@ -40,7 +40,8 @@ pub(crate) fn flat_connection_info(svc: &Service, v: &Volume, a: &Attachment) ->
 
 fn detail(svc: &Service, v: &Volume, a: &Attachment) -> Value {
     let mut o = summary(v, a);
-    let time = |t: Option<&ember_model::Timestamp>| t.map(|t| t.to_iso_micros()).unwrap_or_default();
+    let time =
+        |t: Option<&ember_model::Timestamp>| t.map(|t| t.to_iso_micros()).unwrap_or_default();
     o.insert("attached_at".into(), json!(time(a.attached_at.as_ref())));
     o.insert("detached_at".into(), json!(""));
     o.insert("attach_mode".into(), json!(a.mode));
@@ -59,13 +60,22 @@ fn uuid_field(o: &Map<String, Value>, field: &str) -> Result<Option<String>, Cin
     match o.get(field) {
         None => Ok(None),
         Some(Value::String(s)) if uuid::Uuid::parse_str(s).is_ok() => Ok(Some(s.clone())),
-        Some(other) => Err(invalid(field, other, &format!("{} is not a 'uuid'", ember_api_common::pyrepr::repr(other)))),
+        Some(other) => Err(invalid(
+            field,
+            other,
+            &format!("{} is not a 'uuid'", ember_api_common::pyrepr::repr(other)),
+        )),
     }
 }
 
 /// The `attachment` object of a body, with only the `allowed` keys.
-fn attachment_body<'a>(body: &'a Value, allowed: &[&str]) -> Result<&'a Map<String, Value>, CinderError> {
-    let top = body.as_object().ok_or_else(|| CinderError::bad_request("Invalid input: the body must be an object."))?;
+fn attachment_body<'a>(
+    body: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, CinderError> {
+    let top = body
+        .as_object()
+        .ok_or_else(|| CinderError::bad_request("Invalid input: the body must be an object."))?;
     if let Some(extra) = top.keys().find(|k| *k != "attachment") {
         return Err(CinderError::bad_request(format!(
             "Additional properties are not allowed ('{extra}' was unexpected)"
@@ -109,14 +119,21 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let connector = match o.get("connector") {
         None | Some(Value::Null) => None,
         Some(c @ Value::Object(_)) => Some(c.clone()),
-        Some(other) => return Err(invalid("connector", other, "is not of type 'object', 'null'")),
+        Some(other) => {
+            return Err(invalid(
+                "connector",
+                other,
+                "is not of type 'object', 'null'",
+            ));
+        }
     };
     let mode = match o.get("mode") {
         None => None,
         Some(Value::String(m)) if m == "rw" || m == "ro" => Some(m.clone()),
         Some(other) => return Err(invalid("mode", other, "is not one of ['rw', 'ro']")),
     };
-    let volume_id = VolumeId::parse(&volume).ok_or_else(|| CinderError::volume_not_found(&volume))?;
+    let volume_id =
+        VolumeId::parse(&volume).ok_or_else(|| CinderError::volume_not_found(&volume))?;
     let (v, a) = svc
         .create_attachment(&req.caller, volume_id, instance, connector, mode)
         .await?;
@@ -125,7 +142,9 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
 
 pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, CinderError> {
     gate(req, 27)?;
-    let all_tenants = req.query("all_tenants").is_some_and(crate::listing::bool_from_string);
+    let all_tenants = req
+        .query("all_tenants")
+        .is_some_and(crate::listing::bool_from_string);
     let mut items = svc.list_attachments(&req.caller, all_tenants).await?;
     for (key, value) in &req.query {
         match key.as_str() {
@@ -147,7 +166,13 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
     }
     let views: Vec<Value> = items
         .iter()
-        .map(|(v, a)| if detailed { detail(svc, v, a) } else { Value::Object(summary(v, a)) })
+        .map(|(v, a)| {
+            if detailed {
+                detail(svc, v, a)
+            } else {
+                Value::Object(summary(v, a))
+            }
+        })
         .collect();
     Ok(Reply::ok(json!({"attachments": views})))
 }
@@ -166,7 +191,11 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
     let connector = match o.get("connector") {
         Some(c @ Value::Object(m)) if !m.is_empty() => c.clone(),
         Some(other) => return Err(invalid("connector", other, "should be non-empty")),
-        None => return Err(CinderError::bad_request("'connector' is a required property")),
+        None => {
+            return Err(CinderError::bad_request(
+                "'connector' is a required property",
+            ));
+        }
     };
     let (v, a) = svc.update_attachment(&req.caller, id, connector).await?;
     Ok(Reply::ok(json!({"attachment": detail(svc, &v, &a)})))
@@ -175,7 +204,10 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
 pub async fn delete(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     gate(req, 27)?;
     let rest = svc.delete_attachment(&req.caller, parse_id(id)?).await?;
-    let views: Vec<Value> = rest.iter().map(|(v, a)| Value::Object(summary(v, a))).collect();
+    let views: Vec<Value> = rest
+        .iter()
+        .map(|(v, a)| Value::Object(summary(v, a)))
+        .collect();
     Ok(Reply::ok(json!({"attachments": views})))
 }
 
@@ -183,7 +215,9 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
     gate(req, 44)?;
     let id = parse_id(id)?;
     let body = req.json_body()?;
-    let o = body.as_object().filter(|o| o.len() == 1 && o.contains_key("os-complete"));
+    let o = body
+        .as_object()
+        .filter(|o| o.len() == 1 && o.contains_key("os-complete"));
     if o.is_none() {
         return Err(CinderError::bad_request(
             "Invalid input: the only attachment action is os-complete.",

@@ -1,7 +1,7 @@
 //! Request handlers, one module per resource.
 
-mod backend;
 mod attachments;
+mod backend;
 mod group_types;
 mod groups;
 mod messages;

@@ -211,7 +211,9 @@ fn connector_arg(args: &Value, required: bool) -> Result<Option<Value>, CinderEr
     match args.get("connector") {
         Some(c @ Value::Object(_)) => Ok(Some(c.clone())),
         None | Some(Value::Null) if !required => Ok(None),
-        None => Err(CinderError::bad_request("'connector' is a required property")),
+        None => Err(CinderError::bad_request(
+            "'connector' is a required property",
+        )),
         Some(other) => Err(CinderError::bad_request(format!(
             "Invalid input for field/attribute connector. Value: {other}. {other} is not of type 'object'"
         ))),
@@ -335,12 +337,14 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                 }
             };
             connector_arg(args, false)?;
-            svc.force_detach(caller, id, attachment).await.map_err(|e| match e {
-                ember_service::ServiceError::NotFound(m) => CinderError::bad_request(format!(
-                    "Error force detaching volume - VolumeAttachmentNotFound: {m}"
-                )),
-                other => other.into(),
-            })?;
+            svc.force_detach(caller, id, attachment)
+                .await
+                .map_err(|e| match e {
+                    ember_service::ServiceError::NotFound(m) => CinderError::bad_request(format!(
+                        "Error force detaching volume - VolumeAttachmentNotFound: {m}"
+                    )),
+                    other => other.into(),
+                })?;
         }
         "os-reserve" => drop(
             svc.move_volume_status(

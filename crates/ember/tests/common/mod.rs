@@ -346,8 +346,13 @@ pub fn attach(s: &Server, volume: &str, mode: &str) -> (String, String) {
     assert_eq!(info["driver_volume_type"], "nbd");
     assert_eq!(info["port"], s.nbd_port);
     let id = a["id"].as_str().unwrap().to_string();
-    let (st, body) = s.call("POST", &s.v3(&format!("/attachments/{id}/action")), &format!("member:{PROJECT}"), Some("3.44"), Some(json!({"os-complete": {}})));
+    let (st, body) = s.call(
+        "POST",
+        &s.v3(&format!("/attachments/{id}/action")),
+        &format!("member:{PROJECT}"),
+        Some("3.44"),
+        Some(json!({"os-complete": {}})),
+    );
     assert_eq!(st, 204, "{body}");
     (id, info["uri"].as_str().unwrap().to_string())
 }
-
