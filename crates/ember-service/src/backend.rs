@@ -99,7 +99,7 @@ pub fn capabilities() -> Vec<(&'static str, String)> {
         ("thin_provisioning_support", "True".into()),
         ("thick_provisioning_support", "False".into()),
         ("QoS_support", "False".into()),
-        ("multiattach", "False".into()),
+        ("multiattach", "True".into()),
     ]
 }
 

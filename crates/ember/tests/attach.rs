@@ -496,3 +496,62 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
     );
     assert!(common::check_all_images(&s.images_dir()) >= 10);
 }
+
+#[test]
+fn multiattach_exports_share_one_volume_across_snapshot_delete_and_restart() {
+    let mut s = Server::start();
+    let (st, body) = s.admin(
+        "POST",
+        "/types",
+        Some(json!({"volume_type": {"name": "multi", "extra_specs": {"multiattach": "<is> True"}}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": "multi"}})));
+    assert_eq!(st, 202, "{body}");
+    let vol = body["volume"]["id"].as_str().unwrap().to_string();
+    let v = s.wait_status("volumes", &vol, "available");
+    assert_eq!(v["multiattach"], true);
+
+    let (first, uri1) = attach(&s, &vol, "rw");
+    let (_second, uri2) = attach(&s, &vol, "rw");
+    assert_ne!(uri1, uri2);
+    let v = s.wait_status("volumes", &vol, "in-use");
+    assert_eq!(v["attachments"].as_array().unwrap().len(), 2);
+    let (ok, out) = qemu_io(&uri1, false, &["write -P 0x31 0 256k"]);
+    assert!(ok, "{out}");
+    let (ok, out) = qemu_io(&uri2, false, &["read -P 0x31 0 256k", "write -P 0x32 256k 256k"]);
+    assert!(ok, "{out}");
+
+    // A snapshot of the attached volume, more writes, then the snapshot is
+    // deleted while attached: its layer merges into the live overlay.
+    let (st, body) = call(&s, "POST", "/snapshots", "3.66", Some(json!({"snapshot": {"volume_id": vol}})));
+    assert_eq!(st, 202, "{body}");
+    let snap = body["snapshot"]["id"].as_str().unwrap().to_string();
+    s.wait_status("snapshots", &snap, "available");
+    let (ok, out) = qemu_io(&uri1, false, &["write -P 0x33 128k 256k"]);
+    assert!(ok, "{out}");
+    assert!(s.read("snapshots", &snap, 128 << 10, 128 << 10).iter().all(|&b| b == 0x31));
+    let (st, _) = call(&s, "DELETE", &format!("/snapshots/{snap}"), "3.66", None);
+    assert_eq!(st, 202);
+    s.wait_gone("snapshots", &snap);
+    let expect = ["read -P 0x31 0 128k", "read -P 0x33 128k 256k", "read -P 0x32 384k 128k"];
+    let (ok, out) = qemu_io(&uri2, true, &expect);
+    assert!(ok, "{out}");
+
+    // Export names survive a restart (they are part of the attachment).
+    s.restart();
+    let (ok, out) = qemu_io(&uri1, true, &expect);
+    assert!(ok, "{out}");
+    s.wait_status("volumes", &vol, "in-use");
+
+    // Detaching one leaves the other connected and the volume in use.
+    let (st, body) = call(&s, "DELETE", &format!("/attachments/{first}"), "3.27", None);
+    assert_eq!(st, 200);
+    assert_eq!(body["attachments"].as_array().unwrap().len(), 1);
+    s.wait_status("volumes", &vol, "in-use");
+    let (ok, _) = qemu_io(&uri1, true, &["read 0 4k"]);
+    assert!(!ok, "detached export still served");
+    let (ok, out) = qemu_io(&uri2, true, &expect);
+    assert!(ok, "{out}");
+    assert!(common::check_all_images(&s.images_dir()) >= 1);
+}

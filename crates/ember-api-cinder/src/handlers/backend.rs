@@ -68,7 +68,7 @@ pub async fn pools(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
             "QoS_support": false,
             "thin_provisioning_support": true,
             "thick_provisioning_support": false,
-            "multiattach": false,
+            "multiattach": true,
             "timestamp": now,
             "updated": now,
         });
