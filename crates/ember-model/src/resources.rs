@@ -178,6 +178,10 @@ pub struct Snapshot {
     pub volume_type_id: Option<String>,
     /// The frozen image holding the snapshot's data, once taken.
     pub image: Option<ImageId>,
+    /// Secret part of the snapshot's read-only NBD export name, while it
+    /// is exported (Ember's `ember-export` action).
+    #[serde(default)]
+    pub export_secret: Option<String>,
     pub progress: String,
     pub error_reason: Option<String>,
     pub created_at: Timestamp,

@@ -24,6 +24,7 @@ pub struct NbdEndpoint {
 }
 
 const EXPORT_PREFIX: &str = "ember-";
+const SNAPSHOT_EXPORT_PREFIX: &str = "ember-snap-";
 
 /// The export name of an attachment's connection.
 pub fn export_name(volume: VolumeId, secret: &str) -> String {
@@ -36,16 +37,18 @@ fn new_secret() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The `connection_info` data of an attachment with a connection: what
-/// os-brick (or any NBD client) needs, plus Cinder's standard keys.
-pub fn connection_data(core: &core::Core, v: &Volume, a: &Attachment) -> Map<String, Value> {
+/// The export name of a snapshot's read-only export.
+pub fn snapshot_export_name(snapshot: SnapshotId, secret: &str) -> String {
+    format!("{SNAPSHOT_EXPORT_PREFIX}{snapshot}-{secret}")
+}
+
+/// `host`, `port`, `export_name` and `uri` of an export.
+fn endpoint_data(core: &core::Core, name: String) -> Map<String, Value> {
     let mut data = Map::new();
-    let Some(secret) = &a.export_secret else {
-        return data;
-    };
-    let name = export_name(v.id, secret);
-    let endpoint = core.config.nbd.clone();
-    let (host, port) = endpoint
+    let (host, port) = core
+        .config
+        .nbd
+        .clone()
         .map(|e| (Value::from(e.host), Value::from(e.port)))
         .unwrap_or((Value::Null, Value::Null));
     let uri = match (&host, &port) {
@@ -56,6 +59,28 @@ pub fn connection_data(core: &core::Core, v: &Volume, a: &Attachment) -> Map<Str
     data.insert("port".into(), port);
     data.insert("export_name".into(), json!(name));
     data.insert("uri".into(), uri);
+    data
+}
+
+/// The `connection_info` data of an exported snapshot (read-only).
+pub fn snapshot_connection_data(core: &core::Core, s: &Snapshot) -> Map<String, Value> {
+    let Some(secret) = &s.export_secret else {
+        return Map::new();
+    };
+    let mut data = endpoint_data(core, snapshot_export_name(s.id, secret));
+    data.insert("snapshot_id".into(), json!(s.id.to_string()));
+    data.insert("volume_id".into(), json!(s.volume_id.to_string()));
+    data.insert("access_mode".into(), json!("ro"));
+    data
+}
+
+/// The `connection_info` data of an attachment with a connection: what
+/// os-brick (or any NBD client) needs, plus Cinder's standard keys.
+pub fn connection_data(core: &core::Core, v: &Volume, a: &Attachment) -> Map<String, Value> {
+    let Some(secret) = &a.export_secret else {
+        return Map::new();
+    };
+    let mut data = endpoint_data(core, export_name(v.id, secret));
     data.insert("volume_id".into(), json!(v.id.to_string()));
     data.insert("access_mode".into(), json!(access_mode(a)));
     data.insert("encrypted".into(), json!(false));
@@ -560,6 +585,9 @@ impl Service {
     /// export server. Blocking. `None` for any name that is not a live
     /// connection: unknown, mistyped, or withdrawn.
     pub fn open_export(&self, name: &str) -> Option<VolumeExport> {
+        if let Some(rest) = name.strip_prefix(SNAPSHOT_EXPORT_PREFIX) {
+            return self.open_snapshot_export(rest);
+        }
         let rest = name.strip_prefix(EXPORT_PREFIX)?;
         let (volume, secret) = rest.rsplit_once('-')?;
         let volume = VolumeId::parse(volume)?;
@@ -578,12 +606,93 @@ impl Service {
         drop(live);
         Some(VolumeExport {
             core,
-            volume,
+            target: Target::Volume(volume),
             size: v.size_gib * GIB,
             read_only: a.mode == "ro",
             live: flag,
         })
     }
+
+    fn open_snapshot_export(&self, rest: &str) -> Option<VolumeExport> {
+        let (snapshot, secret) = rest.rsplit_once('-')?;
+        let snapshot = SnapshotId::parse(snapshot)?;
+        let core = self.core.clone();
+        let mut live = core.exports.lock().unwrap_or_else(|p| p.into_inner());
+        let s = core.store.read().ok()?.snapshot(snapshot).ok()??;
+        let known = s
+            .export_secret
+            .as_deref()
+            .is_some_and(|k| constant_time_eq(k.as_bytes(), secret.as_bytes()));
+        if !known || s.status != SnapshotStatus::Available {
+            return None;
+        }
+        let image = s.image?;
+        let io = core.open_chain(image, false).ok()?;
+        let flag = live
+            .entry(snapshot.0)
+            .or_insert_with(|| Arc::new(AtomicBool::new(true)))
+            .clone();
+        drop(live);
+        Some(VolumeExport {
+            core,
+            size: io.size(),
+            target: Target::Snapshot(io),
+            read_only: true,
+            live: flag,
+        })
+    }
+
+    /// Ember's `ember-export` snapshot action: a read-only NBD export of
+    /// the snapshot's data (the same name until `ember-unexport` or delete).
+    pub async fn export_snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
+        require_writer(caller, "volume:export_snapshot")?;
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let mut s = crate::snapshots::load_snapshot(tx.as_mut(), &caller, id)?;
+            if s.status != SnapshotStatus::Available {
+                return Err(ServiceError::InvalidSnapshot(format!(
+                    "Snapshot {id} status must be available to export, but current status is: {}.",
+                    s.status
+                )));
+            }
+            if s.export_secret.is_none() {
+                s.export_secret = Some(new_secret()?);
+                tx.put_snapshot(&s)?;
+                tx.commit()?;
+            }
+            Ok(s)
+        })
+        .await
+    }
+
+    /// `ember-unexport`: withdraws the snapshot's export; connected clients
+    /// are cut off.
+    pub async fn unexport_snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<()> {
+        require_writer(caller, "volume:export_snapshot")?;
+        let core = self.core.clone();
+        let caller = caller.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let mut s = crate::snapshots::load_snapshot(tx.as_mut(), &caller, id)?;
+            if s.export_secret.take().is_some() {
+                tx.put_snapshot(&s)?;
+                tx.commit()?;
+            }
+            core.revoke_export(id.0);
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// What an export reads and writes.
+enum Target {
+    /// An attached volume, through its slot.
+    Volume(VolumeId),
+    /// A snapshot's frozen chain, opened read-only.
+    Snapshot(Arc<dyn ember_storage::BlockIo>),
 }
 
 fn pick(v: Volume, id: uuid::Uuid) -> AttachmentView {
@@ -605,7 +714,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// holds new ones until the overlay switch is done.
 pub struct VolumeExport {
     core: Arc<core::Core>,
-    volume: VolumeId,
+    target: Target,
     size: u64,
     read_only: bool,
     live: Arc<AtomicBool>,
@@ -621,19 +730,35 @@ impl VolumeExport {
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
     }
+    fn io<R>(&self, f: impl FnOnce(&dyn ember_storage::BlockIo) -> Result<R>) -> Result<R> {
+        match &self.target {
+            Target::Volume(volume) => self.core.with_io(*volume, f),
+            Target::Snapshot(io) => f(io.as_ref()),
+        }
+    }
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(ServiceError::Forbidden(
+                "write to a read-only export".into(),
+            ));
+        }
+        Ok(())
+    }
     pub fn read(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.core
-            .with_io(self.volume, |io| Ok(io.read_at(buf, offset)?))
+        self.io(|io| Ok(io.read_at(buf, offset)?))
     }
     pub fn write(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.core
-            .with_io(self.volume, |io| Ok(io.write_at(buf, offset)?))
+        self.writable()?;
+        self.io(|io| Ok(io.write_at(buf, offset)?))
     }
     pub fn write_zeroes(&self, offset: u64, length: u64) -> Result<()> {
-        self.core
-            .with_io(self.volume, |io| Ok(io.write_zeroes(offset, length)?))
+        self.writable()?;
+        self.io(|io| Ok(io.write_zeroes(offset, length)?))
     }
     pub fn flush(&self) -> Result<()> {
-        self.core.with_io(self.volume, |io| Ok(io.flush()?))
+        match &self.target {
+            Target::Snapshot(_) => Ok(()),
+            Target::Volume(_) => self.io(|io| Ok(io.flush()?)),
+        }
     }
 }

@@ -176,10 +176,14 @@ impl Service {
                 }
                 snapshot.status = SnapshotStatus::Deleting;
                 snapshot.updated_at = Some(Timestamp::now());
+                let exported = snapshot.export_secret.take().is_some();
                 tx.put_snapshot(&snapshot)?;
                 let record = new_record::<snapshot_delete::SnapshotDelete>(&snapshot_delete::Params { snapshot_id: id });
                 tx.put_workflow(&record)?;
                 tx.commit()?;
+                if exported {
+                    core.revoke_export(id.0);
+                }
                 Ok(record)
             })
             .await?;
@@ -342,6 +346,7 @@ pub(crate) fn begin_snapshot_as(
         group_snapshot_id,
         volume_type_id: Some(type_id),
         image: None,
+        export_secret: None,
         progress: "0%".into(),
         error_reason: None,
         created_at: Timestamp::now(),

@@ -618,9 +618,10 @@ pub(crate) fn begin_volume(
         // As Cinder: the type's `multiattach: <is> True` extra spec, or the
         // (deprecated) request flag.
         multiattach: req.multiattach
-            || volume_type.extra_specs.get("multiattach").is_some_and(|v| {
-                v.split_whitespace().collect::<Vec<_>>() == ["<is>", "True"]
-            }),
+            || volume_type
+                .extra_specs
+                .get("multiattach")
+                .is_some_and(|v| v.split_whitespace().collect::<Vec<_>>() == ["<is>", "True"]),
         attachments: vec![],
         image: None,
         error_reason: None,

@@ -18,6 +18,7 @@ fn snapshot(project: &str, volume: VolumeId, name: &str, created: i64, size: u64
         group_snapshot_id: None,
         volume_type_id: None,
         image: None,
+        export_secret: None,
         progress: "100%".into(),
         error_reason: None,
         created_at: Timestamp(created),

@@ -22,6 +22,7 @@ fn io_error(e: ServiceError) -> io::Error {
     match e {
         ServiceError::StorageFull => io::Error::from(io::ErrorKind::StorageFull),
         ServiceError::InvalidInput(m) => io::Error::new(io::ErrorKind::InvalidInput, m),
+        ServiceError::Forbidden(m) => io::Error::new(io::ErrorKind::PermissionDenied, m),
         other => io::Error::other(other.to_string()),
     }
 }

@@ -494,6 +494,38 @@ fn snapshots_taken_while_qemu_io_writes_hold_exactly_the_acknowledged_writes() {
             || out.contains("read-only"),
         "{out}"
     );
+
+    // The same snapshot exported read-only (Ember's `ember-export`).
+    let (st, body) = call(
+        &s,
+        "POST",
+        &format!("/snapshots/{snap}/action"),
+        "3.0",
+        Some(json!({"ember-export": {}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let data = &body["connection_info"]["data"];
+    assert_eq!(data["access_mode"], "ro");
+    let snap_uri = data["uri"].as_str().unwrap().to_string();
+    let (ok, out) = qemu_io(&snap_uri, true, &[&first, &last, &past]);
+    assert!(ok, "{out}");
+    let (_, out) = qemu_io(&snap_uri, false, &["write -P 9 0 4k"]);
+    assert!(
+        out.contains("Permission denied")
+            || out.contains("not permitted")
+            || out.contains("read-only"),
+        "{out}"
+    );
+    let (st, _) = call(
+        &s,
+        "POST",
+        &format!("/snapshots/{snap}/action"),
+        "3.0",
+        Some(json!({"ember-unexport": {}})),
+    );
+    assert_eq!(st, 202);
+    let (ok, _) = qemu_io(&snap_uri, true, &["read 0 4k"]);
+    assert!(!ok, "unexported snapshot still served");
     assert!(common::check_all_images(&s.images_dir()) >= 10);
 }
 
@@ -503,10 +535,16 @@ fn multiattach_exports_share_one_volume_across_snapshot_delete_and_restart() {
     let (st, body) = s.admin(
         "POST",
         "/types",
-        Some(json!({"volume_type": {"name": "multi", "extra_specs": {"multiattach": "<is> True"}}})),
+        Some(
+            json!({"volume_type": {"name": "multi", "extra_specs": {"multiattach": "<is> True"}}}),
+        ),
     );
     assert_eq!(st, 200, "{body}");
-    let (st, body) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1, "volume_type": "multi"}})));
+    let (st, body) = s.admin(
+        "POST",
+        "/volumes",
+        Some(json!({"volume": {"size": 1, "volume_type": "multi"}})),
+    );
     assert_eq!(st, 202, "{body}");
     let vol = body["volume"]["id"].as_str().unwrap().to_string();
     let v = s.wait_status("volumes", &vol, "available");
@@ -519,22 +557,40 @@ fn multiattach_exports_share_one_volume_across_snapshot_delete_and_restart() {
     assert_eq!(v["attachments"].as_array().unwrap().len(), 2);
     let (ok, out) = qemu_io(&uri1, false, &["write -P 0x31 0 256k"]);
     assert!(ok, "{out}");
-    let (ok, out) = qemu_io(&uri2, false, &["read -P 0x31 0 256k", "write -P 0x32 256k 256k"]);
+    let (ok, out) = qemu_io(
+        &uri2,
+        false,
+        &["read -P 0x31 0 256k", "write -P 0x32 256k 256k"],
+    );
     assert!(ok, "{out}");
 
     // A snapshot of the attached volume, more writes, then the snapshot is
     // deleted while attached: its layer merges into the live overlay.
-    let (st, body) = call(&s, "POST", "/snapshots", "3.66", Some(json!({"snapshot": {"volume_id": vol}})));
+    let (st, body) = call(
+        &s,
+        "POST",
+        "/snapshots",
+        "3.66",
+        Some(json!({"snapshot": {"volume_id": vol}})),
+    );
     assert_eq!(st, 202, "{body}");
     let snap = body["snapshot"]["id"].as_str().unwrap().to_string();
     s.wait_status("snapshots", &snap, "available");
     let (ok, out) = qemu_io(&uri1, false, &["write -P 0x33 128k 256k"]);
     assert!(ok, "{out}");
-    assert!(s.read("snapshots", &snap, 128 << 10, 128 << 10).iter().all(|&b| b == 0x31));
+    assert!(
+        s.read("snapshots", &snap, 128 << 10, 128 << 10)
+            .iter()
+            .all(|&b| b == 0x31)
+    );
     let (st, _) = call(&s, "DELETE", &format!("/snapshots/{snap}"), "3.66", None);
     assert_eq!(st, 202);
     s.wait_gone("snapshots", &snap);
-    let expect = ["read -P 0x31 0 128k", "read -P 0x33 128k 256k", "read -P 0x32 384k 128k"];
+    let expect = [
+        "read -P 0x31 0 128k",
+        "read -P 0x33 128k 256k",
+        "read -P 0x32 384k 128k",
+    ];
     let (ok, out) = qemu_io(&uri2, true, &expect);
     assert!(ok, "{out}");
 

@@ -188,6 +188,15 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
             svc.reset_snapshot_status(&req.caller, id, status).await?;
         }
         "os-force_delete" => svc.delete_snapshot(&req.caller, id, true).await?,
+        // Ember's own: a read-only NBD export of the snapshot's data.
+        "ember-export" => {
+            let s = svc.export_snapshot(&req.caller, id).await?;
+            let data = ember_service::attachments::snapshot_connection_data(svc.core(), &s);
+            return Ok(Reply::ok(
+                json!({"connection_info": {"driver_volume_type": "nbd", "data": data}}),
+            ));
+        }
+        "ember-unexport" => svc.unexport_snapshot(&req.caller, id).await?,
         "os-update_snapshot_status" => {
             let status = parse_status(args)?;
             let progress = args
