@@ -38,6 +38,16 @@ struct Args {
     /// Also write the table as JSON to this file.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Run only these scenario groups (comma-separated: create, size,
+    /// chain, scale, data); all when absent.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 const PROJECT: &str = "b0000000000000000000000000000001";
@@ -220,15 +230,25 @@ fn start(args: &Args) -> Result<Server> {
             base: url.trim_end_matches('/').to_string(),
         });
     }
-    let ember = match &args.ember {
+    let ember = ember_binary(args)?;
+    spawn_ember(&ember, tempfile::tempdir()?).map(|(s, _)| s)
+}
+
+fn ember_binary(args: &Args) -> Result<std::path::PathBuf> {
+    Ok(match &args.ember {
         Some(p) => p.clone(),
         None => std::env::current_exe()?.with_file_name("ember"),
-    };
+    })
+}
+
+/// Starts `ember serve` on `data`; returns it and the time until it first
+/// answered a request.
+fn spawn_ember(ember: &std::path::Path, data: tempfile::TempDir) -> Result<(Server, Duration)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let data = tempfile::tempdir()?;
-    let child = Command::new(&ember)
+    let started = Instant::now();
+    let child = Command::new(ember)
         // noauth: the figures are of the block storage API, not of token checks
         // (an embedded-identity token check is one HMAC, microseconds).
         .args([
@@ -251,16 +271,40 @@ fn start(args: &Args) -> Result<Server> {
     let http = reqwest::blocking::Client::new();
     let t = Instant::now();
     while http.get(&base).send().is_err() {
-        if t.elapsed() > Duration::from_secs(30) {
+        if t.elapsed() > Duration::from_secs(120) {
             bail!("ember did not start");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(1));
     }
-    Ok(Server {
-        child: Some(child),
-        _data: Some(data),
-        base,
-    })
+    let ready = started.elapsed();
+    Ok((
+        Server {
+            child: Some(child),
+            _data: Some(data),
+            base,
+        },
+        ready,
+    ))
+}
+
+impl Server {
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+}
+
+/// Resident memory (MiB) and open file descriptors of a process.
+fn resources(pid: u32) -> Option<(f64, usize)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
+    Some((rss_kib / 1024.0, fds))
 }
 
 /// Image files in the server's data directory, when this tool started it.
@@ -293,182 +337,246 @@ fn main() -> Result<()> {
         bail!("setting quotas: {st} {b}");
     }
     let mut rows: Vec<Row> = vec![];
+    if let Some((rss, fds)) = server.pid().and_then(resources) {
+        rows.push(Row {
+            scenario: "resident memory, idle after start".into(),
+            value: rss,
+            unit: "MiB",
+            reference: None,
+        });
+        rows.push(Row {
+            scenario: "open file descriptors, idle".into(),
+            value: fds as f64,
+            unit: "fds",
+            reference: None,
+        });
+    }
     let sequential = if args.quick { 50 } else { 500 };
     let qemu_ref = qemu_img_overlay_ms("1G", if args.quick { 10 } else { 50 });
 
-    // Sequential snapshot creates of one volume.
-    let vol = client.volume(1)?;
-    let (mut accepted, mut available) = (vec![], vec![]);
-    for _ in 0..sequential {
-        let (a, b, _) = client.snapshot(&vol)?;
-        accepted.push(a);
-        available.push(b);
-    }
-    let reference = qemu_ref.map(|r| ("qemu-img create -b (median)".to_string(), r));
-    rows.push(Row {
-        scenario: "snapshot create → 202, p50 (sequential)".into(),
-        value: percentile(&mut accepted, 0.5),
-        unit: "ms",
-        reference: None,
-    });
-    rows.push(Row {
-        scenario: "snapshot create → 202, p99 (sequential)".into(),
-        value: percentile(&mut accepted, 0.99),
-        unit: "ms",
-        reference: None,
-    });
-    rows.push(Row {
-        scenario: "snapshot create → available, p50 (sequential)".into(),
-        value: percentile(&mut available, 0.5),
-        unit: "ms",
-        reference: reference.clone(),
-    });
-    rows.push(Row {
-        scenario: "snapshot create → available, p99 (sequential)".into(),
-        value: percentile(&mut available, 0.99),
-        unit: "ms",
-        reference: None,
-    });
+    if args.wants("create") {
+        // Sequential snapshot creates of one volume.
+        let vol = client.volume(1)?;
+        let (mut accepted, mut available) = (vec![], vec![]);
+        for _ in 0..sequential {
+            let (a, b, _) = client.snapshot(&vol)?;
+            accepted.push(a);
+            available.push(b);
+        }
+        let reference = qemu_ref.map(|r| ("qemu-img create -b (median)".to_string(), r));
+        rows.push(Row {
+            scenario: "snapshot create → 202, p50 (sequential)".into(),
+            value: percentile(&mut accepted, 0.5),
+            unit: "ms",
+            reference: None,
+        });
+        rows.push(Row {
+            scenario: "snapshot create → 202, p99 (sequential)".into(),
+            value: percentile(&mut accepted, 0.99),
+            unit: "ms",
+            reference: None,
+        });
+        rows.push(Row {
+            scenario: "snapshot create → available, p50 (sequential)".into(),
+            value: percentile(&mut available, 0.5),
+            unit: "ms",
+            reference: reference.clone(),
+        });
+        rows.push(Row {
+            scenario: "snapshot create → available, p99 (sequential)".into(),
+            value: percentile(&mut available, 0.99),
+            unit: "ms",
+            reference: None,
+        });
 
-    // Concurrent clients, each on its own volume.
-    for clients in [8usize, 32] {
-        let per_client = if args.quick { 10 } else { 50 };
-        let vols: Vec<String> = (0..clients)
-            .map(|_| client.volume(1))
-            .collect::<Result<_>>()?;
-        let t = Instant::now();
-        let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
-            let handles: Vec<_> = vols
-                .iter()
-                .map(|v| {
-                    let c = Client {
-                        http: client.http.clone(),
-                        base: client.base.clone(),
-                    };
+        // Concurrent clients, each on its own volume.
+        for clients in [8usize, 32] {
+            let per_client = if args.quick { 10 } else { 50 };
+            let vols: Vec<String> = (0..clients)
+                .map(|_| client.volume(1))
+                .collect::<Result<_>>()?;
+            let t = Instant::now();
+            let done = std::sync::atomic::AtomicBool::new(false);
+            let peak = std::sync::Mutex::new((0.0f64, 0usize));
+            let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
+                if let Some(pid) = server.pid() {
+                    let (done, peak) = (&done, &peak);
                     s.spawn(move || {
-                        (0..per_client)
-                            .map(|_| c.snapshot(v).map(|r| r.1))
-                            .collect::<Result<Vec<_>>>()
+                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                            if let Some((rss, fds)) = resources(pid) {
+                                let mut p = peak.lock().unwrap();
+                                *p = (p.0.max(rss), p.1.max(fds));
+                            }
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                    });
+                }
+                let handles: Vec<_> = vols
+                    .iter()
+                    .map(|v| {
+                        let c = Client {
+                            http: client.http.clone(),
+                            base: client.base.clone(),
+                        };
+                        s.spawn(move || {
+                            (0..per_client)
+                                .map(|_| c.snapshot(v).map(|r| r.1))
+                                .collect::<Result<Vec<_>>>()
+                        })
                     })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let elapsed = t.elapsed();
-        let mut all = vec![];
-        for r in results {
-            all.extend(r?);
-        }
-        let n = all.len();
-        rows.push(Row {
-            scenario: format!("snapshot create → available, p50 ({clients} clients)"),
-            value: percentile(&mut all, 0.5),
-            unit: "ms",
-            reference: None,
-        });
-        rows.push(Row {
-            scenario: format!("snapshot create → available, p99 ({clients} clients)"),
-            value: percentile(&mut all, 0.99),
-            unit: "ms",
-            reference: None,
-        });
-        rows.push(Row {
-            scenario: format!("snapshots completed per second ({clients} clients)"),
-            value: n as f64 / elapsed.as_secs_f64(),
-            unit: "/s",
-            reference: None,
-        });
-    }
-
-    // Cost against size, 64 MiB of data in each volume.
-    let data_mib = if args.quick { 16 } else { 64 };
-    let mut first: Option<(f64, f64, f64)> = None;
-    for (label, gib) in [("1 GiB", 1u64), ("64 GiB", 64), ("1 TiB", 1024)] {
-        let vol = client.volume(gib)?;
-        client.write_mib(&vol, data_mib, 0xa5)?;
-        let (_, snap_time, snap) = client.snapshot(&vol)?;
-        // Data written after the snapshot sits in the volume's new layer;
-        // the snapshot's own layer holds the first write.
-        let t = Instant::now();
-        let (st, b) = client.call(
-            "POST",
-            "/volumes",
-            Some(json!({"volume": {"snapshot_id": snap}})),
-        )?;
-        if st != 202 {
-            bail!("clone: {st} {b}");
-        }
-        let clone = b["volume"]["id"].as_str().context("clone id")?.to_string();
-        client.wait("volumes", &clone, "available")?;
-        let clone_time = t.elapsed();
-        // Delete the clone first, so deleting the snapshot merges its layer
-        // (holding the data) into the volume's top.
-        client.call("DELETE", &format!("/volumes/{clone}"), None)?;
-        client.wait_gone("volumes", &clone)?;
-        // Let the clone's own clean-up finish before counting files.
-        let mut images_before = image_count(&server);
-        if images_before.is_some() {
-            let mut stable = 0;
-            while stable < 5 {
-                std::thread::sleep(Duration::from_millis(5));
-                let now = image_count(&server);
-                stable = if now == images_before { stable + 1 } else { 0 };
-                images_before = now;
+                    .collect();
+                let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                out
+            });
+            let (peak_rss, peak_fds) = *peak.lock().unwrap();
+            let elapsed = t.elapsed();
+            let mut all = vec![];
+            for r in results {
+                all.extend(r?);
+            }
+            let n = all.len();
+            rows.push(Row {
+                scenario: format!("snapshot create → available, p50 ({clients} clients)"),
+                value: percentile(&mut all, 0.5),
+                unit: "ms",
+                reference: None,
+            });
+            rows.push(Row {
+                scenario: format!("snapshot create → available, p99 ({clients} clients)"),
+                value: percentile(&mut all, 0.99),
+                unit: "ms",
+                reference: None,
+            });
+            rows.push(Row {
+                scenario: format!("snapshots completed per second ({clients} clients)"),
+                value: n as f64 / elapsed.as_secs_f64(),
+                unit: "/s",
+                reference: None,
+            });
+            if peak_rss > 0.0 {
+                rows.push(Row {
+                    scenario: format!("resident memory, peak under {clients} clients"),
+                    value: peak_rss,
+                    unit: "MiB",
+                    reference: None,
+                });
+                rows.push(Row {
+                    scenario: format!("open file descriptors, peak under {clients} clients"),
+                    value: peak_fds as f64,
+                    unit: "fds",
+                    reference: None,
+                });
             }
         }
-        let t = Instant::now();
-        client.call("DELETE", &format!("/snapshots/{snap}"), None)?;
-        client.wait_gone("snapshots", &snap)?;
-        // The record goes first; the merge of the layer follows in the same
-        // workflow. With our own data directory, wait for the file to go.
-        if let Some(before) = images_before {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while image_count(&server).is_some_and(|n| n >= before) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_micros(200));
+    }
+    if args.wants("size") {
+        // Cost against size, 64 MiB of data in each volume.
+        let data_mib = if args.quick { 16 } else { 64 };
+        let mut first: Option<(f64, f64, f64)> = None;
+        for (label, gib) in [("1 GiB", 1u64), ("64 GiB", 64), ("1 TiB", 1024)] {
+            let vol = client.volume(gib)?;
+            client.write_mib(&vol, data_mib, 0xa5)?;
+            let (_, snap_time, snap) = client.snapshot(&vol)?;
+            // Data written after the snapshot sits in the volume's new layer;
+            // the snapshot's own layer holds the first write.
+            let t = Instant::now();
+            let (st, b) = client.call(
+                "POST",
+                "/volumes",
+                Some(json!({"volume": {"snapshot_id": snap}})),
+            )?;
+            if st != 202 {
+                bail!("clone: {st} {b}");
             }
+            let clone = b["volume"]["id"].as_str().context("clone id")?.to_string();
+            client.wait("volumes", &clone, "available")?;
+            let clone_time = t.elapsed();
+            // Delete the clone first, so deleting the snapshot merges its layer
+            // (holding the data) into the volume's top.
+            client.call("DELETE", &format!("/volumes/{clone}"), None)?;
+            client.wait_gone("volumes", &clone)?;
+            // Let the clone's own clean-up finish before counting files.
+            let mut images_before = image_count(&server);
+            if images_before.is_some() {
+                let mut stable = 0;
+                while stable < 5 {
+                    std::thread::sleep(Duration::from_millis(5));
+                    let now = image_count(&server);
+                    stable = if now == images_before { stable + 1 } else { 0 };
+                    images_before = now;
+                }
+            }
+            let t = Instant::now();
+            client.call("DELETE", &format!("/snapshots/{snap}"), None)?;
+            client.wait_gone("snapshots", &snap)?;
+            // The record goes first; the merge of the layer follows in the same
+            // workflow. With our own data directory, wait for the file to go.
+            if let Some(before) = images_before {
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while image_count(&server).is_some_and(|n| n >= before) && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            let delete_time = t.elapsed();
+            let now = (ms(snap_time), ms(clone_time), ms(delete_time));
+            let base = *first.get_or_insert(now);
+            let ratio_ref = |v: f64, b: f64| {
+                if label == "1 GiB" {
+                    None
+                } else {
+                    Some(("same op at 1 GiB".to_string(), b)).filter(|_| v >= 0.0)
+                }
+            };
+            rows.push(Row {
+                scenario: format!(
+                    "snapshot create → available, {label} volume, {data_mib} MiB data"
+                ),
+                value: now.0,
+                unit: "ms",
+                reference: ratio_ref(now.0, base.0),
+            });
+            rows.push(Row {
+                scenario: format!("volume from snapshot → available, {label}"),
+                value: now.1,
+                unit: "ms",
+                reference: ratio_ref(now.1, base.1),
+            });
+            rows.push(Row {
+                scenario: format!("snapshot delete, {data_mib} MiB merged → done, {label}"),
+                value: now.2,
+                unit: "ms",
+                reference: ratio_ref(now.2, base.2),
+            });
+            client.call("DELETE", &format!("/volumes/{vol}"), None)?;
         }
-        let delete_time = t.elapsed();
-        let now = (ms(snap_time), ms(clone_time), ms(delete_time));
-        let base = *first.get_or_insert(now);
-        let ratio_ref = |v: f64, b: f64| {
-            if label == "1 GiB" {
-                None
-            } else {
-                Some(("same op at 1 GiB".to_string(), b)).filter(|_| v >= 0.0)
-            }
-        };
-        rows.push(Row {
-            scenario: format!("snapshot create → available, {label} volume, {data_mib} MiB data"),
-            value: now.0,
-            unit: "ms",
-            reference: ratio_ref(now.0, base.0),
-        });
-        rows.push(Row {
-            scenario: format!("volume from snapshot → available, {label}"),
-            value: now.1,
-            unit: "ms",
-            reference: ratio_ref(now.1, base.1),
-        });
-        rows.push(Row {
-            scenario: format!("snapshot delete, {data_mib} MiB merged → done, {label}"),
-            value: now.2,
-            unit: "ms",
-            reference: ratio_ref(now.2, base.2),
-        });
-        client.call("DELETE", &format!("/volumes/{vol}"), None)?;
+        if let Some(r) = qemu_img_overlay_ms("1T", if args.quick { 10 } else { 50 }) {
+            rows.push(Row {
+                scenario: "reference: qemu-img create -b, 1 TiB base (median)".into(),
+                value: r,
+                unit: "ms",
+                reference: None,
+            });
+        }
     }
-    if let Some(r) = qemu_img_overlay_ms("1T", if args.quick { 10 } else { 50 }) {
-        rows.push(Row {
-            scenario: "reference: qemu-img create -b, 1 TiB base (median)".into(),
-            value: r,
-            unit: "ms",
-            reference: None,
-        });
+    if args.wants("chain") {
+        match chain_depth_rows(&client, args.quick) {
+            Ok(more) => rows.extend(more),
+            Err(e) => eprintln!("chain depth scenarios failed: {e:#}"),
+        }
     }
-
-    match data_path_rows(&client, &args) {
-        Ok(more) => rows.extend(more),
-        Err(e) => eprintln!("data path scenarios skipped: {e:#}"),
+    if args.url.is_none() && args.wants("scale") {
+        match scale_rows(&args) {
+            Ok(more) => rows.extend(more),
+            Err(e) => eprintln!("scale scenarios failed: {e:#}"),
+        }
+    }
+    if args.wants("data") {
+        match data_path_rows(&client, &args) {
+            Ok(more) => rows.extend(more),
+            Err(e) => eprintln!("data path scenarios skipped: {e:#}"),
+        }
     }
 
     print_table(&rows);
@@ -486,6 +594,230 @@ fn main() -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
+}
+
+fn median_ms(mut samples: Vec<Duration>) -> f64 {
+    percentile(&mut samples, 0.5)
+}
+
+/// Reads 4 KiB written below a chain of N snapshots, and times a snapshot
+/// create at that depth, for N in 1, 16, 128, 1024 (quick: up to 128).
+fn chain_depth_rows(client: &Client, quick: bool) -> Result<Vec<Row>> {
+    let depths: &[usize] = if quick {
+        &[1, 16, 128]
+    } else {
+        &[1, 16, 128, 1024]
+    };
+    let vol = client.volume(1)?;
+    client.write_mib(&vol, 1, 0x5a)?;
+    let read = |n: usize| -> Result<Vec<Duration>> {
+        let url = format!(
+            "{}/v3/{PROJECT}/volumes/{vol}/data?offset=0&length=4096",
+            client.base
+        );
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                let resp = client
+                    .http
+                    .get(&url)
+                    .header("X-Auth-Token", format!("admin:{PROJECT}"))
+                    .send()?;
+                let body = resp.bytes()?;
+                if body.len() != 4096 || body[0] != 0x5a {
+                    bail!("wrong bytes at the bottom of the chain");
+                }
+                Ok(t.elapsed())
+            })
+            .collect()
+    };
+    let mut rows = vec![];
+    let mut depth = 0;
+    let mut base: Option<(f64, f64)> = None;
+    for &target in depths {
+        let mut last_create = Duration::ZERO;
+        while depth < target {
+            last_create = client.snapshot(&vol)?.1;
+            depth += 1;
+        }
+        read(3)?; // the chain reopens after the last switch
+        let read_ms = median_ms(read(50)?);
+        let create_ms = {
+            let mut times = vec![last_create];
+            for _ in 0..4 {
+                times.push(client.snapshot(&vol)?.1);
+                depth += 1;
+            }
+            median_ms(times)
+        };
+        let (read_ref, create_ref) = *base.get_or_insert((read_ms, create_ms));
+        let r = |v: f64, b: f64| {
+            (target > 1)
+                .then(|| ("same at depth 1".to_string(), b))
+                .filter(|_| v.is_finite())
+        };
+        rows.push(Row {
+            scenario: format!(
+                "read 4 KiB at the bottom of {target} snapshots (HTTP data API, p50)"
+            ),
+            value: read_ms,
+            unit: "ms",
+            reference: r(read_ms, read_ref),
+        });
+        rows.push(Row {
+            scenario: format!("snapshot create → available at depth {target} (p50 of 5)"),
+            value: create_ms,
+            unit: "ms",
+            reference: r(create_ms, create_ref),
+        });
+    }
+    Ok(rows)
+}
+
+/// A store of N snapshots (100 000; quick: 10 000) over 1000 volumes,
+/// written straight into a fresh data directory's SQLite before Ember
+/// starts: start-up time, a detail page of 1000, a filtered page and a show.
+/// Metadata only: the snapshots have no image files.
+fn scale_rows(args: &Args) -> Result<Vec<Row>> {
+    use ember_model::*;
+    use ember_store::MetadataStore;
+    let n: usize = if args.quick { 10_000 } else { 100_000 };
+    let data = tempfile::tempdir()?;
+    let project = ProjectId(PROJECT.into());
+    let user = UserId("bench".into());
+    let seeded = Instant::now();
+    let mut some_volume = None;
+    let mut some_snapshot = None;
+    {
+        let store = ember_store::sqlite::SqliteStore::open(&data.path().join("ember.db"))?;
+        let mut tx = store.write()?;
+        let volumes: Vec<VolumeId> = (0..1000).map(|_| VolumeId::new()).collect();
+        for (i, v) in volumes.iter().enumerate() {
+            tx.put_volume(&Volume {
+                id: *v,
+                project_id: project.clone(),
+                user_id: user.clone(),
+                name: Some(format!("scale-{i}")),
+                description: None,
+                size_gib: 1,
+                status: VolumeStatus::Available,
+                availability_zone: "nova".into(),
+                volume_type: "__DEFAULT__".into(),
+                volume_type_id: None,
+                group_id: None,
+                snapshot_id: None,
+                source_volid: None,
+                metadata: Metadata::new(),
+                bootable: false,
+                multiattach: false,
+                attachments: vec![],
+                image: None,
+                error_reason: None,
+                created_at: Timestamp::now(),
+                updated_at: None,
+            })?;
+        }
+        for i in 0..n {
+            let id = SnapshotId::new();
+            let volume = volumes[i % volumes.len()];
+            some_volume.get_or_insert(volume);
+            some_snapshot = Some(id);
+            tx.put_snapshot(&Snapshot {
+                id,
+                project_id: project.clone(),
+                user_id: user.clone(),
+                volume_id: volume,
+                name: Some(format!("snap-{i}")),
+                description: None,
+                size_gib: 1,
+                status: if i % 10 == 0 {
+                    SnapshotStatus::Error
+                } else {
+                    SnapshotStatus::Available
+                },
+                metadata: Metadata::new(),
+                group_snapshot_id: None,
+                volume_type_id: None,
+                image: None,
+                export_secret: None,
+                progress: "100%".into(),
+                error_reason: None,
+                created_at: Timestamp::now(),
+                updated_at: None,
+            })?;
+        }
+        tx.commit()?;
+    }
+    eprintln!(
+        "seeded {n} snapshots in {:.1} s",
+        seeded.elapsed().as_secs_f64()
+    );
+    let (server, ready) = spawn_ember(&ember_binary(args)?, data)?;
+    let client = Client {
+        http: reqwest::blocking::Client::new(),
+        base: server.base.clone(),
+    };
+    let time = |path: &str, reps: usize| -> Result<f64> {
+        let mut samples = vec![];
+        for _ in 0..reps {
+            let t = Instant::now();
+            let (st, body) = client.call("GET", path, None)?;
+            if st != 200 {
+                bail!("{path}: {st} {body}");
+            }
+            samples.push(t.elapsed());
+        }
+        Ok(median_ms(samples))
+    };
+    let label = if n >= 100_000 {
+        "100 000".to_string()
+    } else {
+        n.to_string()
+    };
+    let volume = some_volume.context("a volume")?;
+    let snapshot = some_snapshot.context("a snapshot")?;
+    let mut rows = vec![Row {
+        scenario: format!("start-up to first answer, {label} snapshots in store"),
+        value: ms(ready),
+        unit: "ms",
+        reference: None,
+    }];
+    rows.push(Row {
+        scenario: format!("GET snapshots/detail, page of 1000 of {label} (p50)"),
+        value: time("/snapshots/detail?limit=1000", 20)?,
+        unit: "ms",
+        reference: None,
+    });
+    rows.push(Row {
+        scenario: format!("GET snapshots/detail?status=available&volume_id=…, of {label} (p50)"),
+        value: time(
+            &format!("/snapshots/detail?status=available&volume_id={volume}&limit=1000"),
+            20,
+        )?,
+        unit: "ms",
+        reference: None,
+    });
+    rows.push(Row {
+        scenario: format!("GET snapshots/detail, page of 1000 sorted by name, of {label} (p50)"),
+        value: time("/snapshots/detail?limit=1000&sort=display_name:asc", 10)?,
+        unit: "ms",
+        reference: None,
+    });
+    rows.push(Row {
+        scenario: format!("GET snapshots/{{id}}, of {label} (p50)"),
+        value: time(&format!("/snapshots/{snapshot}"), 200)?,
+        unit: "ms",
+        reference: None,
+    });
+    if let Some((rss, _)) = server.pid().and_then(resources) {
+        rows.push(Row {
+            scenario: format!("resident memory after these, {label} snapshots"),
+            value: rss,
+            unit: "MiB",
+            reference: None,
+        });
+    }
+    Ok(rows)
 }
 
 /// One fio run against an NBD URI: (MiB/s, IOPS).
