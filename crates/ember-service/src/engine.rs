@@ -88,6 +88,19 @@ impl Faults {
         self.repeat.store(on, Ordering::SeqCst);
     }
 
+    /// Whether a fault is planned for workflows of `kind` (or steps are to
+    /// repeat): the fast paths that bypass a workflow then step aside, so
+    /// the workflow itself is what the test exercises.
+    pub fn planned_for(&self, kind: &str) -> bool {
+        let is = |slot: &Mutex<Option<(String, usize)>>| {
+            slot.lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|(k, _)| k == kind)
+        };
+        self.repeat.load(Ordering::SeqCst) || is(&self.fail_at) || is(&self.crash_at)
+    }
+
     fn take(slot: &Mutex<Option<(String, usize)>>, kind: &str, step: usize) -> bool {
         let mut slot = slot.lock().unwrap();
         if slot.as_ref().is_some_and(|(k, s)| k == kind && *s == step) {

@@ -32,14 +32,27 @@ impl Service {
         let caller = caller.clone();
         let (snapshot, record) = self
             .run_blocking(move || {
+                let req = match take_snapshot_now(&core, &caller, req)? {
+                    Taken::Now(snapshot) => return Ok((snapshot, None)),
+                    Taken::Later(req) => req,
+                };
                 let mut tx = core.store.write()?;
-                let made = begin_snapshot(tx.as_mut(), &caller, req, None)?;
+                let (snapshot, record) = begin_snapshot(tx.as_mut(), &caller, req, None)?;
                 tx.commit()?;
-                Ok(made)
+                Ok((snapshot, Some(record)))
             })
             .await?;
-        self.start(record);
-        Ok(snapshot)
+        if let Some(record) = record {
+            self.start(record);
+        }
+        // The response shows the snapshot as accepted, `creating`, as every
+        // snapshot API documents it; a GET shows it `available` at once.
+        Ok(Snapshot {
+            status: SnapshotStatus::Creating,
+            progress: "0%".into(),
+            updated_at: None,
+            ..snapshot
+        })
     }
 
     pub async fn snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
@@ -317,6 +330,27 @@ pub(crate) fn begin_snapshot_as(
     snapshot_id: SnapshotId,
     new_top: ImageId,
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
+    let (volume, snapshot) = prepare_snapshot(tx, caller, req, group_snapshot_id, snapshot_id)?;
+    tx.put_snapshot(&snapshot)?;
+    let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
+        snapshot_id: snapshot.id,
+        volume_id: volume.id,
+        new_top,
+    });
+    tx.put_workflow(&record)?;
+    Ok((snapshot, record))
+}
+
+/// The rules of a new snapshot, checked in the caller's transaction: the
+/// volume's state, and the quota (reserved here). Returns the volume and
+/// the snapshot record, `creating`, not yet stored.
+fn prepare_snapshot(
+    tx: &mut dyn ember_store::Tx,
+    caller: &Caller,
+    req: CreateSnapshot,
+    group_snapshot_id: Option<String>,
+    snapshot_id: SnapshotId,
+) -> Result<(Volume, Snapshot)> {
     let volume = load_volume(tx, caller, req.volume_id)?;
     let allowed = volume.status == VolumeStatus::Available
         || (volume.status == VolumeStatus::InUse && req.allow_in_use);
@@ -352,12 +386,98 @@ pub(crate) fn begin_snapshot_as(
         created_at: Timestamp::now(),
         updated_at: None,
     };
-    tx.put_snapshot(&snapshot)?;
-    let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
-        snapshot_id: snapshot.id,
-        volume_id: volume.id,
-        new_top,
-    });
-    tx.put_workflow(&record)?;
-    Ok((snapshot, record))
+    Ok((volume, snapshot))
+}
+
+/// What `take_snapshot_now` did.
+pub(crate) enum Taken {
+    /// The snapshot exists, `available`, durably (image and metadata).
+    Now(Snapshot),
+    /// The fast path could not run (no data yet, a storage error): the
+    /// request goes the workflow way, which reports the outcome.
+    Later(CreateSnapshot),
+}
+
+/// Takes a snapshot inside the request: quiesce the volume, create the new
+/// overlay (fsync'd), and in one transaction check the rules, reserve the
+/// quota, freeze the old top as the snapshot and switch the volume. Three
+/// fsyncs and no workflow record: a crash before the commit leaves only an
+/// unreferenced overlay file, which the start-up sweep removes; after it,
+/// the snapshot is complete. The same switch the `snapshot_create`
+/// workflow makes, which remains for retries and group snapshots.
+pub(crate) fn take_snapshot_now(
+    core: &crate::core::Core,
+    caller: &Caller,
+    req: CreateSnapshot,
+) -> Result<Taken> {
+    use crate::engine::Workflow;
+    if core
+        .faults
+        .planned_for(snapshot_create::SnapshotCreate::KIND)
+    {
+        return Ok(Taken::Later(req));
+    }
+    // Find the volume first, so unknown ids never get an I/O slot.
+    let volume = load_volume(core.store.read()?.as_mut(), caller, req.volume_id)?;
+    let size = volume.size_gib * GIB;
+    let slot = core.slot(volume.id);
+    let guard = core.quiesce(&slot)?;
+    // The top as it is now that I/O is held (a chain change may have won
+    // the race for the slot).
+    let Some(top) = core.store.read()?.volume(volume.id)?.and_then(|v| v.image) else {
+        return Ok(Taken::Later(req));
+    };
+    let new_top = ImageId::new();
+    if let Err(e) = core.driver.create_image(new_top, size, Some(top)) {
+        tracing::warn!(volume = %volume.id, error = %e, "snapshot fast path failed; using the workflow");
+        let _ = core.driver.delete_image(new_top);
+        return Ok(Taken::Later(req));
+    }
+    let committed = (|| -> Result<Snapshot> {
+        let mut tx = core.store.write()?;
+        let (mut volume, mut snapshot) =
+            prepare_snapshot(tx.as_mut(), caller, req.clone(), None, SnapshotId::new())?;
+        if volume.image != Some(top) || volume.size_gib * GIB != size {
+            return Err(ServiceError::Conflict(
+                "the volume changed while the snapshot was taken".into(),
+            ));
+        }
+        let mut frozen = tx
+            .image(top)?
+            .ok_or_else(|| ServiceError::Internal(format!("image {top} missing")))?;
+        frozen.owner = ImageOwner::Snapshot(snapshot.id);
+        tx.put_image(&frozen)?;
+        tx.put_image(&Image {
+            id: new_top,
+            parent: Some(top),
+            size_bytes: size,
+            owner: ImageOwner::Volume(volume.id),
+            created_at: Timestamp::now(),
+        })?;
+        volume.image = Some(new_top);
+        tx.put_volume(&volume)?;
+        snapshot.image = Some(top);
+        snapshot.status = SnapshotStatus::Available;
+        snapshot.progress = "100%".into();
+        // As in Cinder, where `creating` → `available` is an update.
+        snapshot.updated_at = Some(Timestamp::now());
+        tx.put_snapshot(&snapshot)?;
+        tx.commit()?;
+        Ok(snapshot)
+    })();
+    match committed {
+        Ok(snapshot) => {
+            guard.release();
+            Ok(Taken::Now(snapshot))
+        }
+        Err(e) => {
+            // Nothing references the new overlay: remove it.
+            let _ = core.driver.delete_image(new_top);
+            drop(guard);
+            match e {
+                ServiceError::Conflict(_) => Ok(Taken::Later(req)),
+                other => Err(other),
+            }
+        }
+    }
 }

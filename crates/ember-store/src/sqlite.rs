@@ -86,8 +86,17 @@ CREATE INDEX volumes_by_project_name ON volumes (project_id, COALESCE(name, ''),
 ];
 
 pub struct SqliteStore {
+    /// The one connection that writes (and reads, for in-memory stores).
     conn: Mutex<Connection>,
+    /// Read-only connections: in WAL mode readers neither wait for the
+    /// writer nor block it, so listings and polls do not queue behind
+    /// commits. Empty for in-memory stores (a second connection would be a
+    /// different database).
+    readers: Vec<Mutex<Connection>>,
+    next_reader: std::sync::atomic::AtomicUsize,
 }
+
+const READERS: usize = 4;
 
 fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -96,7 +105,19 @@ fn backend(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(backend)?;
-        Self::init(conn)
+        let mut store = Self::init(conn)?;
+        for _ in 0..READERS {
+            let reader = Connection::open(path).map_err(backend)?;
+            reader
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .map_err(backend)?;
+            // A write through a read transaction is a bug; make it loud.
+            reader
+                .pragma_update(None, "query_only", "ON")
+                .map_err(backend)?;
+            store.readers.push(Mutex::new(reader));
+        }
+        Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Self> {
@@ -121,7 +142,27 @@ impl SqliteStore {
             .map_err(backend)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            readers: Vec::new(),
+            next_reader: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// A free read connection (or the round-robin one if all are busy).
+    fn lock_reader(&self) -> MutexGuard<'_, Connection> {
+        if self.readers.is_empty() {
+            return self.lock();
+        }
+        let start = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(guard) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return guard;
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -164,7 +205,7 @@ impl MetadataStore for SqliteStore {
     }
 
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
-        let conn = self.lock();
+        let conn = self.lock_reader();
         conn.execute_batch("BEGIN").map_err(backend)?;
         Ok(Box::new(SqliteTx { conn, open: true }))
     }
