@@ -7,6 +7,7 @@ use crate::workflows::{snapshot_create, snapshot_delete};
 use crate::*;
 use ember_model::*;
 use ember_store::{ListQuery, Page, SnapshotFilter, Tx};
+use std::sync::{Arc, Mutex};
 
 pub(crate) fn load_snapshot(tx: &mut dyn Tx, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
     match tx.snapshot(id)? {
@@ -389,6 +390,45 @@ fn prepare_snapshot(
     Ok((volume, snapshot))
 }
 
+/// The metadata half of a snapshot taken now: the rules, the quota, the
+/// frozen image handed to the snapshot and the volume moved to `new_top`.
+fn freeze_in(
+    tx: &mut dyn Tx,
+    caller: &Caller,
+    req: CreateSnapshot,
+    top: ImageId,
+    new_top: ImageId,
+    size: u64,
+) -> Result<Snapshot> {
+    let (mut volume, mut snapshot) = prepare_snapshot(tx, caller, req, None, SnapshotId::new())?;
+    if volume.image != Some(top) || volume.size_gib * GIB != size {
+        return Err(ServiceError::Conflict(
+            "the volume changed while the snapshot was taken".into(),
+        ));
+    }
+    let mut frozen = tx
+        .image(top)?
+        .ok_or_else(|| ServiceError::Internal(format!("image {top} missing")))?;
+    frozen.owner = ImageOwner::Snapshot(snapshot.id);
+    tx.put_image(&frozen)?;
+    tx.put_image(&Image {
+        id: new_top,
+        parent: Some(top),
+        size_bytes: size,
+        owner: ImageOwner::Volume(volume.id),
+        created_at: Timestamp::now(),
+    })?;
+    volume.image = Some(new_top);
+    tx.put_volume(&volume)?;
+    snapshot.image = Some(top);
+    snapshot.status = SnapshotStatus::Available;
+    snapshot.progress = "100%".into();
+    // As in Cinder, where `creating` → `available` is an update.
+    snapshot.updated_at = Some(Timestamp::now());
+    tx.put_snapshot(&snapshot)?;
+    Ok(snapshot)
+}
+
 /// What `take_snapshot_now` did.
 pub(crate) enum Taken {
     /// The snapshot exists, `available`, durably (image and metadata).
@@ -433,38 +473,26 @@ pub(crate) fn take_snapshot_now(
         let _ = core.driver.delete_image(new_top);
         return Ok(Taken::Later(req));
     }
-    let committed = (|| -> Result<Snapshot> {
-        let mut tx = core.store.write()?;
-        let (mut volume, mut snapshot) =
-            prepare_snapshot(tx.as_mut(), caller, req.clone(), None, SnapshotId::new())?;
-        if volume.image != Some(top) || volume.size_gib * GIB != size {
-            return Err(ServiceError::Conflict(
-                "the volume changed while the snapshot was taken".into(),
-            ));
-        }
-        let mut frozen = tx
-            .image(top)?
-            .ok_or_else(|| ServiceError::Internal(format!("image {top} missing")))?;
-        frozen.owner = ImageOwner::Snapshot(snapshot.id);
-        tx.put_image(&frozen)?;
-        tx.put_image(&Image {
-            id: new_top,
-            parent: Some(top),
-            size_bytes: size,
-            owner: ImageOwner::Volume(volume.id),
-            created_at: Timestamp::now(),
-        })?;
-        volume.image = Some(new_top);
-        tx.put_volume(&volume)?;
-        snapshot.image = Some(top);
-        snapshot.status = SnapshotStatus::Available;
-        snapshot.progress = "100%".into();
-        // As in Cinder, where `creating` → `available` is an update.
-        snapshot.updated_at = Some(Timestamp::now());
-        tx.put_snapshot(&snapshot)?;
-        tx.commit()?;
-        Ok(snapshot)
-    })();
+    // One transaction, committed together with concurrent snapshots of
+    // other volumes (group commit: one fsync for all of them).
+    let out: Arc<Mutex<Option<Result<Snapshot>>>> = Arc::default();
+    let job_out = out.clone();
+    let caller = caller.clone();
+    let job_req = req.clone();
+    let job = Box::new(move |tx: &mut dyn Tx| {
+        let result = freeze_in(tx, &caller, job_req, top, new_top, size);
+        let keep = result.is_ok();
+        *job_out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        keep
+    });
+    let committed = match core.store.write_grouped(job) {
+        Ok(_) => out
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Err(ServiceError::Internal("snapshot job did not run".into()))),
+        Err(e) => Err(e.into()),
+    };
     match committed {
         Ok(snapshot) => {
             guard.release();

@@ -18,7 +18,7 @@ use ember_model::{
     VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("metadata store error: {0}")]
     Backend(String),
@@ -34,7 +34,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     fn write(&self) -> Result<Box<dyn Tx + '_>>;
     /// Starts a read-only transaction (a consistent snapshot).
     fn read(&self) -> Result<Box<dyn Tx + '_>>;
+
+    /// Runs `job` in a write transaction that may be shared with other
+    /// callers' jobs and committed once for all of them (group commit: one
+    /// fsync for many small changes). The job returns whether to keep its
+    /// changes; when it returns false they are rolled back without
+    /// affecting the others. Returns, once the commit is durable, what the
+    /// job returned. The default runs the job in a transaction of its own.
+    fn write_grouped(&self, job: GroupJob) -> Result<bool> {
+        let mut tx = self.write()?;
+        if job(tx.as_mut()) {
+            tx.commit()?;
+            Ok(true)
+        } else {
+            Ok(false)
+        }
+    }
 }
+
+/// A unit of work for [`MetadataStore::write_grouped`].
+pub type GroupJob = Box<dyn FnOnce(&mut dyn Tx) -> bool + Send>;
 
 /// One transaction. Dropping it without `commit` rolls it back.
 pub trait Tx {

@@ -14,7 +14,7 @@ use ember_model::{
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Schema migrations, applied in order at start-up; the index is the version.
 const MIGRATIONS: &[&str] = &[
@@ -94,6 +94,13 @@ pub struct SqliteStore {
     /// different database).
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
+    /// Jobs waiting for a group commit (see `write_grouped`).
+    queue: Mutex<Vec<Queued>>,
+}
+
+struct Queued {
+    job: crate::GroupJob,
+    outcome: Arc<Mutex<Option<Result<bool>>>>,
 }
 
 const READERS: usize = 4;
@@ -144,6 +151,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
+            queue: Mutex::new(Vec::new()),
         })
     }
 
@@ -204,11 +212,90 @@ impl MetadataStore for SqliteStore {
         Ok(Box::new(SqliteTx { conn, open: true }))
     }
 
+    /// Group commit, leader/follower style: a caller queues its job and
+    /// takes the writer connection; whoever gets it first runs every queued
+    /// job (each inside a savepoint) and commits once. A caller whose job
+    /// ran under another leader finds its outcome when it gets the lock.
+    fn write_grouped(&self, job: crate::GroupJob) -> Result<bool> {
+        let outcome = Arc::new(Mutex::new(None));
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Queued {
+                job,
+                outcome: outcome.clone(),
+            });
+        let conn = self.lock();
+        if let Some(done) = outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return done;
+        }
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        run_batch(
+            conn,
+            batch.into_iter().map(|q| (q.job, q.outcome)).collect(),
+        );
+        let done = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
+        done.unwrap_or_else(|| Err(StoreError::Backend("group commit lost a job".into())))
+    }
+
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.lock_reader();
         conn.execute_batch("BEGIN").map_err(backend)?;
         Ok(Box::new(SqliteTx { conn, open: true }))
     }
+}
+
+/// Runs a batch of queued jobs in one transaction and records each one's
+/// outcome once the commit is known.
+fn run_batch(
+    conn: MutexGuard<'_, Connection>,
+    jobs: Vec<(crate::GroupJob, Arc<Mutex<Option<Result<bool>>>>)>,
+) {
+    let set = |slot: &Arc<Mutex<Option<Result<bool>>>>, r: Result<bool>| {
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend) {
+        for (_, slot) in &jobs {
+            set(slot, Err(e.clone()));
+        }
+        return;
+    }
+    let mut tx = SqliteTx { conn, open: true };
+    let mut kept = Vec::with_capacity(jobs.len());
+    for (job, slot) in jobs {
+        let keep = match tx.conn.execute_batch("SAVEPOINT grouped") {
+            Ok(()) => {
+                let keep = job(&mut tx);
+                let end = if keep {
+                    "RELEASE grouped"
+                } else {
+                    "ROLLBACK TO grouped; RELEASE grouped"
+                };
+                match tx.conn.execute_batch(end) {
+                    Ok(()) => Ok(keep),
+                    Err(e) => Err(backend(e)),
+                }
+            }
+            Err(e) => Err(backend(e)),
+        };
+        kept.push((slot, keep));
+    }
+    // Commit without letting go of the connection: outcomes must be set
+    // before the next caller can take the lock and look for its own.
+    let committed = tx.conn.execute_batch("COMMIT").map_err(backend);
+    if committed.is_ok() {
+        tx.open = false;
+    }
+    for (slot, keep) in kept {
+        set(
+            &slot,
+            match (&committed, keep) {
+                (Ok(()), keep) => keep,
+                (Err(e), _) => Err(e.clone()),
+            },
+        );
+    }
+    drop(tx);
 }
 
 struct SqliteTx<'a> {

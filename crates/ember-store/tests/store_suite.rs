@@ -148,3 +148,46 @@ fn uncommitted_transactions_leave_nothing_and_quota_counters_add_up() {
         "usage is not a limit"
     );
 }
+
+/// Group commit: many threads' jobs share commits; a job that declines is
+/// rolled back alone; every kept job is durable and visible afterwards.
+#[test]
+fn grouped_writes_keep_exactly_the_jobs_that_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+    let volume = VolumeId::new();
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut kept = vec![];
+                for i in 0..50 {
+                    let s = snapshot("p", volume, &format!("{t}-{i}"), (t * 100 + i) as i64, 1);
+                    let id = s.id;
+                    let keep = i % 5 != 0;
+                    let got = store
+                        .write_grouped(Box::new(move |tx| {
+                            tx.put_snapshot(&s).unwrap();
+                            keep
+                        }))
+                        .unwrap();
+                    assert_eq!(got, keep);
+                    if keep {
+                        kept.push(id);
+                    }
+                }
+                kept
+            })
+        })
+        .collect();
+    let kept: Vec<SnapshotId> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 16 * 40);
+    let mut tx = store.read().unwrap();
+    for id in &kept {
+        assert!(tx.snapshot(*id).unwrap().is_some());
+    }
+    assert_eq!(tx.all_snapshots().unwrap().len(), kept.len());
+}

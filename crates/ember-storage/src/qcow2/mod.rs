@@ -42,6 +42,18 @@ const SUFFIX: &str = ".qcow2";
 
 pub struct Qcow2Driver {
     dir: PathBuf,
+    dir_sync: DirSync,
+}
+
+/// Coalesces directory fsyncs: a caller that needs its rename durable
+/// waits for one fsync that started after the rename; concurrent callers
+/// share it.
+#[derive(Default)]
+struct DirSync {
+    /// Renames asking to be made durable, numbered.
+    requested: std::sync::atomic::AtomicU64,
+    /// The highest number an fsync has covered.
+    synced: std::sync::Mutex<u64>,
 }
 
 impl Qcow2Driver {
@@ -49,7 +61,10 @@ impl Qcow2Driver {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(dir.display(), e))?;
-        Ok(Qcow2Driver { dir })
+        Ok(Qcow2Driver {
+            dir,
+            dir_sync: DirSync::default(),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -80,6 +95,27 @@ impl Qcow2Driver {
 
     fn clear_dirty(&self, image: ImageId) {
         let _ = std::fs::remove_file(self.marker(image));
+    }
+
+    /// `sync_dir` for a change already made, sharing the fsync with any
+    /// concurrent caller.
+    fn sync_dir_shared(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        let mine = self.dir_sync.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = self
+            .dir_sync
+            .synced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *synced >= mine {
+            return Ok(());
+        }
+        // Every request numbered up to `covers` made its change before
+        // taking its number, so this fsync covers it.
+        let covers = self.dir_sync.requested.load(Ordering::SeqCst);
+        self.sync_dir()?;
+        *synced = covers;
+        Ok(())
     }
 
     fn sync_dir(&self) -> Result<()> {
@@ -130,7 +166,7 @@ impl StorageDriver for Qcow2Driver {
             .map_err(|e| StorageError::io(image, e))?;
         // Atomic publish: a crash leaves either no image or a whole one.
         std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(image, e))?;
-        self.sync_dir()
+        self.sync_dir_shared()
     }
 
     fn delete_image(&self, image: ImageId) -> Result<()> {
