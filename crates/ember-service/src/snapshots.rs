@@ -457,8 +457,10 @@ pub(crate) fn take_snapshot_now(
     {
         return Ok(Taken::Later(req));
     }
+    let t0 = std::time::Instant::now();
     // Find the volume first, so unknown ids never get an I/O slot.
     let volume = load_volume(core.store.read()?.as_mut(), caller, req.volume_id)?;
+    let t1 = t0.elapsed();
     let size = volume.size_gib * GIB;
     let slot = core.slot(volume.id);
     let guard = core.quiesce(&slot)?;
@@ -468,7 +470,10 @@ pub(crate) fn take_snapshot_now(
         return Ok(Taken::Later(req));
     };
     let new_top = ImageId::new();
-    if let Err(e) = core.driver.create_image(new_top, size, Some(top)) {
+    let t2 = t0.elapsed();
+    let created = core.driver.create_image(new_top, size, Some(top));
+    let t3 = t0.elapsed();
+    if let Err(e) = created {
         tracing::warn!(volume = %volume.id, error = %e, "snapshot fast path failed; using the workflow");
         let _ = core.driver.delete_image(new_top);
         return Ok(Taken::Later(req));
@@ -493,6 +498,7 @@ pub(crate) fn take_snapshot_now(
             .unwrap_or_else(|| Err(ServiceError::Internal("snapshot job did not run".into()))),
         Err(e) => Err(e.into()),
     };
+    tracing::debug!(load = ?t1, quiesced = ?t2, created = ?t3, committed = ?t0.elapsed(), "snapshot timing");
     match committed {
         Ok(snapshot) => {
             guard.release();
