@@ -1,0 +1,230 @@
+//! A full disk: a fault-injecting wrapper around the real qcow2 driver
+//! answers ENOSPC to new images and to writes while "full". Operations fail
+//! with a visible error state and reason (never stuck in a transitional
+//! status), reads keep working, quota usage stays equal to the live
+//! resources, and everything works again once space returns.
+
+use ember_model::*;
+use ember_service::*;
+use ember_storage::qcow2::Qcow2Driver;
+use ember_storage::{BlockIo, Capacity, Chain, ImageId, StorageDriver, StorageError};
+use ember_store::sqlite::SqliteStore;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+struct Full {
+    inner: Qcow2Driver,
+    full: Arc<AtomicBool>,
+}
+
+type R<T> = ember_storage::Result<T>;
+
+impl Full {
+    fn check(&self) -> R<()> {
+        if self.full.load(Ordering::SeqCst) {
+            Err(StorageError::NoSpace)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl StorageDriver for Full {
+    fn create_image(&self, image: ImageId, size: u64, backing: Option<ImageId>) -> R<()> {
+        self.check()?;
+        self.inner.create_image(image, size, backing)
+    }
+    fn delete_image(&self, image: ImageId) -> R<()> {
+        self.inner.delete_image(image)
+    }
+    fn image_exists(&self, image: ImageId) -> bool {
+        self.inner.image_exists(image)
+    }
+    fn grow(&self, chain: &Chain, new_size: u64) -> R<()> {
+        self.check()?;
+        self.inner.grow(chain, new_size)
+    }
+    fn open(&self, chain: &Chain, writable: bool) -> R<Arc<dyn BlockIo>> {
+        let io = self.inner.open(chain, writable)?;
+        Ok(Arc::new(FullIo {
+            inner: io,
+            full: self.full.clone(),
+        }))
+    }
+    fn merge_into_child(&self, chain: &Chain) -> R<()> {
+        self.check()?;
+        self.inner.merge_into_child(chain)
+    }
+    fn list_images(&self) -> R<Vec<ImageId>> {
+        self.inner.list_images()
+    }
+    fn capacity(&self) -> R<Capacity> {
+        self.inner.capacity()
+    }
+    fn remove_temporaries(&self) -> R<()> {
+        self.inner.remove_temporaries()
+    }
+    fn repair_after_crash(&self) -> R<Vec<ImageId>> {
+        self.inner.repair_after_crash()
+    }
+}
+
+struct FullIo {
+    inner: Arc<dyn BlockIo>,
+    full: Arc<AtomicBool>,
+}
+
+impl BlockIo for FullIo {
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> R<()> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> R<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(StorageError::NoSpace);
+        }
+        self.inner.write_at(buf, offset)
+    }
+    fn write_zeroes(&self, offset: u64, length: u64) -> R<()> {
+        self.inner.write_zeroes(offset, length)
+    }
+    fn flush(&self) -> R<()> {
+        self.inner.flush()
+    }
+}
+
+fn admin() -> Caller {
+    Caller {
+        user_id: UserId("admin".into()),
+        project_id: ProjectId("p".into()),
+        roles: vec!["admin".into()],
+    }
+}
+
+async fn settle(svc: &Service) {
+    for _ in 0..5000 {
+        if svc.running_workflows() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("workflows did not finish");
+}
+
+fn snapshot_of(volume: VolumeId) -> CreateSnapshot {
+    CreateSnapshot {
+        volume_id: volume,
+        name: None,
+        description: None,
+        metadata: Metadata::new(),
+        allow_in_use: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let driver = Full {
+        inner: Qcow2Driver::new(dir.path().join("images")).unwrap(),
+        full: full.clone(),
+    };
+    let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    svc.recover().await.unwrap();
+
+    let vol = svc
+        .create_volume(
+            &admin(),
+            CreateVolume {
+                size_gib: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    settle(&svc).await;
+    svc.write_volume(&admin(), vol, 0, vec![7; 4096])
+        .await
+        .unwrap();
+
+    full.store(true, Ordering::SeqCst);
+    // A write fails with "no space"; the bytes already there stay readable.
+    let err = svc
+        .write_volume(&admin(), vol, 0, vec![8; 4096])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::StorageFull), "{err:?}");
+    assert_eq!(
+        svc.read_volume(&admin(), vol, 0, 4096).await.unwrap(),
+        vec![7; 4096]
+    );
+    // A snapshot is accepted and ends `error` with the reason.
+    let s = svc
+        .create_snapshot(&admin(), snapshot_of(vol))
+        .await
+        .unwrap();
+    settle(&svc).await;
+    let s = svc.snapshot(&admin(), s.id).await.unwrap();
+    assert_eq!(s.status, SnapshotStatus::Error);
+    let reason = s.error_reason.clone().unwrap_or_default();
+    assert!(reason.to_lowercase().contains("space"), "{reason}");
+    // A new volume ends `error` too; the existing one is untouched.
+    let v2 = svc
+        .create_volume(
+            &admin(),
+            CreateVolume {
+                size_gib: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    settle(&svc).await;
+    let v2 = svc.volume(&admin(), v2).await.unwrap();
+    assert_eq!(v2.status, VolumeStatus::Error);
+    assert_eq!(
+        svc.volume(&admin(), vol).await.unwrap().status,
+        VolumeStatus::Available
+    );
+
+    // Space returns: everything works again, failed resources can go.
+    full.store(false, Ordering::SeqCst);
+    svc.write_volume(&admin(), vol, 0, vec![9; 4096])
+        .await
+        .unwrap();
+    let ok = svc
+        .create_snapshot(&admin(), snapshot_of(vol))
+        .await
+        .unwrap();
+    settle(&svc).await;
+    let ok = svc.snapshot(&admin(), ok.id).await.unwrap();
+    assert_eq!(ok.status, SnapshotStatus::Available);
+    assert_eq!(
+        svc.read_snapshot(&admin(), ok.id, 0, 4096).await.unwrap(),
+        vec![9; 4096]
+    );
+    svc.delete_snapshot(&admin(), s.id, false).await.unwrap();
+    svc.delete_volume(&admin(), v2.id, false, false)
+        .await
+        .unwrap();
+    settle(&svc).await;
+    assert!(svc.snapshot(&admin(), s.id).await.is_err());
+    assert!(svc.volume(&admin(), v2.id).await.is_err());
+
+    // Quota usage equals what is left: one volume, one snapshot.
+    let core = svc.core();
+    let mut tx = core.store.read().unwrap();
+    let p = ProjectId("p".into());
+    assert_eq!(tx.quota_usage(&p, QuotaResource::Volumes).unwrap(), 1);
+    assert_eq!(tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(), 1);
+    assert_eq!(tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(), 2);
+    for w in tx.workflows().unwrap() {
+        panic!("workflow {} left behind", w.id);
+    }
+}
