@@ -1,4 +1,4 @@
-//! A full disk: a fault-injecting wrapper around the real qcow2 driver
+//! Faults and races. A full disk: a fault-injecting wrapper around the real qcow2 driver
 //! answers ENOSPC to new images and to writes while "full". Operations fail
 //! with a visible error state and reason (never stuck in a transitional
 //! status), reads keep working, quota usage stays equal to the live
@@ -227,4 +227,134 @@ async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
     for w in tx.workflows().unwrap() {
         panic!("workflow {} left behind", w.id);
     }
+}
+
+/// Many clients at once on one volume: snapshot creates and deletes, and
+/// clones racing the deletes of their snapshots. Every request is answered
+/// (a success or a clean refusal), nothing stays transitional, quota usage
+/// equals the live resources, and every clone has the bytes of its snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_deletes_and_clones_keep_quota_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+    let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
+    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    svc.recover().await.unwrap();
+    let p = ProjectId("p".into());
+    let unlimited = [
+        QuotaResource::Volumes,
+        QuotaResource::Snapshots,
+        QuotaResource::Gigabytes,
+    ];
+    svc.set_quotas(
+        &admin(),
+        p.clone(),
+        unlimited.iter().map(|r| (*r, -1)).collect(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let vol = svc
+        .create_volume(
+            &admin(),
+            CreateVolume {
+                size_gib: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    settle(&svc).await;
+    svc.write_volume(&admin(), vol, 0, vec![0x42; 4096])
+        .await
+        .unwrap();
+
+    let mut tasks = vec![];
+    for t in 0..16u8 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut clones = vec![];
+            let who = admin();
+            for i in 0..6 {
+                let s = svc
+                    .create_snapshot(&admin(), snapshot_of(vol))
+                    .await
+                    .unwrap();
+                // Race a clone of the snapshot against its delete.
+                let clone = svc.create_volume(
+                    &who,
+                    CreateVolume {
+                        snapshot_id: Some(s.id),
+                        ..Default::default()
+                    },
+                );
+                let delete = svc.delete_snapshot(&who, s.id, false);
+                let (clone, delete) = tokio::join!(clone, delete);
+                match clone {
+                    Ok(v) => clones.push(v.id),
+                    // The delete won: the snapshot is going or gone.
+                    Err(e) => assert!(
+                        matches!(
+                            e,
+                            ServiceError::InvalidSnapshot(_) | ServiceError::SnapshotNotFound(_)
+                        ),
+                        "task {t} round {i}: {e:?}"
+                    ),
+                }
+                if let Err(e) = delete {
+                    // The clone won the race for the status check.
+                    assert!(
+                        matches!(e, ServiceError::InvalidSnapshot(_)),
+                        "task {t} round {i}: {e:?}"
+                    );
+                    svc.delete_snapshot(&admin(), s.id, false)
+                        .await
+                        .unwrap_or(());
+                }
+            }
+            clones
+        }));
+    }
+    let mut clones = vec![];
+    for t in tasks {
+        clones.extend(t.await.unwrap());
+    }
+    settle(&svc).await;
+    for c in &clones {
+        let v = svc.volume(&admin(), *c).await.unwrap();
+        assert_eq!(v.status, VolumeStatus::Available, "{:?}", v.error_reason);
+        assert_eq!(
+            svc.read_volume(&admin(), *c, 0, 4096).await.unwrap(),
+            vec![0x42; 4096]
+        );
+    }
+    let core = svc.core();
+    let mut tx = core.store.read().unwrap();
+    let volumes = tx.all_volumes().unwrap();
+    let snapshots = tx.all_snapshots().unwrap();
+    for s in &snapshots {
+        assert!(
+            !s.status.is_transitional(),
+            "snapshot {} left {}",
+            s.id,
+            s.status
+        );
+    }
+    assert_eq!(volumes.len(), 1 + clones.len());
+    assert_eq!(
+        tx.quota_usage(&p, QuotaResource::Volumes).unwrap(),
+        volumes.len() as i64
+    );
+    assert_eq!(
+        tx.quota_usage(&p, QuotaResource::Snapshots).unwrap(),
+        snapshots.len() as i64
+    );
+    let gib: u64 = volumes.iter().map(|v| v.size_gib).sum::<u64>()
+        + snapshots.iter().map(|s| s.size_gib).sum::<u64>();
+    assert_eq!(
+        tx.quota_usage(&p, QuotaResource::Gigabytes).unwrap(),
+        gib as i64
+    );
+    assert!(tx.workflows().unwrap().is_empty());
 }
