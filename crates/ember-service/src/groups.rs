@@ -484,20 +484,32 @@ impl Service {
                     .collect())
             })
             .await?;
+        // The group snapshot stays, `deleting`, until its last member is
+        // gone (the snapshot-delete workflow removes it then), so a client
+        // can wait for it as with Cinder.
+        let core = self.core.clone();
+        let caller2 = caller.clone();
+        let id2 = id.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            if !crate::workflows::snapshot_delete::any_member_left(tx.as_mut(), &id2)? {
+                tx.delete_group_snapshot(&id2)?;
+            } else {
+                let mut g = load_group_snapshot(tx.as_mut(), &caller2, &id2)?;
+                g.status_override = Some("deleting".into());
+                tx.put_group_snapshot(&g)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
         for s in members
             .iter()
             .filter(|s| s.status != SnapshotStatus::Deleting)
         {
             self.delete_snapshot(caller, s.id, false).await?;
         }
-        let core = self.core.clone();
-        self.run_blocking(move || {
-            let mut tx = core.store.write()?;
-            tx.delete_group_snapshot(&id)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+        Ok(())
     }
 
     pub async fn reset_group_snapshot_status(

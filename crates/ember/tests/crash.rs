@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{PROJECT, Server, check_all_images, image_files};
+use common::{PROJECT, Server, attach, check_all_images, image_files};
 use ember_store::MetadataStore;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -47,6 +47,90 @@ struct Acked {
 }
 
 const MIB: u64 = 1 << 20;
+
+/// FUA writes through the NBD export of one attached volume.
+#[derive(Default)]
+struct NbdLog {
+    /// offset -> last byte whose write qemu-io reported done (FUA: durable).
+    acked: HashMap<u64, u8>,
+    /// offset -> a byte sent when the server died: may or may not be there.
+    pending: HashMap<u64, u8>,
+    /// Writes acknowledged in all rounds.
+    writes: u64,
+}
+
+/// Writes 4 KiB with FUA at one of 16 offsets, one qemu-io per write, and
+/// now and then snapshots the attached volume (`force`), until stopped or
+/// the server is gone.
+fn nbd_load(
+    s: &Server,
+    volume: &str,
+    uri: &str,
+    seed: u64,
+    stop: &AtomicBool,
+    log: &Mutex<NbdLog>,
+    acked: &Mutex<Acked>,
+) {
+    let mut rng = Rng(seed ^ 0x5eed);
+    while !stop.load(Ordering::SeqCst) {
+        if rng.below(8) == 0 {
+            if let Ok((202, body)) = s.try_admin(
+                "POST",
+                "/snapshots",
+                Some(json!({"snapshot": {"volume_id": volume, "force": true}})),
+            ) {
+                if let Some(id) = body["snapshot"]["id"].as_str() {
+                    acked.lock().unwrap().snapshots.insert(id.to_string());
+                }
+            }
+            continue;
+        }
+        let offset = rng.below(16) * 64 * 1024;
+        let byte = 1 + rng.below(255) as u8;
+        log.lock().unwrap().pending.insert(offset, byte);
+        let out = std::process::Command::new("qemu-io")
+            .args([
+                "-f",
+                "raw",
+                uri,
+                "-c",
+                &format!("write -f -P {byte} {offset} 4k"),
+            ])
+            .output();
+        let done = out.as_ref().is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("wrote 4096/4096")
+        });
+        if !done {
+            return; // the server died: the write stays pending
+        }
+        let mut l = log.lock().unwrap();
+        l.pending.remove(&offset);
+        l.acked.insert(offset, byte);
+        l.writes += 1;
+    }
+}
+
+/// Every FUA write acknowledged through NBD is there after the restart.
+fn check_nbd_writes(s: &Server, volume: &str, log: &mut NbdLog) {
+    for slot in 0..16u64 {
+        let offset = slot * 64 * 1024;
+        let got = s.read("volumes", volume, offset, 4096);
+        let acked = log.acked.get(&offset).copied().unwrap_or(0);
+        let pending = log.pending.get(&offset).copied();
+        assert!(
+            got.iter().all(|&b| b == got[0]),
+            "torn 4 KiB write at {offset}"
+        );
+        assert!(
+            got[0] == acked || Some(got[0]) == pending,
+            "NBD write at {offset}: read {}, acknowledged {acked}, pending {pending:?}",
+            got[0]
+        );
+        // What is there now is the new truth for the next round.
+        log.acked.insert(offset, got[0]);
+    }
+    log.pending.clear();
+}
 
 fn load(s: &Server, thread: usize, seed: u64, stop: &AtomicBool, acked: &Mutex<Acked>) {
     let mut rng = Rng(seed
@@ -283,10 +367,13 @@ fn check_invariants(s: &Server, acked: &Acked) {
         );
     }
     for r in volumes.iter() {
-        assert!(
-            matches!(r["status"].as_str(), Some("available" | "error")),
-            "volume {r}"
-        );
+        let attached = r["attachments"].as_array().is_some_and(|a| !a.is_empty());
+        let ok = match r["status"].as_str() {
+            Some("available" | "error") => !attached,
+            Some("in-use") => attached,
+            _ => false,
+        };
+        assert!(ok, "volume {r}");
     }
     for r in snapshots.iter() {
         assert!(
@@ -371,6 +458,10 @@ fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
     );
     assert_eq!(st, 200);
     let acked = Mutex::new(Acked::default());
+    // One volume stays attached all along; NBD clients write to it.
+    let attached = s.create_volume(1);
+    let (_, uri) = attach(&s, &attached, "rw");
+    let nbd_log = Mutex::new(NbdLog::default());
     for round in 0..rounds {
         let stop = AtomicBool::new(false);
         let run_for = Duration::from_millis(50 + rng.below(250));
@@ -380,6 +471,11 @@ fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
                 let (s, stop, acked) = (&s, &stop, &acked);
                 scope.spawn(move || load(s, t, round_seed, stop, acked));
             }
+            {
+                let (s, stop, acked, log) = (&s, &stop, &acked, &nbd_log);
+                let (volume, uri) = (&attached, &uri);
+                scope.spawn(move || nbd_load(s, volume, uri, round_seed, stop, log, acked));
+            }
             std::thread::sleep(run_for);
             s.kill_now();
             stop.store(true, Ordering::SeqCst);
@@ -388,6 +484,9 @@ fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
         settle(&s);
         let a = acked.lock().unwrap();
         check_invariants(&s, &a);
+        let nbd_acked = nbd_log.lock().unwrap().writes;
+        check_nbd_writes(&s, &attached, &mut nbd_log.lock().unwrap());
+        eprintln!("round {round}: {nbd_acked} FUA writes through NBD acknowledged so far");
         eprintln!(
             "round {round}: killed after {run_for:?}; {} volumes and {} snapshots acknowledged so far",
             a.volumes.len(),

@@ -156,6 +156,16 @@ fn a_group_snapshot_keeps_every_members_bytes() {
         call(&s, "DELETE", &format!("/group_snapshots/{gsid}"), None).0,
         202
     );
+    // The delete is asynchronous (its member snapshots merge away); a
+    // client waits for it to finish, as with Cinder.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while call(&s, "GET", &format!("/group_snapshots/{gsid}"), None).0 != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "group snapshot never went"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let (st, _) = call(
         &s,
         "POST",

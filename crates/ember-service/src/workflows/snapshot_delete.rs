@@ -55,6 +55,20 @@ impl Workflow for SnapshotDelete {
             s.error_reason = Some(super::reason(reason));
             s.updated_at = Some(Timestamp::now());
             tx.put_snapshot(&s)?;
+            // A group snapshot being deleted shows the failure too (a new
+            // DELETE retries the members that failed).
+            if let Some(mut gs) = s
+                .group_snapshot_id
+                .as_deref()
+                .map(|g| tx.group_snapshot(g))
+                .transpose()?
+                .flatten()
+            {
+                if gs.status_override.as_deref() == Some("deleting") {
+                    gs.status_override = Some("error_deleting".into());
+                    tx.put_group_snapshot(&gs)?;
+                }
+            }
         }
         tx.commit()?;
         // The image may be unowned already: try again so no collectable
@@ -80,6 +94,15 @@ pub(crate) fn release_snapshot(
         }
     }
     tx.delete_snapshot(snapshot_id)?;
+    // The last member of a group snapshot being deleted takes it along.
+    if let Some(gid) = &snapshot.group_snapshot_id {
+        if let Some(gs) = tx.group_snapshot(gid)? {
+            let deleting = gs.status_override.as_deref() == Some("deleting");
+            if deleting && !any_member_left(tx, gid)? {
+                tx.delete_group_snapshot(gid)?;
+            }
+        }
+    }
     tx.add_quota_usage(&snapshot.project_id, QuotaResource::Snapshots, -1)?;
     tx.add_quota_usage(
         &snapshot.project_id,
@@ -96,6 +119,14 @@ pub(crate) fn release_snapshot(
         ],
     )?;
     Ok(())
+}
+
+/// Whether any snapshot still belongs to group snapshot `gid`.
+pub(crate) fn any_member_left(tx: &mut dyn ember_store::Tx, gid: &str) -> Result<bool> {
+    Ok(tx
+        .all_snapshots()?
+        .iter()
+        .any(|s| s.group_snapshot_id.as_deref() == Some(gid)))
 }
 
 fn disown(core: &Core, p: &Params) -> Result<()> {
