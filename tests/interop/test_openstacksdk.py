@@ -103,3 +103,36 @@ def test_other_projects_see_nothing_and_readers_cannot_write(ember, tenants):
     alpha.block_storage.wait_for_delete(snap, interval=0.1, wait=60)
     alpha.block_storage.delete_volume(vol)
     alpha.block_storage.wait_for_delete(vol, interval=0.1, wait=60)
+
+
+def test_an_attachment_gives_an_nbd_export_that_qemu_io_writes(ember, tenants):
+    """The SDK's attachment calls (what Nova and Ironic use), unmodified;
+    the connection_info it returns is enough for qemu-io to write."""
+    import subprocess
+    import uuid
+
+    conn = connect(ember, "user-alpha", "pw-alpha", "proj-alpha")
+    vol = conn.block_storage.create_volume(size=1, name="sdk-attached")
+    vol = conn.block_storage.wait_for_status(vol, status="available", wait=60, interval=0.1)
+    att = conn.block_storage.create_attachment(
+        vol, connector={"host": "sdk-host", "platform": "x86_64", "os_type": "linux"},
+        instance=str(uuid.uuid4()), attach_mode="rw")
+    assert att.status == "attaching"
+    info = att.connection_info
+    assert info["driver_volume_type"] == "nbd" and info["access_mode"] == "rw"
+    out = subprocess.run(["qemu-io", "-f", "raw", info["uri"], "-c", "write -P 0x5a 0 64k"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "wrote 65536/65536" in out.stdout, out.stdout + out.stderr
+
+    conn.block_storage.complete_attachment(att)
+    vol = conn.block_storage.get_volume(vol.id)
+    assert vol.status == "in-use"
+    assert read(conn, "volumes", vol.id, 0, 65536) == b"\x5a" * 65536
+    listed = list(conn.block_storage.attachments(volume_id=vol.id))
+    assert [a.id for a in listed] == [att.id]
+
+    conn.block_storage.delete_attachment(att, ignore_missing=False)
+    conn.block_storage.wait_for_status(vol, status="available", wait=60, interval=0.1)
+    out = subprocess.run(["qemu-io", "-r", "-f", "raw", info["uri"], "-c", "read 0 4k"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode != 0 or "read 4096/4096" not in out.stdout, "export outlived its attachment"

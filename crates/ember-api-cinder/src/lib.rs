@@ -311,9 +311,17 @@ async fn route_and_run(
 ) -> Response {
     if rest.is_empty() {
         // The version document of this API. Without a token, Cinder's noauth
-        // pipeline answers 204; Ember does the same for compatibility.
+        // pipeline answers 204 (Ember in noauth mode does the same), and a
+        // Keystone-protected Cinder 401, upon which keystoneauth's version
+        // discovery retries with its token and learns the microversions.
         if method != Method::GET {
             return route_not_found();
+        }
+        if headers.get("x-auth-token").is_none() && !state.auth.is_noauth() {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+            );
         }
         if headers.get("x-auth-token").is_none() {
             let mut r = Response::new(Body::empty());

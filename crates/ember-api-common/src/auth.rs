@@ -31,6 +31,13 @@ pub trait Authenticator: Send + Sync + 'static {
         headers: &'a HeaderMap,
         project_in_path: Option<&'a str>,
     ) -> AuthFuture<'a>;
+
+    /// Whether this is development mode (`noauth`), where Cinder's noauth
+    /// pipeline answers a token-less version request with 204 rather than
+    /// keystonemiddleware's 401.
+    fn is_noauth(&self) -> bool {
+        false
+    }
 }
 
 /// The `X-Auth-Token` header, trimmed, if present and not empty.
@@ -57,6 +64,10 @@ impl Authenticator for NoAuth {
         project_in_path: Option<&'a str>,
     ) -> AuthFuture<'a> {
         Box::pin(std::future::ready(Self::caller(headers, project_in_path)))
+    }
+
+    fn is_noauth(&self) -> bool {
+        true
     }
 }
 

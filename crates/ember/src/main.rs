@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(settings: config::Settings) -> anyhow::Result<()> {
+    let shutdown = shutdown_watch()?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
@@ -147,9 +148,10 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
             auth: auth.clone(),
             access_keys,
         }));
+        let evs_shutdown = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = axum::serve(evs_listener, evs)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown_signal(evs_shutdown))
                 .await
             {
                 tracing::error!(error = %e, "EVS listener failed");
@@ -175,18 +177,31 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         "ember is serving the Cinder API"
     );
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown_signal(shutdown.clone()))
         .await?;
     tracing::info!("shutting down: waiting for running workflows");
     service.drain(Duration::from_secs(10)).await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Registers the SIGTERM/SIGINT handlers at once (a signal that arrives
+/// before a handler exists would kill the process without a graceful
+/// shutdown) and returns a receiver that turns true when one arrives.
+fn shutdown_watch() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+async fn shutdown_signal(mut rx: tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
