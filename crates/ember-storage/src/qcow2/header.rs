@@ -55,3 +55,63 @@ pub(crate) fn set_backing_name(path: &Path, new_name: Option<&str>) -> io::Resul
     }
     file.sync_all()
 }
+
+/// Refuses an image whose metadata tables point outside the file.
+///
+/// imago 0.2.6 follows a refcount-table entry that points past the end of
+/// the file into unbounded recursion when it allocates (a stack overflow
+/// aborts the whole process; found by `tests/hostile_images.rs`). Ember
+/// writes its images itself, so such a table means corruption; checking
+/// the header, the refcount table and the L1 table (a few KiB read) before
+/// opening turns it into an I/O error on that one image.
+pub(crate) fn check_tables(path: &Path) -> io::Result<()> {
+    let bad = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {why}", path.display()),
+        )
+    };
+    let file = OpenOptions::new().read(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut h = [0u8; 72];
+    file.read_exact_at(&mut h, 0)?;
+    let u32_at = |o: usize| u32::from_be_bytes(h[o..o + 4].try_into().expect("4 bytes"));
+    let u64_at = |o: usize| u64::from_be_bytes(h[o..o + 8].try_into().expect("8 bytes"));
+    if u32_at(0) != QCOW2_MAGIC {
+        return Err(bad("not a qcow2 image"));
+    }
+    let cluster_bits = u32_at(20);
+    if !(9..=21).contains(&cluster_bits) {
+        return Err(bad("cluster size out of range"));
+    }
+    let cluster = 1u64 << cluster_bits;
+    // Offsets in table entries: bits 9..=55.
+    let offset_of = |entry: u64| entry & 0x00ff_ffff_ffff_fe00;
+    let within = |offset: u64, size: u64| offset.checked_add(size).is_some_and(|end| end <= len);
+    let table = |offset: u64, bytes: u64, what: &str| -> io::Result<Vec<u64>> {
+        if bytes > 64 << 20 || !within(offset, bytes) {
+            return Err(bad(&format!("{what} table outside the file")));
+        }
+        let mut raw = vec![0u8; bytes as usize];
+        file.read_exact_at(&mut raw, offset)?;
+        Ok(raw
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect())
+    };
+    let refcount_table = table(u64_at(48), u32_at(56) as u64 * cluster, "refcount")?;
+    for entry in refcount_table {
+        let block = offset_of(entry);
+        if block != 0 && (block % cluster != 0 || !within(block, cluster)) {
+            return Err(bad("a refcount block lies outside the file"));
+        }
+    }
+    let l1 = table(u64_at(40), u32_at(36) as u64 * 8, "L1")?;
+    for entry in l1 {
+        let l2 = offset_of(entry);
+        if l2 != 0 && (l2 % cluster != 0 || !within(l2, cluster)) {
+            return Err(bad("an L2 table lies outside the file"));
+        }
+    }
+    Ok(())
+}

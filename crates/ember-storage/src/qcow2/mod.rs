@@ -136,6 +136,7 @@ impl Qcow2Driver {
         for (depth, image) in chain.images.iter().enumerate().rev() {
             let write = writable && depth == 0;
             let path = self.path(*image);
+            header::check_tables(&path).map_err(|e| StorageError::io(image, e))?;
             let file = File::open(StorageOpenOptions::new().filename(&path).write(write))
                 .map_err(|e| StorageError::io(image, e))?;
             let layer = Qcow2Layer::builder(file)
