@@ -484,6 +484,22 @@ impl Service {
                     .collect())
             })
             .await?;
+        // Refuse before changing anything: a member still being taken (or
+        // otherwise busy) would leave the group snapshot `deleting` for good.
+        if let Some(busy) = members.iter().find(|s| {
+            !matches!(
+                s.status,
+                SnapshotStatus::Available
+                    | SnapshotStatus::Error
+                    | SnapshotStatus::Deleting
+                    | SnapshotStatus::ErrorDeleting
+            )
+        }) {
+            return Err(ServiceError::InvalidSnapshot(format!(
+                "Group snapshot {id} cannot be deleted: its snapshot {} is {}.",
+                busy.id, busy.status
+            )));
+        }
         // The group snapshot stays, `deleting`, until its last member is
         // gone (the snapshot-delete workflow removes it then), so a client
         // can wait for it as with Cinder.
@@ -507,7 +523,9 @@ impl Service {
             .iter()
             .filter(|s| s.status != SnapshotStatus::Deleting)
         {
-            self.delete_snapshot(caller, s.id, false).await?;
+            // Policy was checked for the group snapshot as a whole.
+            self.start_snapshot_delete(caller, s.id, false, true)
+                .await?;
         }
         Ok(())
     }

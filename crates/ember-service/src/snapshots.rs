@@ -171,13 +171,27 @@ impl Service {
                 "volume_extension:snapshot_admin_actions:force_delete",
             )?;
         }
+        self.start_snapshot_delete(caller, id, force, false).await
+    }
+
+    /// Starts a snapshot's delete workflow. `retry` also accepts a snapshot
+    /// whose earlier delete failed (`error_deleting`), for a group snapshot
+    /// delete asked again.
+    pub(crate) async fn start_snapshot_delete(
+        &self,
+        caller: &Caller,
+        id: SnapshotId,
+        force: bool,
+        retry: bool,
+    ) -> Result<()> {
         let core = self.core.clone();
         let caller = caller.clone();
         let record = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
                 let mut snapshot = load_snapshot(tx.as_mut(), &caller, id)?;
-                let deletable = matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error);
+                let deletable = matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error)
+                    || (retry && snapshot.status == SnapshotStatus::ErrorDeleting);
                 if !deletable && !force {
                     return Err(ServiceError::InvalidSnapshot(
                         "Snapshot status must be available or error and must not be part of a group.".into(),

@@ -152,6 +152,35 @@ fn a_group_snapshot_keeps_every_members_bytes() {
         Some(json!({"delete": {"delete-volumes": true}})),
     );
     assert_eq!(st, 400);
+    // A member that is busy (here: reset to `creating`) makes the delete
+    // refuse up front, changing nothing: no group snapshot left `deleting`.
+    let (_, snaps) = call(&s, "GET", "/snapshots/detail", None);
+    let member = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["group_snapshot_id"] == gsid.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reset = |status: &str| {
+        let (st, _) = call(
+            &s,
+            "POST",
+            &format!("/snapshots/{member}/action"),
+            Some(json!({"os-reset_status": {"status": status}})),
+        );
+        assert_eq!(st, 202);
+    };
+    reset("creating");
+    let (st, body) = call(&s, "DELETE", &format!("/group_snapshots/{gsid}"), None);
+    assert_eq!(st, 400, "{body}");
+    let (_, shown) = call(&s, "GET", &format!("/group_snapshots/{gsid}"), None);
+    assert_eq!(shown["group_snapshot"]["status"], "creating", "{shown}");
+    let (_, m) = call(&s, "GET", &format!("/snapshots/{member}"), None);
+    assert_eq!(m["snapshot"]["status"], "creating");
+    reset("available");
     assert_eq!(
         call(&s, "DELETE", &format!("/group_snapshots/{gsid}"), None).0,
         202

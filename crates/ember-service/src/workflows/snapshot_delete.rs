@@ -97,7 +97,10 @@ pub(crate) fn release_snapshot(
     // The last member of a group snapshot being deleted takes it along.
     if let Some(gid) = &snapshot.group_snapshot_id {
         if let Some(gs) = tx.group_snapshot(gid)? {
-            let deleting = gs.status_override.as_deref() == Some("deleting");
+            let deleting = matches!(
+                gs.status_override.as_deref(),
+                Some("deleting" | "error_deleting")
+            );
             if deleting && !any_member_left(tx, gid)? {
                 tx.delete_group_snapshot(gid)?;
             }
