@@ -147,6 +147,21 @@ fn check_reservable(v: &Volume, instance: Option<&str>) -> Result<()> {
     )))
 }
 
+/// A fresh attachment record: no host, no connection yet.
+fn new_attachment(instance: Option<String>, mode: String, status: AttachStatus) -> Attachment {
+    Attachment {
+        id: uuid::Uuid::new_v4(),
+        instance_uuid: instance,
+        host_name: None,
+        mountpoint: None,
+        mode,
+        attached_at: None,
+        status,
+        connector: None,
+        export_secret: None,
+    }
+}
+
 fn attachment_not_found(id: uuid::Uuid) -> ServiceError {
     ServiceError::NotFound(format!(
         "Volume attachment could not be found with filter: attachment_id = {id}."
@@ -176,6 +191,15 @@ fn connect(a: &mut Attachment, connector: Value) -> Result<()> {
         a.status = AttachStatus::Attaching;
     }
     Ok(())
+}
+
+/// Which attachments a listing returns (every field narrows it).
+#[derive(Clone, Debug, Default)]
+pub struct AttachmentFilter {
+    pub volume_id: Option<VolumeId>,
+    pub instance: Option<String>,
+    pub status: Option<AttachStatus>,
+    pub limit: Option<usize>,
 }
 
 /// A volume with one of its attachments.
@@ -247,17 +271,8 @@ impl Service {
             .change_attachments(caller, volume_id, move |v| {
                 refuse_error_state(v)?;
                 check_reservable(v, instance.as_deref())?;
-                let mut a = Attachment {
-                    id: uuid::Uuid::new_v4(),
-                    instance_uuid: instance,
-                    host_name: None,
-                    mountpoint: None,
-                    mode: mode.unwrap_or_else(|| "null".into()),
-                    attached_at: None,
-                    status: AttachStatus::Reserved,
-                    connector: None,
-                    export_secret: None,
-                };
+                let mode = mode.unwrap_or_else(|| "null".into());
+                let mut a = new_attachment(instance, mode, AttachStatus::Reserved);
                 if let Some(c) = connector.filter(|c| c.as_object().is_some_and(|o| !o.is_empty()))
                 {
                     connect(&mut a, c)?;
@@ -282,18 +297,31 @@ impl Service {
         &self,
         caller: &Caller,
         all_tenants: bool,
+        filter: AttachmentFilter,
     ) -> Result<Vec<AttachmentView>> {
         let core = self.core.clone();
         let project = (!(all_tenants && caller.is_admin())).then(|| caller.project_id.clone());
         self.run_blocking(move || {
             let volumes = core.store.read()?.attached_volumes(project.as_ref())?;
-            Ok(volumes
+            let mut items: Vec<AttachmentView> = volumes
                 .into_iter()
+                .filter(|v| filter.volume_id.is_none_or(|id| id == v.id))
                 .flat_map(|v| {
                     let attachments = v.attachments.clone();
                     attachments.into_iter().map(move |a| (v.clone(), a))
                 })
-                .collect())
+                .filter(|(_, a)| {
+                    filter
+                        .instance
+                        .as_ref()
+                        .is_none_or(|i| a.instance_uuid.as_ref() == Some(i))
+                        && filter.status.is_none_or(|st| a.status == st)
+                })
+                .collect();
+            if let Some(limit) = filter.limit {
+                items.truncate(limit);
+            }
+            Ok(items)
         })
         .await
     }
@@ -409,17 +437,11 @@ impl Service {
                                 v.id, v.status
                             )));
                         }
-                        v.attachments.push(Attachment {
-                            id: uuid::Uuid::new_v4(),
-                            instance_uuid: None,
-                            host_name: None,
-                            mountpoint: None,
-                            mode: "null".into(),
-                            attached_at: None,
-                            status: AttachStatus::Attaching,
-                            connector: None,
-                            export_secret: None,
-                        });
+                        v.attachments.push(new_attachment(
+                            None,
+                            "null".into(),
+                            AttachStatus::Attaching,
+                        ));
                         v.attachments.len() - 1
                     }
                 };
@@ -496,17 +518,11 @@ impl Service {
                 let index = match pending {
                     Some(i) => i,
                     None => {
-                        v.attachments.push(Attachment {
-                            id: uuid::Uuid::new_v4(),
-                            instance_uuid: None,
-                            host_name: None,
-                            mountpoint: None,
-                            mode: req.mode.clone(),
-                            attached_at: None,
-                            status: AttachStatus::Attaching,
-                            connector: None,
-                            export_secret: None,
-                        });
+                        v.attachments.push(new_attachment(
+                            None,
+                            req.mode.clone(),
+                            AttachStatus::Attaching,
+                        ));
                         v.attachments.len() - 1
                     }
                 };

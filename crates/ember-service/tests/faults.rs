@@ -114,6 +114,17 @@ async fn settle(svc: &Service) {
     panic!("workflows did not finish");
 }
 
+/// A new 1 GiB volume, created and settled.
+async fn one_gib_volume(svc: &Service) -> VolumeId {
+    let req = CreateVolume {
+        size_gib: Some(1),
+        ..Default::default()
+    };
+    let id = svc.create_volume(&admin(), req).await.unwrap().id;
+    settle(svc).await;
+    id
+}
+
 fn snapshot_of(volume: VolumeId) -> CreateSnapshot {
     CreateSnapshot {
         volume_id: volume,
@@ -136,18 +147,7 @@ async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
     let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
 
-    let vol = svc
-        .create_volume(
-            &admin(),
-            CreateVolume {
-                size_gib: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    settle(&svc).await;
+    let vol = one_gib_volume(&svc).await;
     svc.write_volume(&admin(), vol, 0, vec![7; 4096])
         .await
         .unwrap();
@@ -254,18 +254,7 @@ async fn concurrent_creates_deletes_and_clones_keep_quota_exact() {
     )
     .await
     .unwrap();
-    let vol = svc
-        .create_volume(
-            &admin(),
-            CreateVolume {
-                size_gib: Some(1),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    settle(&svc).await;
+    let vol = one_gib_volume(&svc).await;
     svc.write_volume(&admin(), vol, 0, vec![0x42; 4096])
         .await
         .unwrap();

@@ -19,27 +19,9 @@ fn nova(
     body: Option<&str>,
     mv: Option<&str>,
 ) -> (u16, Value) {
-    let mut rb = s
-        .http
-        .request(
-            method.parse().unwrap(),
-            s.url(&format!("/v2.1/{PROJECT}{path}")),
-        )
-        .header("X-Auth-Token", token);
-    if let Some(mv) = mv {
-        rb = rb.header("OpenStack-API-Version", format!("compute {mv}"));
-    }
-    if let Some(b) = body {
-        rb = rb
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = rb.send().unwrap();
-    let status = resp.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&resp.text().unwrap()).unwrap_or(Value::Null),
-    )
+    let url = s.url(&format!("/v2.1/{PROJECT}{path}"));
+    let (status, _, body) = s.compute(method, &url, token, mv, body.map(str::to_string));
+    (status, body)
 }
 
 fn admin() -> String {
@@ -244,76 +226,28 @@ fn seed_003_assisted_snapshots_switch_and_merge_an_attached_volume() {
         (st, body["badRequest"]["message"].as_str()),
         (400, Some("'delete_info'"))
     );
-    let info = |v: Value| urlencode(&v.to_string());
-    let (st, body) = nova(
-        &s,
-        "DELETE",
-        &format!(
-            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
-            info(json!({"type": "qcow2"}))
-        ),
-        &admin(),
-        None,
-        None,
-    );
+    // DELETE with this delete_info (and extra query, microversion).
+    let delete = |info: Value, extra: &str, mv: Option<&str>| {
+        let path = format!(
+            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}{extra}",
+            urlencode(&info.to_string())
+        );
+        nova(&s, "DELETE", &path, &admin(), None, mv)
+    };
+    let (st, body) = delete(json!({"type": "qcow2"}), "", None);
     assert_eq!(
         (st, body["badRequest"]["message"].as_str()),
         (400, Some("'volume_id'"))
     );
-    let (st, _) = nova(
-        &s,
-        "DELETE",
-        &format!(
-            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}&x=1",
-            info(json!({"volume_id": vol}))
-        ),
-        &admin(),
-        None,
-        Some("2.75"),
-    );
+    let (st, _) = delete(json!({"volume_id": vol}), "&x=1", Some("2.75"));
     assert_eq!(st, 400);
-    let (st, body) = nova(
-        &s,
-        "DELETE",
-        &format!(
-            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
-            info(
-                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": "../../x", "merge_target_file": null})
-            )
-        ),
-        &admin(),
-        None,
-        None,
-    );
+    let merging = |file: Value| json!({"volume_id": vol, "type": "qcow2", "file_to_merge": file, "merge_target_file": null});
+    let (st, body) = delete(merging(json!("../../x")), "", None);
     assert_eq!(st, 400, "{body}");
-    let (st, body) = nova(
-        &s,
-        "DELETE",
-        &format!(
-            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
-            info(
-                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": other_file, "merge_target_file": null})
-            )
-        ),
-        &admin(),
-        None,
-        None,
-    );
+    let (st, body) = delete(merging(json!(other_file)), "", None);
     assert_eq!(st, 400, "{body}");
     s.wait_status("snapshots", SEED_SNAPSHOT, "available");
-    let (st, body) = nova(
-        &s,
-        "DELETE",
-        &format!(
-            "/os-assisted-volume-snapshots/{SEED_SNAPSHOT}?delete_info={}",
-            info(
-                json!({"volume_id": vol, "type": "qcow2", "file_to_merge": null, "merge_target_file": null})
-            )
-        ),
-        &admin(),
-        None,
-        None,
-    );
+    let (st, body) = delete(merging(Value::Null), "", None);
     assert_eq!(st, 204, "{body}");
     s.wait_gone("snapshots", SEED_SNAPSHOT);
     qemu_io(&uri, &["read -P 0xb2 0 64k", "read -P 0xa1 64k 960k"]);

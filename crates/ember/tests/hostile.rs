@@ -13,23 +13,10 @@ use ember_store::sqlite::SqliteStore;
 use std::sync::Arc;
 use tower::ServiceExt;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-}
+mod common;
+use common::Rng;
 
-const PROJECT: &str = "3f0b1c9e5a7d4e2f9c8b7a6d5e4f3a2b";
+use common::PROJECT;
 
 const SEGMENTS: &[&str] = &[
     "snapshots",
@@ -131,11 +118,11 @@ const BODIES: &[&str] = &[
 fn mutate(rng: &mut Rng, body: &str) -> Vec<u8> {
     let mut b = body.as_bytes().to_vec();
     match rng.below(6) {
-        0 => b.truncate(rng.below(b.len() + 1)),
+        0 => b.truncate(rng.index(b.len() + 1)),
         1 => {
             for _ in 0..1 + rng.below(3) {
                 if !b.is_empty() {
-                    let i = rng.below(b.len());
+                    let i = rng.index(b.len());
                     b[i] = rng.next() as u8;
                 }
             }
@@ -147,7 +134,7 @@ fn mutate(rng: &mut Rng, body: &str) -> Vec<u8> {
                 .replace("true", "\"maybe\"");
             b = s.into_bytes();
         }
-        3 => b.extend(std::iter::repeat_n(b'[', 1 + rng.below(5000))),
+        3 => b.extend(std::iter::repeat_n(b'[', 1 + rng.index(5000))),
         _ => {}
     }
     b

@@ -14,25 +14,13 @@ fn nova(
     version: Option<&str>,
     body: Option<Value>,
 ) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut rb = reqwest::blocking::Client::new()
-        .request(method.parse().unwrap(), s.url(path))
-        .header("X-Auth-Token", format!("admin:{PROJECT}"));
-    if let Some(v) = version {
-        rb = rb.header("OpenStack-API-Version", format!("compute {v}"));
-    }
-    if let Some(b) = body {
-        rb = rb
-            .header("Content-Type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = rb.send().unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let text = resp.text().unwrap_or_default();
-    (
-        status,
-        headers,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
+    let token = format!("admin:{PROJECT}");
+    s.compute(
+        method,
+        &s.url(path),
+        &token,
+        version,
+        body.map(|b| b.to_string()),
     )
 }
 

@@ -4,9 +4,9 @@
 
 use crate::{Api, CinderError, Reply, Req};
 use axum::http::StatusCode;
-use ember_model::{Attachment, Volume, VolumeId};
+use ember_model::{AttachStatus, Attachment, Volume, VolumeId};
 use ember_service::Service;
-use ember_service::attachments::connection_data;
+use ember_service::attachments::{AttachmentFilter, connection_data};
 use serde_json::{Map, Value, json};
 
 fn gate(req: &Req, min: u32) -> Result<(), CinderError> {
@@ -145,15 +145,29 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
     let all_tenants = req
         .query("all_tenants")
         .is_some_and(crate::listing::bool_from_string);
-    let mut items = svc.list_attachments(&req.caller, all_tenants).await?;
+    let mut filter = AttachmentFilter::default();
     for (key, value) in &req.query {
         match key.as_str() {
-            "volume_id" => items.retain(|(v, _)| v.id.to_string() == *value),
-            "instance_id" | "instance_uuid" => {
-                items.retain(|(_, a)| a.instance_uuid.as_deref() == Some(value.as_str()))
+            // An id that cannot exist matches nothing.
+            "volume_id" => {
+                filter.volume_id = Some(VolumeId::parse(value).unwrap_or_else(VolumeId::new))
             }
-            "status" | "attach_status" => items.retain(|(_, a)| a.status.as_str() == value),
-            "all_tenants" | "limit" | "marker" | "offset" | "sort" | "sort_key" | "sort_dir" => {}
+            "instance_id" | "instance_uuid" => filter.instance = Some(value.clone()),
+            "status" | "attach_status" => {
+                let status = [
+                    AttachStatus::Reserved,
+                    AttachStatus::Attaching,
+                    AttachStatus::Attached,
+                ]
+                .into_iter()
+                .find(|s| s.as_str() == value);
+                match status {
+                    Some(s) => filter.status = Some(s),
+                    None => return Ok(Reply::ok(json!({"attachments": []}))),
+                }
+            }
+            "limit" => filter.limit = value.parse().ok(),
+            "all_tenants" | "marker" | "offset" | "sort" | "sort_key" | "sort_dir" => {}
             other => {
                 return Err(CinderError::bad_request(format!(
                     "Invalid input received: Invalid filter keys: {other}"
@@ -161,9 +175,9 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
             }
         }
     }
-    if let Some(limit) = req.query("limit").and_then(|l| l.parse::<usize>().ok()) {
-        items.truncate(limit);
-    }
+    let items = svc
+        .list_attachments(&req.caller, all_tenants, filter)
+        .await?;
     let views: Vec<Value> = items
         .iter()
         .map(|(v, a)| {

@@ -166,6 +166,37 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A compute (Nova) API request: `url` absolute, raw JSON `body`, the
+    /// microversion as `OpenStack-API-Version: compute <mv>`.
+    pub fn compute(
+        &self,
+        method: &str,
+        url: &str,
+        token: &str,
+        mv: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut rb = self
+            .http
+            .request(method.parse().unwrap(), url)
+            .header("X-Auth-Token", token);
+        if let Some(mv) = mv {
+            rb = rb.header("OpenStack-API-Version", format!("compute {mv}"));
+        }
+        if let Some(b) = body {
+            rb = rb.header("Content-Type", "application/json").body(b);
+        }
+        let resp = rb.send().expect("request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap_or_default();
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
+    }
+
     pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call(
             method,
@@ -355,4 +386,28 @@ pub fn attach(s: &Server, volume: &str, mode: &str) -> (String, String) {
     );
     assert_eq!(st, 204, "{body}");
     (id, info["uri"].as_str().unwrap().to_string())
+}
+
+/// A small seeded xorshift generator: the same schedule on every run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn index(&mut self, len: usize) -> usize {
+        self.below(len as u64) as usize
+    }
+
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.index(xs.len())]
+    }
 }
