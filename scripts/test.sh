@@ -27,6 +27,13 @@ if [ -z "${EMBER_SKIP_INTEROP:-}" ]; then
     ./scripts/interop.sh
 fi
 
+# Schemathesis against the OpenAPI documents Ember serves (/openapi.json):
+# no 5xx, every response as documented, invalid input refused, auth
+# enforced, every workflow finished afterwards.
+if [ -z "${EMBER_SKIP_SCHEMATHESIS:-}" ]; then
+    ./scripts/schemathesis.sh
+fi
+
 # Tempest's volume API tests (tests/tempest/exclude.txt lists what Ember
 # does not implement yet, with reasons).
 if [ -z "${EMBER_SKIP_TEMPEST:-}" ]; then

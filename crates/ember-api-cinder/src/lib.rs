@@ -9,12 +9,14 @@
 mod error;
 mod handlers;
 mod listing;
+mod openapi;
 mod routes;
 mod schemas;
 pub mod version;
 mod views;
 
 pub use error::CinderError;
+pub use openapi::operations as openapi_operations;
 pub use routes::Endpoint;
 
 use axum::Router;
@@ -317,7 +319,12 @@ async fn route_and_run(
         if method != Method::GET {
             return route_not_found();
         }
-        if headers.get("x-auth-token").is_none() && !state.auth.is_noauth() {
+        // A token that does not validate is refused as keystonemiddleware
+        // refuses it, before the document is shown.
+        let refused = !state.auth.is_noauth()
+            && (headers.get("x-auth-token").is_none()
+                || state.auth.authenticate(&headers, None).await.is_err());
+        if refused {
             return json_response(
                 StatusCode::UNAUTHORIZED,
                 &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),

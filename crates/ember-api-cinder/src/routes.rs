@@ -5,7 +5,7 @@
 use crate::Api;
 use axum::http::Method;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, strum::EnumCount)]
 pub enum Endpoint {
     ListSnapshots {
         detail: bool,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod openapi;
 pub mod pyrepr;
 pub mod schema;
 

@@ -385,3 +385,98 @@ pub fn string_or_null(max: usize) -> Schema {
         printable: false,
     }
 }
+
+impl Schema {
+    /// The same rules as a JSON Schema (2020-12, as OpenAPI 3.1 embeds
+    /// it), for the OpenAPI document: what [`validate`] accepts is what
+    /// the document says is valid. Cinder's printable-character rule has
+    /// no portable regex form and is described instead.
+    pub fn to_json_schema(&self) -> Value {
+        use serde_json::json;
+        let or_null = |nullable: bool, s: Value| {
+            if nullable {
+                json!({"anyOf": [s, {"type": "null"}]})
+            } else {
+                s
+            }
+        };
+        match self {
+            Schema::Any => json!({}),
+            Schema::Str {
+                nullable,
+                min,
+                max,
+                printable,
+            } => {
+                let mut s = json!({"type": "string"});
+                if let Some(m) = min {
+                    s["minLength"] = json!(m);
+                }
+                if let Some(m) = max {
+                    s["maxLength"] = json!(m);
+                }
+                if *printable {
+                    s["description"] = json!(
+                        "printable characters only: no control or format characters, no separators but the space"
+                    );
+                }
+                or_null(*nullable, s)
+            }
+            Schema::UuidOrNull => or_null(true, json!({"type": "string", "format": "uuid"})),
+            Schema::Uuid { nullable } => {
+                or_null(*nullable, json!({"type": "string", "format": "uuid"}))
+            }
+            Schema::Boolean => {
+                let words: Vec<&str> = BOOLEAN_TRUE.iter().chain(BOOLEAN_FALSE).copied().collect();
+                json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": words}]})
+            }
+            Schema::IntLike { nullable, min } => or_null(
+                *nullable,
+                json!({"anyOf": [
+                    {"type": "integer", "minimum": min},
+                    {"type": "string", "pattern": "^[0-9]+$", "maxLength": 18}
+                ]}),
+            ),
+            Schema::Metadata {
+                nullable,
+                null_values,
+            } => {
+                let value = or_null(*null_values, json!({"type": "string", "maxLength": 255}));
+                or_null(
+                    *nullable,
+                    json!({
+                        "type": "object",
+                        "patternProperties": {METADATA_KEY_PATTERN: value},
+                        "additionalProperties": false
+                    }),
+                )
+            }
+            Schema::Object(o) => {
+                let properties: serde_json::Map<String, Value> = o
+                    .properties
+                    .iter()
+                    .map(|(k, s)| (k.to_string(), s.to_json_schema()))
+                    .collect();
+                let mut s = json!({"type": "object", "properties": properties});
+                if !o.required.is_empty() {
+                    s["required"] = json!(o.required);
+                }
+                if !o.additional {
+                    s["additionalProperties"] = json!(false);
+                }
+                if !o.any_of_required.is_empty() {
+                    let alternatives: Vec<Value> = o
+                        .any_of_required
+                        .iter()
+                        .map(|k| json!({"required": [k]}))
+                        .collect();
+                    s["anyOf"] = json!(alternatives);
+                }
+                or_null(o.nullable, s)
+            }
+        }
+    }
+}
+
+/// A metadata key, as [`metadata_key_ok`] checks it.
+pub const METADATA_KEY_PATTERN: &str = "^[a-zA-Z0-9_:. -]{1,255}$";

@@ -10,6 +10,7 @@
 //! AK/SK signature (`SDK-HMAC-SHA256`) with an access key from the
 //! identity service (Keystone's EC2 credentials API).
 
+mod openapi;
 mod signing;
 
 use axum::Router;
@@ -33,7 +34,14 @@ pub struct EvsState {
 }
 
 pub fn router(state: Arc<EvsState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    let document = Arc::new(openapi::document());
+    Router::new()
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }),
+        )
+        .fallback(handle)
+        .with_state(state)
 }
 
 /// Names that EVS keeps for snapshots its backups make.

@@ -21,7 +21,7 @@ pub fn route(method: &Method, rest: &[&str]) -> Option<Endpoint> {
     }
 }
 
-fn create_schema() -> Schema {
+pub(crate) fn create_schema() -> Schema {
     let text = Schema::Str {
         nullable: false,
         min: Some(1),

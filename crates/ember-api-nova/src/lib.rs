@@ -9,6 +9,7 @@
 
 mod assisted;
 mod error;
+mod openapi;
 mod snapshots;
 mod version;
 
@@ -28,6 +29,8 @@ pub struct NovaState {
     pub service: Service,
     pub auth: Arc<dyn Authenticator>,
 }
+
+pub use openapi::operations as openapi_operations;
 
 pub fn router(state: Arc<NovaState>) -> Router {
     Router::new()

@@ -38,7 +38,7 @@ fn view(s: &Snapshot) -> Value {
     })
 }
 
-fn create_schema() -> Schema {
+pub(crate) fn create_schema() -> Schema {
     let text = Schema::Str {
         nullable: false,
         min: None,

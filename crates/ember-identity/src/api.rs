@@ -1,5 +1,6 @@
 //! The Keystone v3 wire format, under `/identity` on Ember's listener.
 
+use crate::fields;
 use crate::password;
 use crate::service::{IdentityError, IdentityService, Reference, TokenInfo};
 use axum::Router;
@@ -538,14 +539,8 @@ fn admin_route(
         }
         ("POST", ["projects"]) => {
             let v = parse(body)?;
-            let p = v
-                .get("project")
-                .ok_or_else(|| bad("'project' is a required property"))?;
-            let name = p
-                .get("name")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty() && n.len() <= 64)
-                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let p = fields::PROJECT_CREATE.check(&v)?;
+            let name = p["name"].as_str().unwrap_or_default();
             let mut tx = store_err(store.write())?;
             if store_err(tx.projects())?.iter().any(|x| x.name == name) {
                 return Err(IdentityError::Conflict(format!(
@@ -578,9 +573,9 @@ fn admin_route(
         }
         ("PATCH", ["projects", id]) => {
             let v = parse(body)?;
+            let patch = fields::PROJECT_UPDATE.check(&v)?;
             let mut tx = store_err(store.write())?;
             let mut p = store_err(tx.project(id))?.ok_or_else(|| not_found("project", id))?;
-            let patch = v.get("project").cloned().unwrap_or_default();
             if let Some(n) = patch.get("name").and_then(Value::as_str) {
                 p.name = n.into();
             }
@@ -611,14 +606,8 @@ fn admin_route(
         }
         ("POST", ["users"]) => {
             let v = parse(body)?;
-            let u = v
-                .get("user")
-                .ok_or_else(|| bad("'user' is a required property"))?;
-            let name = u
-                .get("name")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty() && n.len() <= 255)
-                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let u = fields::USER_CREATE.check(&v)?;
+            let name = u["name"].as_str().unwrap_or_default();
             let mut tx = store_err(store.write())?;
             if store_err(tx.users())?.iter().any(|x| x.name == name) {
                 return Err(IdentityError::Conflict(format!(
@@ -660,9 +649,9 @@ fn admin_route(
         }
         ("PATCH", ["users", id]) => {
             let v = parse(body)?;
+            let patch = fields::USER_UPDATE.check(&v)?;
             let mut tx = store_err(store.write())?;
             let mut u = store_err(tx.user(id))?.ok_or_else(|| not_found("user", id))?;
-            let patch = v.get("user").cloned().unwrap_or_default();
             if let Some(n) = patch.get("name").and_then(Value::as_str) {
                 u.name = n.into();
             }
@@ -696,11 +685,9 @@ fn admin_route(
         }
         ("POST", ["roles"]) => {
             let v = parse(body)?;
-            let name = v
-                .pointer("/role/name")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| bad("Invalid input for field 'name'."))?;
+            let name = fields::ROLE_CREATE.check(&v)?["name"]
+                .as_str()
+                .unwrap_or_default();
             let mut tx = store_err(store.write())?;
             if store_err(tx.roles())?.iter().any(|r| r.name == name) {
                 return Err(IdentityError::Conflict(format!(

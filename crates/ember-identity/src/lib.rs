@@ -9,7 +9,9 @@
 
 mod api;
 mod auth;
+mod fields;
 mod keystone;
+mod openapi;
 mod password;
 mod service;
 mod token;
@@ -17,4 +19,5 @@ mod token;
 pub use api::router;
 pub use auth::{IdentityAccessKeys, TokenAuthenticator};
 pub use keystone::{KeystoneAuthenticator, KeystoneSettings};
+pub use openapi::operations as openapi_operations;
 pub use service::{Bootstrap, IdentityError, IdentityService, Reference, TokenInfo};
