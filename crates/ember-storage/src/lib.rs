@@ -10,6 +10,7 @@
 //! a crash: creating an image that exists replaces it, deleting a missing
 //! image succeeds, merging an already merged layer is a no-op.
 
+pub mod fuzzing;
 pub mod qcow2;
 
 use std::fmt;

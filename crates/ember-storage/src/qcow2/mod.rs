@@ -132,6 +132,15 @@ impl Qcow2Driver {
         if writable {
             self.mark_dirty(chain.top())?;
         }
+        let opened = self.open_each(chain, writable);
+        if writable && opened.is_err() {
+            // Nothing was written: the image is as clean as before.
+            self.clear_dirty(chain.top());
+        }
+        opened
+    }
+
+    fn open_each(&self, chain: &Chain, writable: bool) -> Result<Layer> {
         let mut below: Option<Layer> = None;
         for (depth, image) in chain.images.iter().enumerate().rev() {
             let write = writable && depth == 0;
