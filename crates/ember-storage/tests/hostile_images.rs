@@ -204,3 +204,16 @@ fn fuzz_driver_on_seeded_mutations_of_real_images() {
         assert!(result.is_ok(), "round {round}: the driver panicked");
     }
 }
+
+/// Found by the `qcow2_image` fuzz target: a refcount table with no block
+/// for the clusters in use sent imago 0.2.6 into unbounded recursion (a
+/// stack overflow) on the first allocation. The driver refuses it.
+#[test]
+fn an_image_without_refcount_blocks_for_its_clusters_is_refused() {
+    let image = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/refblock-missing-for-header.qcow2"
+    ))
+    .unwrap();
+    ember_storage::fuzzing::open_hostile_image(&image);
+}

@@ -100,6 +100,30 @@ pub(crate) fn check_tables(path: &Path) -> io::Result<()> {
             .collect())
     };
     let refcount_table = table(u64_at(48), u32_at(56) as u64 * cluster, "refcount")?;
+    // Every cluster of the file lies in a region some refcount block
+    // describes: the header at least is in use. Without that block, imago
+    // 0.2.6 allocates the new block into the very region it is missing for,
+    // again and again (unbounded recursion, found by the `qcow2_image`
+    // fuzz target).
+    let refcount_order = if u32_at(4) >= 3 {
+        let mut order = [0u8; 4];
+        file.read_exact_at(&mut order, 96)?;
+        u32::from_be_bytes(order)
+    } else {
+        4
+    };
+    if refcount_order > 6 {
+        return Err(bad("refcount width out of range"));
+    }
+    let per_block = cluster * 8 >> refcount_order;
+    let regions_in_use = len.div_ceil(cluster).div_ceil(per_block) as usize;
+    if refcount_table.len() < regions_in_use
+        || refcount_table[..regions_in_use]
+            .iter()
+            .any(|&e| offset_of(e) == 0)
+    {
+        return Err(bad("clusters in use have no refcount block"));
+    }
     for entry in refcount_table {
         let block = offset_of(entry);
         if block != 0 && (block % cluster != 0 || !within(block, cluster)) {
