@@ -5,16 +5,7 @@
 # validated by a real Keystone (tests/keystone/). Makes its own venvs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# make_venv DIR REQUIREMENTS: a venv with exactly those pins, reused while
-# the pins are unchanged.
-make_venv() {
-    if [ ! -x "$1/bin/python" ] || ! cmp -s "$2" "$1/requirements.txt"; then
-        rm -rf "$1"
-        python3 -m venv "$1"
-        "$1/bin/pip" install --quiet --disable-pip-version-check -r "$2"
-        cp "$2" "$1/requirements.txt"
-    fi
-}
+source scripts/venv.sh
 venv="${EMBER_VENV:-target/interop-venv}"
 make_venv "$venv" tests/interop/requirements.txt
 # A real Keystone for the --auth keystone tests, in its own venv.

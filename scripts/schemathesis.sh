@@ -6,12 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${EMBER_SCHEMATHESIS_VENV:-target/schemathesis-venv}"
-req=tests/schemathesis/requirements.txt
-if [ ! -x "$venv/bin/st" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$venv/requirements.txt"
-fi
+source scripts/venv.sh
+make_venv "$venv" tests/schemathesis/requirements.txt
 cargo build --locked --bin ember
 EMBER_BIN="$PWD/target/debug/ember" exec "$venv/bin/python" tests/schemathesis/run.py

@@ -4,12 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${EMBER_TEMPEST_VENV:-target/tempest-venv}"
-req=tests/tempest/requirements.txt
-if [ ! -x "$venv/bin/tempest" ] || ! cmp -s "$req" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$req"
-    cp "$req" "$venv/requirements.txt"
-fi
+source scripts/venv.sh
+make_venv "$venv" tests/tempest/requirements.txt
 cargo build --locked --bin ember
 exec "$venv/bin/python" tests/tempest/run.py target/debug/ember

@@ -15,17 +15,12 @@ use serde_json::{Value, json};
 /// type (415), and a full disk (503).
 const ERRORS: &[u16] = &[400, 401, 403, 404, 406, 409, 413, 415, 503];
 
-/// `{"badRequest": {"code": 400, "message": "…"}}`, or the router's plain
-/// 404 `{"message", "code", "title"}`.
+/// The fault envelope, or the router's plain 404 `{"message", "code",
+/// "title"}`.
 fn error_body() -> Value {
     json!({"anyOf": [
-        {
-            "type": "object",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "additionalProperties": object(&[("code", integer()), ("message", string())])
-        },
-        object(&[("message", string()), ("code", string()), ("title", string())])
+        fault_envelope(),
+        object(&[("message", string()), ("code", string()), ("title", string())]),
     ]})
 }
 
@@ -163,6 +158,75 @@ fn any_body() -> Value {
     any_object()
 }
 
+/// The metadata routes of a resource at `base` (`/…/snapshots/{id}`).
+fn metadata_ops(base: &str, noun: &str, tag: &'static str) -> Vec<Operation> {
+    let ok = |body: Value| Content::Json(body);
+    let whole = format!("{base}/metadata");
+    let item = format!("{base}/metadata/{{key}}");
+    vec![
+        Operation::new("GET", &whole, format!("Show a {noun}'s metadata"))
+            .responds(200, ok(metadata_reply())),
+        Operation::new("POST", &whole, format!("Add or update a {noun}'s metadata"))
+            .json_body(schemas::metadata_body().to_json_schema())
+            .responds(200, ok(metadata_reply())),
+        Operation::new("PUT", &whole, format!("Replace a {noun}'s metadata"))
+            .json_body(schemas::metadata_body().to_json_schema())
+            .responds(200, ok(metadata_reply())),
+        Operation::new("GET", &item, format!("Show one metadata item of a {noun}"))
+            .responds(200, ok(meta_reply())),
+        Operation::new("PUT", &item, format!("Set one metadata item of a {noun}"))
+            .json_body(schemas::meta_item_body().to_json_schema())
+            .responds(200, ok(meta_reply())),
+        Operation::new(
+            "DELETE",
+            &item,
+            format!("Delete one metadata item of a {noun}"),
+        )
+        .responds(200, Content::Empty),
+    ]
+    .into_iter()
+    .map(|op| op.tag(tag))
+    .collect()
+}
+
+/// Volume transfers under one of their two collection names.
+fn transfer_ops(base: &str, note: &str) -> Vec<Operation> {
+    let ok = |body: Value| Content::Json(body);
+    let transfer = || ok(wrapped("transfer", any_object()));
+    let one = format!("{base}/{{transfer_id}}");
+    vec![
+        Operation::new("POST", base, format!("Create a volume transfer{note}"))
+            .json_body(wrapped("transfer", any_object()))
+            .responds(202, transfer()),
+        tenant_param(Operation::new(
+            "GET",
+            base,
+            format!("List volume transfers{note}"),
+        ))
+        .responds(200, ok(list("transfers", any_object()))),
+        tenant_param(Operation::new(
+            "GET",
+            format!("{base}/detail"),
+            format!("List volume transfers with details{note}"),
+        ))
+        .responds(200, ok(list("transfers", any_object()))),
+        Operation::new("GET", &one, format!("Show a volume transfer{note}"))
+            .responds(200, transfer()),
+        Operation::new("DELETE", &one, format!("Delete a volume transfer{note}"))
+            .responds(202, Content::Empty),
+        Operation::new(
+            "POST",
+            format!("{one}/accept"),
+            format!("Accept a volume transfer{note}"),
+        )
+        .json_body(wrapped("accept", any_object()))
+        .responds(202, transfer()),
+    ]
+    .into_iter()
+    .map(|op| op.tag("transfers"))
+    .collect()
+}
+
 /// The operations under one API root (`/v3/{project_id}` or
 /// `/v2/{project_id}`).
 fn under(root: &str) -> Vec<Operation> {
@@ -205,51 +269,13 @@ fn under(root: &str) -> Vec<Operation> {
         .json_body(action_body(SNAPSHOT_ACTIONS))
         .responds(200, ok(any_body()))
         .responds(202, Content::Empty),
-        Operation::new(
-            "GET",
-            p("/snapshots/{snapshot_id}/metadata"),
-            "Show a snapshot's metadata",
-        )
-        .tag("snapshots")
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "POST",
-            p("/snapshots/{snapshot_id}/metadata"),
-            "Add or update a snapshot's metadata",
-        )
-        .tag("snapshots")
-        .json_body(schemas::metadata_body().to_json_schema())
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "PUT",
-            p("/snapshots/{snapshot_id}/metadata"),
-            "Replace a snapshot's metadata",
-        )
-        .tag("snapshots")
-        .json_body(schemas::metadata_body().to_json_schema())
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "GET",
-            p("/snapshots/{snapshot_id}/metadata/{key}"),
-            "Show one metadata item of a snapshot",
-        )
-        .tag("snapshots")
-        .responds(200, ok(meta_reply())),
-        Operation::new(
-            "PUT",
-            p("/snapshots/{snapshot_id}/metadata/{key}"),
-            "Set one metadata item of a snapshot",
-        )
-        .tag("snapshots")
-        .json_body(schemas::meta_item_body().to_json_schema())
-        .responds(200, ok(meta_reply())),
-        Operation::new(
-            "DELETE",
-            p("/snapshots/{snapshot_id}/metadata/{key}"),
-            "Delete one metadata item of a snapshot",
-        )
-        .tag("snapshots")
-        .responds(200, Content::Empty),
+    ];
+    ops.extend(metadata_ops(
+        &p("/snapshots/{snapshot_id}"),
+        "snapshot",
+        "snapshots",
+    ));
+    ops.extend([
         Operation::new(
             "GET",
             p("/snapshots/{snapshot_id}/data"),
@@ -299,51 +325,13 @@ fn under(root: &str) -> Vec<Operation> {
         .json_body(action_body(VOLUME_ACTIONS))
         .responds(200, ok(any_body()))
         .responds(202, Content::Empty),
-        Operation::new(
-            "GET",
-            p("/volumes/{volume_id}/metadata"),
-            "Show a volume's metadata",
-        )
-        .tag("volumes")
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "POST",
-            p("/volumes/{volume_id}/metadata"),
-            "Add or update a volume's metadata",
-        )
-        .tag("volumes")
-        .json_body(schemas::metadata_body().to_json_schema())
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "PUT",
-            p("/volumes/{volume_id}/metadata"),
-            "Replace a volume's metadata",
-        )
-        .tag("volumes")
-        .json_body(schemas::metadata_body().to_json_schema())
-        .responds(200, ok(metadata_reply())),
-        Operation::new(
-            "GET",
-            p("/volumes/{volume_id}/metadata/{key}"),
-            "Show one metadata item of a volume",
-        )
-        .tag("volumes")
-        .responds(200, ok(meta_reply())),
-        Operation::new(
-            "PUT",
-            p("/volumes/{volume_id}/metadata/{key}"),
-            "Set one metadata item of a volume",
-        )
-        .tag("volumes")
-        .json_body(schemas::meta_item_body().to_json_schema())
-        .responds(200, ok(meta_reply())),
-        Operation::new(
-            "DELETE",
-            p("/volumes/{volume_id}/metadata/{key}"),
-            "Delete one metadata item of a volume",
-        )
-        .tag("volumes")
-        .responds(200, Content::Empty),
+    ]);
+    ops.extend(metadata_ops(
+        &p("/volumes/{volume_id}"),
+        "volume",
+        "volumes",
+    ));
+    ops.extend([
         Operation::new(
             "GET",
             p("/volumes/{volume_id}/data"),
@@ -568,7 +556,7 @@ fn under(root: &str) -> Vec<Operation> {
         .tag("backend")
         .json_body(any_object())
         .responds(200, ok(any_object())),
-    ];
+    ]);
     ops.extend(added_in_v3(root));
     ops
 }
@@ -578,7 +566,7 @@ fn under(root: &str) -> Vec<Operation> {
 fn added_in_v3(root: &str) -> Vec<Operation> {
     let p = |s: &str| format!("{root}{s}");
     let ok = |body: Value| Content::Json(body);
-    vec![
+    let mut ops = vec![
         // Groups and group snapshots (3.13, 3.14).
         tenant_param(Operation::new("GET", p("/groups"), "List groups"))
             .tag("groups")
@@ -850,92 +838,11 @@ fn added_in_v3(root: &str) -> Vec<Operation> {
         .tag("attachments")
         .json_body(action_body(&["os-complete"]))
         .responds(204, Content::Empty),
-        // Volume transfers, under both names.
-        Operation::new("POST", p("/volume-transfers"), "Create a volume transfer")
-            .tag("transfers")
-            .json_body(wrapped("transfer", any_object()))
-            .responds(202, ok(wrapped("transfer", any_object()))),
-        tenant_param(Operation::new(
-            "GET",
-            p("/volume-transfers"),
-            "List volume transfers",
-        ))
-        .tag("transfers")
-        .responds(200, ok(list("transfers", any_object()))),
-        Operation::new(
-            "GET",
-            p("/volume-transfers/detail"),
-            "List volume transfers with details",
-        )
-        .tag("transfers")
-        .responds(200, ok(list("transfers", any_object()))),
-        Operation::new(
-            "GET",
-            p("/volume-transfers/{transfer_id}"),
-            "Show a volume transfer",
-        )
-        .tag("transfers")
-        .responds(200, ok(wrapped("transfer", any_object()))),
-        Operation::new(
-            "DELETE",
-            p("/volume-transfers/{transfer_id}"),
-            "Delete a volume transfer",
-        )
-        .tag("transfers")
-        .responds(202, Content::Empty),
-        Operation::new(
-            "POST",
-            p("/volume-transfers/{transfer_id}/accept"),
-            "Accept a volume transfer",
-        )
-        .tag("transfers")
-        .json_body(wrapped("accept", any_object()))
-        .responds(202, ok(wrapped("transfer", any_object()))),
-        Operation::new(
-            "POST",
-            p("/os-volume-transfer"),
-            "Create a volume transfer (legacy path)",
-        )
-        .tag("transfers")
-        .json_body(wrapped("transfer", any_object()))
-        .responds(202, ok(wrapped("transfer", any_object()))),
-        Operation::new(
-            "GET",
-            p("/os-volume-transfer"),
-            "List volume transfers (legacy path)",
-        )
-        .tag("transfers")
-        .responds(200, ok(list("transfers", any_object()))),
-        Operation::new(
-            "GET",
-            p("/os-volume-transfer/detail"),
-            "List volume transfers with details (legacy path)",
-        )
-        .tag("transfers")
-        .responds(200, ok(list("transfers", any_object()))),
-        Operation::new(
-            "GET",
-            p("/os-volume-transfer/{transfer_id}"),
-            "Show a volume transfer (legacy path)",
-        )
-        .tag("transfers")
-        .responds(200, ok(wrapped("transfer", any_object()))),
-        Operation::new(
-            "DELETE",
-            p("/os-volume-transfer/{transfer_id}"),
-            "Delete a volume transfer (legacy path)",
-        )
-        .tag("transfers")
-        .responds(202, Content::Empty),
-        Operation::new(
-            "POST",
-            p("/os-volume-transfer/{transfer_id}/accept"),
-            "Accept a volume transfer (legacy path)",
-        )
-        .tag("transfers")
-        .json_body(wrapped("accept", any_object()))
-        .responds(202, ok(wrapped("transfer", any_object()))),
-    ]
+    ];
+    // Volume transfers, under both names.
+    ops.extend(transfer_ops(&p("/volume-transfers"), ""));
+    ops.extend(transfer_ops(&p("/os-volume-transfer"), " (legacy path)"));
+    ops
 }
 
 /// Every Cinder operation Ember serves, with its errors.

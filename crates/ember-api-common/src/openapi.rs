@@ -358,6 +358,17 @@ pub mod shapes {
         object(&[(key, inner)])
     }
 
+    /// OpenStack's wsgi fault: `{"badRequest": {"code": 400, "message": "…"}}`
+    /// (Cinder and Nova).
+    pub fn fault_envelope() -> Value {
+        json!({
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": object(&[("code", integer()), ("message", string())])
+        })
+    }
+
     /// `{key: [inner]}`, with optional pagination links beside it.
     pub fn list(key: &str, inner: Value) -> Value {
         object(&[(key, array(inner))])

@@ -12,14 +12,7 @@ use serde_json::{Value, json};
 const ERRORS: &[u16] = &[400, 401, 403, 404, 406, 409, 413, 415, 503];
 
 fn error_body() -> Value {
-    json!({"anyOf": [
-        {
-            "type": "object",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "additionalProperties": object(&[("code", integer()), ("message", string())])
-        }
-    ]})
+    fault_envelope()
 }
 
 fn snapshot() -> Value {
