@@ -86,6 +86,35 @@ def test_cinder_requires_a_token(ember):
     assert status == 401
 
 
+def test_version_documents_need_a_valid_token(ember):
+    for root in ("/v3/", "/v2/"):
+        status, _, body = call("GET", f"{ember.base}{root}")
+        assert status == 401 and body["error"]["code"] == 401, root
+        status, _, body = call("GET", f"{ember.base}{root}", headers={"X-Auth-Token": "forged.token"})
+        assert status == 401 and body["error"]["code"] == 401, root
+    status, headers, _ = call("POST", f"{ember.base}/identity/v3/auth/tokens", password_auth("admin", ADMIN_PASSWORD, "admin"))
+    assert status == 201
+    status, _, body = call("GET", f"{ember.base}/v3/", headers={"X-Auth-Token": headers["x-subject-token"]})
+    assert status == 200 and body["versions"][0]["id"] == "v3.0"
+
+
+def test_identity_bodies_are_validated(ember):
+    status, headers, _ = call("POST", f"{ember.base}/identity/v3/auth/tokens", password_auth("admin", ADMIN_PASSWORD, "admin"))
+    token = {"X-Auth-Token": headers["x-subject-token"]}
+    status, _, body = call("POST", f"{ember.base}/identity/v3/projects", {"project": {"name": "validated", "enabled": "yes"}}, token)
+    assert status == 400 and body["error"]["message"] == "Invalid input for field 'enabled'."
+    status, _, body = call("POST", f"{ember.base}/identity/v3/projects", {"project": {"name": "validated"}}, token)
+    assert status == 201
+    project = body["project"]["id"]
+    status, _, body = call("PATCH", f"{ember.base}/identity/v3/projects/{project}", {"name": "renamed"}, token)
+    assert status == 400 and body["error"]["message"] == "'project' is a required property"
+    status, _, body = call("PATCH", f"{ember.base}/identity/v3/projects/{project}", {"project": {"name": 7}}, token)
+    assert status == 400
+    status, _, body = call("GET", f"{ember.base}/identity/v3/projects/{project}", headers=token)
+    assert status == 200 and body["project"]["name"] == "validated" and body["project"]["enabled"] is True
+    call("DELETE", f"{ember.base}/identity/v3/projects/{project}", headers=token)
+
+
 def test_tokens_survive_a_restart(ember):
     _, headers, body = call("POST", f"{ember.auth_url}/auth/tokens", password_auth("admin", ADMIN_PASSWORD, "admin"))
     token, project = headers["x-subject-token"], body["token"]["project"]["id"]

@@ -148,6 +148,21 @@ fn route_not_found() -> Response {
     r
 }
 
+/// keystonemiddleware's answers: 401 for a missing or invalid token, 503
+/// when the identity service cannot be asked.
+fn auth_failure(e: &ember_api_common::AuthError) -> Response {
+    match e {
+        ember_api_common::AuthError::IdentityUnavailable => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}),
+        ),
+        ember_api_common::AuthError::Unauthenticated => json_response(
+            StatusCode::UNAUTHORIZED,
+            &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
+        ),
+    }
+}
+
 fn error_response(e: &CinderError) -> Response {
     json_response(e.status, &e.body())
 }
@@ -321,14 +336,13 @@ async fn route_and_run(
         }
         // A token that does not validate is refused as keystonemiddleware
         // refuses it, before the document is shown.
-        let refused = !state.auth.is_noauth()
-            && (headers.get("x-auth-token").is_none()
-                || state.auth.authenticate(&headers, None).await.is_err());
-        if refused {
-            return json_response(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
-            );
+        if !state.auth.is_noauth() {
+            if headers.get("x-auth-token").is_none() {
+                return auth_failure(&ember_api_common::AuthError::Unauthenticated);
+            }
+            if let Err(e) = state.auth.authenticate(&headers, None).await {
+                return auth_failure(&e);
+            }
         }
         if headers.get("x-auth-token").is_none() {
             let mut r = Response::new(Body::empty());
@@ -352,18 +366,7 @@ async fn route_and_run(
     };
     let caller = match state.auth.authenticate(&headers, project_in_path).await {
         Ok(c) => c,
-        Err(ember_api_common::AuthError::IdentityUnavailable) => {
-            return json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &serde_json::json!({"error": {"code": 503, "title": "Service Unavailable", "message": "The Keystone service is temporarily unavailable."}}),
-            );
-        }
-        Err(_) => {
-            return json_response(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}),
-            );
-        }
+        Err(e) => return auth_failure(&e),
     };
     if let Some(p) = project_in_path {
         if p != caller.project_id.0 && !caller.is_admin() {

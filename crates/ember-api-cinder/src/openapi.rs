@@ -861,7 +861,7 @@ pub fn operations() -> Vec<Operation> {
             .tag("versions")
             .responds(200, Content::Json(any_object()))
             .responds(204, Content::Empty)
-            .errors(&[401], &error)
+            .errors(&[401, 503], &error)
     };
     let mut ops = vec![
         Operation::new("GET", "/", "List the API versions")
