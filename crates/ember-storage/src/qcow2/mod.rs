@@ -20,6 +20,7 @@
 //! after a clean flush and close; at start-up, marked images are repaired
 //! with `qemu-img check -r all` before anything else touches them.
 
+mod empty;
 mod header;
 mod merge;
 
@@ -27,10 +28,7 @@ use crate::{BlockIo, Chain, ImageId, Result, StorageDriver, StorageError};
 use imago::file::File;
 use imago::format::PreallocateMode;
 use imago::qcow2::Qcow2;
-use imago::{
-    DenyImplicitOpenGate, FormatAccess, FormatCreateBuilder, FormatDriverBuilder, Storage,
-    StorageCreateOptions, StorageOpenOptions,
-};
+use imago::{DenyImplicitOpenGate, FormatAccess, FormatDriverBuilder, Storage, StorageOpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -163,17 +161,17 @@ impl StorageDriver for Qcow2Driver {
     fn create_image(&self, image: ImageId, size: u64, backing: Option<ImageId>) -> Result<()> {
         let path = self.path(image);
         let tmp = self.dir.join(format!("{image}{SUFFIX}.tmp"));
-        let _ = std::fs::remove_file(&tmp);
-        let file = File::create_open(StorageCreateOptions::new().filename(&tmp))
-            .map_err(|e| StorageError::io(image, e))?;
-        let mut builder = Qcow2Layer::create_builder(file).size(size);
-        if let Some(backing) = backing {
-            builder = builder.backing(Self::file_name(backing), "qcow2".into());
+        let backing = backing.map(Self::file_name);
+        let written = std::fs::File::create(&tmp)
+            .and_then(|file| {
+                empty::write_empty(&file, size, backing.as_deref())?;
+                file.sync_all()
+            })
+            .map_err(|e| StorageError::io(image, e));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        builder.create().map_err(|e| StorageError::io(image, e))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| StorageError::io(image, e))?;
         // Atomic publish: a crash leaves either no image or a whole one.
         std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(image, e))?;
         self.sync_dir_shared()
