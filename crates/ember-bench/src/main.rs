@@ -389,53 +389,12 @@ fn main() -> Result<()> {
             reference: None,
         });
 
-        // Concurrent clients, each on its own volume.
+        // Concurrent clients, each on its own volume: latencies over a fixed
+        // number of creates, then throughput sustained for a fixed time.
+        let per_client = if args.quick { 10 } else { 50 };
         for clients in [8usize, 32] {
-            let per_client = if args.quick { 10 } else { 50 };
-            let vols: Vec<String> = (0..clients)
-                .map(|_| client.volume(1))
-                .collect::<Result<_>>()?;
-            let t = Instant::now();
-            let done = std::sync::atomic::AtomicBool::new(false);
-            let peak = std::sync::Mutex::new((0.0f64, 0usize));
-            let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
-                if let Some(pid) = server.pid() {
-                    let (done, peak) = (&done, &peak);
-                    s.spawn(move || {
-                        while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                            if let Some((rss, fds)) = resources(pid) {
-                                let mut p = peak.lock().unwrap();
-                                *p = (p.0.max(rss), p.1.max(fds));
-                            }
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    });
-                }
-                let handles: Vec<_> = vols
-                    .iter()
-                    .map(|v| {
-                        let c = Client {
-                            http: client.http.clone(),
-                            base: client.base.clone(),
-                        };
-                        s.spawn(move || {
-                            (0..per_client)
-                                .map(|_| c.snapshot(v).map(|r| r.1))
-                                .collect::<Result<Vec<_>>>()
-                        })
-                    })
-                    .collect();
-                let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
-                done.store(true, std::sync::atomic::Ordering::Relaxed);
-                out
-            });
-            let (peak_rss, peak_fds) = *peak.lock().unwrap();
-            let elapsed = t.elapsed();
-            let mut all = vec![];
-            for r in results {
-                all.extend(r?);
-            }
-            let n = all.len();
+            let run = concurrent_creates(&client, &server, clients, Load::Creates(per_client))?;
+            let mut all = run.latencies;
             rows.push(Row {
                 scenario: format!("snapshot create → available, p50 ({clients} clients)"),
                 value: percentile(&mut all, 0.5),
@@ -450,24 +409,32 @@ fn main() -> Result<()> {
             });
             rows.push(Row {
                 scenario: format!("snapshots completed per second ({clients} clients)"),
-                value: n as f64 / elapsed.as_secs_f64(),
+                value: run.per_second,
                 unit: "/s",
                 reference: None,
             });
-            if peak_rss > 0.0 {
-                rows.push(Row {
-                    scenario: format!("resident memory, peak under {clients} clients"),
-                    value: peak_rss,
-                    unit: "MiB",
-                    reference: None,
-                });
-                rows.push(Row {
-                    scenario: format!("open file descriptors, peak under {clients} clients"),
-                    value: peak_fds as f64,
-                    unit: "fds",
-                    reference: None,
-                });
-            }
+        }
+        let secs = if args.quick { 3 } else { 30 };
+        let run = concurrent_creates(&client, &server, 32, Load::For(Duration::from_secs(secs)))?;
+        rows.push(Row {
+            scenario: format!("durable creates per second, sustained {secs} s (32 clients)"),
+            value: run.per_second,
+            unit: "/s",
+            reference: None,
+        });
+        if let Some((rss, fds)) = run.peak {
+            rows.push(Row {
+                scenario: "resident memory, peak under 32 clients".into(),
+                value: rss,
+                unit: "MiB",
+                reference: None,
+            });
+            rows.push(Row {
+                scenario: "open file descriptors, peak under 32 clients".into(),
+                value: fds as f64,
+                unit: "fds",
+                reference: None,
+            });
         }
     }
     if args.wants("size") {
@@ -609,6 +576,85 @@ fn main() -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&out)?)?;
     }
     Ok(())
+}
+
+/// How long each concurrent client keeps creating snapshots.
+#[derive(Clone, Copy)]
+enum Load {
+    Creates(usize),
+    For(Duration),
+}
+
+struct ConcurrentRun {
+    /// Create → available, every snapshot.
+    latencies: Vec<Duration>,
+    per_second: f64,
+    /// Peak resident memory (MiB) and open fds of the server, when known.
+    peak: Option<(f64, usize)>,
+}
+
+/// `clients` threads, each creating snapshots of its own volume.
+fn concurrent_creates(
+    client: &Client,
+    server: &Server,
+    clients: usize,
+    load: Load,
+) -> Result<ConcurrentRun> {
+    let vols: Vec<String> = (0..clients)
+        .map(|_| client.volume(1))
+        .collect::<Result<_>>()?;
+    let t = Instant::now();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let peak = std::sync::Mutex::new(None::<(f64, usize)>);
+    let results: Vec<Result<Vec<Duration>>> = std::thread::scope(|s| {
+        if let Some(pid) = server.pid() {
+            let (done, peak) = (&done, &peak);
+            s.spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some((rss, fds)) = resources(pid) {
+                        let mut p = peak.lock().unwrap();
+                        let (r, f) = p.unwrap_or_default();
+                        *p = Some((r.max(rss), f.max(fds)));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+        }
+        let handles: Vec<_> = vols
+            .iter()
+            .map(|v| {
+                let c = Client {
+                    http: client.http.clone(),
+                    base: client.base.clone(),
+                };
+                s.spawn(move || {
+                    let mut out = vec![];
+                    loop {
+                        match load {
+                            Load::Creates(n) if out.len() >= n => break,
+                            Load::For(d) if t.elapsed() >= d => break,
+                            _ => out.push(c.snapshot(v)?.1),
+                        }
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        let out = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    let elapsed = t.elapsed();
+    let mut latencies = vec![];
+    for r in results {
+        latencies.extend(r?);
+    }
+    let peak = *peak.lock().unwrap();
+    Ok(ConcurrentRun {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        latencies,
+        peak,
+    })
 }
 
 fn median_ms(mut samples: Vec<Duration>) -> f64 {

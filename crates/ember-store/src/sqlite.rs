@@ -85,6 +85,28 @@ CREATE INDEX volumes_by_project_name ON volumes (project_id, COALESCE(name, ''),
 "#,
 ];
 
+/// Writes one row keyed by `id`: `update_in_place` when the row exists
+/// with the same indexed columns (it sets only the others, so no index page
+/// is rewritten: a snapshot commit writes about half the pages), otherwise
+/// `upsert`. Both statements take the same numbered parameters.
+fn put_row(
+    conn: &Connection,
+    update_in_place: &str,
+    upsert: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<()> {
+    let updated = conn
+        .prepare_cached(update_in_place)
+        .and_then(|mut s| s.execute(params))
+        .map_err(backend)?;
+    if updated == 0 {
+        conn.prepare_cached(upsert)
+            .and_then(|mut s| s.execute(params))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
 pub struct SqliteStore {
     /// The one connection that writes (and reads, for in-memory stores).
     conn: Mutex<Connection>,
@@ -137,6 +159,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
         conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        // Savepoint journals (one per job of a group commit) stay in memory
+        // instead of spilling to a temporary file once they pass 64 KiB.
+        conn.pragma_update(None, "temp_store", "MEMORY")
             .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(backend)?;
@@ -600,27 +626,27 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_volume(&mut self, v: &Volume) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO volumes (id, project_id, user_id, status, name, description, size, created_at, updated_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    v.id.to_string(),
-                    v.project_id.0,
-                    v.user_id.0,
-                    v.status.as_str(),
-                    v.name,
-                    v.description,
-                    v.size_gib as i64,
-                    v.created_at.0,
-                    opt_ts(v.updated_at),
-                    to_json(v)
-                ])
-            })
-            .map(drop)
-            .map_err(backend)
+        put_row(
+            &self.conn,
+            "UPDATE volumes SET user_id = ?3, description = ?6, size = ?7, updated_at = ?9, body = ?10
+             WHERE id = ?1 AND project_id = ?2 AND status = ?4 AND name IS ?5 AND created_at = ?8",
+            "INSERT INTO volumes (id, project_id, user_id, status, name, description, size, created_at, updated_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (id) DO UPDATE SET project_id = ?2, user_id = ?3, status = ?4, name = ?5,
+                 description = ?6, size = ?7, created_at = ?8, updated_at = ?9, body = ?10",
+            params![
+                v.id.to_string(),
+                v.project_id.0,
+                v.user_id.0,
+                v.status.as_str(),
+                v.name,
+                v.description,
+                v.size_gib as i64,
+                v.created_at.0,
+                opt_ts(v.updated_at),
+                to_json(v)
+            ],
+        )
     }
 
     fn delete_volume(&mut self, id: VolumeId) -> Result<()> {
@@ -694,28 +720,29 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_snapshot(&mut self, s: &Snapshot) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO snapshots (id, project_id, user_id, volume_id, status, name, description, size, created_at, updated_at, body)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    s.id.to_string(),
-                    s.project_id.0,
-                    s.user_id.0,
-                    s.volume_id.to_string(),
-                    s.status.as_str(),
-                    s.name,
-                    s.description,
-                    s.size_gib as i64,
-                    s.created_at.0,
-                    opt_ts(s.updated_at),
-                    to_json(s)
-                ])
-            })
-            .map(drop)
-            .map_err(backend)
+        put_row(
+            &self.conn,
+            "UPDATE snapshots SET user_id = ?3, description = ?7, size = ?8, updated_at = ?10, body = ?11
+             WHERE id = ?1 AND project_id = ?2 AND volume_id = ?4 AND status = ?5 AND name IS ?6
+                 AND created_at = ?9",
+            "INSERT INTO snapshots (id, project_id, user_id, volume_id, status, name, description, size, created_at, updated_at, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (id) DO UPDATE SET project_id = ?2, user_id = ?3, volume_id = ?4, status = ?5,
+                 name = ?6, description = ?7, size = ?8, created_at = ?9, updated_at = ?10, body = ?11",
+            params![
+                s.id.to_string(),
+                s.project_id.0,
+                s.user_id.0,
+                s.volume_id.to_string(),
+                s.status.as_str(),
+                s.name,
+                s.description,
+                s.size_gib as i64,
+                s.created_at.0,
+                opt_ts(s.updated_at),
+                to_json(s)
+            ],
+        )
     }
 
     fn delete_snapshot(&mut self, id: SnapshotId) -> Result<()> {
@@ -768,17 +795,17 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn put_image(&mut self, image: &Image) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO images (id, parent, body) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| {
-                s.execute(params![
-                    image.id.to_string(),
-                    image.parent.map(|p| p.to_string()),
-                    to_json(image)
-                ])
-            })
-            .map(drop)
-            .map_err(backend)
+        put_row(
+            &self.conn,
+            "UPDATE images SET body = ?3 WHERE id = ?1 AND parent IS ?2",
+            "INSERT INTO images (id, parent, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET parent = ?2, body = ?3",
+            params![
+                image.id.to_string(),
+                image.parent.map(|p| p.to_string()),
+                to_json(image)
+            ],
+        )
     }
 
     fn delete_image(&mut self, id: ImageId) -> Result<()> {
