@@ -149,6 +149,20 @@ impl Service {
         });
     }
 
+    /// Runs a one-row read: inline when the store's reads never wait for
+    /// a writer (two thread hand-offs saved on every poll), else as
+    /// `run_blocking`.
+    pub(crate) async fn point_read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<R> + Send + 'static,
+    ) -> Result<R> {
+        if self.core.store.point_reads_never_wait() {
+            f()
+        } else {
+            self.run_blocking(f).await
+        }
+    }
+
     pub(crate) async fn run_blocking<R: Send + 'static>(
         &self,
         f: impl FnOnce() -> Result<R> + Send + 'static,

@@ -59,7 +59,7 @@ impl Service {
     pub async fn snapshot(&self, caller: &Caller, id: SnapshotId) -> Result<Snapshot> {
         let core = self.core.clone();
         let caller = caller.clone();
-        self.run_blocking(move || load_snapshot(core.store.read()?.as_mut(), &caller, id))
+        self.point_read(move || load_snapshot(core.store.read()?.as_mut(), &caller, id))
             .await
     }
 

@@ -67,7 +67,7 @@ impl Service {
     pub async fn volume(&self, caller: &Caller, id: VolumeId) -> Result<Volume> {
         let core = self.core.clone();
         let caller = caller.clone();
-        self.run_blocking(move || load_volume(core.store.read()?.as_mut(), &caller, id))
+        self.point_read(move || load_volume(core.store.read()?.as_mut(), &caller, id))
             .await
     }
 

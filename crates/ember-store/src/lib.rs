@@ -35,6 +35,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Starts a read-only transaction (a consistent snapshot).
     fn read(&self) -> Result<Box<dyn Tx + '_>>;
 
+    /// Whether a one-row read never waits for a writer (it has connections
+    /// of its own), so it may run on an async worker rather than a
+    /// blocking thread.
+    fn point_reads_never_wait(&self) -> bool {
+        false
+    }
+
     /// Runs `job` in a write transaction that may be shared with other
     /// callers' jobs and committed once for all of them (group commit: one
     /// fsync for many small changes). The job returns whether to keep its

@@ -117,7 +117,16 @@ pub struct SqliteStore {
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
     /// Jobs waiting for a group commit (see `write_grouped`).
-    queue: Mutex<Vec<Queued>>,
+    queue: Mutex<GroupQueue>,
+    /// Signalled when a group commit has finished (outcomes are set).
+    group_done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct GroupQueue {
+    pending: Vec<Queued>,
+    /// Whether some caller is running a batch now.
+    leading: bool,
 }
 
 struct Queued {
@@ -177,7 +186,8 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             readers: Vec::new(),
             next_reader: std::sync::atomic::AtomicUsize::new(0),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::default(),
+            group_done: std::sync::Condvar::new(),
         })
     }
 
@@ -238,36 +248,76 @@ impl MetadataStore for SqliteStore {
         Ok(Box::new(SqliteTx { conn, open: true }))
     }
 
-    /// Group commit, leader/follower style: a caller queues its job and
-    /// takes the writer connection; whoever gets it first runs every queued
-    /// job (each inside a savepoint) and commits once. A caller whose job
-    /// ran under another leader finds its outcome when it gets the lock.
+    /// Group commit, leader/follower style: a caller queues its job; if no
+    /// batch is running it becomes the leader, runs every queued job (each
+    /// inside a savepoint), commits once and wakes the others together.
+    /// Jobs queued meanwhile wait for the next batch, led by one of them.
     fn write_grouped(&self, job: crate::GroupJob) -> Result<bool> {
         let outcome = Arc::new(Mutex::new(None));
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Queued {
-                job,
-                outcome: outcome.clone(),
-            });
-        let conn = self.lock();
-        if let Some(done) = outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return done;
+        let lock_queue = || self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = lock_queue();
+        queue.pending.push(Queued {
+            job,
+            outcome: outcome.clone(),
+        });
+        loop {
+            if let Some(done) = outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return done;
+            }
+            if queue.leading {
+                queue = self
+                    .group_done
+                    .wait(queue)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            queue.leading = true;
+            let batch = std::mem::take(&mut queue.pending);
+            drop(queue);
+            let lead = Leading {
+                store: self,
+                slots: batch.iter().map(|q| q.outcome.clone()).collect(),
+            };
+            run_batch(
+                self.lock(),
+                batch.into_iter().map(|q| (q.job, q.outcome)).collect(),
+            );
+            drop(lead);
+            queue = lock_queue();
         }
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        run_batch(
-            conn,
-            batch.into_iter().map(|q| (q.job, q.outcome)).collect(),
-        );
-        let done = outcome.lock().unwrap_or_else(|p| p.into_inner()).take();
-        done.unwrap_or_else(|| Err(StoreError::Backend("group commit lost a job".into())))
+    }
+
+    fn point_reads_never_wait(&self) -> bool {
+        !self.readers.is_empty()
     }
 
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.lock_reader();
         conn.execute_batch("BEGIN").map_err(backend)?;
         Ok(Box::new(SqliteTx { conn, open: true }))
+    }
+}
+
+/// The end of a leader's batch, also when a job panicked: every job of the
+/// batch gets an outcome and the next batch can start.
+struct Leading<'a> {
+    store: &'a SqliteStore,
+    slots: Vec<Arc<Mutex<Option<Result<bool>>>>>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        for slot in &self.slots {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(Err(StoreError::Backend(
+                    "the group commit running this change failed".into(),
+                )));
+            }
+        }
+        let mut queue = self.store.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.leading = false;
+        self.store.group_done.notify_all();
     }
 }
 

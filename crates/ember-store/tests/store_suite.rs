@@ -266,3 +266,67 @@ fn rewriting_a_row_keeps_every_index_in_step() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// A job that panics fails its own caller and at worst the batch it ran
+/// in (rolled back, each caller told so); it never wedges later commits.
+#[test]
+fn a_panicking_grouped_job_does_not_stop_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SqliteStore::open(&dir.path().join("m.db")).unwrap());
+    let volume = VolumeId::new();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let mut committed = vec![];
+                for i in 0..30 {
+                    let s = snapshot("p", volume, &format!("{t}-{i}"), i, 1);
+                    let id = s.id;
+                    let panics = t == 0 && i == 10;
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store.write_grouped(Box::new(move |tx| {
+                            assert!(!panics, "job failed on purpose");
+                            tx.put_snapshot(&s).unwrap();
+                            true
+                        }))
+                    }));
+                    match result {
+                        Ok(Ok(true)) => committed.push(id),
+                        Ok(Ok(false)) => unreachable!("every job keeps its change"),
+                        // The panicking job, or a job of its batch.
+                        Ok(Err(_)) | Err(_) => {}
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+    let committed: Vec<SnapshotId> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    // Every job reported committed is there, and nothing else.
+    let mut tx = store.read().unwrap();
+    for id in &committed {
+        assert!(tx.snapshot(*id).unwrap().is_some());
+    }
+    assert_eq!(tx.all_snapshots().unwrap().len(), committed.len());
+    assert!(
+        committed.len() >= 8 * 30 - 8,
+        "{} committed",
+        committed.len()
+    );
+    drop(tx);
+    // And commits go on.
+    let s = snapshot("p", volume, "after", 99, 1);
+    let id = s.id;
+    assert!(
+        store
+            .write_grouped(Box::new(move |tx| {
+                tx.put_snapshot(&s).unwrap();
+                true
+            }))
+            .unwrap()
+    );
+    assert!(store.read().unwrap().snapshot(id).unwrap().is_some());
+}

@@ -40,6 +40,8 @@ const SUFFIX: &str = ".qcow2";
 
 pub struct Qcow2Driver {
     dir: PathBuf,
+    /// The directory, open once for its fsyncs.
+    dir_handle: std::fs::File,
     dir_sync: DirSync,
 }
 
@@ -59,8 +61,11 @@ impl Qcow2Driver {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(dir.display(), e))?;
+        let dir_handle =
+            std::fs::File::open(&dir).map_err(|e| StorageError::io(dir.display(), e))?;
         Ok(Qcow2Driver {
             dir,
+            dir_handle,
             dir_sync: DirSync::default(),
         })
     }
@@ -117,8 +122,8 @@ impl Qcow2Driver {
     }
 
     fn sync_dir(&self) -> Result<()> {
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
+        self.dir_handle
+            .sync_all()
             .map_err(|e| StorageError::io(self.dir.display(), e))
     }
 
