@@ -23,6 +23,8 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod wire;
+
 #[derive(Parser)]
 #[command(about = "Benchmarks a running or freshly started Ember")]
 struct Args {
@@ -60,26 +62,54 @@ struct Row {
 }
 
 struct Client {
-    http: reqwest::blocking::Client,
     base: String,
+    conn: std::cell::RefCell<wire::Conn>,
 }
 
 impl Client {
+    fn new(base: &str) -> Result<Client> {
+        Ok(Client {
+            base: base.to_string(),
+            conn: std::cell::RefCell::new(wire::Conn::new(base)?),
+        })
+    }
+
+    /// Another client of the same server, on a connection of its own.
+    fn another(&self) -> Result<Client> {
+        Client::new(&self.base)
+    }
+
+    /// One request as an admin of `PROJECT`; `path` from the root.
+    fn raw(&self, method: &str, path: &str, body: Option<(&str, &[u8])>) -> Result<wire::Response> {
+        let token = format!("admin:{PROJECT}");
+        let mut headers = vec![
+            ("X-Auth-Token", token.as_str()),
+            ("OpenStack-API-Version", "volume 3.71"),
+        ];
+        let bytes = match body {
+            Some((content_type, bytes)) => {
+                headers.push(("Content-Type", content_type));
+                bytes
+            }
+            None => &[],
+        };
+        self.conn
+            .borrow_mut()
+            .request(method, path, &headers, bytes)
+    }
+
+    /// A Cinder v3 call in `PROJECT`, with a JSON body and answer.
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
-        let mut rb = self
-            .http
-            .request(method.parse()?, format!("{}/v3/{PROJECT}{path}", self.base))
-            .header("X-Auth-Token", format!("admin:{PROJECT}"))
-            .header("OpenStack-API-Version", "volume 3.71");
-        if let Some(b) = body {
-            rb = rb
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
-        }
-        let resp = rb.send()?;
-        let status = resp.status().as_u16();
-        let text = resp.text()?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        let body = body.map(|b| b.to_string());
+        let resp = self.raw(
+            method,
+            &format!("/v3/{PROJECT}{path}"),
+            body.as_deref().map(|b| ("application/json", b.as_bytes())),
+        )?;
+        Ok((
+            resp.status,
+            serde_json::from_slice(&resp.body).unwrap_or(Value::Null),
+        ))
     }
 
     fn wait(&self, collection: &str, id: &str, status: &str) -> Result<()> {
@@ -148,18 +178,13 @@ impl Client {
     fn write_mib(&self, volume: &str, mib: u64, byte: u8) -> Result<()> {
         let chunk = vec![byte; 1 << 20];
         for i in 0..mib {
-            let resp = self
-                .http
-                .put(format!(
-                    "{}/v3/{PROJECT}/volumes/{volume}/data?offset={}",
-                    self.base,
-                    i << 20
-                ))
-                .header("X-Auth-Token", format!("admin:{PROJECT}"))
-                .body(chunk.clone())
-                .send()?;
-            if resp.status().as_u16() != 204 {
-                bail!("write: {}", resp.status());
+            let resp = self.raw(
+                "PUT",
+                &format!("/v3/{PROJECT}/volumes/{volume}/data?offset={}", i << 20),
+                Some(("application/octet-stream", &chunk)),
+            )?;
+            if resp.status != 204 {
+                bail!("write: {}", resp.status);
             }
         }
         Ok(())
@@ -268,9 +293,9 @@ fn spawn_ember(ember: &std::path::Path, data: tempfile::TempDir) -> Result<(Serv
         .spawn()
         .with_context(|| format!("starting {}", ember.display()))?;
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::blocking::Client::new();
+    let probe = Client::new(&base)?;
     let t = Instant::now();
-    while http.get(&base).send().is_err() {
+    while probe.raw("GET", "/", None).is_err() {
         if t.elapsed() > Duration::from_secs(120) {
             bail!("ember did not start");
         }
@@ -322,12 +347,7 @@ fn image_count(server: &Server) -> Option<usize> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let server = start(&args)?;
-    let client = Client {
-        http: reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(300))
-            .build()?,
-        base: server.base.clone(),
-    };
+    let client = Client::new(&server.base)?;
     let (st, b) = client.call(
         "PUT",
         &format!("/os-quota-sets/{PROJECT}"),
@@ -623,11 +643,9 @@ fn concurrent_creates(
         let handles: Vec<_> = vols
             .iter()
             .map(|v| {
-                let c = Client {
-                    http: client.http.clone(),
-                    base: client.base.clone(),
-                };
+                let c = client.another();
                 s.spawn(move || {
+                    let c = c?;
                     let mut out = vec![];
                     loop {
                         match load {
@@ -672,19 +690,11 @@ fn chain_depth_rows(client: &Client, quick: bool) -> Result<Vec<Row>> {
     let vol = client.volume(1)?;
     client.write_mib(&vol, 1, 0x5a)?;
     let read = |n: usize| -> Result<Vec<Duration>> {
-        let url = format!(
-            "{}/v3/{PROJECT}/volumes/{vol}/data?offset=0&length=4096",
-            client.base
-        );
+        let path = format!("/v3/{PROJECT}/volumes/{vol}/data?offset=0&length=4096");
         (0..n)
             .map(|_| {
                 let t = Instant::now();
-                let resp = client
-                    .http
-                    .get(&url)
-                    .header("X-Auth-Token", format!("admin:{PROJECT}"))
-                    .send()?;
-                let body = resp.bytes()?;
+                let body = client.raw("GET", &path, None)?.body;
                 if body.len() != 4096 || body[0] != 0x5a {
                     bail!("wrong bytes at the bottom of the chain");
                 }
@@ -814,10 +824,7 @@ fn scale_rows(args: &Args) -> Result<Vec<Row>> {
         seeded.elapsed().as_secs_f64()
     );
     let (server, ready) = spawn_ember(&ember_binary(args)?, data)?;
-    let client = Client {
-        http: reqwest::blocking::Client::new(),
-        base: server.base.clone(),
-    };
+    let client = Client::new(&server.base)?;
     let time = |path: &str, reps: usize| -> Result<f64> {
         let mut samples = vec![];
         for _ in 0..reps {

@@ -51,6 +51,9 @@ pub struct Core {
     /// Live flags of the NBD exports opened since start-up, by attachment;
     /// cleared when the connection is withdrawn so open clients stop.
     pub(crate) exports: Mutex<HashMap<uuid::Uuid, Arc<std::sync::atomic::AtomicBool>>>,
+    /// Makes images from `create_image_unsynced` durable; passed to group
+    /// commits that name such images, so one directory sync serves a group.
+    pub(crate) images_created: ember_store::Barrier,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -64,9 +67,16 @@ impl Core {
         driver: Arc<dyn StorageDriver>,
         config: ServiceConfig,
     ) -> Self {
+        let syncing = driver.clone();
+        let images_created: ember_store::Barrier = Arc::new(move || {
+            syncing
+                .sync_created()
+                .map_err(|e| ember_store::StoreError::Backend(e.to_string()))
+        });
         Core {
             store,
             driver,
+            images_created,
             config,
             faults: Faults::default(),
             slots: Mutex::new(HashMap::new()),

@@ -485,7 +485,7 @@ pub(crate) fn take_snapshot_now(
     };
     let new_top = ImageId::new();
     let t2 = t0.elapsed();
-    let created = core.driver.create_image(new_top, size, Some(top));
+    let created = core.driver.create_image_unsynced(new_top, size, Some(top));
     let t3 = t0.elapsed();
     if let Err(e) = created {
         tracing::warn!(volume = %volume.id, error = %e, "snapshot fast path failed; using the workflow");
@@ -493,7 +493,8 @@ pub(crate) fn take_snapshot_now(
         return Ok(Taken::Later(req));
     }
     // One transaction, committed together with concurrent snapshots of
-    // other volumes (group commit: one fsync for all of them).
+    // other volumes (group commit: one fsync for all of them), after the
+    // one directory sync that makes all their overlays' names durable.
     let out: Arc<Mutex<Option<Result<Snapshot>>>> = Arc::default();
     let job_out = out.clone();
     let caller = caller.clone();
@@ -504,7 +505,10 @@ pub(crate) fn take_snapshot_now(
         *job_out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
         keep
     });
-    let committed = match core.store.write_grouped(job) {
+    let committed = match core
+        .store
+        .write_grouped_after(core.images_created.clone(), job)
+    {
         Ok(_) => out
             .lock()
             .unwrap_or_else(|p| p.into_inner())

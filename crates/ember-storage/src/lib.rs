@@ -104,6 +104,24 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// existing image of that id: a re-run step must not inherit a torn file.
     fn create_image(&self, image: ImageId, size: u64, backing: Option<ImageId>) -> Result<()>;
 
+    /// `create_image` whose new name is durable only after the next
+    /// `sync_created` (the file's contents are durable on return), so many
+    /// creates can share one directory sync. Until then a crash may lose
+    /// the image: nothing may reference it durably before `sync_created`.
+    fn create_image_unsynced(
+        &self,
+        image: ImageId,
+        size: u64,
+        backing: Option<ImageId>,
+    ) -> Result<()> {
+        self.create_image(image, size, backing)
+    }
+
+    /// Makes every image created so far by `create_image_unsynced` durable.
+    fn sync_created(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Removes the image. Missing images are not an error.
     fn delete_image(&self, image: ImageId) -> Result<()>;
 

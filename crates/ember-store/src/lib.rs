@@ -57,10 +57,23 @@ pub trait MetadataStore: Send + Sync + 'static {
             Ok(false)
         }
     }
+
+    /// `write_grouped`, with `barrier` run (once per group, however many
+    /// of its jobs pass it) after the jobs and before the commit: if the
+    /// barrier fails, nothing of the group is committed.
+    fn write_grouped_after(&self, barrier: Barrier, job: GroupJob) -> Result<bool> {
+        barrier()?;
+        self.write_grouped(job)
+    }
 }
 
 /// A unit of work for [`MetadataStore::write_grouped`].
 pub type GroupJob = Box<dyn FnOnce(&mut dyn Tx) -> bool + Send>;
+
+/// Something that must be durable before a group's commit is, e.g. the
+/// directory entries of the files the group's jobs name. Jobs that pass
+/// the same `Arc` share one call per commit.
+pub type Barrier = std::sync::Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// One transaction. Dropping it without `commit` rolls it back.
 pub trait Tx {

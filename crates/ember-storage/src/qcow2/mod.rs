@@ -164,22 +164,35 @@ impl Qcow2Driver {
 
 impl StorageDriver for Qcow2Driver {
     fn create_image(&self, image: ImageId, size: u64, backing: Option<ImageId>) -> Result<()> {
+        self.create_image_unsynced(image, size, backing)?;
+        self.sync_dir_shared()
+    }
+
+    /// Written under its final name: until the metadata names the image
+    /// (after `sync_created`), a torn file is an unreferenced one, which
+    /// the start-up sweep removes; a re-run truncates and rewrites it.
+    fn create_image_unsynced(
+        &self,
+        image: ImageId,
+        size: u64,
+        backing: Option<ImageId>,
+    ) -> Result<()> {
         let path = self.path(image);
-        let tmp = self.dir.join(format!("{image}{SUFFIX}.tmp"));
         let backing = backing.map(Self::file_name);
-        let written = std::fs::File::create(&tmp)
+        let written = std::fs::File::create(&path)
             .and_then(|file| {
                 empty::write_empty(&file, size, backing.as_deref())?;
                 file.sync_all()
             })
             .map_err(|e| StorageError::io(image, e));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
         }
-        // Atomic publish: a crash leaves either no image or a whole one.
-        std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(image, e))?;
-        self.sync_dir_shared()
+        written
+    }
+
+    fn sync_created(&self) -> Result<()> {
+        self.sync_dir()
     }
 
     fn delete_image(&self, image: ImageId) -> Result<()> {
