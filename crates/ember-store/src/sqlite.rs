@@ -1,5 +1,7 @@
-//! SQLite backend: one connection in WAL mode with `synchronous = FULL`, so
-//! a committed transaction survives power loss. Writers use `BEGIN
+//! SQLite backend: one writer connection in WAL mode, whose commits are
+//! acknowledged only once the WAL is fsync'd (`durability`), so a
+//! committed transaction survives power loss; concurrent small writes
+//! share commits (`group`). Writers use `BEGIN
 //! IMMEDIATE`, which serializes them and makes check-then-write rules (quota)
 //! race-free. Records are stored as JSON bodies next to the columns that
 //! queries filter and sort on.
@@ -13,8 +15,11 @@ use ember_model::{
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
+
+mod durability;
+mod group;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 /// Schema migrations, applied in order at start-up; the index is the version.
 const MIGRATIONS: &[&str] = &[
@@ -129,23 +134,14 @@ pub struct SqliteStore {
     /// different database).
     readers: Vec<Mutex<Connection>>,
     next_reader: std::sync::atomic::AtomicUsize,
-    /// Jobs waiting for a group commit (see `write_grouped`).
-    queue: Mutex<GroupQueue>,
-    /// Signalled when a group commit has finished (outcomes are set).
+    /// Jobs waiting for a group commit (see `group`).
+    queue: Mutex<group::GroupQueue>,
+    /// Signalled when a group's leader hands over or finishes.
     group_done: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct GroupQueue {
-    pending: Vec<Queued>,
-    /// Whether some caller is running a batch now.
-    leading: bool,
-}
-
-struct Queued {
-    job: crate::GroupJob,
-    barrier: Option<crate::Barrier>,
-    outcome: Arc<Mutex<Option<Result<bool>>>>,
+    /// Makes commits durable (file databases; in memory there is nothing
+    /// to sync).
+    wal: Option<durability::WalSync>,
+    _checkpointer: Option<durability::Checkpointer>,
 }
 
 const READERS: usize = 4;
@@ -159,6 +155,16 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(backend)?;
         tune_cache(&conn)?;
         let mut store = Self::init(conn)?;
+        // From here on a commit is durable once `WalSync` says so.
+        let checkpointer = {
+            let mut writer = store.lock();
+            writer
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(backend)?;
+            durability::Checkpointer::start(path, &mut writer)?
+        };
+        store.wal = Some(durability::WalSync::new(path));
+        store._checkpointer = Some(checkpointer);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(backend)?;
             tune_cache(&reader)?;
@@ -204,6 +210,8 @@ impl SqliteStore {
             next_reader: std::sync::atomic::AtomicUsize::new(0),
             queue: Mutex::default(),
             group_done: std::sync::Condvar::new(),
+            wal: None,
+            _checkpointer: None,
         })
     }
 
@@ -261,10 +269,14 @@ impl MetadataStore for SqliteStore {
     fn write(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.lock();
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        Ok(Box::new(SqliteTx { conn, open: true }))
+        Ok(Box::new(SqliteTx {
+            conn,
+            open: true,
+            wal: self.wal.as_ref(),
+        }))
     }
 
-    /// See `grouped`.
+    /// See `group`.
     fn write_grouped(&self, job: crate::GroupJob) -> Result<bool> {
         self.grouped(None, job)
     }
@@ -280,147 +292,19 @@ impl MetadataStore for SqliteStore {
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
         let conn = self.lock_reader();
         conn.execute_batch("BEGIN").map_err(backend)?;
-        Ok(Box::new(SqliteTx { conn, open: true }))
+        Ok(Box::new(SqliteTx {
+            conn,
+            open: true,
+            wal: None,
+        }))
     }
-}
-
-impl SqliteStore {
-    /// Group commit, leader/follower style: a caller queues its job; if no
-    /// batch is running it becomes the leader, runs every queued job (each
-    /// inside a savepoint) and the distinct barriers, commits once and
-    /// wakes the others together. Jobs queued meanwhile wait for the next
-    /// batch, led by one of them.
-    fn grouped(&self, barrier: Option<crate::Barrier>, job: crate::GroupJob) -> Result<bool> {
-        let outcome = Arc::new(Mutex::new(None));
-        let lock_queue = || self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        let mut queue = lock_queue();
-        queue.pending.push(Queued {
-            job,
-            barrier,
-            outcome: outcome.clone(),
-        });
-        loop {
-            if let Some(done) = outcome.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                return done;
-            }
-            if queue.leading {
-                queue = self
-                    .group_done
-                    .wait(queue)
-                    .unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            queue.leading = true;
-            let batch = std::mem::take(&mut queue.pending);
-            drop(queue);
-            let lead = Leading {
-                store: self,
-                slots: batch.iter().map(|q| q.outcome.clone()).collect(),
-            };
-            let mut barriers: Vec<crate::Barrier> = vec![];
-            for b in batch.iter().filter_map(|q| q.barrier.clone()) {
-                if !barriers.iter().any(|seen| Arc::ptr_eq(seen, &b)) {
-                    barriers.push(b);
-                }
-            }
-            run_batch(
-                self.lock(),
-                batch.into_iter().map(|q| (q.job, q.outcome)).collect(),
-                &barriers,
-            );
-            drop(lead);
-            queue = lock_queue();
-        }
-    }
-}
-
-/// The end of a leader's batch, also when a job panicked: every job of the
-/// batch gets an outcome and the next batch can start.
-struct Leading<'a> {
-    store: &'a SqliteStore,
-    slots: Vec<Arc<Mutex<Option<Result<bool>>>>>,
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        for slot in &self.slots {
-            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-            if slot.is_none() {
-                *slot = Some(Err(StoreError::Backend(
-                    "the group commit running this change failed".into(),
-                )));
-            }
-        }
-        let mut queue = self.store.queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue.leading = false;
-        self.store.group_done.notify_all();
-    }
-}
-
-/// Runs a batch of queued jobs in one transaction, then the barriers, and
-/// records each job's outcome once the commit is known.
-fn run_batch(
-    conn: MutexGuard<'_, Connection>,
-    jobs: Vec<(crate::GroupJob, Arc<Mutex<Option<Result<bool>>>>)>,
-    barriers: &[crate::Barrier],
-) {
-    let set = |slot: &Arc<Mutex<Option<Result<bool>>>>, r: Result<bool>| {
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-    };
-    let started = std::time::Instant::now();
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend) {
-        for (_, slot) in &jobs {
-            set(slot, Err(e.clone()));
-        }
-        return;
-    }
-    let mut tx = SqliteTx { conn, open: true };
-    let mut kept = Vec::with_capacity(jobs.len());
-    for (job, slot) in jobs {
-        let keep = match tx.conn.execute_batch("SAVEPOINT grouped") {
-            Ok(()) => {
-                let keep = job(&mut tx);
-                let end = if keep {
-                    "RELEASE grouped"
-                } else {
-                    "ROLLBACK TO grouped; RELEASE grouped"
-                };
-                match tx.conn.execute_batch(end) {
-                    Ok(()) => Ok(keep),
-                    Err(e) => Err(backend(e)),
-                }
-            }
-            Err(e) => Err(backend(e)),
-        };
-        kept.push((slot, keep));
-    }
-    // Commit without letting go of the connection: outcomes must be set
-    // before the next caller can take the lock and look for its own. A
-    // failed barrier rolls the whole group back (when `tx` drops).
-    let ran = started.elapsed();
-    let committed = barriers
-        .iter()
-        .try_for_each(|barrier| barrier())
-        .and_then(|()| tx.conn.execute_batch("COMMIT").map_err(backend));
-    tracing::debug!(jobs = kept.len(), ?ran, committed = ?started.elapsed(), "group commit");
-    if committed.is_ok() {
-        tx.open = false;
-    }
-    for (slot, keep) in kept {
-        set(
-            &slot,
-            match (&committed, keep) {
-                (Ok(()), keep) => keep,
-                (Err(e), _) => Err(e.clone()),
-            },
-        );
-    }
-    drop(tx);
 }
 
 struct SqliteTx<'a> {
     conn: MutexGuard<'a, Connection>,
     open: bool,
+    /// Set on write transactions of a file database.
+    wal: Option<&'a durability::WalSync>,
 }
 
 impl Drop for SqliteTx<'_> {
@@ -712,7 +596,13 @@ impl Tx for SqliteTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.conn.execute_batch("COMMIT").map_err(backend)?;
         self.open = false;
-        Ok(())
+        let numbered = self.wal.map(|wal| (wal, wal.committed()));
+        // Let the next writer in before waiting for the fsync.
+        drop(self);
+        match numbered {
+            Some((wal, seq)) => wal.wait_durable(seq),
+            None => Ok(()),
+        }
     }
 
     fn volume(&mut self, id: VolumeId) -> Result<Option<Volume>> {

@@ -330,3 +330,58 @@ fn a_panicking_grouped_job_does_not_stop_group_commit() {
     );
     assert!(store.read().unwrap().snapshot(id).unwrap().is_some());
 }
+
+/// Commits never pay for a checkpoint, yet the WAL is copied back into the
+/// database file as it grows (by the background thread), it does not grow
+/// without bound under a steady stream of commits, and everything
+/// committed reads back from a fresh open.
+#[test]
+fn the_log_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let volume = VolumeId::new();
+    let db_size = || std::fs::metadata(&path).unwrap().len();
+    let wal_pages = || {
+        std::fs::metadata(dir.path().join("m.db-wal"))
+            .map(|m| m.len() / 4096)
+            .unwrap_or(0)
+    };
+    let mut ids = vec![];
+    let mut commit = |i: i64| {
+        let s = snapshot("p", volume, &format!("s{i}"), i, 1);
+        ids.push(s.id);
+        let mut tx = store.write().unwrap();
+        tx.put_snapshot(&s).unwrap();
+        tx.commit().unwrap();
+    };
+    // Past the background threshold (1000 pages), short of the writer's
+    // own (4000): with no commit after these, only the background thread
+    // can copy pages into the database file.
+    let initial = db_size();
+    let mut i = 0;
+    while wal_pages() < 1500 {
+        commit(i);
+        i += 1;
+    }
+    assert!(wal_pages() < 4000);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while db_size() <= initial {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint reached the database file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // A steady stream: the log restarts instead of growing.
+    for _ in 0..8000 {
+        commit(i);
+        i += 1;
+    }
+    assert!(wal_pages() < 8000, "the log grew to {} pages", wal_pages());
+    drop(commit);
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let mut tx = reopened.read().unwrap();
+    assert_eq!(tx.all_snapshots().unwrap().len(), ids.len());
+}

@@ -115,7 +115,7 @@ pub(crate) fn check_tables(path: &Path) -> io::Result<()> {
     if refcount_order > 6 {
         return Err(bad("refcount width out of range"));
     }
-    let per_block = cluster * 8 >> refcount_order;
+    let per_block = (cluster * 8) >> refcount_order;
     let regions_in_use = len.div_ceil(cluster).div_ceil(per_block) as usize;
     if refcount_table.len() < regions_in_use
         || refcount_table[..regions_in_use]
