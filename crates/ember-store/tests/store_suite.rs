@@ -355,16 +355,16 @@ fn the_log_is_checkpointed_in_the_background() {
         tx.put_snapshot(&s).unwrap();
         tx.commit().unwrap();
     };
-    // Past the background threshold (1000 pages), short of the writer's
-    // own (4000): with no commit after these, only the background thread
-    // can copy pages into the database file.
+    // Past the background threshold (4000 pages), short of the writer's
+    // own (16 000): with no commit after these, only the background
+    // thread can copy pages into the database file.
     let initial = db_size();
     let mut i = 0;
-    while wal_pages() < 1500 {
+    while wal_pages() < 5000 {
         commit(i);
         i += 1;
     }
-    assert!(wal_pages() < 4000);
+    assert!(wal_pages() < 16_000);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while db_size() <= initial {
         assert!(
@@ -374,11 +374,15 @@ fn the_log_is_checkpointed_in_the_background() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // A steady stream: the log restarts instead of growing.
-    for _ in 0..8000 {
+    for _ in 0..20_000 {
         commit(i);
         i += 1;
     }
-    assert!(wal_pages() < 8000, "the log grew to {} pages", wal_pages());
+    assert!(
+        wal_pages() < 32_000,
+        "the log grew to {} pages",
+        wal_pages()
+    );
     drop(commit);
     drop(store);
     let reopened = SqliteStore::open(&path).unwrap();

@@ -117,7 +117,7 @@ fn sync_file(path: &Path) -> std::io::Result<()> {
 }
 
 /// WAL pages after which the background thread checkpoints.
-const CHECKPOINT_PAGES: i32 = 1000;
+const CHECKPOINT_PAGES: i32 = 4000;
 /// WAL pages after which the writer checkpoints itself (the background
 /// thread is behind: a burst, or long readers pinning the log).
 pub(super) const WRITER_CHECKPOINT_PAGES: i32 = 4 * CHECKPOINT_PAGES;
