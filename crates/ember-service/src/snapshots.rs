@@ -453,12 +453,17 @@ pub(crate) enum Taken {
 }
 
 /// Takes a snapshot inside the request: quiesce the volume, create the new
-/// overlay (fsync'd), and in one transaction check the rules, reserve the
-/// quota, freeze the old top as the snapshot and switch the volume. Three
-/// fsyncs and no workflow record: a crash before the commit leaves only an
-/// unreferenced overlay file, which the start-up sweep removes; after it,
-/// the snapshot is complete. The same switch the `snapshot_create`
-/// workflow makes, which remains for retries and group snapshots.
+/// overlay (its contents fsync'd), and in one transaction check the rules,
+/// reserve the quota, freeze the old top as the snapshot and switch the
+/// volume. The transaction is group-committed with concurrent snapshots:
+/// one directory fsync (the barrier that makes every overlay's name
+/// durable) and one WAL fsync serve the whole group. No workflow record: a
+/// crash before the commit leaves only an unreferenced overlay file, which
+/// the start-up sweep removes; after it, the snapshot is complete. The
+/// volume stays quiesced until the commit is durable, so no write lands in
+/// the new overlay before the metadata naming it would survive a crash.
+/// The same switch the `snapshot_create` workflow makes, which remains for
+/// retries and group snapshots.
 pub(crate) fn take_snapshot_now(
     core: &crate::core::Core,
     caller: &Caller,
