@@ -34,11 +34,10 @@ pub struct EvsState {
 }
 
 pub fn router(state: Arc<EvsState>) -> Router {
-    let document = Arc::new(openapi::document());
     Router::new()
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }),
+            ember_api_common::openapi::route(openapi::document),
         )
         .fallback(handle)
         .with_state(state)

@@ -93,14 +93,17 @@ CREATE INDEX volumes_by_project_name ON volumes (project_id, COALESCE(name, ''),
 /// Page caching for a file database. A reader's own page cache is dropped
 /// whenever another connection has committed (every few hundred
 /// microseconds under load), so its reads come from the database file:
-/// mapped, they cost no system call. The writer keeps its cache, sized for
-/// the indexes of a few hundred thousand rows (memory is taken only as
-/// pages are used).
-fn tune_cache(conn: &Connection) -> Result<()> {
+/// mapped, they cost no system call. The writer keeps its cache, sized
+/// (16 MiB, taken only as pages are used) for the hot index pages of a few
+/// hundred thousand rows.
+fn tune_cache(conn: &Connection, writer: bool) -> Result<()> {
     conn.pragma_update(None, "mmap_size", 1i64 << 30)
         .map_err(backend)?;
-    conn.pragma_update(None, "cache_size", -(64i64 << 10))
-        .map_err(backend)
+    if writer {
+        conn.pragma_update(None, "cache_size", -(16i64 << 10))
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 /// Writes one row keyed by `id`: `update_in_place` when the row exists
@@ -153,7 +156,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(backend)?;
-        tune_cache(&conn)?;
+        tune_cache(&conn, true)?;
         let mut store = Self::init(conn)?;
         // From here on a commit is durable once `WalSync` says so.
         let checkpointer = {
@@ -167,7 +170,7 @@ impl SqliteStore {
         store._checkpointer = Some(checkpointer);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(backend)?;
-            tune_cache(&reader)?;
+            tune_cache(&reader, false)?;
             reader
                 .busy_timeout(std::time::Duration::from_secs(30))
                 .map_err(backend)?;

@@ -159,21 +159,23 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         });
     }
     // One OpenAPI document for everything on this listener.
-    let mut operations = ember_api_cinder::openapi_operations();
-    operations.extend(ember_api_nova::openapi_operations());
-    if settings.auth == "embedded" {
-        operations.extend(ember_identity::openapi_operations());
-    }
-    let document = Arc::new(ember_api_common::openapi::document(
-        "Ember",
-        "Ember's Cinder v2/v3, Nova snapshot and (with --auth embedded) identity APIs. The EVS API has its own document on the EVS listener.",
-        Some("X-Auth-Token"),
-        &operations,
-    ));
+    let with_identity = settings.auth == "embedded";
     let app = app
         .route(
             "/openapi.json",
-            axum::routing::get(move || async move { axum::Json(document.as_ref().clone()) }),
+            ember_api_common::openapi::route(move || {
+                let mut operations = ember_api_cinder::openapi_operations();
+                operations.extend(ember_api_nova::openapi_operations());
+                if with_identity {
+                    operations.extend(ember_identity::openapi_operations());
+                }
+                ember_api_common::openapi::document(
+                    "Ember",
+                    "Ember's Cinder v2/v3, Nova snapshot and (with --auth embedded) identity APIs. The EVS API has its own document on the EVS listener.",
+                    Some("X-Auth-Token"),
+                    &operations,
+                )
+            }),
         )
         .merge(ember_api_nova::router(Arc::new(
             ember_api_nova::NovaState {

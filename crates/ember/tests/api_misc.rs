@@ -242,3 +242,28 @@ fn config_file_with_flags_overriding_it() {
         "data_dir should come from the file"
     );
 }
+
+/// The OpenAPI document is served whole (built on the first request, then
+/// the same bytes every time) and describes the block storage and compute
+/// routes.
+#[test]
+fn openapi_document_is_served_and_stable() {
+    let s = Server::start();
+    let (st, first) = s.call("GET", &s.url("/openapi.json"), "", None, None);
+    assert_eq!(st, 200);
+    assert!(first["openapi"].as_str().unwrap().starts_with("3.1"));
+    let paths = first["paths"].as_object().unwrap();
+    assert!(
+        paths.contains_key("/v3/{project_id}/snapshots"),
+        "{:?}",
+        paths.keys().take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        paths
+            .keys()
+            .any(|p| p.contains("os-assisted-volume-snapshots"))
+    );
+    let (st, second) = s.call("GET", &s.url("/openapi.json"), "", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(first, second);
+}
