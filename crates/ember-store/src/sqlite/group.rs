@@ -156,15 +156,23 @@ fn run_batch(
     for (job, outcome) in jobs {
         let result = match tx.conn.execute_batch("SAVEPOINT grouped") {
             Ok(()) => {
-                let keep = job(&mut tx);
+                // A job that panics fails alone, like one that declines: the
+                // leader may be another caller, whose own job (perhaps
+                // committed in the previous group) must not be reported
+                // failed by a panic unwinding through it.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut tx)));
+                let keep = *ran.as_ref().unwrap_or(&false);
                 let end = if keep {
                     "RELEASE grouped"
                 } else {
                     "ROLLBACK TO grouped; RELEASE grouped"
                 };
-                match tx.conn.execute_batch(end) {
-                    Ok(()) => Ok(keep),
-                    Err(e) => Err(backend(e)),
+                match (tx.conn.execute_batch(end), ran) {
+                    (Ok(()), Ok(keep)) => Ok(keep),
+                    (Ok(()), Err(_)) => Err(StoreError::Backend(
+                        "the change failed (a bug: it panicked)".into(),
+                    )),
+                    (Err(e), _) => Err(backend(e)),
                 }
             }
             Err(e) => Err(backend(e)),
