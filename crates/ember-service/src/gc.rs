@@ -16,13 +16,7 @@ use ember_model::{Image, ImageOwner};
 pub fn collect_garbage(core: &Core) -> Result<()> {
     let _only_one = core.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
-        let unowned: Vec<Image> = {
-            let mut tx = core.store.read()?;
-            tx.all_images()?
-                .into_iter()
-                .filter(|i| i.owner == ImageOwner::None)
-                .collect()
-        };
+        let unowned: Vec<Image> = core.store.read()?.unowned_images()?;
         let mut progressed = false;
         for image in unowned {
             let children = core.store.read()?.image_children(image.id)?;

@@ -101,6 +101,15 @@ pub trait Tx {
     fn delete_image(&mut self, id: ImageId) -> Result<()>;
     fn image_children(&mut self, id: ImageId) -> Result<Vec<Image>>;
     fn all_images(&mut self) -> Result<Vec<Image>>;
+    /// Images no volume or snapshot owns (what garbage collection looks
+    /// at), without reading every image.
+    fn unowned_images(&mut self) -> Result<Vec<Image>> {
+        Ok(self
+            .all_images()?
+            .into_iter()
+            .filter(|i| i.owner == ember_model::ImageOwner::None)
+            .collect())
+    }
 
     /// The project's limit, or `None` when it uses the default.
     fn quota_limit(&mut self, project: &ProjectId, resource: QuotaResource) -> Result<Option<i64>>;

@@ -88,6 +88,11 @@ CREATE INDEX snapshots_by_project_name ON snapshots (project_id, COALESCE(name, 
 CREATE INDEX volumes_by_project_status ON volumes (project_id, status, created_at);
 CREATE INDEX volumes_by_project_name ON volumes (project_id, COALESCE(name, ''), id);
 "#,
+    // Garbage collection looks at unowned images only; with 100 000
+    // snapshots a scan of every image made each snapshot delete cost ~1 s.
+    r#"
+CREATE INDEX images_unowned ON images (id) WHERE json_extract(body, '$.owner') = 'None';
+"#,
 ];
 
 /// Page caching for a file database. A reader's own page cache is dropped
@@ -816,6 +821,16 @@ impl Tx for SqliteTx<'_> {
             &self.conn,
             "images",
             "SELECT body FROM images ORDER BY id",
+            &[],
+        )
+    }
+
+    fn unowned_images(&mut self) -> Result<Vec<Image>> {
+        // The partial index `images_unowned` answers this (same predicate).
+        bodies(
+            &self.conn,
+            "images",
+            "SELECT body FROM images WHERE json_extract(body, '$.owner') = 'None' ORDER BY id",
             &[],
         )
     }

@@ -382,3 +382,54 @@ fn the_log_is_checkpointed_in_the_background() {
     let mut tx = reopened.read().unwrap();
     assert_eq!(tx.all_snapshots().unwrap().len(), ids.len());
 }
+
+/// Garbage collection's question, "which images does nobody own?", is
+/// answered from an index, not by reading every image.
+#[test]
+fn unowned_images_come_from_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let image = |owner| Image {
+        id: ImageId::new(),
+        parent: None,
+        size_bytes: 1 << 30,
+        owner,
+        created_at: Timestamp(0),
+    };
+    let mut tx = store.write().unwrap();
+    let mut unowned = vec![];
+    for i in 0..50 {
+        let owner = match i % 3 {
+            0 => ImageOwner::Volume(VolumeId::new()),
+            1 => ImageOwner::Snapshot(SnapshotId::new()),
+            _ => ImageOwner::None,
+        };
+        let img = image(owner);
+        if owner == ImageOwner::None {
+            unowned.push(img.id);
+        }
+        tx.put_image(&img).unwrap();
+    }
+    tx.commit().unwrap();
+    let mut got: Vec<ImageId> = store
+        .read()
+        .unwrap()
+        .unowned_images()
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    got.sort();
+    unowned.sort();
+    assert_eq!(got, unowned);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT body FROM images WHERE json_extract(body, '$.owner') = 'None' ORDER BY id",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("images_unowned"), "{plan}");
+}
