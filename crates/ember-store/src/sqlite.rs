@@ -95,20 +95,15 @@ CREATE INDEX images_unowned ON images (id) WHERE json_extract(body, '$.owner') =
 "#,
 ];
 
-/// Page caching for a file database. A reader's own page cache is dropped
-/// whenever another connection has committed (every few hundred
-/// microseconds under load), so its reads come from the database file:
-/// mapped, they cost no system call. The writer keeps its cache, sized
-/// (16 MiB, taken only as pages are used) for the hot index pages of a few
-/// hundred thousand rows.
-fn tune_cache(conn: &Connection, writer: bool) -> Result<()> {
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)
-        .map_err(backend)?;
-    if writer {
-        conn.pragma_update(None, "cache_size", -(16i64 << 10))
-            .map_err(backend)?;
-    }
-    Ok(())
+/// The writer keeps a page cache sized (16 MiB, taken only as pages are
+/// used) for the hot index pages of a few hundred thousand rows. Readers
+/// keep SQLite's default: a reader's cache is dropped whenever another
+/// connection has committed, so a bigger one would not stay warm. (Mapping
+/// the database for readers measured no faster and counted the mapped
+/// pages as the server's resident memory.)
+fn tune_cache(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -(16i64 << 10))
+        .map_err(backend)
 }
 
 /// Writes one row keyed by `id`: `update_in_place` when the row exists
@@ -161,7 +156,7 @@ fn backend(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(backend)?;
-        tune_cache(&conn, true)?;
+        tune_cache(&conn)?;
         let mut store = Self::init(conn)?;
         // From here on a commit is durable once `WalSync` says so.
         let checkpointer = {
@@ -175,7 +170,6 @@ impl SqliteStore {
         store._checkpointer = Some(checkpointer);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(backend)?;
-            tune_cache(&reader, false)?;
             reader
                 .busy_timeout(std::time::Duration::from_secs(30))
                 .map_err(backend)?;
