@@ -52,6 +52,9 @@ impl Args {
     }
 }
 
+/// Samples per figure in the cost-against-size group.
+const SIZE_SAMPLES: usize = 9;
+
 const PROJECT: &str = "b0000000000000000000000000000001";
 
 struct Row {
@@ -467,9 +470,10 @@ fn main() -> Result<()> {
             let (_, snap_time, snap) = client.snapshot(&vol)?;
             // Data written after the snapshot sits in the volume's new layer;
             // the snapshot's own layer holds the first write.
-            // Five clones; the median (one sample is at the mercy of noise).
+            // Nine clones; the median (a few-millisecond sample is at the
+            // mercy of the shared disk's jitter).
             let mut clone_times = vec![];
-            for _ in 0..5 {
+            for _ in 0..SIZE_SAMPLES {
                 let t = Instant::now();
                 let (st, b) = client.call(
                     "POST",
@@ -512,10 +516,10 @@ fn main() -> Result<()> {
                 }
             }
             let delete_time = t.elapsed();
-            // Four more snapshots of the same volume: the create figure is
-            // the median of five.
+            // More snapshots of the same volume: the create figure is the
+            // median of nine.
             let mut snap_times = vec![snap_time];
-            for _ in 0..4 {
+            for _ in 1..SIZE_SAMPLES {
                 let (_, took, extra) = client.snapshot(&vol)?;
                 snap_times.push(took);
                 client.call("DELETE", &format!("/snapshots/{extra}"), None)?;
@@ -533,14 +537,14 @@ fn main() -> Result<()> {
             };
             rows.push(Row {
                 scenario: format!(
-                    "snapshot create → available, {label} volume, {data_mib} MiB data (p50 of 5)"
+                    "snapshot create → available, {label} volume, {data_mib} MiB data (p50 of {SIZE_SAMPLES})"
                 ),
                 value: now.0,
                 unit: "ms",
                 reference: ratio_ref(now.0, base.0),
             });
             rows.push(Row {
-                scenario: format!("volume from snapshot → available, {label} (p50 of 5)"),
+                scenario: format!("volume from snapshot → available, {label} (p50 of {SIZE_SAMPLES})"),
                 value: now.1,
                 unit: "ms",
                 reference: ratio_ref(now.1, base.1),
