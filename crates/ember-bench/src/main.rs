@@ -544,7 +544,9 @@ fn main() -> Result<()> {
                 reference: ratio_ref(now.0, base.0),
             });
             rows.push(Row {
-                scenario: format!("volume from snapshot → available, {label} (p50 of {SIZE_SAMPLES})"),
+                scenario: format!(
+                    "volume from snapshot → available, {label} (p50 of {SIZE_SAMPLES})"
+                ),
                 value: now.1,
                 unit: "ms",
                 reference: ratio_ref(now.1, base.1),

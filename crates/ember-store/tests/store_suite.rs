@@ -376,7 +376,6 @@ fn the_log_is_checkpointed_in_the_background() {
         "the log grew to {} pages",
         wal_pages()
     );
-    drop(commit);
     drop(store);
     let reopened = SqliteStore::open(&path).unwrap();
     let mut tx = reopened.read().unwrap();

@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// Where a queued job's result is left for its caller.
 type Outcome = Arc<Mutex<Option<Result<bool>>>>;
 
+/// A written batch: each job's result if the commit holds, and the
+/// commit's number for `WalSync::wait_durable` (none without a WAL).
+type Written = (Vec<(Outcome, Result<bool>)>, Result<Option<u64>>);
+
 pub(super) struct Queued {
     job: GroupJob,
     barrier: Option<Barrier>,
@@ -130,15 +134,13 @@ impl Drop for Leading<'_> {
     }
 }
 
-/// Runs `jobs` in one transaction, then the barriers, then COMMIT. Returns
-/// each job's result as it stands if the commit holds, and the commit's
-/// number for `WalSync::wait_durable` (none without a WAL to sync).
+/// Runs `jobs` in one transaction, then the barriers, then COMMIT.
 fn run_batch(
     conn: MutexGuard<'_, Connection>,
     jobs: Vec<(GroupJob, Outcome)>,
     barriers: &[Barrier],
     wal: Option<&WalSync>,
-) -> (Vec<(Outcome, Result<bool>)>, Result<Option<u64>>) {
+) -> Written {
     let started = std::time::Instant::now();
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE").map_err(backend) {
         let failed = jobs
