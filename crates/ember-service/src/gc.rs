@@ -13,44 +13,64 @@ use ember_model::{Image, ImageOwner};
 
 /// Runs until no unowned image can be removed. Idempotent and safe to run
 /// after a crash at any point.
+///
+/// Order matters for cost, not for correctness: unowned leaves go first
+/// (repeatedly, so a deleted volume's whole chain of unowned layers goes
+/// without copying a byte), then one merge at a time, preferring an image
+/// whose child is owned: merging into an unowned child first would copy
+/// data that the next merge copies again.
 pub fn collect_garbage(core: &Core) -> Result<()> {
     let _only_one = core.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
     loop {
         let unowned: Vec<Image> = core.store.read()?.unowned_images()?;
-        let mut progressed = false;
+        let (mut leaves, mut merges) = (vec![], vec![]);
         for image in unowned {
-            let children = core.store.read()?.image_children(image.id)?;
-            match children.as_slice() {
-                [] => {
-                    // Re-checked in the transaction that deletes the record;
-                    // the file goes after the commit (a crash in between
-                    // leaves an orphan file, which start-up removes).
-                    let _files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
-                    let mut tx = core.store.write()?;
-                    let still_unowned = tx
-                        .image(image.id)?
-                        .is_some_and(|i| i.owner == ImageOwner::None);
-                    if !still_unowned || !tx.image_children(image.id)?.is_empty() {
-                        continue;
-                    }
-                    tx.delete_image(image.id)?;
-                    tx.commit()?;
-                    core.driver.delete_image(image.id)?;
-                    tracing::debug!(image = %image.id, "deleted unowned image");
-                    progressed = true;
-                }
-                [child] => {
-                    if merge_into(core, &image, child)? {
-                        progressed = true;
-                    }
-                }
+            let mut children = core.store.read()?.image_children(image.id)?;
+            match children.len() {
+                0 => leaves.push(image),
+                1 => merges.push((image, children.remove(0))),
                 _ => {}
+            }
+        }
+        let mut progressed = false;
+        for image in &leaves {
+            progressed |= delete_unowned_leaf(core, image)?;
+        }
+        if progressed {
+            continue;
+        }
+        // Owned children first; the chains read above are only current
+        // until a merge changes one, so one merge per pass.
+        merges.sort_by_key(|(_, child)| child.owner == ImageOwner::None);
+        for (image, child) in &merges {
+            if merge_into(core, image, child)? {
+                progressed = true;
+                break;
             }
         }
         if !progressed {
             return Ok(());
         }
     }
+}
+
+/// Deletes an unowned image no other image reads through. Re-checked in
+/// the transaction that deletes the record; the file goes after the commit
+/// (a crash in between leaves an orphan file, which start-up removes).
+fn delete_unowned_leaf(core: &Core, image: &Image) -> Result<bool> {
+    let _files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
+    let mut tx = core.store.write()?;
+    let still_unowned = tx
+        .image(image.id)?
+        .is_some_and(|i| i.owner == ImageOwner::None);
+    if !still_unowned || !tx.image_children(image.id)?.is_empty() {
+        return Ok(false);
+    }
+    tx.delete_image(image.id)?;
+    tx.commit()?;
+    core.driver.delete_image(image.id)?;
+    tracing::debug!(image = %image.id, "deleted unowned image");
+    Ok(true)
 }
 
 /// Streams `image` into its only child and unlinks it from the chain.

@@ -16,6 +16,8 @@ use std::time::Duration;
 struct Full {
     inner: Qcow2Driver,
     full: Arc<AtomicBool>,
+    /// Layers merged into their child so far (data copied).
+    merges: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type R<T> = ember_storage::Result<T>;
@@ -53,6 +55,7 @@ impl StorageDriver for Full {
         }))
     }
     fn merge_into_child(&self, chain: &Chain) -> R<()> {
+        self.merges.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.merge_into_child(chain)
     }
@@ -142,6 +145,7 @@ async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
     let driver = Full {
         inner: Qcow2Driver::new(dir.path().join("images")).unwrap(),
         full: full.clone(),
+        merges: Arc::default(),
     };
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
@@ -346,4 +350,81 @@ async fn concurrent_creates_deletes_and_clones_keep_quota_exact() {
         gib as i64
     );
     assert!(tx.workflows().unwrap().is_empty());
+}
+
+/// Garbage collection copies no data it will throw away: deleting a volume
+/// with its snapshots (cascade) leaves a chain of unowned layers, each
+/// holding data, which go leaf first without a single merge; and deleting
+/// two snapshots of a live volume merges each layer once, into an owned
+/// child. The data the volume reads stays what it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_never_merges_into_a_layer_it_then_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let merges: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let driver = Full {
+        inner: Qcow2Driver::new(dir.path().join("images")).unwrap(),
+        full: Arc::default(),
+        merges: merges.clone(),
+    };
+    let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    svc.recover().await.unwrap();
+
+    // A chain of four layers, each with data of its own, then the volume
+    // and its snapshots deleted at once.
+    let doomed = one_gib_volume(&svc).await;
+    for layer in 0..4u8 {
+        svc.write_volume(
+            &admin(),
+            doomed,
+            layer as u64 * 65536,
+            vec![layer + 1; 65536],
+        )
+        .await
+        .unwrap();
+        svc.create_snapshot(&admin(), snapshot_of(doomed))
+            .await
+            .unwrap();
+        settle(&svc).await;
+    }
+    svc.delete_volume(&admin(), doomed, true, false)
+        .await
+        .unwrap();
+    settle(&svc).await;
+    assert_eq!(
+        merges.load(Ordering::SeqCst),
+        0,
+        "a deleted chain was merged"
+    );
+    assert!(svc.volume(&admin(), doomed).await.is_err());
+
+    // A live volume whose two snapshots are deleted: one merge per layer,
+    // and every byte still reads back.
+    let kept = one_gib_volume(&svc).await;
+    let mut snaps = vec![];
+    for layer in 0..2u8 {
+        svc.write_volume(&admin(), kept, layer as u64 * 65536, vec![layer + 1; 65536])
+            .await
+            .unwrap();
+        snaps.push(
+            svc.create_snapshot(&admin(), snapshot_of(kept))
+                .await
+                .unwrap()
+                .id,
+        );
+        settle(&svc).await;
+    }
+    for s in snaps {
+        svc.delete_snapshot(&admin(), s, false).await.unwrap();
+        settle(&svc).await;
+    }
+    assert_eq!(merges.load(Ordering::SeqCst), 2);
+    for layer in 0..2u8 {
+        assert_eq!(
+            svc.read_volume(&admin(), kept, layer as u64 * 65536, 65536)
+                .await
+                .unwrap(),
+            vec![layer + 1; 65536]
+        );
+    }
 }
