@@ -368,13 +368,14 @@ async fn route_and_run(
         Ok(c) => c,
         Err(e) => return auth_failure(&e),
     };
-    if let Some(p) = project_in_path {
-        if p != caller.project_id.0 && !caller.is_admin() {
-            return error_response(&CinderError::bad_request(format!(
-                "Malformed request URL: URL's project_id '{p}' doesn't match Context's project_id '{}'",
-                caller.project_id
-            )));
-        }
+    if let Some(p) = project_in_path
+        && p != caller.project_id.0
+        && !caller.is_admin()
+    {
+        return error_response(&CinderError::bad_request(format!(
+            "Malformed request URL: URL's project_id '{p}' doesn't match Context's project_id '{}'",
+            caller.project_id
+        )));
     }
     let req = Req {
         method,

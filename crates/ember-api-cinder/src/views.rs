@@ -186,10 +186,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
             json!(ember_service::backend::pool_name()),
         );
     }
-    if let Some(reason) = &v.error_reason {
-        if admin_attrs {
-            o.insert("ember:error_reason".into(), json!(reason));
-        }
+    if let Some(reason) = &v.error_reason
+        && admin_attrs
+    {
+        o.insert("ember:error_reason".into(), json!(reason));
     }
     Value::Object(o)
 }

@@ -56,25 +56,6 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[cfg(test)]
-mod query_tests {
-    use super::query_pairs;
-
-    #[test]
-    fn decodes_pairs() {
-        assert_eq!(
-            query_pairs(Some("name=a%20b&x&sort=name%3Aasc&q=1+2")),
-            vec![
-                ("name".into(), "a b".into()),
-                ("x".into(), String::new()),
-                ("sort".into(), "name:asc".into()),
-                ("q".into(), "1 2".into())
-            ]
-        );
-        assert!(query_pairs(None).is_empty());
-    }
-}
-
 /// The HTTP status a service error has in every dialect (a dialect may
 /// still word or remap one, as Nova does with quotas).
 pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode {
@@ -110,5 +91,24 @@ pub fn fault_name(status: u16) -> &'static str {
         501 => "notImplemented",
         503 => "serviceUnavailable",
         _ => "computeFault",
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::query_pairs;
+
+    #[test]
+    fn decodes_pairs() {
+        assert_eq!(
+            query_pairs(Some("name=a%20b&x&sort=name%3Aasc&q=1+2")),
+            vec![
+                ("name".into(), "a b".into()),
+                ("x".into(), String::new()),
+                ("sort".into(), "name:asc".into()),
+                ("q".into(), "1 2".into())
+            ]
+        );
+        assert!(query_pairs(None).is_empty());
     }
 }

@@ -101,12 +101,12 @@ pub async fn run(
             ))
         }
         Endpoint::Delete(id) => {
-            if !req.mv.at_most(74) {
-                if let Some((k, _)) = req.query.iter().find(|(k, _)| k != "delete_info") {
-                    return Err(NovaError::bad_request(format!(
-                        "Additional properties are not allowed ('{k}' was unexpected)"
-                    )));
-                }
+            if !req.mv.at_most(74)
+                && let Some((k, _)) = req.query.iter().find(|(k, _)| k != "delete_info")
+            {
+                return Err(NovaError::bad_request(format!(
+                    "Additional properties are not allowed ('{k}' was unexpected)"
+                )));
             }
             let raw = req
                 .query("delete_info")

@@ -218,14 +218,15 @@ async fn versioned(
             );
         }
     };
-    if let Some(p) = project {
-        if p != caller.project_id.0 && !caller.is_admin() {
-            return NovaError::bad_request(format!(
-                "Malformed request URL: URL's project_id '{p}' doesn't match Context's project_id '{}'",
-                caller.project_id
-            ))
-            .into_response(Some(mv));
-        }
+    if let Some(p) = project
+        && p != caller.project_id.0
+        && !caller.is_admin()
+    {
+        return NovaError::bad_request(format!(
+            "Malformed request URL: URL's project_id '{p}' doesn't match Context's project_id '{}'",
+            caller.project_id
+        ))
+        .into_response(Some(mv));
     }
     let req = Req {
         caller,

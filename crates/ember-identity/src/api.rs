@@ -334,11 +334,7 @@ fn role_json(r: &Role) -> Value {
     json!({"id": r.id, "name": r.name, "domain_id": null, "description": null, "options": {}, "links": {}})
 }
 
-fn filter_name<'a, T>(
-    items: Vec<T>,
-    query: &[(String, String)],
-    name: impl Fn(&T) -> &str,
-) -> Vec<T> {
+fn filter_name<T>(items: Vec<T>, query: &[(String, String)], name: impl Fn(&T) -> &str) -> Vec<T> {
     match query.iter().find(|(k, _)| k == "name") {
         Some((_, want)) => items.into_iter().filter(|i| name(i) == want).collect(),
         None => items,

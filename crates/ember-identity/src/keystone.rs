@@ -45,8 +45,12 @@ pub struct KeystoneAuthenticator {
     http: reqwest::Client,
     service_token: tokio::sync::Mutex<Option<(String, Instant)>>,
     /// sha256(token) → (answer, until when it may be reused).
-    cache: Mutex<HashMap<[u8; 32], (Option<Caller>, Instant)>>,
+    cache: Mutex<HashMap<[u8; 32], CachedAnswer>>,
 }
+
+/// Keystone's answer for one token (`None`: invalid) and until when it
+/// may be reused.
+type CachedAnswer = (Option<Caller>, Instant);
 
 /// Tokens are not kept in memory in the clear.
 fn token_key(token: &str) -> [u8; 32] {
@@ -80,10 +84,11 @@ impl KeystoneAuthenticator {
     /// Ember's own token, reused until shortly before it expires.
     async fn service_token(&self, renew: bool) -> Result<String, AuthError> {
         let mut held = self.service_token.lock().await;
-        if let Some((token, until)) = held.as_ref() {
-            if !renew && Instant::now() < *until {
-                return Ok(token.clone());
-            }
+        if let Some((token, until)) = held.as_ref()
+            && !renew
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
         }
         let s = &self.settings;
         let body = json!({"auth": {
@@ -166,10 +171,10 @@ impl KeystoneAuthenticator {
         let token = auth_token(headers).ok_or(AuthError::Unauthenticated)?;
         let key = token_key(token);
         let now = Instant::now();
-        if let Some((answer, until)) = self.cache.lock().unwrap().get(&key) {
-            if now < *until {
-                return answer.clone().ok_or(AuthError::Unauthenticated);
-            }
+        if let Some((answer, until)) = self.cache.lock().unwrap().get(&key)
+            && now < *until
+        {
+            return answer.clone().ok_or(AuthError::Unauthenticated);
         }
         let answer = self.ask(token).await?;
         let cache_for = self.settings.cache_for;

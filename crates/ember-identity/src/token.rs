@@ -30,10 +30,10 @@ pub struct Signer {
 impl Signer {
     /// Loads the signing key from `path`, creating it (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> std::io::Result<Signer> {
-        if let Ok(key) = std::fs::read(path) {
-            if key.len() >= 32 {
-                return Ok(Signer { key });
-            }
+        if let Ok(key) = std::fs::read(path)
+            && key.len() >= 32
+        {
+            return Ok(Signer { key });
         }
         let mut key = vec![0u8; 32];
         getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;

@@ -62,10 +62,10 @@ fn plain_file_name(core: &core::Core, name: &str) -> Result<FileName> {
 /// Whether `image` is one of this volume's files: in its chain, or frozen
 /// in one of its snapshots.
 fn belongs_to(tx: &mut dyn ember_store::Tx, volume: &Volume, image: ImageId) -> Result<bool> {
-    if let Some(top) = volume.image {
-        if core::Core::chain_of(tx, top)?.images.contains(&image) {
-            return Ok(true);
-        }
+    if let Some(top) = volume.image
+        && core::Core::chain_of(tx, top)?.images.contains(&image)
+    {
+        return Ok(true);
     }
     Ok(match tx.image(image)?.map(|i| i.owner) {
         Some(ImageOwner::Snapshot(s)) => tx.snapshot(s)?.is_some_and(|s| s.volume_id == volume.id),

@@ -92,10 +92,10 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
         // A volume's image that is not activated yet may still be
         // (re)created by its workflow: merging into it now could be undone
         // by that file being replaced. Its workflow collects afterwards.
-        if let ImageOwner::Volume(volume) = child.owner {
-            if tx.volume(volume)?.is_none_or(|v| v.image != Some(child.id)) {
-                return Ok(false);
-            }
+        if let ImageOwner::Volume(volume) = child.owner
+            && tx.volume(volume)?.is_none_or(|v| v.image != Some(child.id))
+        {
+            return Ok(false);
         }
         Core::chain_of(tx.as_mut(), child.id)?
     };

@@ -443,7 +443,9 @@ fn freeze_in(
     Ok(snapshot)
 }
 
-/// What `take_snapshot_now` did.
+/// What `take_snapshot_now` did. Short-lived (one per request), so the
+/// size difference between the variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Taken {
     /// The snapshot exists, `available`, durably (image and metadata).
     Now(Snapshot),

@@ -117,12 +117,12 @@ impl Service {
                 Some(t) if caller.sees(&t.source_project_id) => t,
                 _ => return Err(not_found(&id)),
             };
-            if let Some(mut v) = tx.volume(t.volume_id)? {
-                if v.status == VolumeStatus::AwaitingTransfer {
-                    v.status = VolumeStatus::Available;
-                    v.updated_at = Some(Timestamp::now());
-                    tx.put_volume(&v)?;
-                }
+            if let Some(mut v) = tx.volume(t.volume_id)?
+                && v.status == VolumeStatus::AwaitingTransfer
+            {
+                v.status = VolumeStatus::Available;
+                v.updated_at = Some(Timestamp::now());
+                tx.put_volume(&v)?;
             }
             tx.delete_transfer(&id)?;
             tx.commit()?;

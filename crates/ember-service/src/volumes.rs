@@ -41,12 +41,12 @@ pub(crate) fn require_admin(caller: &Caller, action: &str) -> Result<()> {
 impl Service {
     pub async fn create_volume(&self, caller: &Caller, req: CreateVolume) -> Result<Volume> {
         require_writer(caller, "volume:create")?;
-        if let Some(az) = &req.availability_zone {
-            if az != &self.core.config.availability_zone {
-                return Err(ServiceError::InvalidInput(format!(
-                    "Availability zone '{az}' is invalid."
-                )));
-            }
+        if let Some(az) = &req.availability_zone
+            && az != &self.core.config.availability_zone
+        {
+            return Err(ServiceError::InvalidInput(format!(
+                "Availability zone '{az}' is invalid."
+            )));
         }
         let core = self.core.clone();
         let caller = caller.clone();
@@ -194,11 +194,10 @@ impl Service {
                         "Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer.".into(),
                     ));
                 }
-                if cascade && !force {
-                    if let Some(s) = snapshots.iter().find(|s| !matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Error)) {
+                if cascade && !force
+                    && let Some(s) = snapshots.iter().find(|s| !matches!(s.status, SnapshotStatus::Available | SnapshotStatus::Error)) {
                         return Err(ServiceError::InvalidVolume(format!("Snapshot {} is in {} state and cannot be deleted.", s.id, s.status)));
                     }
-                }
                 if force && volume.status == VolumeStatus::Creating && volume.image.is_none() {
                     return Err(ServiceError::InvalidVolume("Volume is still being created; try again when it is available or in error.".into()));
                 }
@@ -514,7 +513,7 @@ pub(crate) fn begin_volume(
     };
     let default_name = core.config.default_volume_type.clone();
     let volume_type = match (&req.volume_type, inherited) {
-        (Some(t), _) => crate::types::find_type(tx, &default_name, &caller, t)
+        (Some(t), _) => crate::types::find_type(tx, &default_name, caller, t)
             .map_err(|_| ServiceError::NotFound("Volume type not found.".into()))?,
         (None, Some(v)) => crate::types::recorded_type(&v.volume_type, v.volume_type_id),
         (None, None) => crate::types::default_type(&default_name),
@@ -535,9 +534,9 @@ pub(crate) fn begin_volume(
             _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
         };
         if snapshot.status != SnapshotStatus::Available {
-            return Err(ServiceError::InvalidSnapshot(format!(
-                "Originating snapshot status must be one of 'available' values"
-            )));
+            return Err(ServiceError::InvalidSnapshot(
+                "Originating snapshot status must be one of 'available' values".to_string(),
+            ));
         }
         let frozen = snapshot
             .image
@@ -560,7 +559,7 @@ pub(crate) fn begin_volume(
         })?;
         (size, volume_create::Source::SnapshotImage(frozen))
     } else if let Some(source_id) = req.source_volid {
-        let source = load_volume(tx, &caller, source_id)?;
+        let source = load_volume(tx, caller, source_id)?;
         if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
             return Err(ServiceError::InvalidVolume(format!(
                 "Source volume status must be available or in-use, but current status is: {}.",

@@ -297,24 +297,24 @@ async fn scenario(
 /// The data promise after any outcome: the snapshot (if it still exists)
 /// reads byte 1; the volume (if it exists) reads 2, or 1 after a revert.
 async fn verify_data(e: &Env, v: VolumeId, s: SnapshotId, op: Op, succeeded: bool) {
-    if let Ok(snap) = e.svc.snapshot(&admin(), s).await {
-        if snap.status == SnapshotStatus::Available {
-            assert_eq!(
-                e.svc.read_snapshot(&admin(), s, 0, 1).await.unwrap()[0],
-                1,
-                "{op:?}"
-            );
-        }
+    if let Ok(snap) = e.svc.snapshot(&admin(), s).await
+        && snap.status == SnapshotStatus::Available
+    {
+        assert_eq!(
+            e.svc.read_snapshot(&admin(), s, 0, 1).await.unwrap()[0],
+            1,
+            "{op:?}"
+        );
     }
-    if let Ok(vol) = e.svc.volume(&admin(), v).await {
-        if vol.status == VolumeStatus::Available {
-            let got = e.read(v).await;
-            match (op, succeeded) {
-                (Op::Revert, true) => assert_eq!(got, 1, "{op:?}"),
-                // A revert that failed late may already have switched.
-                (Op::Revert, false) => assert!(got == 1 || got == 2, "{op:?}: {got}"),
-                _ => assert_eq!(got, 2, "{op:?}"),
-            }
+    if let Ok(vol) = e.svc.volume(&admin(), v).await
+        && vol.status == VolumeStatus::Available
+    {
+        let got = e.read(v).await;
+        match (op, succeeded) {
+            (Op::Revert, true) => assert_eq!(got, 1, "{op:?}"),
+            // A revert that failed late may already have switched.
+            (Op::Revert, false) => assert!(got == 1 || got == 2, "{op:?}: {got}"),
+            _ => assert_eq!(got, 2, "{op:?}"),
         }
     }
 }

@@ -33,19 +33,17 @@ fn a_header_naming_an_outside_backing_file_is_never_followed() {
         String::from_utf8_lossy(&out.stderr)
     );
     let before = digest(&secret);
-    // Opened as the store says (a chain of one), the backing name is ignored.
-    match d.open(&Chain { images: vec![img] }, true) {
-        Ok(io) => {
-            let mut buf = vec![0u8; 4096];
-            io.read_at(&mut buf, 0).unwrap();
-            assert!(
-                buf.iter().all(|&b| b == 0),
-                "read through a header's backing name"
-            );
-            io.write_at(&[1; 4096], 0).unwrap();
-            io.flush().unwrap();
-        }
-        Err(_) => {} // refusing to open is fine too
+    // Opened as the store says (a chain of one), the backing name is
+    // ignored; refusing to open is fine too.
+    if let Ok(io) = d.open(&Chain { images: vec![img] }, true) {
+        let mut buf = vec![0u8; 4096];
+        io.read_at(&mut buf, 0).unwrap();
+        assert!(
+            buf.iter().all(|&b| b == 0),
+            "read through a header's backing name"
+        );
+        io.write_at(&[1; 4096], 0).unwrap();
+        io.flush().unwrap();
     }
     assert_eq!(digest(&secret), before, "the outside file changed");
 }

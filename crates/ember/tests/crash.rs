@@ -64,10 +64,9 @@ fn nbd_load(
                 "POST",
                 "/snapshots",
                 Some(json!({"snapshot": {"volume_id": volume, "force": true}})),
-            ) {
-                if let Some(id) = body["snapshot"]["id"].as_str() {
-                    acked.lock().unwrap().snapshots.insert(id.to_string());
-                }
+            ) && let Some(id) = body["snapshot"]["id"].as_str()
+            {
+                acked.lock().unwrap().snapshots.insert(id.to_string());
             }
             continue;
         }

@@ -36,12 +36,12 @@ fn uuids_in(text: &str) -> Vec<String> {
     let b = text.as_bytes();
     let mut i = 0;
     while i + 36 <= b.len() {
-        if let Ok(s) = std::str::from_utf8(&b[i..i + 36]) {
-            if is_uuid(s) {
-                out.push(s.to_string());
-                i += 36;
-                continue;
-            }
+        if let Ok(s) = std::str::from_utf8(&b[i..i + 36])
+            && is_uuid(s)
+        {
+            out.push(s.to_string());
+            i += 36;
+            continue;
         }
         i += 1;
     }
@@ -200,17 +200,16 @@ impl Replay {
                 .get(key)
                 .and_then(|o| o.get("id"))
                 .and_then(Value::as_str)
+                && method == "POST"
             {
-                if method == "POST" {
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    loop {
-                        let (_, b) = self.server.admin("GET", &format!("/{key}s/{id}"), None);
-                        let s = b[key]["status"].as_str().unwrap_or("");
-                        if s != "creating" || Instant::now() > deadline {
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let (_, b) = self.server.admin("GET", &format!("/{key}s/{id}"), None);
+                    let s = b[key]["status"].as_str().unwrap_or("");
+                    if s != "creating" || Instant::now() > deadline {
+                        break;
                     }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
@@ -333,12 +332,12 @@ fn every_golden_pair_replays() {
                             .push(format!("{case}: header {name}: {got:?}, expected {want:?}"));
                     }
                 }
-                "x-openstack-request-id" | "x-compute-request-id" => {
-                    if !got.is_some_and(|g| g.starts_with("req-")) {
-                        replay
-                            .mismatches
-                            .push(format!("{case}: header {name} missing"));
-                    }
+                "x-openstack-request-id" | "x-compute-request-id"
+                    if !got.is_some_and(|g| g.starts_with("req-")) =>
+                {
+                    replay
+                        .mismatches
+                        .push(format!("{case}: header {name} missing"));
                 }
                 _ => {}
             }

@@ -99,13 +99,7 @@ fn seed_001_creates_a_snapshot_that_every_dialect_sees_with_its_bytes() {
             "{path}: {body}"
         );
     }
-    let (status, _, body) = nova(
-        &s,
-        "GET",
-        &format!("/v2.1/os-snapshots?limit=1&offset=1"),
-        None,
-        None,
-    );
+    let (status, _, body) = nova(&s, "GET", "/v2.1/os-snapshots?limit=1&offset=1", None, None);
     assert_eq!(
         (status, body["snapshots"].as_array().map(Vec::len)),
         (200, Some(1))

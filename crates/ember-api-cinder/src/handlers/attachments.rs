@@ -149,9 +149,7 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
     for (key, value) in &req.query {
         match key.as_str() {
             // An id that cannot exist matches nothing.
-            "volume_id" => {
-                filter.volume_id = Some(VolumeId::parse(value).unwrap_or_else(VolumeId::new))
-            }
+            "volume_id" => filter.volume_id = Some(VolumeId::parse(value).unwrap_or_default()),
             "instance_id" | "instance_uuid" => filter.instance = Some(value.clone()),
             "status" | "attach_status" => {
                 let status = [

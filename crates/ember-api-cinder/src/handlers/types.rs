@@ -346,12 +346,13 @@ fn encryption_change(req: &Req) -> Result<EncryptionChange, CinderError> {
         }
     };
     let control_location = text("control_location")?.flatten();
-    if let Some(c) = &control_location {
-        if c != "front-end" && c != "back-end" {
-            return Err(CinderError::bad_request(
-                "Invalid input received: Valid control location are: ['front-end', 'back-end']",
-            ));
-        }
+    if let Some(c) = &control_location
+        && c != "front-end"
+        && c != "back-end"
+    {
+        return Err(CinderError::bad_request(
+            "Invalid input received: Valid control location are: ['front-end', 'back-end']",
+        ));
     }
     let key_size = match e.get("key_size") {
         None => None,

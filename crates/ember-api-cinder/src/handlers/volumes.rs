@@ -268,14 +268,14 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                 .ok_or_else(|| {
                     CinderError::bad_request("Invalid input for field/attribute new_type.")
                 })?;
-            if let Some(policy) = args.get("migration_policy").filter(|p| !p.is_null()) {
-                if !matches!(policy.as_str(), Some("never" | "on-demand")) {
-                    return Err(CinderError::bad_request(format!(
-                        "Invalid input for field/attribute migration_policy. Value: {}. {} is not one of ['on-demand', 'never']",
-                        ember_api_common::pyrepr::str(policy),
-                        ember_api_common::pyrepr::repr(policy)
-                    )));
-                }
+            if let Some(policy) = args.get("migration_policy").filter(|p| !p.is_null())
+                && !matches!(policy.as_str(), Some("never" | "on-demand"))
+            {
+                return Err(CinderError::bad_request(format!(
+                    "Invalid input for field/attribute migration_policy. Value: {}. {} is not one of ['on-demand', 'never']",
+                    ember_api_common::pyrepr::str(policy),
+                    ember_api_common::pyrepr::repr(policy)
+                )));
             }
             svc.retype_volume(caller, id, new_type.to_string()).await?;
         }

@@ -139,14 +139,14 @@ fn unfreeze(core: &Core, p: &Params) -> Result<()> {
 
 fn mark_available(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut s) = tx.snapshot(p.snapshot_id)? {
-        if s.status == SnapshotStatus::Creating {
-            s.status = SnapshotStatus::Available;
-            s.progress = "100%".into();
-            s.updated_at = Some(Timestamp::now());
-            tx.put_snapshot(&s)?;
-            tx.commit()?;
-        }
+    if let Some(mut s) = tx.snapshot(p.snapshot_id)?
+        && s.status == SnapshotStatus::Creating
+    {
+        s.status = SnapshotStatus::Available;
+        s.progress = "100%".into();
+        s.updated_at = Some(Timestamp::now());
+        tx.put_snapshot(&s)?;
+        tx.commit()?;
     }
     Ok(())
 }

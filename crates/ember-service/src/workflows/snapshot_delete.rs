@@ -63,11 +63,10 @@ impl Workflow for SnapshotDelete {
                 .map(|g| tx.group_snapshot(g))
                 .transpose()?
                 .flatten()
+                && gs.status_override.as_deref() == Some("deleting")
             {
-                if gs.status_override.as_deref() == Some("deleting") {
-                    gs.status_override = Some("error_deleting".into());
-                    tx.put_group_snapshot(&gs)?;
-                }
+                gs.status_override = Some("error_deleting".into());
+                tx.put_group_snapshot(&gs)?;
             }
         }
         tx.commit()?;
@@ -87,23 +86,23 @@ pub(crate) fn release_snapshot(
     let Some(snapshot) = tx.snapshot(snapshot_id)? else {
         return Ok(());
     };
-    if let Some(image_id) = snapshot.image {
-        if let Some(mut image) = tx.image(image_id)? {
-            image.owner = ImageOwner::None;
-            tx.put_image(&image)?;
-        }
+    if let Some(image_id) = snapshot.image
+        && let Some(mut image) = tx.image(image_id)?
+    {
+        image.owner = ImageOwner::None;
+        tx.put_image(&image)?;
     }
     tx.delete_snapshot(snapshot_id)?;
     // The last member of a group snapshot being deleted takes it along.
-    if let Some(gid) = &snapshot.group_snapshot_id {
-        if let Some(gs) = tx.group_snapshot(gid)? {
-            let deleting = matches!(
-                gs.status_override.as_deref(),
-                Some("deleting" | "error_deleting")
-            );
-            if deleting && !any_member_left(tx, gid)? {
-                tx.delete_group_snapshot(gid)?;
-            }
+    if let Some(gid) = &snapshot.group_snapshot_id
+        && let Some(gs) = tx.group_snapshot(gid)?
+    {
+        let deleting = matches!(
+            gs.status_override.as_deref(),
+            Some("deleting" | "error_deleting")
+        );
+        if deleting && !any_member_left(tx, gid)? {
+            tx.delete_group_snapshot(gid)?;
         }
     }
     tx.add_quota_usage(&snapshot.project_id, QuotaResource::Snapshots, -1)?;
@@ -134,14 +133,14 @@ pub(crate) fn any_member_left(tx: &mut dyn ember_store::Tx, gid: &str) -> Result
 
 fn disown(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut snapshot) = tx.snapshot(p.snapshot_id)? {
-        if let Some(image_id) = snapshot.image.take() {
-            if let Some(mut image) = tx.image(image_id)? {
-                image.owner = ImageOwner::None;
-                tx.put_image(&image)?;
-            }
-            tx.put_snapshot(&snapshot)?;
+    if let Some(mut snapshot) = tx.snapshot(p.snapshot_id)?
+        && let Some(image_id) = snapshot.image.take()
+    {
+        if let Some(mut image) = tx.image(image_id)? {
+            image.owner = ImageOwner::None;
+            tx.put_image(&image)?;
         }
+        tx.put_snapshot(&snapshot)?;
     }
     tx.commit()?;
     Ok(())

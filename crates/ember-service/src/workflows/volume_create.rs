@@ -83,14 +83,13 @@ impl Workflow for VolumeCreate {
         let mut tx = core.store.write()?;
         // An image recorded at request time (clones of snapshots) but never
         // activated is released, so no record outlives the failure.
-        if let Some(mut image) = tx.image(p.image)? {
-            if tx
+        if let Some(mut image) = tx.image(p.image)?
+            && tx
                 .volume(p.volume_id)?
                 .is_none_or(|v| v.image != Some(p.image))
-            {
-                image.owner = ImageOwner::None;
-                tx.put_image(&image)?;
-            }
+        {
+            image.owner = ImageOwner::None;
+            tx.put_image(&image)?;
         }
         if let Some(mut v) = tx.volume(p.volume_id)? {
             // A failure after activation (collecting) leaves a good volume.
@@ -210,26 +209,26 @@ fn delete_image(core: &Core, p: &Params) -> Result<()> {
 
 fn activate(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut v) = tx.volume(p.volume_id)? {
-        if v.status == VolumeStatus::Creating {
-            v.image = Some(p.image);
-            v.status = VolumeStatus::Available;
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
-            tx.commit()?;
-        }
+    if let Some(mut v) = tx.volume(p.volume_id)?
+        && v.status == VolumeStatus::Creating
+    {
+        v.image = Some(p.image);
+        v.status = VolumeStatus::Available;
+        v.updated_at = Some(Timestamp::now());
+        tx.put_volume(&v)?;
+        tx.commit()?;
     }
     Ok(())
 }
 
 fn deactivate(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut v) = tx.volume(p.volume_id)? {
-        if v.image == Some(p.image) {
-            v.image = None;
-            tx.put_volume(&v)?;
-            tx.commit()?;
-        }
+    if let Some(mut v) = tx.volume(p.volume_id)?
+        && v.image == Some(p.image)
+    {
+        v.image = None;
+        tx.put_volume(&v)?;
+        tx.commit()?;
     }
     Ok(())
 }

@@ -82,11 +82,11 @@ fn release(core: &Core, p: &Params) -> Result<()> {
     for snapshot in snapshots {
         release_snapshot(tx.as_mut(), snapshot.id)?;
     }
-    if let Some(image_id) = volume.image {
-        if let Some(mut image) = tx.image(image_id)? {
-            image.owner = ImageOwner::None;
-            tx.put_image(&image)?;
-        }
+    if let Some(image_id) = volume.image
+        && let Some(mut image) = tx.image(image_id)?
+    {
+        image.owner = ImageOwner::None;
+        tx.put_image(&image)?;
     }
     tx.delete_volume(p.volume_id)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;

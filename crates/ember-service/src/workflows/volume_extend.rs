@@ -62,21 +62,21 @@ impl Workflow for VolumeExtend {
 
 fn unreserve(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut v) = tx.volume(p.volume_id)? {
-        if v.status == VolumeStatus::Extending {
-            let delta = p.new_size_gib as i64 - p.old_size_gib as i64;
-            tx.add_quota_usage(&v.project_id, QuotaResource::Gigabytes, -delta)?;
-            crate::quotas::release_typed(
-                tx.as_mut(),
-                &v.project_id,
-                &crate::quotas::type_of(&v.volume_type_id),
-                &[(QuotaResource::Gigabytes, delta)],
-            )?;
-            v.status = VolumeStatus::ErrorExtending;
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
-            tx.commit()?;
-        }
+    if let Some(mut v) = tx.volume(p.volume_id)?
+        && v.status == VolumeStatus::Extending
+    {
+        let delta = p.new_size_gib as i64 - p.old_size_gib as i64;
+        tx.add_quota_usage(&v.project_id, QuotaResource::Gigabytes, -delta)?;
+        crate::quotas::release_typed(
+            tx.as_mut(),
+            &v.project_id,
+            &crate::quotas::type_of(&v.volume_type_id),
+            &[(QuotaResource::Gigabytes, delta)],
+        )?;
+        v.status = VolumeStatus::ErrorExtending;
+        v.updated_at = Some(Timestamp::now());
+        tx.put_volume(&v)?;
+        tx.commit()?;
     }
     Ok(())
 }
@@ -107,14 +107,14 @@ fn grow(core: &Core, p: &Params) -> Result<()> {
 
 fn finish(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut v) = tx.volume(p.volume_id)? {
-        if v.status == VolumeStatus::Extending {
-            v.size_gib = p.new_size_gib;
-            v.status = p.resume_status;
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
-            tx.commit()?;
-        }
+    if let Some(mut v) = tx.volume(p.volume_id)?
+        && v.status == VolumeStatus::Extending
+    {
+        v.size_gib = p.new_size_gib;
+        v.status = p.resume_status;
+        v.updated_at = Some(Timestamp::now());
+        tx.put_volume(&v)?;
+        tx.commit()?;
     }
     Ok(())
 }

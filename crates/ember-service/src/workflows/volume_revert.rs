@@ -62,11 +62,11 @@ impl Workflow for VolumeRevert {
                 tx.put_volume(&v)?;
             }
         }
-        if let Some(mut s) = tx.snapshot(p.snapshot_id)? {
-            if s.status == SnapshotStatus::Restoring {
-                s.status = SnapshotStatus::Available;
-                tx.put_snapshot(&s)?;
-            }
+        if let Some(mut s) = tx.snapshot(p.snapshot_id)?
+            && s.status == SnapshotStatus::Restoring
+        {
+            s.status = SnapshotStatus::Available;
+            tx.put_snapshot(&s)?;
         }
         tx.commit()?;
         if let Err(e) = gc::collect_garbage(core) {
@@ -95,11 +95,11 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
     core.driver
         .create_image(p.new_top, volume.size_gib * GIB, Some(frozen))?;
     let mut tx = core.store.write()?;
-    if let Some(old) = volume.image {
-        if let Some(mut image) = tx.image(old)? {
-            image.owner = ImageOwner::None;
-            tx.put_image(&image)?;
-        }
+    if let Some(old) = volume.image
+        && let Some(mut image) = tx.image(old)?
+    {
+        image.owner = ImageOwner::None;
+        tx.put_image(&image)?;
     }
     tx.put_image(&Image {
         id: p.new_top,
@@ -118,19 +118,19 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
 
 fn finish(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if let Some(mut v) = tx.volume(p.volume_id)? {
-        if v.status == VolumeStatus::Reverting {
-            v.status = VolumeStatus::Available;
-            v.updated_at = Some(Timestamp::now());
-            tx.put_volume(&v)?;
-        }
+    if let Some(mut v) = tx.volume(p.volume_id)?
+        && v.status == VolumeStatus::Reverting
+    {
+        v.status = VolumeStatus::Available;
+        v.updated_at = Some(Timestamp::now());
+        tx.put_volume(&v)?;
     }
-    if let Some(mut s) = tx.snapshot(p.snapshot_id)? {
-        if s.status == SnapshotStatus::Restoring {
-            s.status = SnapshotStatus::Available;
-            s.updated_at = Some(Timestamp::now());
-            tx.put_snapshot(&s)?;
-        }
+    if let Some(mut s) = tx.snapshot(p.snapshot_id)?
+        && s.status == SnapshotStatus::Restoring
+    {
+        s.status = SnapshotStatus::Available;
+        s.updated_at = Some(Timestamp::now());
+        tx.put_snapshot(&s)?;
     }
     tx.commit()?;
     Ok(())
