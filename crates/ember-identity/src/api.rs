@@ -2,7 +2,10 @@
 
 use crate::fields;
 use crate::password;
-use crate::service::{IdentityError, IdentityService, Reference, TokenInfo};
+use crate::service::{
+    IdentityError, IdentityService, Reference, TokenInfo, subject_grant, subject_project, subject_role,
+    subject_user,
+};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -55,6 +58,7 @@ fn error_body(e: &IdentityError) -> (StatusCode, Value) {
         IdentityError::NotFound(_) => (StatusCode::NOT_FOUND, "Not Found"),
         IdentityError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
         IdentityError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+        IdentityError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
         IdentityError::Internal(detail) => {
             tracing::error!(error = %detail, "identity internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
@@ -578,18 +582,22 @@ fn admin_route(
             if let Some(d) = patch.get("description").and_then(Value::as_str) {
                 p.description = d.into();
             }
+            let mut revoke = vec![];
             if let Some(e) = patch.get("enabled").and_then(Value::as_bool) {
+                if !e {
+                    revoke.push(subject_project(&p.id));
+                }
                 p.enabled = e;
             }
             store_err(tx.put_project(&p))?;
-            store_err(tx.commit())?;
+            svc.commit_revoking(tx, &revoke)?;
             ok(json!({"project": project_json(&p)}))
         }
         ("DELETE", ["projects", id]) => {
             let mut tx = store_err(store.write())?;
             store_err(tx.project(id))?.ok_or_else(|| not_found("project", id))?;
             store_err(tx.delete_project(id))?;
-            store_err(tx.commit())?;
+            svc.commit_revoking(tx, &[subject_project(id)])?;
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["users"]) => {
@@ -651,24 +659,38 @@ fn admin_route(
             if let Some(n) = patch.get("name").and_then(Value::as_str) {
                 u.name = n.into();
             }
+            // As Keystone: a new password or disabling the user ends every
+            // token the user holds.
+            let mut revoke = vec![];
             if let Some(p) = patch.get("password").and_then(Value::as_str) {
                 u.password_hash = password::hash(p);
+                revoke.push(subject_user(&u.id));
             }
             if let Some(e) = patch.get("enabled").and_then(Value::as_bool) {
+                if !e {
+                    revoke.push(subject_user(&u.id));
+                }
                 u.enabled = e;
             }
             if let Some(e) = patch.get("email").and_then(Value::as_str) {
                 u.email = Some(e.into());
             }
             store_err(tx.put_user(&u))?;
-            store_err(tx.commit())?;
+            revoke.dedup();
+            svc.commit_revoking(tx, &revoke)?;
             ok(json!({"user": user_json(&u)}))
         }
         ("DELETE", ["users", id]) => {
             let mut tx = store_err(store.write())?;
             store_err(tx.user(id))?.ok_or_else(|| not_found("user", id))?;
             store_err(tx.delete_user(id))?;
-            store_err(tx.commit())?;
+            // The user's access keys (EC2 credentials) go with the user.
+            for key in store_err(tx.access_keys())? {
+                if key.user_id == *id {
+                    store_err(tx.delete_access_key(&key.access))?;
+                }
+            }
+            svc.commit_revoking(tx, &[subject_user(id)])?;
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["roles"]) => {
@@ -711,7 +733,7 @@ fn admin_route(
             let mut tx = store_err(store.write())?;
             store_err(tx.role(id))?.ok_or_else(|| not_found("role", id))?;
             store_err(tx.delete_role(id))?;
-            store_err(tx.commit())?;
+            svc.commit_revoking(tx, &[subject_role(id)])?;
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["projects", p, "users", u, "roles"]) => {
@@ -729,16 +751,22 @@ fn admin_route(
             store_err(tx.project(p))?.ok_or_else(|| not_found("project", p))?;
             store_err(tx.user(u))?.ok_or_else(|| not_found("user", u))?;
             store_err(tx.role(r))?.ok_or_else(|| not_found("role", r))?;
+            let mut revoke = vec![];
             match m {
                 "PUT" => store_err(tx.grant_role(u, p, r))?,
-                "DELETE" => store_err(tx.revoke_role(u, p, r))?,
+                "DELETE" => {
+                    // Tokens carry their roles: the user's tokens on the
+                    // project end (Keystone does the same).
+                    store_err(tx.revoke_role(u, p, r))?;
+                    revoke.push(subject_grant(u, p));
+                }
                 _ => {
                     if !store_err(tx.role_assignments(u, p))?.iter().any(|x| x == r) {
                         return Err(not_found("role assignment", r));
                     }
                 }
             }
-            store_err(tx.commit())?;
+            svc.commit_revoking(tx, &revoke)?;
             Ok((StatusCode::NO_CONTENT, None, None))
         }
         ("GET", ["role_assignments"]) => {

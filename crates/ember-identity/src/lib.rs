@@ -20,4 +20,6 @@ pub use api::router;
 pub use auth::{IdentityAccessKeys, TokenAuthenticator};
 pub use keystone::{KeystoneAuthenticator, KeystoneSettings};
 pub use openapi::operations as openapi_operations;
-pub use service::{Bootstrap, IdentityError, IdentityService, Reference, TokenInfo};
+pub use service::{
+    Bootstrap, IdentityError, IdentityService, MAX_TOKEN_TTL_SECS, Reference, TokenInfo,
+};

@@ -22,11 +22,19 @@ pub enum IdentityError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// The change could not be stored for now (no space left).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl From<ember_store::StoreError> for IdentityError {
     fn from(e: ember_store::StoreError) -> Self {
-        IdentityError::Internal(e.to_string())
+        match e {
+            ember_store::StoreError::Full(_) => IdentityError::Unavailable(
+                "No space left on the storage device; the change was not made.".into(),
+            ),
+            other => IdentityError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -53,12 +61,68 @@ pub struct Bootstrap {
 pub struct IdentityService {
     store: Arc<dyn MetadataStore>,
     signer: Signer,
-    revoked: RwLock<HashSet<String>>,
+    revoked: RwLock<Revocations>,
     ttl_secs: i64,
 }
 
+/// What `check` refuses without a database read: revoked tokens, and every
+/// token of a subject issued before its revocation. Kept in memory (loaded
+/// at start-up, updated after each commit that revokes), so a revocation
+/// takes effect for the next request.
+#[derive(Default)]
+struct Revocations {
+    tokens: HashSet<String>,
+    /// subject → tokens issued before this moment (Unix ms) are revoked.
+    subjects: std::collections::HashMap<String, i64>,
+}
+
+impl Revocations {
+    fn remember(&mut self, subject: String, before_ms: i64) {
+        let at = self.subjects.entry(subject).or_insert(before_ms);
+        *at = (*at).max(before_ms);
+    }
+
+    fn refuses(&self, p: &Payload) -> bool {
+        if self.tokens.contains(&p.audit_id) {
+            return true;
+        }
+        let issued = p.issued_ms();
+        let revoked = |subject: String| self.subjects.get(&subject).is_some_and(|&t| issued < t);
+        revoked(subject_user(&p.user_id))
+            || p.project_id.as_ref().is_some_and(|project| {
+                revoked(subject_project(project)) || revoked(subject_grant(&p.user_id, project))
+            })
+            || p.roles.iter().any(|(id, _)| revoked(subject_role(id)))
+    }
+}
+
+/// Every token of the user (deleted, disabled, or a new password).
+pub fn subject_user(user: &str) -> String {
+    format!("user:{user}")
+}
+/// Every token scoped to the project (deleted or disabled).
+pub fn subject_project(project: &str) -> String {
+    format!("project:{project}")
+}
+/// The user's tokens on the project (a role taken away there).
+pub fn subject_grant(user: &str, project: &str) -> String {
+    format!("grant:{user}:{project}")
+}
+/// Every token carrying the role (the role deleted).
+pub fn subject_role(role: &str) -> String {
+    format!("role:{role}")
+}
+
+/// The longest a token may live, whatever `--token-ttl-secs` asks: an
+/// expiry must stay a real date, and revocations are kept this long.
+pub const MAX_TOKEN_TTL_SECS: i64 = 30 * 24 * 3600;
+
 fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn unauthorized() -> IdentityError {
@@ -93,18 +157,52 @@ impl IdentityService {
     pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path, ttl_secs: i64) -> Result<Self> {
         let signer = Signer::load_or_create(&data_dir.join("token.key"))
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        // Expired revocations are purged on the way; on a full disk that
+        // waits for the next start.
+        if let Err(e) = store.write().and_then(|mut tx| {
+            tx.purge_revocations(now())?;
+            tx.commit()
+        }) {
+            tracing::warn!(error = %e, "could not purge expired token revocations");
+        }
         let revoked = {
-            let mut tx = store.write()?;
-            let list = tx.revoked_tokens(now())?;
-            tx.commit()?;
-            list.into_iter().collect()
+            let mut tx = store.read()?;
+            let mut r = Revocations {
+                tokens: tx.revoked_tokens(now())?.into_iter().collect(),
+                ..Default::default()
+            };
+            for (subject, before_ms) in tx.revoked_subjects(now())? {
+                r.remember(subject, before_ms);
+            }
+            r
         };
         Ok(IdentityService {
             store,
             signer,
             revoked: RwLock::new(revoked),
-            ttl_secs: ttl_secs.max(1),
+            ttl_secs: ttl_secs.clamp(1, MAX_TOKEN_TTL_SECS),
         })
+    }
+
+    /// Records, in `tx` (the transaction making the change that causes
+    /// it), that every token of `subjects` issued until now is revoked;
+    /// commits; then makes `check` refuse them. Returns after the commit.
+    pub fn commit_revoking(
+        &self,
+        mut tx: Box<dyn ember_store::Tx + '_>,
+        subjects: &[String],
+    ) -> Result<()> {
+        let before_ms = now_ms() + 1;
+        let keep_until = now() + MAX_TOKEN_TTL_SECS + 1;
+        for subject in subjects {
+            tx.revoke_subject(subject, before_ms, keep_until)?;
+        }
+        tx.commit()?;
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        for subject in subjects {
+            revoked.remember(subject.clone(), before_ms);
+        }
+        Ok(())
     }
 
     /// Makes sure the default roles, the `admin` project and the `admin`
@@ -151,7 +249,11 @@ impl IdentityService {
         let mut generated = None;
         let user = match existing {
             Some(mut u) => {
-                if let Some(pw) = admin_password {
+                // Rewritten only when it changed: a restart writes nothing
+                // (and so starts on a full disk).
+                if let Some(pw) = admin_password
+                    && !password::verify(pw, &u.password_hash)
+                {
                     u.password_hash = password::hash(pw);
                     tx.put_user(&u)?;
                 }
@@ -186,7 +288,9 @@ impl IdentityService {
                 u
             }
         };
-        tx.grant_role(&user.id, &project.id, &role_ids[0])?;
+        if !tx.role_assignments(&user.id, &project.id)?.contains(&role_ids[0]) {
+            tx.grant_role(&user.id, &project.id, &role_ids[0])?;
+        }
         tx.commit()?;
         let password_generated = admin_password.is_none() && generated.is_some();
         let openrc = data_dir.join("openrc");
@@ -206,8 +310,12 @@ impl IdentityService {
                  export OS_VOLUME_API_VERSION=3\n",
                 openrc.display()
             );
-            write_private(&openrc, text.as_bytes())
-                .map_err(|e| IdentityError::Internal(e.to_string()))?;
+            // Unchanged on a restart: not rewritten (a full disk has no
+            // room for the copy).
+            if std::fs::read(&openrc).ok().as_deref() != Some(text.as_bytes()) {
+                write_private(&openrc, text.as_bytes())
+                    .map_err(|e| IdentityError::Internal(format!("writing {}: {e}", openrc.display())))?;
+            }
         }
         Ok(Bootstrap {
             admin_user_id: user.id,
@@ -299,6 +407,7 @@ impl IdentityService {
             project_id: project.as_ref().map(|p| p.id.clone()),
             methods,
             issued_at: issued,
+            issued_at_ms: Some(now_ms()),
             expires_at: expires_at.unwrap_or(issued + self.ttl_secs),
             audit_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
             roles,
@@ -352,7 +461,13 @@ impl IdentityService {
     /// request, and needs no database.
     pub fn check(&self, token: &str) -> Result<Payload> {
         let payload = self.signer.verify(token).ok_or_else(unauthorized)?;
-        if payload.expires_at <= now() || self.revoked.read().unwrap().contains(&payload.audit_id) {
+        if payload.expires_at <= now()
+            || self
+                .revoked
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .refuses(&payload)
+        {
             return Err(unauthorized());
         }
         Ok(payload)
@@ -386,7 +501,11 @@ impl IdentityService {
         let mut tx = self.store.write()?;
         tx.revoke_token(&payload.audit_id, payload.expires_at)?;
         tx.commit()?;
-        self.revoked.write().unwrap().insert(payload.audit_id);
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .tokens
+            .insert(payload.audit_id);
         Ok(())
     }
 

@@ -17,6 +17,11 @@ pub struct Payload {
     pub methods: Vec<String>,
     /// Unix seconds.
     pub issued_at: i64,
+    /// Unix milliseconds (tokens from before this field: `issued_at`'s
+    /// second), compared with revocations: a password changed and a new
+    /// token taken within one second must leave the new one valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at_ms: Option<i64>,
     pub expires_at: i64,
     pub audit_id: String,
     /// (id, name) of every role the token carries, implied ones included.
@@ -25,6 +30,14 @@ pub struct Payload {
 
 pub struct Signer {
     key: Vec<u8>,
+}
+
+impl Payload {
+    /// When the token was issued, in Unix milliseconds.
+    pub fn issued_ms(&self) -> i64 {
+        self.issued_at_ms
+            .unwrap_or_else(|| self.issued_at.saturating_mul(1000))
+    }
 }
 
 impl Signer {

@@ -109,12 +109,16 @@ impl Core {
     }
 
     /// Quiesces the volume: waits for in-flight I/O, flushes it, and closes
-    /// the open chain until the guard drops.
+    /// the open chain until the guard drops. If the flush fails (no space),
+    /// the chain stays open with everything it caches, exactly as it was:
+    /// a handle is closed only once its writes are on disk, or acknowledged
+    /// writes could be lost with its cached tables.
     pub fn quiesce<'a>(&self, slot: &'a VolumeSlot) -> Result<ChainGuard<'a>> {
         let mut io = slot.io.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(open) = io.take() {
+        if let Some(open) = io.as_ref() {
             open.flush()?;
         }
+        io.take();
         Ok(ChainGuard { io })
     }
 

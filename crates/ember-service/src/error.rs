@@ -72,7 +72,12 @@ fn quota_message(resource: QuotaResource, requested: i64, in_use: i64, limit: i6
 
 impl From<ember_store::StoreError> for ServiceError {
     fn from(e: ember_store::StoreError) -> Self {
-        ServiceError::Internal(e.to_string())
+        match e {
+            // One answer for both kinds of full: the images' and the
+            // metadata's file system are usually the same one.
+            ember_store::StoreError::Full(_) => ServiceError::StorageFull,
+            other => ServiceError::Internal(other.to_string()),
+        }
     }
 }
 

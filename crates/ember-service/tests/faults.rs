@@ -13,16 +13,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+#[derive(Default)]
 struct Full {
-    inner: Qcow2Driver,
+    inner: Option<Qcow2Driver>,
     full: Arc<AtomicBool>,
     /// Layers merged into their child so far (data copied).
     merges: Arc<std::sync::atomic::AtomicUsize>,
+    /// While set, every flush fails with "no space" (writes still land).
+    flush_fails: Arc<AtomicBool>,
+    /// Chains opened so far.
+    opens: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 type R<T> = ember_storage::Result<T>;
 
 impl Full {
+    fn on(inner: Qcow2Driver) -> Full {
+        Full {
+            inner: Some(inner),
+            ..Default::default()
+        }
+    }
+
+    fn inner(&self) -> &Qcow2Driver {
+        self.inner.as_ref().expect("a driver underneath")
+    }
+
     fn check(&self) -> R<()> {
         if self.full.load(Ordering::SeqCst) {
             Err(StorageError::NoSpace)
@@ -35,47 +51,50 @@ impl Full {
 impl StorageDriver for Full {
     fn create_image(&self, image: ImageId, size: u64, backing: Option<ImageId>) -> R<()> {
         self.check()?;
-        self.inner.create_image(image, size, backing)
+        self.inner().create_image(image, size, backing)
     }
     fn delete_image(&self, image: ImageId) -> R<()> {
-        self.inner.delete_image(image)
+        self.inner().delete_image(image)
     }
     fn image_exists(&self, image: ImageId) -> bool {
-        self.inner.image_exists(image)
+        self.inner().image_exists(image)
     }
     fn grow(&self, chain: &Chain, new_size: u64) -> R<()> {
         self.check()?;
-        self.inner.grow(chain, new_size)
+        self.inner().grow(chain, new_size)
     }
     fn open(&self, chain: &Chain, writable: bool) -> R<Arc<dyn BlockIo>> {
-        let io = self.inner.open(chain, writable)?;
+        let io = self.inner().open(chain, writable)?;
+        self.opens.fetch_add(1, Ordering::SeqCst);
         Ok(Arc::new(FullIo {
             inner: io,
             full: self.full.clone(),
+            flush_fails: self.flush_fails.clone(),
         }))
     }
     fn merge_into_child(&self, chain: &Chain) -> R<()> {
         self.merges.fetch_add(1, Ordering::SeqCst);
         self.check()?;
-        self.inner.merge_into_child(chain)
+        self.inner().merge_into_child(chain)
     }
     fn list_images(&self) -> R<Vec<ImageId>> {
-        self.inner.list_images()
+        self.inner().list_images()
     }
     fn capacity(&self) -> R<Capacity> {
-        self.inner.capacity()
+        self.inner().capacity()
     }
     fn remove_temporaries(&self) -> R<()> {
-        self.inner.remove_temporaries()
+        self.inner().remove_temporaries()
     }
     fn repair_after_crash(&self) -> R<Vec<ImageId>> {
-        self.inner.repair_after_crash()
+        self.inner().repair_after_crash()
     }
 }
 
 struct FullIo {
     inner: Arc<dyn BlockIo>,
     full: Arc<AtomicBool>,
+    flush_fails: Arc<AtomicBool>,
 }
 
 impl BlockIo for FullIo {
@@ -95,6 +114,9 @@ impl BlockIo for FullIo {
         self.inner.write_zeroes(offset, length)
     }
     fn flush(&self) -> R<()> {
+        if self.flush_fails.load(Ordering::SeqCst) {
+            return Err(StorageError::NoSpace);
+        }
         self.inner.flush()
     }
 }
@@ -143,9 +165,8 @@ async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let full = Arc::new(AtomicBool::new(false));
     let driver = Full {
-        inner: Qcow2Driver::new(dir.path().join("images")).unwrap(),
         full: full.clone(),
-        merges: Arc::default(),
+        ..Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap())
     };
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
@@ -361,9 +382,8 @@ async fn garbage_collection_never_merges_into_a_layer_it_then_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let merges: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
     let driver = Full {
-        inner: Qcow2Driver::new(dir.path().join("images")).unwrap(),
-        full: Arc::default(),
         merges: merges.clone(),
+        ..Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap())
     };
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
@@ -426,4 +446,70 @@ async fn garbage_collection_never_merges_into_a_layer_it_then_deletes() {
             vec![layer + 1; 65536]
         );
     }
+}
+
+/// The class of defect behind "a full disk corrupts an attached volume":
+/// an open chain closed although its flush failed, losing the tables it
+/// caches (and with them acknowledged writes), then reopened from a file
+/// that does not know them. Every operation that quiesces a volume
+/// (snapshot, extend, revert) must, when the flush fails, leave the chain
+/// open exactly as it was: no reopen, every byte readable, and the volume
+/// usable once flushes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_flush_never_closes_the_open_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver = Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap());
+    let (flush_fails, opens) = (driver.flush_fails.clone(), driver.opens.clone());
+    let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
+    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    svc.recover().await.unwrap();
+
+    let vol = one_gib_volume(&svc).await;
+    svc.write_volume(&admin(), vol, 0, vec![1; 65536]).await.unwrap();
+    let first = svc.create_snapshot(&admin(), snapshot_of(vol)).await.unwrap();
+    settle(&svc).await;
+    svc.write_volume(&admin(), vol, 65536, vec![2; 65536]).await.unwrap();
+    let opened = opens.load(Ordering::SeqCst);
+
+    flush_fails.store(true, Ordering::SeqCst);
+    // A snapshot: refused or failed, never taken from a half-flushed chain.
+    match svc.create_snapshot(&admin(), snapshot_of(vol)).await {
+        Err(e) => assert!(matches!(e, ServiceError::StorageFull), "{e:?}"),
+        Ok(s) => {
+            settle(&svc).await;
+            let s = svc.snapshot(&admin(), s.id).await.unwrap();
+            assert_eq!(s.status, SnapshotStatus::Error, "{s:?}");
+        }
+    }
+    // A revert and an extend quiesce too (a failed extend leaves the
+    // volume `error_extending`, as in Cinder; an admin resets it).
+    let _ = svc.revert_volume(&admin(), vol, first.id).await;
+    settle(&svc).await;
+    let _ = svc.extend_volume(&admin(), vol, 2).await;
+    settle(&svc).await;
+    svc.reset_volume_status(&admin(), vol, VolumeStatus::Available)
+        .await
+        .unwrap();
+    assert!(
+        svc.read_volume(&admin(), vol, 0, 131072).await.unwrap()
+            == [vec![1; 65536], vec![2; 65536]].concat(),
+        "acknowledged writes lost after a failed flush"
+    );
+    assert_eq!(
+        opens.load(Ordering::SeqCst),
+        opened,
+        "a chain was closed with an unflushed cache and opened again"
+    );
+
+    // Flushes work again: so does everything else, on the same bytes.
+    flush_fails.store(false, Ordering::SeqCst);
+    let again = svc.create_snapshot(&admin(), snapshot_of(vol)).await.unwrap();
+    settle(&svc).await;
+    let again = svc.snapshot(&admin(), again.id).await.unwrap();
+    assert_eq!(again.status, SnapshotStatus::Available);
+    assert!(
+        svc.read_snapshot(&admin(), again.id, 0, 131072).await.unwrap()
+            == [vec![1; 65536], vec![2; 65536]].concat(),
+        "the snapshot lacks acknowledged writes"
+    );
 }

@@ -24,6 +24,10 @@ pub enum StoreError {
     Backend(String),
     #[error("corrupt record {0}: {1}")]
     Corrupt(String, String),
+    /// The file system holding the store has no space left: the change
+    /// was not made (and can be retried once space is freed).
+    #[error("no space left for the metadata store: {0}")]
+    Full(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -211,4 +215,13 @@ pub trait Tx {
     fn revoke_token(&mut self, audit_id: &str, expires_at: i64) -> Result<()>;
     /// Revoked audit ids that have not expired by `now`.
     fn revoked_tokens(&mut self, now: i64) -> Result<Vec<String>>;
+    /// Records that every token of `subject` (`user:<id>`, `project:<id>`,
+    /// `grant:<user>:<project>`, `role:<id>`) issued before `before_ms`
+    /// (Unix milliseconds) is revoked; kept until `expires_at` (seconds),
+    /// when no such token can still be valid. A later moment wins.
+    fn revoke_subject(&mut self, subject: &str, before_ms: i64, expires_at: i64) -> Result<()>;
+    /// (subject, before_ms) of the revocations not expired by `now`.
+    fn revoked_subjects(&mut self, now: i64) -> Result<Vec<(String, i64)>>;
+    /// Forgets revocations of tokens that expired before `now`.
+    fn purge_revocations(&mut self, now: i64) -> Result<()>;
 }

@@ -93,6 +93,12 @@ CREATE INDEX volumes_by_project_name ON volumes (project_id, COALESCE(name, ''),
     r#"
 CREATE INDEX images_unowned ON images (id) WHERE json_extract(body, '$.owner') = 'None';
 "#,
+    // Revocations of every token of a user, project, grant or role issued
+    // before a moment (Keystone's revocation events): deleting or
+    // disabling one, or changing a password, ends its tokens at once.
+    r#"
+CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, before_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+"#,
 ];
 
 /// The writer keeps a page cache sized (16 MiB, taken only as pages are
@@ -150,12 +156,40 @@ pub struct SqliteStore {
 const READERS: usize = 4;
 
 fn backend(e: rusqlite::Error) -> StoreError {
+    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+        return StoreError::Full(e.to_string());
+    }
     StoreError::Backend(e.to_string())
+}
+
+/// Keeps the WAL (and its index) when the last connection closes, at the
+/// size it reached: after a restart on a full file system the log's blocks
+/// are still allocated, so the commits that free space (deletes, status
+/// changes) can be written where a new log file could not be created.
+fn persist_wal(conn: &Connection) -> Result<()> {
+    let mut on: std::os::raw::c_int = 1;
+    // SAFETY: a valid open connection, the main schema's name as a C
+    // string, and a pointer to an int as SQLITE_FCNTL_PERSIST_WAL expects.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            rusqlite::ffi::SQLITE_FCNTL_PERSIST_WAL,
+            (&mut on as *mut std::os::raw::c_int).cast(),
+        )
+    };
+    if rc != rusqlite::ffi::SQLITE_OK {
+        return Err(StoreError::Backend(format!(
+            "could not keep the WAL persistent (SQLite error {rc})"
+        )));
+    }
+    Ok(())
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self> {
         let conn = Connection::open(path).map_err(backend)?;
+        persist_wal(&conn)?;
         tune_cache(&conn)?;
         let mut store = Self::init(conn)?;
         // From here on a commit is durable once `WalSync` says so.
@@ -170,6 +204,7 @@ impl SqliteStore {
         store._checkpointer = Some(checkpointer);
         for _ in 0..READERS {
             let reader = Connection::open(path).map_err(backend)?;
+            persist_wal(&reader)?;
             reader
                 .busy_timeout(std::time::Duration::from_secs(30))
                 .map_err(backend)?;
@@ -203,9 +238,17 @@ impl SqliteStore {
         // Statistics from a bounded sample (milliseconds even for 100 000
         // rows), so the planner picks the most selective index, e.g. the
         // volume's rather than the project's when listing one volume's
-        // snapshots.
-        conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
-            .map_err(backend)?;
+        // snapshots. On a full disk the old statistics serve: start-up must
+        // not need space.
+        match conn
+            .execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
+            .map_err(backend)
+        {
+            Err(StoreError::Full(e)) => {
+                tracing::warn!(error = %e, "no space to refresh the query planner's statistics")
+            }
+            other => other?,
+        }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             readers: Vec::new(),
@@ -1324,18 +1367,50 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn revoked_tokens(&mut self, now: i64) -> Result<Vec<String>> {
-        self.conn
-            .execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])
-            .map_err(backend)?;
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT audit_id FROM revoked_tokens")
+            .prepare_cached("SELECT audit_id FROM revoked_tokens WHERE expires_at >= ?1")
             .map_err(backend)?;
         let rows = stmt
-            .query_map([], |r| r.get::<_, String>(0))
+            .query_map([now], |r| r.get::<_, String>(0))
             .map_err(backend)?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(backend)?;
         Ok(rows)
+    }
+
+    fn revoke_subject(&mut self, subject: &str, before_ms: i64, expires_at: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO revoked_subjects (subject, before_ms, expires_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (subject) DO UPDATE SET before_ms = MAX(before_ms, excluded.before_ms), \
+                 expires_at = MAX(expires_at, excluded.expires_at)",
+                params![subject, before_ms, expires_at],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn revoked_subjects(&mut self, now: i64) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT subject, before_ms FROM revoked_subjects WHERE expires_at >= ?1")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows)
+    }
+
+    fn purge_revocations(&mut self, now: i64) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])
+            .map_err(backend)?;
+        self.conn
+            .execute("DELETE FROM revoked_subjects WHERE expires_at < ?1", [now])
+            .map(drop)
+            .map_err(backend)
     }
 }

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// as Keystone's `[token] expiration`).
     #[arg(long, env = "EMBER_TOKEN_TTL_SECS")]
     token_ttl_secs: Option<i64>,
+    /// Free space (MiB) that volume writes leave on the data directory's
+    /// file system for the metadata store, so that deletes can always be
+    /// recorded (default: 1/64 of the file system, 4 to 256 MiB; 0: none).
+    #[arg(long, env = "EMBER_RESERVED_SPACE_MIB")]
+    reserved_space_mib: Option<u64>,
     /// With `--auth keystone`: Keystone's identity v3 URL.
     #[arg(long, env = "EMBER_KEYSTONE_URL")]
     keystone_url: Option<String>,
@@ -76,6 +81,7 @@ struct FileConfig {
     evs_listen: Option<String>,
     nbd_listen: Option<String>,
     nbd_host: Option<String>,
+    reserved_space_mib: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -90,6 +96,8 @@ pub struct Settings {
     /// None when the NBD server is off.
     pub nbd_listen: Option<String>,
     pub nbd_host: Option<String>,
+    /// None: the driver's default.
+    pub reserved_space_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -141,7 +149,16 @@ impl ServeArgs {
             auth,
             admin_password: self.admin_password.or(file.admin_password),
             keystone,
-            token_ttl_secs: self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(3600),
+            token_ttl_secs: {
+                let ttl = self.token_ttl_secs.or(file.token_ttl_secs).unwrap_or(3600);
+                let max = ember_identity::MAX_TOKEN_TTL_SECS;
+                if !(1..=max).contains(&ttl) {
+                    anyhow::bail!(
+                        "--token-ttl-secs must be between 1 and {max} (30 days), not {ttl}"
+                    );
+                }
+                ttl
+            },
             evs_listen: self.evs_listen.or(file.evs_listen),
             nbd_listen: Some(
                 self.nbd_listen
@@ -150,6 +167,14 @@ impl ServeArgs {
             )
             .filter(|l| l != "off"),
             nbd_host: self.nbd_host.or(file.nbd_host),
+            reserved_space_bytes: self
+                .reserved_space_mib
+                .or(file.reserved_space_mib)
+                .map(|mib| {
+                    mib.checked_mul(1 << 20)
+                        .ok_or_else(|| anyhow::anyhow!("--reserved-space-mib {mib} is too large"))
+                })
+                .transpose()?,
         })
     }
 }

@@ -59,8 +59,15 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
         .context("opening the metadata store")?;
-    let driver = Qcow2Driver::new(settings.data_dir.join("images"))
+    let mut driver = Qcow2Driver::new(settings.data_dir.join("images"))
         .context("opening the image directory")?;
+    if let Some(bytes) = settings.reserved_space_bytes {
+        driver = driver.with_reserve(bytes);
+    }
+    tracing::info!(
+        reserved_mib = driver.reserve_bytes() >> 20,
+        "space left to the metadata store"
+    );
     // The NBD listener is bound first: connection_info names its port.
     let nbd_listener = match &settings.nbd_listen {
         Some(addr) => Some(

@@ -18,7 +18,11 @@ use imago::ShallowMapping;
 
 const COPY_CHUNK: u64 = 1 << 20;
 
-pub(crate) fn merge_into_child(driver: &Qcow2Driver, chain: &Chain) -> Result<()> {
+pub(crate) fn merge_into_child(
+    driver: &Qcow2Driver,
+    chain: &Chain,
+    space: &super::space::SpaceReserve,
+) -> Result<()> {
     let [child_id, removed_id, ..] = chain.images[..] else {
         return Err(StorageError::InvalidChain(
             "merge needs a child and a layer below it".into(),
@@ -49,6 +53,7 @@ pub(crate) fn merge_into_child(driver: &Qcow2Driver, chain: &Chain) -> Result<()
                 break;
             }
             if own_data {
+                space.check(length)?;
                 copy_where_child_unallocated(&child, offset, length)
                     .map_err(|e| StorageError::io(child_id, e))?;
             }

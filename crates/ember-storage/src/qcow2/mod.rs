@@ -23,6 +23,7 @@
 mod empty;
 mod header;
 mod merge;
+mod space;
 
 use crate::{BlockIo, Chain, ImageId, Result, StorageDriver, StorageError};
 use imago::file::File;
@@ -43,6 +44,12 @@ pub struct Qcow2Driver {
     /// The directory, open once for its fsyncs.
     dir_handle: std::fs::File,
     dir_sync: DirSync,
+    /// Free space left to the metadata store (see `space`).
+    space: Arc<space::SpaceReserve>,
+    /// Images whose cached metadata may not have reached the file (a
+    /// flush failed, e.g. for lack of space, and the handle was closed
+    /// anyway): repaired before anyone opens them again.
+    suspect: Arc<std::sync::Mutex<std::collections::HashSet<ImageId>>>,
 }
 
 /// Coalesces directory fsyncs: a caller that needs its rename durable
@@ -63,11 +70,44 @@ impl Qcow2Driver {
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io(dir.display(), e))?;
         let dir_handle =
             std::fs::File::open(&dir).map_err(|e| StorageError::io(dir.display(), e))?;
+        let space = Arc::new(space::SpaceReserve::for_dir(&dir)?);
         Ok(Qcow2Driver {
             dir,
             dir_handle,
             dir_sync: DirSync::default(),
+            space,
+            suspect: Arc::default(),
         })
+    }
+
+    /// Sets the free space image writes leave to the metadata store (0:
+    /// none; the default is 1/64 of the file system, 4 MiB to 256 MiB).
+    pub fn with_reserve(mut self, bytes: u64) -> Self {
+        self.space = Arc::new(self.space.with_bytes(bytes));
+        self
+    }
+
+    /// The free space image writes leave to the metadata store, in bytes.
+    pub fn reserve_bytes(&self) -> u64 {
+        self.space.bytes()
+    }
+
+    /// Repairs `image` if a failed flush left its metadata in doubt.
+    fn repair_if_suspect(&self, image: ImageId) -> Result<()> {
+        let mut suspect = self.suspect.lock().unwrap_or_else(|p| p.into_inner());
+        if suspect.contains(&image) {
+            repair(&self.path(image))?;
+            suspect.remove(&image);
+            tracing::warn!(image = %image, "repaired an image whose metadata flush had failed");
+        }
+        Ok(())
+    }
+
+    fn mark_suspect(&self, image: ImageId) {
+        self.suspect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(image);
     }
 
     pub fn dir(&self) -> &Path {
@@ -147,6 +187,7 @@ impl Qcow2Driver {
         let mut below: Option<Layer> = None;
         for (depth, image) in chain.images.iter().enumerate().rev() {
             let write = writable && depth == 0;
+            self.repair_if_suspect(*image)?;
             let path = self.path(*image);
             header::check_tables(&path).map_err(|e| StorageError::io(image, e))?;
             let file = File::open(StorageOpenOptions::new().filename(&path).write(write))
@@ -177,6 +218,7 @@ impl StorageDriver for Qcow2Driver {
         size: u64,
         backing: Option<ImageId>,
     ) -> Result<()> {
+        self.space.check(0)?;
         let path = self.path(image);
         let backing = backing.map(Self::file_name);
         let written = std::fs::File::create(&path)
@@ -209,14 +251,20 @@ impl StorageDriver for Qcow2Driver {
     }
 
     fn grow(&self, chain: &Chain, new_size: u64) -> Result<()> {
+        self.space.check(0)?;
         let top = self.open_layers(chain, true)?;
-        top.resize_grow(new_size, PreallocateMode::Zero)
+        let grown = top
+            .resize_grow(new_size, PreallocateMode::Zero)
             .and_then(|()| top.flush())
             .and_then(|()| top.sync())
-            .map_err(|e| StorageError::io(chain.top(), e))?;
+            .map_err(|e| StorageError::io(chain.top(), e));
         drop(top);
-        self.clear_dirty(chain.top());
-        Ok(())
+        match grown {
+            Ok(()) => self.clear_dirty(chain.top()),
+            // Its tables may be half-written: checked before the next open.
+            Err(_) => self.mark_suspect(chain.top()),
+        }
+        grown
     }
 
     fn open(&self, chain: &Chain, writable: bool) -> Result<Arc<dyn BlockIo>> {
@@ -226,11 +274,18 @@ impl StorageDriver for Qcow2Driver {
             image: chain.top(),
             top,
             marker,
+            space: self.space.clone(),
+            suspect: self.suspect.clone(),
         }))
     }
 
     fn merge_into_child(&self, chain: &Chain) -> Result<()> {
-        merge::merge_into_child(self, chain)
+        self.space.check(0)?;
+        let merged = merge::merge_into_child(self, chain, &self.space);
+        if merged.is_err() {
+            self.mark_suspect(chain.top());
+        }
+        merged
     }
 
     fn capacity(&self) -> Result<crate::Capacity> {
@@ -358,6 +413,9 @@ struct Qcow2Io {
     top: Layer,
     /// The dirty marker to remove after a clean close (writable handles).
     marker: Option<PathBuf>,
+    space: Arc<space::SpaceReserve>,
+    /// Where to record the image if its last flush fails on close.
+    suspect: Arc<std::sync::Mutex<std::collections::HashSet<ImageId>>>,
 }
 
 impl Qcow2Io {
@@ -388,6 +446,7 @@ impl BlockIo for Qcow2Io {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
+        self.space.check(buf.len() as u64)?;
         self.top
             .write(buf, offset)
             .map_err(|e| StorageError::io(self.image, e))
@@ -395,6 +454,7 @@ impl BlockIo for Qcow2Io {
 
     fn write_zeroes(&self, offset: u64, length: u64) -> Result<()> {
         self.check_range(offset, length)?;
+        self.space.check(0)?;
         self.top
             .write_zeroes(offset, length)
             .map_err(|e| StorageError::io(self.image, e))
@@ -419,6 +479,13 @@ impl Drop for Qcow2Io {
                 }
             }
             Err(e) => {
+                // Cached tables may be lost with this handle: the image is
+                // repaired before it is opened again (and its dirty marker
+                // stays, so a restart repairs it too).
+                self.suspect
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(self.image);
                 tracing::error!(image = %self.image, error = %e, "flushing image on close failed")
             }
         }

@@ -137,8 +137,9 @@ struct Signal {
 impl Checkpointer {
     /// Starts the thread and hooks `writer` so that its commits wake it.
     pub(super) fn start(database: &Path, writer: &mut Connection) -> Result<Checkpointer> {
-        let backend = |e: rusqlite::Error| StoreError::Backend(e.to_string());
+        let backend = super::backend;
         let conn = Connection::open(database).map_err(backend)?;
+        super::persist_wal(&conn)?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(backend)?;
         // A connection opens the WAL on its first read; until then a

@@ -2,6 +2,8 @@
 //! directory, and a small blocking HTTP client for the Cinder API.
 #![allow(dead_code)]
 
+pub mod nbd_client;
+
 use serde_json::{Value, json};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,9 @@ pub struct Server {
     /// The NBD export server's port (kept across restarts).
     pub nbd_port: u16,
     pub data: tempfile::TempDir,
+    /// The data directory, when not `<data>/data` (e.g. on a small file
+    /// system of the test's own).
+    pub data_dir_at: Option<PathBuf>,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
 }
@@ -38,12 +43,19 @@ impl Server {
 
     /// Ember with the given extra arguments.
     pub fn start_with(args: &[&str]) -> Server {
+        Self::start_at(None, args)
+    }
+
+    /// Ember with its data directory at `data_dir` (logs stay in a
+    /// temporary directory of their own).
+    pub fn start_at(data_dir: Option<PathBuf>, args: &[&str]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let mut server = Server {
             args: args.iter().map(|a| a.to_string()).collect(),
             port: free_port(),
             nbd_port: free_port(),
             data,
+            data_dir_at: data_dir,
             child: None,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -89,7 +101,9 @@ impl Server {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.data.path().join("data")
+        self.data_dir_at
+            .clone()
+            .unwrap_or_else(|| self.data.path().join("data"))
     }
 
     pub fn images_dir(&self) -> PathBuf {
@@ -127,6 +141,11 @@ impl Server {
 
     pub fn restart(&mut self) {
         self.kill();
+        self.spawn();
+    }
+
+    /// Starts the server again after `stop` or `kill`.
+    pub fn start_again(&mut self) {
         self.spawn();
     }
 
@@ -352,6 +371,86 @@ pub fn image_files(dir: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// A small file system of its own for a test's data directory: ext4 on a
+/// loop device (root), so that ENOSPC is the kernel's, not a simulation.
+pub struct SmallFs {
+    pub mount: PathBuf,
+    image: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    /// `None` (and a message saying why the caller skips) without root or
+    /// without loop devices.
+    pub fn ext4(size_mib: u64) -> Option<SmallFs> {
+        Self::make("ext4", size_mib)
+    }
+
+    /// tmpfs of `size_mib`, the other kind of full a page cache gives.
+    pub fn tmpfs(size_mib: u64) -> Option<SmallFs> {
+        Self::make("tmpfs", size_mib)
+    }
+
+    fn make(kind: &str, size_mib: u64) -> Option<SmallFs> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: mounting a small {kind} file system needs root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("mnt");
+        let image = dir.path().join("fs.img");
+        std::fs::create_dir(&mount).unwrap();
+        let ok = if kind == "ext4" {
+            let f = std::fs::File::create(&image).unwrap();
+            f.set_len(size_mib << 20).unwrap();
+            drop(f);
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-m", "0"])
+                .arg(&image)
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("mount")
+                    .args(["-o", "loop"])
+                    .arg(&image)
+                    .arg(&mount)
+                    .status()
+                    .is_ok_and(|s| s.success())
+        } else {
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+                .arg(&mount)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ok {
+            eprintln!("SKIPPED: could not mount a small {kind} file system here");
+            return None;
+        }
+        Some(SmallFs {
+            mount,
+            image,
+            _dir: dir,
+        })
+    }
+
+    /// Free bytes as an unprivileged writer sees them.
+    pub fn free_bytes(&self) -> u64 {
+        let path = std::ffi::CString::new(self.mount.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string and a zeroed statvfs to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        st.f_bavail as u64 * st.f_frsize as u64
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = std::fs::remove_file(&self.image);
+    }
 }
 
 /// An os-brick style connector.
