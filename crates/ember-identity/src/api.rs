@@ -3,8 +3,8 @@
 use crate::fields;
 use crate::password;
 use crate::service::{
-    IdentityError, IdentityService, Reference, TokenInfo, subject_grant, subject_project, subject_role,
-    subject_user,
+    IdentityError, IdentityService, Reference, TokenInfo, subject_grant, subject_project,
+    subject_role, subject_user,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};

@@ -288,7 +288,10 @@ impl IdentityService {
                 u
             }
         };
-        if !tx.role_assignments(&user.id, &project.id)?.contains(&role_ids[0]) {
+        if !tx
+            .role_assignments(&user.id, &project.id)?
+            .contains(&role_ids[0])
+        {
             tx.grant_role(&user.id, &project.id, &role_ids[0])?;
         }
         tx.commit()?;
@@ -313,8 +316,9 @@ impl IdentityService {
             // Unchanged on a restart: not rewritten (a full disk has no
             // room for the copy).
             if std::fs::read(&openrc).ok().as_deref() != Some(text.as_bytes()) {
-                write_private(&openrc, text.as_bytes())
-                    .map_err(|e| IdentityError::Internal(format!("writing {}: {e}", openrc.display())))?;
+                write_private(&openrc, text.as_bytes()).map_err(|e| {
+                    IdentityError::Internal(format!("writing {}: {e}", openrc.display()))
+                })?;
             }
         }
         Ok(Bootstrap {

@@ -465,10 +465,17 @@ async fn a_failed_flush_never_closes_the_open_chain() {
     svc.recover().await.unwrap();
 
     let vol = one_gib_volume(&svc).await;
-    svc.write_volume(&admin(), vol, 0, vec![1; 65536]).await.unwrap();
-    let first = svc.create_snapshot(&admin(), snapshot_of(vol)).await.unwrap();
+    svc.write_volume(&admin(), vol, 0, vec![1; 65536])
+        .await
+        .unwrap();
+    let first = svc
+        .create_snapshot(&admin(), snapshot_of(vol))
+        .await
+        .unwrap();
     settle(&svc).await;
-    svc.write_volume(&admin(), vol, 65536, vec![2; 65536]).await.unwrap();
+    svc.write_volume(&admin(), vol, 65536, vec![2; 65536])
+        .await
+        .unwrap();
     let opened = opens.load(Ordering::SeqCst);
 
     flush_fails.store(true, Ordering::SeqCst);
@@ -503,12 +510,17 @@ async fn a_failed_flush_never_closes_the_open_chain() {
 
     // Flushes work again: so does everything else, on the same bytes.
     flush_fails.store(false, Ordering::SeqCst);
-    let again = svc.create_snapshot(&admin(), snapshot_of(vol)).await.unwrap();
+    let again = svc
+        .create_snapshot(&admin(), snapshot_of(vol))
+        .await
+        .unwrap();
     settle(&svc).await;
     let again = svc.snapshot(&admin(), again.id).await.unwrap();
     assert_eq!(again.status, SnapshotStatus::Available);
     assert!(
-        svc.read_snapshot(&admin(), again.id, 0, 131072).await.unwrap()
+        svc.read_snapshot(&admin(), again.id, 0, 131072)
+            .await
+            .unwrap()
             == [vec![1; 65536], vec![2; 65536]].concat(),
         "the snapshot lacks acknowledged writes"
     );

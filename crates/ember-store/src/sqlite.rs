@@ -1394,7 +1394,9 @@ impl Tx for SqliteTx<'_> {
     fn revoked_subjects(&mut self, now: i64) -> Result<Vec<(String, i64)>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT subject, before_ms FROM revoked_subjects WHERE expires_at >= ?1")
+            .prepare_cached(
+                "SELECT subject, before_ms FROM revoked_subjects WHERE expires_at >= ?1",
+            )
             .map_err(backend)?;
         let rows = stmt
             .query_map([now], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))

@@ -96,6 +96,8 @@ impl Qcow2Driver {
     fn repair_if_suspect(&self, image: ImageId) -> Result<()> {
         let mut suspect = self.suspect.lock().unwrap_or_else(|p| p.into_inner());
         if suspect.contains(&image) {
+            // Leaks alone are safe to open with; the dirty marker stays so
+            // that the next start repairs them.
             repair(&self.path(image))?;
             suspect.remove(&image);
             tracing::warn!(image = %image, "repaired an image whose metadata flush had failed");
@@ -276,6 +278,7 @@ impl StorageDriver for Qcow2Driver {
             marker,
             space: self.space.clone(),
             suspect: self.suspect.clone(),
+            write_failed: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -342,7 +345,12 @@ impl StorageDriver for Qcow2Driver {
                 // A failed repair is logged, not fatal: the service keeps
                 // serving every other volume.
                 match repair(&self.path(image)) {
-                    Ok(()) => repaired.push(image),
+                    Ok(Repaired::Clean) => repaired.push(image),
+                    // The marker stays: the next start tries again.
+                    Ok(Repaired::LeaksRemain) => {
+                        repaired.push(image);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::error!(image = %image, error = %e, "could not repair image");
                         continue;
@@ -375,9 +383,19 @@ impl StorageDriver for Qcow2Driver {
     }
 }
 
+/// What `qemu-img check -r all` left.
+#[derive(Debug, PartialEq, Eq)]
+enum Repaired {
+    Clean,
+    /// Only leaked clusters remain (the repair could not write, e.g. on a
+    /// full disk): wasted space, no wrong data. Safe to open; repaired
+    /// again at the next start.
+    LeaksRemain,
+}
+
 /// Rebuilds the refcounts of an image that was open for writing when the
 /// process died (see the module documentation).
-fn repair(path: &Path) -> Result<()> {
+fn repair(path: &Path) -> Result<Repaired> {
     // Checked alone (`backing: null`): refcounts are per file, and the
     // backing file named in the header may legitimately be gone.
     let spec = serde_json::json!({
@@ -390,11 +408,15 @@ fn repair(path: &Path) -> Result<()> {
         .arg(format!("json:{spec}"))
         .output()
         .map_err(|e| StorageError::io(path.display(), e))?;
-    // 0: clean; 3: only leaks were left (after repair they are gone).
+    // 0: clean after repair; 3: leaks remain (repair could not finish).
     match out.status.code() {
-        Some(0) | Some(3) => {
+        Some(0) => {
             tracing::info!(image = %path.display(), "checked image after unclean shutdown");
-            Ok(())
+            Ok(Repaired::Clean)
+        }
+        Some(3) => {
+            tracing::warn!(image = %path.display(), "image keeps leaked clusters until a repair can write");
+            Ok(Repaired::LeaksRemain)
         }
         _ => Err(StorageError::Io {
             image: path.display().to_string(),
@@ -416,6 +438,20 @@ struct Qcow2Io {
     space: Arc<space::SpaceReserve>,
     /// Where to record the image if its last flush fails on close.
     suspect: Arc<std::sync::Mutex<std::collections::HashSet<ImageId>>>,
+    /// A write failed inside imago (e.g. ENOSPC while allocating): the
+    /// clusters it had allocated leak, so the image is checked (`-r all`)
+    /// before its next open rather than left with lost space.
+    write_failed: std::sync::atomic::AtomicBool,
+}
+
+impl Qcow2Io {
+    fn failed<T>(&self, result: std::io::Result<T>) -> Result<T> {
+        result.map_err(|e| {
+            self.write_failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            StorageError::io(self.image, e)
+        })
+    }
 }
 
 impl Qcow2Io {
@@ -447,17 +483,13 @@ impl BlockIo for Qcow2Io {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.check_range(offset, buf.len() as u64)?;
         self.space.check(buf.len() as u64)?;
-        self.top
-            .write(buf, offset)
-            .map_err(|e| StorageError::io(self.image, e))
+        self.failed(self.top.write(buf, offset))
     }
 
     fn write_zeroes(&self, offset: u64, length: u64) -> Result<()> {
         self.check_range(offset, length)?;
         self.space.check(0)?;
-        self.top
-            .write_zeroes(offset, length)
-            .map_err(|e| StorageError::io(self.image, e))
+        self.failed(self.top.write_zeroes(offset, length))
     }
 
     fn flush(&self) -> Result<()> {
@@ -472,7 +504,16 @@ impl Drop for Qcow2Io {
     fn drop(&mut self) {
         // imago writes back its metadata caches on drop in sync mode; make it
         // explicit so an error is at least logged.
-        match self.top.flush().and_then(|()| self.top.sync()) {
+        let flushed = self.top.flush().and_then(|()| self.top.sync());
+        if flushed.is_ok() && self.write_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            // Leaked clusters: the marker stays (a restart repairs too).
+            self.suspect
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.image);
+            return;
+        }
+        match flushed {
             Ok(()) => {
                 if let Some(marker) = &self.marker {
                     let _ = std::fs::remove_file(marker);

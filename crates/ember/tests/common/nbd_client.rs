@@ -49,7 +49,10 @@ impl NbdClient {
         stream
             .read_exact(&mut greeting)
             .map_err(|e| e.to_string())?;
-        assert_eq!(u64::from_be_bytes(greeting[..8].try_into().unwrap()), NBD_MAGIC);
+        assert_eq!(
+            u64::from_be_bytes(greeting[..8].try_into().unwrap()),
+            NBD_MAGIC
+        );
         // Fixed newstyle, no zeroes.
         stream.write_all(&3u32.to_be_bytes()).unwrap();
         let mut data = (name.len() as u32).to_be_bytes().to_vec();
