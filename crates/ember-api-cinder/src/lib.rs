@@ -168,11 +168,7 @@ fn error_response(e: &CinderError) -> Response {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:8776");
-    format!("http://{host}")
+    ember_api_common::base_url(headers)
 }
 
 fn parse_query(uri: &Uri) -> Vec<(String, String)> {
@@ -185,12 +181,24 @@ pub async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
     let path = uri.path().to_string();
-    let mut response = dispatch(&state, method.clone(), &uri, headers, body, &request_id).await;
+    let mut response = match ember_api_common::body::read(
+        &headers,
+        body,
+        ember_api_common::body::MAX_RAW_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(body) => dispatch(&state, method.clone(), &uri, headers, body, &request_id).await,
+        Err(e) => error_response(&CinderError {
+            status: e.status(),
+            message: e.message().into(),
+        }),
+    };
     let unversioned = response.extensions().get::<Unversioned>().is_some();
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {

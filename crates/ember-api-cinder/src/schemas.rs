@@ -132,6 +132,7 @@ pub fn volume_create() -> Schema {
                             Schema::IntLike {
                                 nullable: true,
                                 min: 1,
+                                max: Some(ember_model::MAX_SIZE_GIB as i64),
                             },
                         ),
                         (

@@ -1,7 +1,77 @@
 //! Request bodies: size limit, content type, JSON parsing.
 
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use serde_json::Value;
+use std::time::Duration;
+
+/// Largest body of any request (raw data API writes; JSON bodies are
+/// limited further by `MAX_BODY_BYTES` when parsed).
+pub const MAX_RAW_BODY_BYTES: usize = 2 << 20;
+/// Time a client has to send its whole body once its header arrived.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request body could not be read; every dialect answers each in
+/// its own error format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadError {
+    /// Longer than the limit (by its Content-Length or as it arrived).
+    TooLarge,
+    /// Broken framing (e.g. malformed chunked encoding) or a connection
+    /// that ended mid-body.
+    Malformed,
+    /// Not complete within `BODY_TIMEOUT`.
+    TimedOut,
+}
+
+/// Reads a whole request body of at most `limit` bytes, within
+/// `BODY_TIMEOUT`. A declared length over the limit is refused before a
+/// byte is read.
+pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ReadError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let collect = async move {
+        let mut body = body;
+        let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ReadError::Malformed)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Err(ReadError::TooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(buf))
+    };
+    tokio::time::timeout(BODY_TIMEOUT, collect)
+        .await
+        .unwrap_or(Err(ReadError::TimedOut))
+}
+
+impl ReadError {
+    /// The status every dialect answers with.
+    pub fn status(self) -> axum::http::StatusCode {
+        match self {
+            ReadError::TooLarge => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            ReadError::Malformed | ReadError::TimedOut => axum::http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            ReadError::TooLarge => "Request is too large.",
+            ReadError::Malformed => "Malformed request body: its framing is broken or it ended early.",
+            ReadError::TimedOut => "The request body did not arrive in time.",
+        }
+    }
+}
 
 /// Cinder's `osapi_max_request_body_size` default.
 pub const MAX_BODY_BYTES: usize = 114_688;

@@ -10,6 +10,35 @@ pub mod schema;
 
 pub use auth::{AuthError, Authenticator, NoAuth};
 
+static PUBLIC_ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the URL links and catalogs name (Cinder's `public_endpoint`), e.g.
+/// `https://volume.example.com`; without it they echo the request's Host
+/// header, as Cinder does. Set once, at start-up.
+pub fn set_public_endpoint(url: &str) {
+    let _ = PUBLIC_ENDPOINT.set(url.trim_end_matches('/').to_string());
+}
+
+/// The base URL of links in responses: the public endpoint when one is
+/// configured, else `http://<Host header>` (a Host header that is not a
+/// plain host[:port] is not echoed).
+pub fn base_url(headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = PUBLIC_ENDPOINT.get() {
+        return url.clone();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+        })
+        .unwrap_or("127.0.0.1:8776");
+    format!("http://{host}")
+}
+
 /// `req-<uuid>`, as OpenStack services name requests.
 pub fn new_request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4())

@@ -24,10 +24,13 @@ pub enum Schema {
     },
     /// OpenStack's boolean: a JSON boolean or one of the accepted strings.
     Boolean,
-    /// An integer, or a string of digits, at least `min`.
+    /// An integer, or a string of digits, at least `min` and (for
+    /// integers, as jsonschema applies `maximum` to numbers only; the
+    /// service checks the strings) at most `max`.
     IntLike {
         nullable: bool,
         min: i64,
+        max: Option<i64>,
     },
     /// String-to-string map with keys matching `[a-zA-Z0-9-_:. ]{1,255}`
     /// and values of at most 255 characters.
@@ -212,12 +215,31 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
                 format!("{} is not one of [{}]", repr(v), options.join(", ")),
             )
         }
-        Schema::IntLike { nullable, min } => {
+        Schema::IntLike { nullable, min, max } => {
+            let above_max = |v: &Value| {
+                fail(
+                    path,
+                    v,
+                    format!(
+                        "{} is greater than the maximum of {}",
+                        repr(v),
+                        max.unwrap_or(i64::MAX)
+                    ),
+                )
+            };
             let n = match v {
                 Value::Null if *nullable => return Ok(()),
                 Value::Number(n) if n.is_i64() => n.as_i64(),
+                // Integers past i64 (a u64, or digits serde_json read as a
+                // float): Python's jsonschema sees an integer too big.
+                Value::Number(n) if n.is_u64() => return above_max(v),
+                Value::Number(n) if n.as_f64().is_some_and(|f| f.fract() == 0.0 && f > 0.0) => {
+                    return above_max(v);
+                }
                 Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
-                    s.parse::<i64>().ok()
+                    // Digits past i64 are not below the minimum: the
+                    // service refuses them by size.
+                    return Ok(());
                 }
                 Value::String(_) => {
                     return fail(path, v, format!("{} does not match '^[0-9]+$'", repr(v)));
@@ -238,12 +260,13 @@ fn check(schema: &Schema, v: &Value, path: &mut Vec<String>) -> Result<(), Schem
                 }
             };
             match n {
-                Some(n) if n >= *min => Ok(()),
-                _ => fail(
+                Some(n) if n < *min => fail(
                     path,
                     v,
                     format!("{} is less than the minimum of {min}", repr(v)),
                 ),
+                Some(n) if max.is_some_and(|m| n > m) => above_max(v),
+                _ => Ok(()),
             }
         }
         Schema::Metadata {
@@ -430,13 +453,19 @@ impl Schema {
                 let words: Vec<&str> = BOOLEAN_TRUE.iter().chain(BOOLEAN_FALSE).copied().collect();
                 json!({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": words}]})
             }
-            Schema::IntLike { nullable, min } => or_null(
-                *nullable,
-                json!({"anyOf": [
-                    {"type": "integer", "minimum": min},
-                    {"type": "string", "pattern": "^[0-9]+$", "maxLength": 18}
-                ]}),
-            ),
+            Schema::IntLike { nullable, min, max } => {
+                let mut int = json!({"type": "integer", "minimum": min});
+                if let Some(max) = max {
+                    int["maximum"] = json!(max);
+                }
+                or_null(
+                    *nullable,
+                    json!({"anyOf": [
+                        int,
+                        {"type": "string", "pattern": "^[0-9]+$", "maxLength": 18}
+                    ]}),
+                )
+            }
             Schema::Metadata {
                 nullable,
                 null_values,

@@ -113,10 +113,17 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let request_id = ember_api_common::new_request_id();
-    let mut response = match dispatch(&state, &method, &uri, &headers, &body).await {
+    let read = ember_api_common::body::read(&headers, body, ember_api_common::body::MAX_BODY_BYTES)
+        .await
+        .map_err(|e| EvsError::new(e.status(), e.message()));
+    let outcome = match read {
+        Ok(body) => dispatch(&state, &method, &uri, &headers, &body).await,
+        Err(e) => Err(e),
+    };
+    let mut response = match outcome {
         Ok((status, Some(body))) => json_response(status, &body),
         Ok((status, None)) => {
             let mut r = Response::new(Body::empty());

@@ -89,11 +89,7 @@ fn json(status: StatusCode, body: &Value) -> Response {
 }
 
 fn base_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
+    ember_api_common::base_url(headers)
 }
 
 fn parse_query(uri: &Uri) -> Vec<(String, String)> {
@@ -105,11 +101,20 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
-    let mut response = dispatch(&state, &method, &uri, headers, body).await;
+    let mut response = match ember_api_common::body::read(
+        &headers,
+        body,
+        ember_api_common::body::MAX_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(body) => dispatch(&state, &method, &uri, headers, body).await,
+        Err(e) => NovaError::new(e.status(), e.message()).into_response(None),
+    };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()

@@ -7,7 +7,7 @@ use crate::service::{
     subject_role, subject_user,
 };
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
@@ -83,13 +83,25 @@ async fn handle(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
-    let base = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| format!("http://{h}"))
-        .unwrap_or_else(|| "http://127.0.0.1:8776".into());
+    let head = method == Method::HEAD;
+    let body = match ember_api_common::body::read(
+        &headers,
+        body,
+        ember_api_common::body::MAX_BODY_BYTES,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(e) => {
+            let status = e.status();
+            let title = status.canonical_reason().unwrap_or("Bad Request");
+            let value = json!({"error": {"code": status.as_u16(), "message": e.message(), "title": title}});
+            return respond(status, Some(&value), None, head);
+        }
+    };
+    let base = ember_api_common::base_url(&headers);
     let path = uri.path().trim_end_matches('/').to_string();
     let segments: Vec<String> = path
         .split('/')
@@ -97,7 +109,6 @@ async fn handle(
         .map(str::to_string)
         .collect();
     let query = ember_api_common::query_pairs(uri.query());
-    let head = method == Method::HEAD;
     let svc2 = svc.clone();
     let started = std::time::Instant::now();
     let result = tokio::task::spawn_blocking(move || {

@@ -18,3 +18,16 @@ pub use time_util::Timestamp;
 pub type Metadata = std::collections::BTreeMap<String, String>;
 
 pub const GIB: u64 = 1 << 30;
+
+/// The largest size in GiB of anything sized in GiB (volumes, snapshots,
+/// extends), and the largest quota limit: Cinder's `DB_MAX_INT` (2^31 - 1).
+/// Every byte count (`size × GIB` < 2^61) and every sum of sizes Ember
+/// keeps then fits an `i64` with room to spare.
+pub const MAX_SIZE_GIB: u64 = i32::MAX as u64;
+pub const MAX_QUOTA_LIMIT: i64 = i32::MAX as i64;
+
+/// `gib` GiB in bytes; `None` past `MAX_SIZE_GIB` (a size that entered
+/// before sizes were checked).
+pub fn gib_to_bytes(gib: u64) -> Option<u64> {
+    (gib <= MAX_SIZE_GIB).then(|| gib * GIB)
+}

@@ -18,4 +18,4 @@ pub mod fuzzing;
 pub mod proto;
 mod server;
 
-pub use server::{Device, Exports, serve, serve_connection};
+pub use server::{Device, Exports, Limits, serve, serve_connection};

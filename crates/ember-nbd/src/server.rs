@@ -39,22 +39,97 @@ pub trait Exports: Send + Sync + 'static {
     }
 }
 
-/// Negotiation must finish within this time; a silent client is dropped.
-const NEGOTIATION_TIMEOUT: Duration = Duration::from_secs(30);
-/// Requests in flight per connection (bounds buffered write payloads).
+/// Requests in flight per connection.
 const MAX_IN_FLIGHT: usize = 32;
 
-/// Accepts connections until the listener fails; one task per connection.
-pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>) -> io::Result<()> {
+/// What one server lets its clients cost. Every request's payload (the
+/// data of a WRITE as it is read, the buffer of a READ until its reply has
+/// been written to the socket) is counted against its connection's budget
+/// and the server's: a client that stops reading its replies stops being
+/// read from (back-pressure), and one that never reads again is cut off
+/// after `reply_timeout`, so its memory comes back.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Open connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// Connections still negotiating (no export chosen yet) at most: the
+    /// ones anyone who reaches the port can open without a secret.
+    pub max_negotiating: usize,
+    /// Negotiation must finish within this time.
+    pub negotiation_timeout: Duration,
+    /// Payload bytes one connection may hold.
+    pub connection_bytes: usize,
+    /// Payload bytes all connections together may hold.
+    pub server_bytes: usize,
+    /// A reply the client does not take within this time ends the
+    /// connection.
+    pub reply_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_negotiating: 128,
+            negotiation_timeout: Duration::from_secs(10),
+            connection_bytes: 2 * proto::MAX_PAYLOAD as usize,
+            server_bytes: 512 << 20,
+            reply_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Budgets are counted in KiB (permits are u32 per acquire).
+const UNIT: usize = 1024;
+
+fn units(bytes: usize) -> u32 {
+    bytes.div_ceil(UNIT).max(1) as u32
+}
+
+/// State shared by every connection of one server.
+struct Shared {
+    limits: Limits,
+    connections: Arc<Semaphore>,
+    negotiating: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+}
+
+/// Accepts connections until the process ends; one task per connection.
+/// Accept errors (out of descriptors, aborted connections) are logged and
+/// waited out: they never end the listener.
+pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>, limits: Limits) {
+    let shared = Arc::new(Shared {
+        connections: Arc::new(Semaphore::new(limits.max_connections)),
+        negotiating: Arc::new(Semaphore::new(limits.max_negotiating)),
+        bytes: Arc::new(Semaphore::new(limits.server_bytes / UNIT)),
+        limits,
+    });
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "nbd accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = shared.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "nbd connection limit reached; closing");
+            continue;
+        };
+        let Ok(negotiating) = shared.negotiating.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many nbd connections negotiating; closing");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let exports = exports.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
-            match serve_connection(stream, exports).await {
+            match serve_limited(stream, exports, &shared, negotiating).await {
                 Ok(()) => tracing::debug!(%peer, "nbd client disconnected"),
                 Err(e) => tracing::info!(%peer, error = %e, "nbd connection closed"),
             }
+            drop(slot);
         });
     }
 }
@@ -63,8 +138,33 @@ fn invalid(e: ProtoError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-/// Serves one client from greeting to disconnect.
+/// Serves one client from greeting to disconnect, with default limits
+/// (for tests and fuzzing; `serve` shares its limits between clients).
 pub async fn serve_connection<S>(stream: S, exports: Arc<dyn Exports>) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let limits = Limits::default();
+    let shared = Shared {
+        connections: Arc::new(Semaphore::new(1)),
+        negotiating: Arc::new(Semaphore::new(1)),
+        bytes: Arc::new(Semaphore::new(limits.server_bytes / UNIT)),
+        limits,
+    };
+    let negotiating = shared
+        .negotiating
+        .clone()
+        .try_acquire_owned()
+        .expect("a fresh semaphore has a permit");
+    serve_limited(stream, exports, &shared, negotiating).await
+}
+
+async fn serve_limited<S>(
+    stream: S,
+    exports: Arc<dyn Exports>,
+    shared: &Shared,
+    negotiating: tokio::sync::OwnedSemaphorePermit,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -72,7 +172,7 @@ where
     let mut rd = BufReader::with_capacity(256 * 1024, rd);
     let mut wr = BufWriter::with_capacity(256 * 1024, wr);
     let device = match tokio::time::timeout(
-        NEGOTIATION_TIMEOUT,
+        shared.limits.negotiation_timeout,
         negotiate(&mut rd, &mut wr, &exports),
     )
     .await
@@ -85,8 +185,9 @@ where
             ));
         }
     };
+    drop(negotiating);
     match device {
-        Some(device) => transmit(rd, wr, device).await,
+        Some(device) => transmit(rd, wr, device, shared).await,
         None => Ok(()),
     }
 }
@@ -224,6 +325,9 @@ struct Reply {
     cookie: u64,
     error: u32,
     data: Vec<u8>,
+    /// The payload's share of the budgets, returned once the reply is
+    /// written to the socket.
+    held: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn errno(e: &io::Error) -> u32 {
@@ -285,6 +389,7 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
             cookie,
             error: 0,
             data,
+            held: Vec::new(),
         },
         Ok(Err(e)) => {
             let error = match e.raw_os_error() {
@@ -298,6 +403,7 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
                 cookie,
                 error,
                 data: Vec::new(),
+                held: Vec::new(),
             }
         }
         Err(e) => {
@@ -306,6 +412,7 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
                 cookie,
                 error: proto::EIO,
                 data: Vec::new(),
+                held: Vec::new(),
             }
         }
     }
@@ -314,24 +421,37 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut replies: mpsc::Receiver<Reply>,
+    timeout: Duration,
 ) -> io::Result<bool> {
     let mut shutdown = false;
+    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading replies");
     while let Some(r) = replies.recv().await {
-        wr.write_all(&proto::simple_reply(r.cookie, r.error))
-            .await?;
-        if r.error == 0 {
-            wr.write_all(&r.data).await?;
-        }
+        let write = async {
+            wr.write_all(&proto::simple_reply(r.cookie, r.error)).await?;
+            if r.error == 0 {
+                wr.write_all(&r.data).await?;
+            }
+            if replies.is_empty() {
+                wr.flush().await?;
+            }
+            io::Result::Ok(())
+        };
+        tokio::time::timeout(timeout, write)
+            .await
+            .map_err(|_| stalled())??;
+        // Written (or in the socket buffer): its budget is free again.
+        drop(r.held);
         shutdown |= r.error == proto::ESHUTDOWN;
-        if replies.is_empty() {
-            wr.flush().await?;
-        }
         if shutdown {
             break;
         }
     }
-    wr.flush().await?;
-    wr.shutdown().await?;
+    tokio::time::timeout(timeout, async {
+        wr.flush().await?;
+        wr.shutdown().await
+    })
+    .await
+    .map_err(|_| stalled())??;
     Ok(shutdown)
 }
 
@@ -344,19 +464,31 @@ async fn skip<R: AsyncRead + Unpin>(rd: &mut R, n: u64) -> io::Result<()> {
     Ok(())
 }
 
-async fn transmit<S>(mut rd: Reader<S>, wr: Writer<S>, device: Arc<dyn Device>) -> io::Result<()>
+async fn transmit<S>(
+    mut rd: Reader<S>,
+    wr: Writer<S>,
+    device: Arc<dyn Device>,
+    shared: &Shared,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
-    let writer = tokio::spawn(write_replies(wr, rx));
+    let mut writer = tokio::spawn(write_replies(wr, rx, shared.limits.reply_timeout));
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let connection_bytes = Arc::new(Semaphore::new(shared.limits.connection_bytes / UNIT));
     let size = device.size();
     let read_only = device.read_only();
     let outcome: io::Result<()> = async {
         loop {
             let mut header = [0u8; proto::REQUEST_HEADER_LEN];
-            match rd.read_exact(&mut header).await {
+            // A stalled writer (the client reads nothing) ends the
+            // connection even while the client keeps sending.
+            let read = tokio::select! {
+                read = rd.read_exact(&mut header) => read,
+                _ = &mut writer => return Ok(()),
+            };
+            match read {
                 Ok(_) => {}
                 // A client that hangs up without NBD_CMD_DISC is common.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
@@ -382,12 +514,40 @@ where
                         cookie: request.cookie,
                         error,
                         data: Vec::new(),
+                        held: Vec::new(),
                     };
                     if tx.send(reply).await.is_err() {
                         return Ok(());
                     }
                 }
                 action => {
+                    // The payload's budget first (this connection's, then
+                    // the server's): waiting here stops reading requests.
+                    let bytes = match action {
+                        Action::Write { length, .. } | Action::Read { length, .. } => {
+                            length as usize
+                        }
+                        _ => 0,
+                    };
+                    let mut held = Vec::new();
+                    if bytes > 0 {
+                        let n = units(bytes);
+                        held.push(
+                            connection_bytes
+                                .clone()
+                                .acquire_many_owned(n)
+                                .await
+                                .expect("never closed"),
+                        );
+                        held.push(
+                            shared
+                                .bytes
+                                .clone()
+                                .acquire_many_owned(n)
+                                .await
+                                .expect("never closed"),
+                        );
+                    }
                     let mut payload = Vec::new();
                     if let Action::Write { length, .. } = action {
                         payload = vec![0u8; length as usize];
@@ -396,7 +556,8 @@ where
                     let device = device.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        let reply = execute(device, request.cookie, action, payload).await;
+                        let mut reply = execute(device, request.cookie, action, payload).await;
+                        reply.held = held;
                         let _ = tx.send(reply).await;
                         drop(permit);
                     });
@@ -407,6 +568,8 @@ where
     .await;
     // Replies of requests still running go out before the socket closes.
     drop(tx);
-    let _ = writer.await;
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
     outcome
 }

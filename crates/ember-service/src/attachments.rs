@@ -623,7 +623,7 @@ impl Service {
         Some(VolumeExport {
             core,
             target: Target::Volume(volume),
-            size: v.size_gib * GIB,
+            size: crate::volumes::size_bytes(v.size_gib).ok()?,
             read_only: a.mode == "ro",
             live: flag,
         })

@@ -57,7 +57,7 @@ pub(crate) fn reserve_typed(
         let key = type_key(resource, type_id);
         let limit = typed_limit(tx, project, &key)?;
         let in_use = tx.keyed_quota_usage(project, &key)?;
-        if limit >= 0 && delta > 0 && in_use + delta > limit {
+        if limit >= 0 && delta > 0 && exceeds(in_use, delta, limit) {
             return Err(ServiceError::QuotaExceeded {
                 resource,
                 requested: delta,
@@ -165,6 +165,28 @@ fn class_limit(tx: &mut dyn Tx, resource: QuotaResource) -> Result<i64> {
         .unwrap_or(resource.default_limit()))
 }
 
+/// Whether `in_use + delta` passes `limit` (a sum that would not even fit
+/// an `i64` passes every limit).
+fn exceeds(in_use: i64, delta: i64, limit: i64) -> bool {
+    in_use.checked_add(delta).is_none_or(|total| total > limit)
+}
+
+/// A quota limit as Cinder accepts it: -1 (unlimited) up to `db.MAX_INT`.
+fn check_limit(key: &str, value: i64) -> Result<()> {
+    if value < -1 {
+        return Err(ServiceError::InvalidInput(format!(
+            "Quota limit {value} for {key} must be -1 or greater."
+        )));
+    }
+    if value > ember_model::MAX_QUOTA_LIMIT {
+        return Err(ServiceError::InvalidInput(format!(
+            "{key} must be <= {}",
+            ember_model::MAX_QUOTA_LIMIT
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses a volume larger than the project's `per_volume_gigabytes`.
 pub(crate) fn check_volume_size(tx: &mut dyn Tx, project: &ProjectId, size_gib: i64) -> Result<()> {
     let limit = limit(tx, project, QuotaResource::PerVolumeGigabytes)?;
@@ -189,7 +211,7 @@ pub(crate) fn reserve(
     for &(resource, delta) in deltas {
         let limit = limit(tx, project, resource)?;
         let in_use = tx.quota_usage(project, resource)?;
-        if limit >= 0 && delta > 0 && in_use + delta > limit {
+        if limit >= 0 && delta > 0 && exceeds(in_use, delta, limit) {
             return Err(ServiceError::QuotaExceeded {
                 resource,
                 requested: delta,
@@ -273,20 +295,11 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
             for (key, value) in typed_keys(tx.as_mut(), &default_name, &typed)? {
-                if value < -1 {
-                    return Err(ServiceError::InvalidInput(format!(
-                        "Quota limit {value} must be -1 or greater."
-                    )));
-                }
+                check_limit(&key, value)?;
                 tx.set_keyed_quota_limit(&default_class(), &key, value)?;
             }
             for (resource, value) in &limits {
-                if *value < -1 {
-                    return Err(ServiceError::InvalidInput(format!(
-                        "Quota limit {value} for {} must be -1 or greater.",
-                        resource.as_str()
-                    )));
-                }
+                check_limit(resource.as_str(), *value)?;
                 tx.set_quota_limit(&default_class(), *resource, *value)?;
             }
             tx.commit()?;
@@ -330,8 +343,9 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
             for (key, value) in typed_keys(tx.as_mut(), &default_name, &typed)? {
+                check_limit(&key, value)?;
                 let in_use = tx.keyed_quota_usage(&p, &key)?;
-                if value < -1 || (value >= 0 && value < in_use) {
+                if value >= 0 && value < in_use {
                     return Err(ServiceError::InvalidInput(format!(
                         "Quota limit {value} must be -1 or at least the {in_use} already used."
                     )));
@@ -339,9 +353,7 @@ impl Service {
                 tx.set_keyed_quota_limit(&p, &key, value)?;
             }
             for (resource, value) in &limits {
-                if *value < -1 {
-                    return Err(ServiceError::InvalidInput(format!("Quota limit {value} for {} must be -1 or greater.", resource.as_str())));
-                }
+                check_limit(resource.as_str(), *value)?;
                 let in_use = tx.quota_usage(&p, *resource)?;
                 if *value >= 0 && *value < in_use {
                     return Err(ServiceError::InvalidInput(format!(

@@ -415,7 +415,7 @@ fn freeze_in(
     size: u64,
 ) -> Result<Snapshot> {
     let (mut volume, mut snapshot) = prepare_snapshot(tx, caller, req, None, SnapshotId::new())?;
-    if volume.image != Some(top) || volume.size_gib * GIB != size {
+    if volume.image != Some(top) || crate::volumes::size_bytes(volume.size_gib)? != size {
         return Err(ServiceError::Conflict(
             "the volume changed while the snapshot was taken".into(),
         ));
@@ -482,7 +482,7 @@ pub(crate) fn take_snapshot_now(
     // Find the volume first, so unknown ids never get an I/O slot.
     let volume = load_volume(core.store.read()?.as_mut(), caller, req.volume_id)?;
     let t1 = t0.elapsed();
-    let size = volume.size_gib * GIB;
+    let size = crate::volumes::size_bytes(volume.size_gib)?;
     let slot = core.slot(volume.id);
     let guard = core.quiesce(&slot)?;
     // The top as it is now that I/O is held (a chain change may have won

@@ -15,6 +15,34 @@ const DELETABLE: &[VolumeStatus] = &[
     VolumeStatus::ErrorExtending,
 ];
 
+/// The one rule for a size in GiB, whatever the dialect: at least 1, at
+/// most Cinder's 2^31 - 1. Returns it as the `i64` quotas count in.
+pub(crate) fn check_size_gib(size: u64, field: &str) -> Result<i64> {
+    if size == 0 {
+        return Err(ServiceError::InvalidInput(format!(
+            "Volume size '{size}' must be an integer and greater than 0."
+        )));
+    }
+    if size > ember_model::MAX_SIZE_GIB {
+        return Err(ServiceError::InvalidInput(format!(
+            "{field} must be <= {}",
+            ember_model::MAX_SIZE_GIB
+        )));
+    }
+    Ok(size as i64)
+}
+
+/// Bytes of a size in GiB, refused past the cap (a record from before
+/// sizes were checked must not become a wrapped, tiny image).
+pub(crate) fn size_bytes(gib: u64) -> Result<u64> {
+    ember_model::gib_to_bytes(gib).ok_or_else(|| {
+        ServiceError::InvalidInput(format!(
+            "size must be <= {}",
+            ember_model::MAX_SIZE_GIB
+        ))
+    })
+}
+
 pub(crate) fn load_volume(tx: &mut dyn Tx, caller: &Caller, id: VolumeId) -> Result<Volume> {
     match tx.volume(id)? {
         Some(v) if caller.sees(&v.project_id) => Ok(v),
@@ -228,6 +256,7 @@ impl Service {
         new_size_gib: u64,
     ) -> Result<()> {
         require_writer(caller, "volume:extend")?;
+        check_size_gib(new_size_gib, "new_size")?;
         let core = self.core.clone();
         let caller = caller.clone();
         let record = self
@@ -246,6 +275,7 @@ impl Service {
                         volume.size_gib
                     )));
                 }
+                // Both at most MAX_SIZE_GIB: the difference fits.
                 let delta = (new_size_gib - volume.size_gib) as i64;
                 check_volume_size(tx.as_mut(), &volume.project_id, new_size_gib as i64)?;
                 reserve(tx.as_mut(), &volume.project_id, &[(QuotaResource::Gigabytes, delta)])?;
@@ -553,7 +583,7 @@ pub(crate) fn begin_volume(
         tx.put_image(&Image {
             id: image,
             parent: Some(frozen),
-            size_bytes: size * GIB,
+            size_bytes: size_bytes(size)?,
             owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
             created_at: Timestamp::now(),
         })?;
@@ -586,15 +616,11 @@ pub(crate) fn begin_volume(
             .ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
         (size, volume_create::Source::Blank)
     };
-    if size == 0 {
-        return Err(ServiceError::InvalidInput(format!(
-            "Volume size '{size}' must be an integer and greater than 0."
-        )));
-    }
-    check_volume_size(tx, &caller.project_id, size as i64)?;
+    let size_i64 = check_size_gib(size, "size")?;
+    check_volume_size(tx, &caller.project_id, size_i64)?;
     let deltas = [
         (QuotaResource::Volumes, 1),
-        (QuotaResource::Gigabytes, size as i64),
+        (QuotaResource::Gigabytes, size_i64),
     ];
     reserve(tx, &caller.project_id, &deltas)?;
     crate::quotas::reserve_typed(tx, &caller.project_id, &volume_type.id, &deltas)?;

@@ -99,6 +99,13 @@ CREATE INDEX images_unowned ON images (id) WHERE json_extract(body, '$.owner') =
     r#"
 CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, before_ms INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 "#,
+    // Quota usage that SQL arithmetic overflowed into a REAL (before sizes
+    // were capped): back to an integer, so the project can be read again
+    // (an admin then resets the usage or deletes the oversized volume).
+    r#"
+UPDATE quota_usage SET in_use = CAST(MIN(MAX(in_use, -9223372036854775808), 9223372036854775807) AS INTEGER)
+    WHERE typeof(in_use) != 'integer';
+"#,
 ];
 
 /// The writer keeps a page cache sized (16 MiB, taken only as pages are
@@ -1176,12 +1183,21 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn add_keyed_quota_usage(&mut self, project: &ProjectId, key: &str, delta: i64) -> Result<()> {
+        // Added here, checked, rather than by SQL `+`, which turns an
+        // overflowing integer into a REAL that no later read accepts.
+        let in_use = self.keyed_quota_usage(project, key)?;
+        let total = in_use.checked_add(delta).ok_or_else(|| {
+            StoreError::Corrupt(
+                format!("quota usage {key} of {}", project.0),
+                format!("{in_use} + {delta} overflows"),
+            )
+        })?;
         self.conn
             .prepare_cached(
                 "INSERT INTO quota_usage (project_id, resource, in_use) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (project_id, resource) DO UPDATE SET in_use = in_use + excluded.in_use",
+                 ON CONFLICT (project_id, resource) DO UPDATE SET in_use = excluded.in_use",
             )
-            .and_then(|mut s| s.execute(params![project.0, key, delta]))
+            .and_then(|mut s| s.execute(params![project.0, key, total]))
             .map(drop)
             .map_err(backend)
     }

@@ -47,6 +47,22 @@ pub struct ServeArgs {
     /// recorded (default: 1/64 of the file system, 4 to 256 MiB; 0: none).
     #[arg(long, env = "EMBER_RESERVED_SPACE_MIB")]
     reserved_space_mib: Option<u64>,
+    /// Open connections each HTTP listener accepts (default 1024); more
+    /// get a 503 and are closed.
+    #[arg(long, env = "EMBER_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Seconds a client has to send a request's header, also how long an
+    /// idle keep-alive connection stays open (default 30).
+    #[arg(long, env = "EMBER_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// NBD connections the export server accepts (default 1024).
+    #[arg(long, env = "EMBER_NBD_MAX_CONNECTIONS")]
+    nbd_max_connections: Option<usize>,
+    /// The URL clients reach this service at (Cinder's `public_endpoint`),
+    /// used in links and the identity catalog; default: the request's
+    /// Host header.
+    #[arg(long, env = "EMBER_PUBLIC_ENDPOINT")]
+    public_endpoint: Option<String>,
     /// With `--auth keystone`: Keystone's identity v3 URL.
     #[arg(long, env = "EMBER_KEYSTONE_URL")]
     keystone_url: Option<String>,
@@ -82,6 +98,10 @@ struct FileConfig {
     nbd_listen: Option<String>,
     nbd_host: Option<String>,
     reserved_space_mib: Option<u64>,
+    public_endpoint: Option<String>,
+    max_connections: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    nbd_max_connections: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -98,6 +118,33 @@ pub struct Settings {
     pub nbd_host: Option<String>,
     /// None: the driver's default.
     pub reserved_space_bytes: Option<u64>,
+    pub http: crate::http::Limits,
+    pub nbd_max_connections: usize,
+    pub public_endpoint: Option<String>,
+}
+
+impl Settings {
+    /// Keeps the connection caps below the open-file limit, with room for
+    /// the database, images and the other listener: a cap the process
+    /// cannot honour would fail at EMFILE instead of refusing cleanly.
+    pub fn fit_connection_limits(&mut self, open_files: u64) {
+        let budget = (open_files.saturating_sub(256) / 3).max(16) as usize;
+        for (what, cap) in [
+            ("HTTP", &mut self.http.max_connections),
+            ("NBD", &mut self.nbd_max_connections),
+        ] {
+            if *cap > budget {
+                tracing::warn!(
+                    what,
+                    asked = *cap,
+                    allowed = budget,
+                    open_files,
+                    "connection limit lowered to fit the open-file limit"
+                );
+                *cap = budget;
+            }
+        }
+    }
 }
 
 impl ServeArgs {
@@ -175,6 +222,39 @@ impl ServeArgs {
                         .ok_or_else(|| anyhow::anyhow!("--reserved-space-mib {mib} is too large"))
                 })
                 .transpose()?,
+            http: {
+                let defaults = crate::http::Limits::default();
+                let max_connections = self
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections);
+                let header_timeout_secs = self
+                    .header_timeout_secs
+                    .or(file.header_timeout_secs)
+                    .unwrap_or(defaults.header_timeout.as_secs());
+                if max_connections == 0 || header_timeout_secs == 0 {
+                    anyhow::bail!("--max-connections and --header-timeout-secs must be at least 1");
+                }
+                crate::http::Limits {
+                    max_connections,
+                    header_timeout: std::time::Duration::from_secs(header_timeout_secs),
+                    ..defaults
+                }
+            },
+            public_endpoint: match self.public_endpoint.or(file.public_endpoint) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(url)
+                }
+                Some(url) => anyhow::bail!(
+                    "--public-endpoint must be an http:// or https:// URL, not {url:?}"
+                ),
+                None => None,
+            },
+            nbd_max_connections: self
+                .nbd_max_connections
+                .or(file.nbd_max_connections)
+                .unwrap_or(1024)
+                .max(1),
         })
     }
 }

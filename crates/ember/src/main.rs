@@ -3,6 +3,7 @@
 //! `./ember-data`, the Cinder API on 127.0.0.1:8776.
 
 mod config;
+mod http;
 mod nbd;
 
 use anyhow::Context;
@@ -53,8 +54,13 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: config::Settings) -> anyhow::Result<()> {
+async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
     let shutdown = shutdown_watch()?;
+    let open_files = raise_open_file_limit();
+    settings.fit_connection_limits(open_files);
+    if let Some(url) = &settings.public_endpoint {
+        ember_api_common::set_public_endpoint(url);
+    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
@@ -96,11 +102,11 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
     if let Some(l) = nbd_listener {
         tracing::info!(listen = %l.local_addr()?, "serving NBD exports");
         let exports = Arc::new(nbd::ServiceExports(service.clone()));
-        tokio::spawn(async move {
-            if let Err(e) = ember_nbd::serve(l, exports).await {
-                tracing::error!(error = %e, "NBD listener failed");
-            }
-        });
+        let limits = ember_nbd::Limits {
+            max_connections: settings.nbd_max_connections,
+            ..Default::default()
+        };
+        tokio::spawn(ember_nbd::serve(l, exports, limits));
     }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
@@ -117,7 +123,10 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
                 &settings.data_dir,
                 settings.token_ttl_secs,
             )?);
-            let auth_url = format!("http://{local}/identity/v3");
+            let auth_url = match &settings.public_endpoint {
+                Some(url) => format!("{}/identity/v3", url.trim_end_matches('/')),
+                None => format!("http://{local}/identity/v3"),
+            };
             let boot = identity.bootstrap(
                 settings.admin_password.as_deref(),
                 &settings.data_dir,
@@ -155,15 +164,13 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
             auth: auth.clone(),
             access_keys,
         }));
-        let evs_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(evs_listener, evs)
-                .with_graceful_shutdown(shutdown_signal(evs_shutdown))
-                .await
-            {
-                tracing::error!(error = %e, "EVS listener failed");
-            }
-        });
+        tokio::spawn(http::serve(
+            "evs",
+            evs_listener,
+            evs,
+            settings.http.clone(),
+            shutdown.clone(),
+        ));
     }
     // One OpenAPI document for everything on this listener.
     let with_identity = settings.auth == "embedded";
@@ -201,9 +208,7 @@ async fn serve(settings: config::Settings) -> anyhow::Result<()> {
         resumed_workflows = resumed,
         "ember is serving the Cinder API"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal(shutdown.clone()))
-        .await?;
+    http::serve("api", listener, app, settings.http.clone(), shutdown.clone()).await;
     tracing::info!("shutting down: waiting for running workflows");
     service.drain(Duration::from_secs(10)).await;
     Ok(())
@@ -227,6 +232,25 @@ fn shutdown_watch() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     Ok(rx)
 }
 
-async fn shutdown_signal(mut rx: tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+/// Raises the soft limit on open files to the hard limit: every client
+/// connection, image and database handle is a descriptor, and the default
+/// soft limit (often 1024) is what an idle-connection flood exhausts first.
+fn raise_open_file_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
 }

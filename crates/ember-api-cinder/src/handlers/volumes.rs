@@ -105,9 +105,11 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
 pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let value = body(req, &schemas::volume_create())?;
     let v = &value["volume"];
+    // Digits past u64 (the schema let them through) are a size the
+    // service refuses as too large, not a missing one.
     let size = match v.get("size") {
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse().ok(),
+        Some(Value::String(s)) => Some(s.parse().unwrap_or(u64::MAX)),
         _ => None,
     };
     let snapshot_id = match v.get("snapshot_id").and_then(Value::as_str) {
@@ -254,9 +256,15 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
     match name.as_str() {
         "os-extend" => {
             let new_size = field(args, "new_size")?;
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
             let n = new_size
                 .as_u64()
-                .or_else(|| new_size.as_str().and_then(|s| s.parse().ok()))
+                .or_else(|| {
+                    new_size
+                        .as_str()
+                        .filter(|s| digits(s))
+                        .map(|s| s.parse().unwrap_or(u64::MAX))
+                })
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| CinderError::bad_request(format!("Invalid input for field/attribute new_size. Value: {}. It must be an integer of at least 1", ember_api_common::pyrepr::str(new_size))))?;
             svc.extend_volume(caller, id, n).await?;

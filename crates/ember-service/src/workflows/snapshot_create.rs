@@ -22,7 +22,7 @@ use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
 use ember_model::{
-    GIB, Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId,
+    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -87,7 +87,7 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
     // Nothing references `new_top` until the commit below, so recreating it
     // on a re-run is safe.
     core.driver
-        .create_image(p.new_top, volume.size_gib * GIB, Some(old_top))?;
+        .create_image(p.new_top, crate::volumes::size_bytes(volume.size_gib)?, Some(old_top))?;
 
     let mut tx = core.store.write()?;
     let mut frozen = tx
@@ -98,7 +98,7 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
     tx.put_image(&Image {
         id: p.new_top,
         parent: Some(old_top),
-        size_bytes: volume.size_gib * GIB,
+        size_bytes: crate::volumes::size_bytes(volume.size_gib)?,
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;

@@ -23,7 +23,7 @@ use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
-use ember_model::{GIB, Image, ImageId, ImageOwner, Timestamp, VolumeId, VolumeStatus};
+use ember_model::{Image, ImageId, ImageOwner, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -127,7 +127,7 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
         .image
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {source} has no data.")))?;
     core.driver
-        .create_image(source_new_top, source_volume.size_gib * GIB, Some(frozen))?;
+        .create_image(source_new_top, crate::volumes::size_bytes(source_volume.size_gib)?, Some(frozen))?;
     let mut tx = core.store.write()?;
     let mut image = tx
         .image(frozen)?
@@ -137,7 +137,7 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
     tx.put_image(&Image {
         id: source_new_top,
         parent: Some(frozen),
-        size_bytes: source_volume.size_gib * GIB,
+        size_bytes: crate::volumes::size_bytes(source_volume.size_gib)?,
         owner: ImageOwner::Volume(source),
         created_at: Timestamp::now(),
     })?;
@@ -146,7 +146,7 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
     tx.put_image(&Image {
         id: p.image,
         parent: Some(frozen),
-        size_bytes: p.size_gib * GIB,
+        size_bytes: crate::volumes::size_bytes(p.size_gib)?,
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
@@ -179,13 +179,13 @@ fn create_image(core: &Core, p: &Params) -> Result<()> {
     tx.put_image(&Image {
         id: p.image,
         parent,
-        size_bytes: p.size_gib * GIB,
+        size_bytes: crate::volumes::size_bytes(p.size_gib)?,
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
     tx.commit()?;
     core.driver
-        .create_image(p.image, p.size_gib * GIB, parent)?;
+        .create_image(p.image, crate::volumes::size_bytes(p.size_gib)?, parent)?;
     Ok(())
 }
 

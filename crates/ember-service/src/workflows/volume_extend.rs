@@ -11,7 +11,7 @@
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use ember_model::{GIB, QuotaResource, Timestamp, VolumeId, VolumeStatus};
+use ember_model::{QuotaResource, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,10 +94,10 @@ fn grow(core: &Core, p: &Params) -> Result<()> {
             .ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
         Core::chain_of(tx.as_mut(), top)?
     };
-    core.driver.grow(&chain, p.new_size_gib * GIB)?;
+    core.driver.grow(&chain, crate::volumes::size_bytes(p.new_size_gib)?)?;
     let mut tx = core.store.write()?;
     if let Some(mut image) = tx.image(chain.top())? {
-        image.size_bytes = p.new_size_gib * GIB;
+        image.size_bytes = crate::volumes::size_bytes(p.new_size_gib)?;
         tx.put_image(&image)?;
     }
     tx.commit()?;

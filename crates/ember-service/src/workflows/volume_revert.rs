@@ -13,7 +13,7 @@ use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
 use ember_model::{
-    GIB, Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus,
+    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +93,7 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
         .image
         .ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
     core.driver
-        .create_image(p.new_top, volume.size_gib * GIB, Some(frozen))?;
+        .create_image(p.new_top, crate::volumes::size_bytes(volume.size_gib)?, Some(frozen))?;
     let mut tx = core.store.write()?;
     if let Some(old) = volume.image
         && let Some(mut image) = tx.image(old)?
@@ -104,7 +104,7 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
     tx.put_image(&Image {
         id: p.new_top,
         parent: Some(frozen),
-        size_bytes: volume.size_gib * GIB,
+        size_bytes: crate::volumes::size_bytes(volume.size_gib)?,
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
