@@ -96,7 +96,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Option<Value>,
     /// Raw bytes instead of JSON (Ember's data API).
-    pub raw: Option<Vec<u8>>,
+    /// Raw bytes (the data API), holding their memory budget until sent.
+    pub raw: Option<ember_service::DataBuffer>,
 }
 
 impl Reply {
@@ -401,7 +402,8 @@ async fn route_and_run(
         Ok(reply) => match reply.body {
             Some(body) => json_response(reply.status, &body),
             None if reply.raw.is_some() => {
-                let mut r = Response::new(Body::from(reply.raw.unwrap_or_default()));
+                let data = reply.raw.expect("checked above");
+                let mut r = Response::new(Body::new(HeldBytes::new(data)));
                 *r.status_mut() = reply.status;
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -420,5 +422,48 @@ async fn route_and_run(
             }
         },
         Err(e) => error_response(&e),
+    }
+}
+
+/// A response body of bytes read through the data API, sent in 1 MiB
+/// frames. It keeps the buffer (and its share of the data budget) until
+/// the last frame has been taken by the connection, which for a client
+/// that stops reading is when the connection is cut.
+struct HeldBytes {
+    data: Bytes,
+    _held: ember_service::DataBuffer,
+}
+
+impl HeldBytes {
+    fn new(mut held: ember_service::DataBuffer) -> Self {
+        HeldBytes {
+            data: Bytes::from(std::mem::take(&mut held.bytes)),
+            _held: held,
+        }
+    }
+}
+
+impl http_body::Body for HeldBytes {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.data.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.data.len().min(1 << 20);
+        let chunk = self.data.split_to(n);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.data.len() as u64)
     }
 }

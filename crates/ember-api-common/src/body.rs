@@ -43,6 +43,19 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
             let frame = frame.map_err(|_| ReadError::Malformed)?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limit {
+                    // Read (and drop) a little more, briefly: a client
+                    // still sending when the connection closes on unread
+                    // data gets a reset that can swallow the 413.
+                    let drain = async {
+                        let mut more = 0usize;
+                        while more < limit {
+                            match body.frame().await {
+                                Some(Ok(f)) => more += f.data_ref().map_or(0, |d| d.len()),
+                                _ => break,
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
                     return Err(ReadError::TooLarge);
                 }
                 buf.extend_from_slice(&data);
@@ -67,7 +80,9 @@ impl ReadError {
     pub fn message(self) -> &'static str {
         match self {
             ReadError::TooLarge => "Request is too large.",
-            ReadError::Malformed => "Malformed request body: its framing is broken or it ended early.",
+            ReadError::Malformed => {
+                "Malformed request body: its framing is broken or it ended early."
+            }
             ReadError::TimedOut => "The request body did not arrive in time.",
         }
     }

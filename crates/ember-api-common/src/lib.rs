@@ -100,7 +100,7 @@ pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode
         InvalidVolume(_) | InvalidSnapshot(_) | InvalidInput(_) => StatusCode::BAD_REQUEST,
         QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Forbidden(_) => StatusCode::FORBIDDEN,
-        StorageFull => StatusCode::SERVICE_UNAVAILABLE,
+        StorageFull | Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -105,16 +105,13 @@ async fn handle(
 ) -> Response {
     let request_id = ember_api_common::new_request_id();
     let started = std::time::Instant::now();
-    let mut response = match ember_api_common::body::read(
-        &headers,
-        body,
-        ember_api_common::body::MAX_BODY_BYTES,
-    )
-    .await
-    {
-        Ok(body) => dispatch(&state, &method, &uri, headers, body).await,
-        Err(e) => NovaError::new(e.status(), e.message()).into_response(None),
-    };
+    let mut response =
+        match ember_api_common::body::read(&headers, body, ember_api_common::body::MAX_BODY_BYTES)
+            .await
+        {
+            Ok(body) => dispatch(&state, &method, &uri, headers, body).await,
+            Err(e) => NovaError::new(e.status(), e.message()).into_response(None),
+        };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response
             .headers_mut()

@@ -97,7 +97,8 @@ async fn handle(
         Err(e) => {
             let status = e.status();
             let title = status.canonical_reason().unwrap_or("Bad Request");
-            let value = json!({"error": {"code": status.as_u16(), "message": e.message(), "title": title}});
+            let value =
+                json!({"error": {"code": status.as_u16(), "message": e.message(), "title": title}});
             return respond(status, Some(&value), None, head);
         }
     };

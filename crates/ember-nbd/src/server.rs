@@ -61,8 +61,8 @@ pub struct Limits {
     pub connection_bytes: usize,
     /// Payload bytes all connections together may hold.
     pub server_bytes: usize,
-    /// A reply the client does not take within this time ends the
-    /// connection.
+    /// A reply (each MiB of it) the client does not take within this time
+    /// ends the connection.
     pub reply_timeout: Duration,
 }
 
@@ -74,7 +74,7 @@ impl Default for Limits {
             negotiation_timeout: Duration::from_secs(10),
             connection_bytes: 2 * proto::MAX_PAYLOAD as usize,
             server_bytes: 512 << 20,
-            reply_timeout: Duration::from_secs(60),
+            reply_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -418,27 +418,45 @@ async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: 
     }
 }
 
+/// Writes `data` in slices of at most 1 MiB, each of which must go out
+/// within `timeout`: a client reading slowly is served, one that stopped
+/// reading is cut off.
+async fn write_paced<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    data: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    for slice in data.chunks(1 << 20) {
+        tokio::time::timeout(timeout, wr.write_all(slice))
+            .await
+            .map_err(|_| stalled())??;
+    }
+    Ok(())
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the client stopped reading replies",
+    )
+}
+
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut replies: mpsc::Receiver<Reply>,
     timeout: Duration,
 ) -> io::Result<bool> {
     let mut shutdown = false;
-    let stalled = || io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading replies");
     while let Some(r) = replies.recv().await {
-        let write = async {
-            wr.write_all(&proto::simple_reply(r.cookie, r.error)).await?;
-            if r.error == 0 {
-                wr.write_all(&r.data).await?;
-            }
-            if replies.is_empty() {
-                wr.flush().await?;
-            }
-            io::Result::Ok(())
-        };
-        tokio::time::timeout(timeout, write)
-            .await
-            .map_err(|_| stalled())??;
+        write_paced(&mut wr, &proto::simple_reply(r.cookie, r.error), timeout).await?;
+        if r.error == 0 {
+            write_paced(&mut wr, &r.data, timeout).await?;
+        }
+        if replies.is_empty() {
+            tokio::time::timeout(timeout, wr.flush())
+                .await
+                .map_err(|_| stalled())??;
+        }
         // Written (or in the socket buffer): its budget is free again.
         drop(r.held);
         shutdown |= r.error == proto::ESHUTDOWN;

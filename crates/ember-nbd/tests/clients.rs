@@ -76,7 +76,11 @@ fn start() -> (SocketAddr, Arc<Memory>, tokio::runtime::Runtime) {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    rt.spawn(ember_nbd::serve(listener, exports, ember_nbd::Limits::default()));
+    rt.spawn(ember_nbd::serve(
+        listener,
+        exports,
+        ember_nbd::Limits::default(),
+    ));
     (addr, rw, rt)
 }
 

@@ -38,6 +38,10 @@ pub enum ServiceError {
     Forbidden(String),
     #[error("No space left on the storage device.")]
     StorageFull,
+    /// A bounded resource (e.g. memory for data transfers) is in use by
+    /// other requests; the client may retry.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -41,7 +41,41 @@ use std::time::Duration;
 pub struct Service {
     core: Arc<Core>,
     running: Arc<AtomicUsize>,
+    /// Memory the data API's reads may hold at once, in KiB: a slow
+    /// client keeps its buffer until its response is sent.
+    data_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// Bytes the data API read, holding their share of the service's data
+/// budget until dropped (once the response carrying them is sent).
+pub struct DataBuffer {
+    pub bytes: Vec<u8>,
+    _budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for DataBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl PartialEq<Vec<u8>> for DataBuffer {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        &self.bytes == other
+    }
+}
+
+impl std::fmt::Debug for DataBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DataBuffer({} bytes)", self.bytes.len())
+    }
+}
+
+/// The data API's memory budget: this many bytes of reads in flight.
+pub const DATA_BUDGET_BYTES: usize = 256 << 20;
+/// How long a read waits for budget before answering "busy".
+const DATA_BUDGET_WAIT: Duration = Duration::from_secs(10);
 
 impl Service {
     pub fn new(
@@ -52,6 +86,7 @@ impl Service {
         Service {
             core: Arc::new(Core::new(store, driver, config)),
             running: Arc::new(AtomicUsize::new(0)),
+            data_budget: Arc::new(tokio::sync::Semaphore::new(DATA_BUDGET_BYTES >> 10)),
         }
     }
 
@@ -94,6 +129,32 @@ impl Service {
         self.run_blocking(move || gc::collect_garbage(&core))
             .await?;
         Ok(n)
+    }
+
+    /// Takes `length` bytes of the data budget, waiting a while for other
+    /// reads to be sent, then answering busy.
+    pub(crate) async fn data_budget(
+        &self,
+        length: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let units = (length.div_ceil(1024)).max(1) as u32;
+        let wait = self.data_budget.clone().acquire_many_owned(units);
+        match tokio::time::timeout(DATA_BUDGET_WAIT, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ServiceError::Busy(
+                "Too many data transfers in progress; retry later.".into(),
+            )),
+        }
+    }
+
+    pub(crate) fn data_buffer(
+        bytes: Vec<u8>,
+        budget: tokio::sync::OwnedSemaphorePermit,
+    ) -> DataBuffer {
+        DataBuffer {
+            bytes,
+            _budget: budget,
+        }
     }
 
     /// Number of workflows currently running in this process.

@@ -293,7 +293,7 @@ impl Service {
         id: SnapshotId,
         offset: u64,
         length: u64,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<crate::DataBuffer> {
         let s = self.snapshot(caller, id).await?;
         let Some(image) = s.image else {
             return Err(ServiceError::InvalidSnapshot(format!(
@@ -306,14 +306,17 @@ impl Service {
                 "At most 64 MiB can be read at once.".into(),
             ));
         }
+        let budget = self.data_budget(length).await?;
         let core = self.core.clone();
-        self.run_blocking(move || {
-            let io = core.open_chain(image, false)?;
-            let mut buf = vec![0u8; length as usize];
-            io.read_at(&mut buf, offset)?;
-            Ok(buf)
-        })
-        .await
+        let bytes = self
+            .run_blocking(move || {
+                let io = core.open_chain(image, false)?;
+                let mut buf = vec![0u8; length as usize];
+                io.read_at(&mut buf, offset)?;
+                Ok(buf)
+            })
+            .await?;
+        Ok(Self::data_buffer(bytes, budget))
     }
 }
 

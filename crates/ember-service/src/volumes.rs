@@ -36,10 +36,7 @@ pub(crate) fn check_size_gib(size: u64, field: &str) -> Result<i64> {
 /// sizes were checked must not become a wrapped, tiny image).
 pub(crate) fn size_bytes(gib: u64) -> Result<u64> {
     ember_model::gib_to_bytes(gib).ok_or_else(|| {
-        ServiceError::InvalidInput(format!(
-            "size must be <= {}",
-            ember_model::MAX_SIZE_GIB
-        ))
+        ServiceError::InvalidInput(format!("size must be <= {}", ember_model::MAX_SIZE_GIB))
     })
 }
 
@@ -458,7 +455,7 @@ impl Service {
         id: VolumeId,
         offset: u64,
         length: u64,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<crate::DataBuffer> {
         let v = self.volume(caller, id).await?;
         check_data_ready(&v)?;
         if length > 64 << 20 {
@@ -466,15 +463,18 @@ impl Service {
                 "At most 64 MiB can be read at once.".into(),
             ));
         }
+        let budget = self.data_budget(length).await?;
         let core = self.core.clone();
-        self.run_blocking(move || {
-            core.with_io(id, |io| {
-                let mut buf = vec![0u8; length as usize];
-                io.read_at(&mut buf, offset)?;
-                Ok(buf)
+        let bytes = self
+            .run_blocking(move || {
+                core.with_io(id, |io| {
+                    let mut buf = vec![0u8; length as usize];
+                    io.read_at(&mut buf, offset)?;
+                    Ok(buf)
+                })
             })
-        })
-        .await
+            .await?;
+        Ok(Self::data_buffer(bytes, budget))
     }
 
     /// Writes bytes at `offset` and makes them durable before returning.

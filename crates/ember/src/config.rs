@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// NBD connections the export server accepts (default 1024).
     #[arg(long, env = "EMBER_NBD_MAX_CONNECTIONS")]
     nbd_max_connections: Option<usize>,
+    /// Seconds an NBD client may leave a reply (each MiB of it) unread
+    /// before its connection is closed (default 30).
+    #[arg(long, env = "EMBER_NBD_REPLY_TIMEOUT_SECS")]
+    nbd_reply_timeout_secs: Option<u64>,
     /// The URL clients reach this service at (Cinder's `public_endpoint`),
     /// used in links and the identity catalog; default: the request's
     /// Host header.
@@ -102,6 +106,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     header_timeout_secs: Option<u64>,
     nbd_max_connections: Option<usize>,
+    nbd_reply_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -120,6 +125,7 @@ pub struct Settings {
     pub reserved_space_bytes: Option<u64>,
     pub http: crate::http::Limits,
     pub nbd_max_connections: usize,
+    pub nbd_reply_timeout: std::time::Duration,
     pub public_endpoint: Option<String>,
 }
 
@@ -242,14 +248,18 @@ impl ServeArgs {
                 }
             },
             public_endpoint: match self.public_endpoint.or(file.public_endpoint) {
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                    Some(url)
-                }
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
                 Some(url) => anyhow::bail!(
                     "--public-endpoint must be an http:// or https:// URL, not {url:?}"
                 ),
                 None => None,
             },
+            nbd_reply_timeout: std::time::Duration::from_secs(
+                self.nbd_reply_timeout_secs
+                    .or(file.nbd_reply_timeout_secs)
+                    .unwrap_or(30)
+                    .max(1),
+            ),
             nbd_max_connections: self
                 .nbd_max_connections
                 .or(file.nbd_max_connections)

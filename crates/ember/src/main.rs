@@ -104,6 +104,7 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         let exports = Arc::new(nbd::ServiceExports(service.clone()));
         let limits = ember_nbd::Limits {
             max_connections: settings.nbd_max_connections,
+            reply_timeout: settings.nbd_reply_timeout,
             ..Default::default()
         };
         tokio::spawn(ember_nbd::serve(l, exports, limits));
@@ -208,7 +209,14 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         resumed_workflows = resumed,
         "ember is serving the Cinder API"
     );
-    http::serve("api", listener, app, settings.http.clone(), shutdown.clone()).await;
+    http::serve(
+        "api",
+        listener,
+        app,
+        settings.http.clone(),
+        shutdown.clone(),
+    )
+    .await;
     tracing::info!("shutting down: waiting for running workflows");
     service.drain(Duration::from_secs(10)).await;
     Ok(())

@@ -21,9 +21,7 @@ use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
 use crate::gc;
-use ember_model::{
-    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId,
-};
+use ember_model::{Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,8 +84,11 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {} has no data.", volume.id)))?;
     // Nothing references `new_top` until the commit below, so recreating it
     // on a re-run is safe.
-    core.driver
-        .create_image(p.new_top, crate::volumes::size_bytes(volume.size_gib)?, Some(old_top))?;
+    core.driver.create_image(
+        p.new_top,
+        crate::volumes::size_bytes(volume.size_gib)?,
+        Some(old_top),
+    )?;
 
     let mut tx = core.store.write()?;
     let mut frozen = tx

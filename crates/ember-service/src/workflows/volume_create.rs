@@ -126,8 +126,11 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
     let frozen = source_volume
         .image
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {source} has no data.")))?;
-    core.driver
-        .create_image(source_new_top, crate::volumes::size_bytes(source_volume.size_gib)?, Some(frozen))?;
+    core.driver.create_image(
+        source_new_top,
+        crate::volumes::size_bytes(source_volume.size_gib)?,
+        Some(frozen),
+    )?;
     let mut tx = core.store.write()?;
     let mut image = tx
         .image(frozen)?

@@ -94,7 +94,8 @@ fn grow(core: &Core, p: &Params) -> Result<()> {
             .ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
         Core::chain_of(tx.as_mut(), top)?
     };
-    core.driver.grow(&chain, crate::volumes::size_bytes(p.new_size_gib)?)?;
+    core.driver
+        .grow(&chain, crate::volumes::size_bytes(p.new_size_gib)?)?;
     let mut tx = core.store.write()?;
     if let Some(mut image) = tx.image(chain.top())? {
         image.size_bytes = crate::volumes::size_bytes(p.new_size_gib)?;

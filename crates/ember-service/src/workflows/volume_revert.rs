@@ -92,8 +92,11 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
     let frozen = snapshot
         .image
         .ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
-    core.driver
-        .create_image(p.new_top, crate::volumes::size_bytes(volume.size_gib)?, Some(frozen))?;
+    core.driver.create_image(
+        p.new_top,
+        crate::volumes::size_bytes(volume.size_gib)?,
+        Some(frozen),
+    )?;
     let mut tx = core.store.write()?;
     if let Some(old) = volume.image
         && let Some(mut image) = tx.image(old)?
