@@ -448,7 +448,7 @@ fn route(
                 .unwrap_or_default();
             let acting = svc.check(caller)?;
             let view = |k: &ember_model::AccessKey| {
-                json!({"user_id": k.user_id, "tenant_id": k.project_id, "access": k.access, "secret": k.secret, "trust_id": null,
+                json!({"user_id": k.user_id, "tenant_id": k.project_id, "access": k.access, "secret": svc.secret_of(k), "trust_id": null,
                        "links": {"self": format!("{base}/identity/v3/users/{}/credentials/OS-EC2/{}", k.user_id, k.access)}})
             };
             match (m, rest) {

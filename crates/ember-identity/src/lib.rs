@@ -23,3 +23,4 @@ pub use openapi::operations as openapi_operations;
 pub use service::{
     Bootstrap, IdentityError, IdentityService, MAX_TOKEN_TTL_SECS, Reference, TokenInfo,
 };
+pub use token::load_or_create_key;

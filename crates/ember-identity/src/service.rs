@@ -61,6 +61,9 @@ pub struct Bootstrap {
 pub struct IdentityService {
     store: Arc<dyn MetadataStore>,
     signer: Signer,
+    /// Derives EC2 secrets from their access ids (`secret_of`), so the
+    /// metadata store holds none.
+    secrets_key: [u8; 32],
     revoked: RwLock<Revocations>,
     ttl_secs: i64,
 }
@@ -153,8 +156,14 @@ impl Reference {
 }
 
 impl IdentityService {
-    /// Opens the identity service; tokens it issues live `ttl_secs`.
-    pub fn open(store: Arc<dyn MetadataStore>, data_dir: &Path, ttl_secs: i64) -> Result<Self> {
+    /// Opens the identity service; tokens it issues live `ttl_secs`;
+    /// `secrets_key` derives EC2 secrets.
+    pub fn open(
+        store: Arc<dyn MetadataStore>,
+        data_dir: &Path,
+        ttl_secs: i64,
+        secrets_key: [u8; 32],
+    ) -> Result<Self> {
         let signer = Signer::load_or_create(&data_dir.join("token.key"))
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
         // Expired revocations are purged on the way; on a full disk that
@@ -179,6 +188,7 @@ impl IdentityService {
         Ok(IdentityService {
             store,
             signer,
+            secrets_key,
             revoked: RwLock::new(revoked),
             ttl_secs: ttl_secs.clamp(1, MAX_TOKEN_TTL_SECS),
         })
@@ -544,9 +554,10 @@ impl IdentityService {
             getrandom::fill(&mut raw).map_err(|e| IdentityError::Internal(e.to_string()))?;
             Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
         };
+        // The secret is derived, not stored (see `secret_of`).
         let key = ember_model::AccessKey {
             access: hex(16)?,
-            secret: hex(16)?,
+            secret: String::new(),
             user_id: user_id.into(),
             project_id: project_id.into(),
         };
@@ -554,6 +565,19 @@ impl IdentityService {
         tx.put_access_key(&key)?;
         tx.commit()?;
         Ok(key)
+    }
+
+    /// An access key's secret: derived from its access id with the
+    /// service's key (the metadata store keeps none; signatures need the
+    /// secret itself, so a hash would not do), or the one stored by an
+    /// earlier version.
+    pub fn secret_of(&self, key: &ember_model::AccessKey) -> String {
+        if key.secret.is_empty() {
+            crate::token::derive_hex(&self.secrets_key, &format!("ember-ec2:{}", key.access))[..32]
+                .to_string()
+        } else {
+            key.secret.clone()
+        }
     }
 
     /// The user's access keys (their own, or any for an admin).
@@ -615,7 +639,7 @@ impl IdentityService {
             project_id: ember_model::ProjectId(key.project_id.clone()),
             roles,
         };
-        Some((key.secret, caller))
+        Some((self.secret_of(&key), caller))
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {

@@ -73,6 +73,32 @@ impl Signer {
     }
 }
 
+/// A 32-byte key kept in `path` (mode 0600), created on first use.
+pub fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    if let Ok(key) = std::fs::read(path)
+        && key.len() == 32
+    {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&key);
+        return Ok(out);
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_private(path, &key)?;
+    Ok(key)
+}
+
+/// HMAC-SHA256 of `message` under `key`, as lowercase hex.
+pub fn derive_hex(key: &[u8], message: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+    mac.update(message.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Writes a file readable by its owner only.
 pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;

@@ -150,6 +150,10 @@ pub struct Volume {
     pub metadata: Metadata,
     pub bootable: bool,
     pub multiattach: bool,
+    /// Cinder's `readonly` admin metadata (`os-update_readonly_flag`):
+    /// every export of the volume is read-only.
+    #[serde(default)]
+    pub read_only: bool,
     pub attachments: Vec<Attachment>,
     /// The writable top of the volume's chain, once it exists.
     pub image: Option<ImageId>,

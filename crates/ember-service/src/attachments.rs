@@ -31,15 +31,48 @@ pub fn export_name(volume: VolumeId, secret: &str) -> String {
     format!("{EXPORT_PREFIX}{volume}-{secret}")
 }
 
+/// Marks nonces (stored) as opposed to the plain secrets stored before.
+const NONCE_PREFIX: &str = "n1:";
+
+/// A fresh export nonce: what the metadata store keeps. The secret in the
+/// export name is derived from it with the service's key (`secret_of`).
 fn new_secret() -> Result<String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| ServiceError::Internal(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{NONCE_PREFIX}{hex}"))
+}
+
+/// The secret an export name carries for a stored nonce: 128 bits of
+/// HMAC-SHA256 under the service's key, so a copy of the metadata store
+/// opens no export. (Secrets stored in the clear by earlier versions are
+/// used as they are until their attachment ends.)
+pub fn secret_of(core: &core::Core, stored: &str) -> String {
+    match stored.strip_prefix(NONCE_PREFIX) {
+        Some(nonce) => core
+            .config
+            .secrets_key
+            .derive(&format!("ember-export:{nonce}"))[..32]
+            .to_string(),
+        None => stored.to_string(),
+    }
 }
 
 /// The export name of a snapshot's read-only export.
 pub fn snapshot_export_name(snapshot: SnapshotId, secret: &str) -> String {
     format!("{SNAPSHOT_EXPORT_PREFIX}{snapshot}-{secret}")
+}
+
+/// Leaves only what a caller who may not write may see of an export:
+/// where it is and its mode, never its name (the secret). Knowing a
+/// connection's details must not be enough to use it; as a Cinder target
+/// admits only the connector's initiator, Ember's export names are shown
+/// only to whoever may write the volume.
+fn redact_for(caller: &Caller, data: &mut Map<String, Value>) {
+    if !caller.can_write() {
+        data.insert("export_name".into(), Value::Null);
+        data.insert("uri".into(), Value::Null);
+    }
 }
 
 /// `host`, `port`, `export_name` and `uri` of an export.
@@ -62,35 +95,59 @@ fn endpoint_data(core: &core::Core, name: String) -> Map<String, Value> {
     data
 }
 
-/// The `connection_info` data of an exported snapshot (read-only).
-pub fn snapshot_connection_data(core: &core::Core, s: &Snapshot) -> Map<String, Value> {
-    let Some(secret) = &s.export_secret else {
+/// The `connection_info` data of an exported snapshot (read-only), as
+/// `caller` may see it.
+pub fn snapshot_connection_data(
+    core: &core::Core,
+    caller: &Caller,
+    s: &Snapshot,
+) -> Map<String, Value> {
+    let Some(stored) = &s.export_secret else {
         return Map::new();
     };
-    let mut data = endpoint_data(core, snapshot_export_name(s.id, secret));
+    let mut data = endpoint_data(core, snapshot_export_name(s.id, &secret_of(core, stored)));
     data.insert("snapshot_id".into(), json!(s.id.to_string()));
     data.insert("volume_id".into(), json!(s.volume_id.to_string()));
     data.insert("access_mode".into(), json!("ro"));
+    redact_for(caller, &mut data);
     data
 }
 
-/// The `connection_info` data of an attachment with a connection: what
-/// os-brick (or any NBD client) needs, plus Cinder's standard keys.
-pub fn connection_data(core: &core::Core, v: &Volume, a: &Attachment) -> Map<String, Value> {
-    let Some(secret) = &a.export_secret else {
+/// The `connection_info` data of an attachment with a connection, as
+/// `caller` may see it: what os-brick (or any NBD client) needs, plus
+/// Cinder's standard keys.
+pub fn connection_data(
+    core: &core::Core,
+    caller: &Caller,
+    v: &Volume,
+    a: &Attachment,
+) -> Map<String, Value> {
+    let Some(stored) = &a.export_secret else {
         return Map::new();
     };
-    let mut data = endpoint_data(core, export_name(v.id, secret));
+    let mut data = endpoint_data(core, export_name(v.id, &secret_of(core, stored)));
     data.insert("volume_id".into(), json!(v.id.to_string()));
-    data.insert("access_mode".into(), json!(access_mode(a)));
+    data.insert("access_mode".into(), json!(access_mode(v, a)));
     data.insert("encrypted".into(), json!(false));
     data.insert("qos_specs".into(), Value::Null);
     data.insert("discard".into(), json!(true));
+    redact_for(caller, &mut data);
     data
 }
 
-fn access_mode(a: &Attachment) -> &str {
-    if a.mode == "ro" { "ro" } else { "rw" }
+/// What an attachment's export allows: read-only when the attachment asked
+/// for it or the volume is flagged read-only (`os-update_readonly_flag`).
+fn access_mode(v: &Volume, a: &Attachment) -> &'static str {
+    if a.mode == "ro" || volume_is_read_only(v) {
+        "ro"
+    } else {
+        "rw"
+    }
+}
+
+/// Cinder's `readonly` admin metadata.
+pub fn volume_is_read_only(v: &Volume) -> bool {
+    v.read_only
 }
 
 /// The volume status its attachments imply.
@@ -611,9 +668,9 @@ impl Service {
         let mut live = core.exports.lock().unwrap_or_else(|p| p.into_inner());
         let v = core.store.read().ok()?.volume(volume).ok()??;
         let a = v.attachments.iter().find(|a| {
-            a.export_secret
-                .as_deref()
-                .is_some_and(|s| constant_time_eq(s.as_bytes(), secret.as_bytes()))
+            a.export_secret.as_deref().is_some_and(|stored| {
+                constant_time_eq(secret_of(&core, stored).as_bytes(), secret.as_bytes())
+            })
         })?;
         let flag = live
             .entry(a.id)
@@ -624,7 +681,7 @@ impl Service {
             core,
             target: Target::Volume(volume),
             size: crate::volumes::size_bytes(v.size_gib).ok()?,
-            read_only: a.mode == "ro",
+            read_only: access_mode(&v, a) == "ro",
             live: flag,
         })
     }
@@ -635,10 +692,9 @@ impl Service {
         let core = self.core.clone();
         let mut live = core.exports.lock().unwrap_or_else(|p| p.into_inner());
         let s = core.store.read().ok()?.snapshot(snapshot).ok()??;
-        let known = s
-            .export_secret
-            .as_deref()
-            .is_some_and(|k| constant_time_eq(k.as_bytes(), secret.as_bytes()));
+        let known = s.export_secret.as_deref().is_some_and(|stored| {
+            constant_time_eq(secret_of(&core, stored).as_bytes(), secret.as_bytes())
+        });
         if !known || s.status != SnapshotStatus::Available {
             return None;
         }

@@ -16,6 +16,10 @@ pub struct ServiceConfig {
     pub default_volume_type: String,
     /// Where clients reach the NBD export (none: exports are off).
     pub nbd: Option<crate::attachments::NbdEndpoint>,
+    /// Derives export secrets from the nonces the metadata store keeps, so
+    /// that the store alone (a copy, a backup) opens no export. The binary
+    /// keeps it in `<data-dir>/secrets.key`; by default a random one.
+    pub secrets_key: SecretKey,
 }
 
 impl Default for ServiceConfig {
@@ -24,7 +28,38 @@ impl Default for ServiceConfig {
             availability_zone: "nova".into(),
             default_volume_type: "__DEFAULT__".into(),
             nbd: None,
+            secrets_key: SecretKey::random(),
         }
+    }
+}
+
+/// A 256-bit key that never shows in logs or debug output.
+#[derive(Clone)]
+pub struct SecretKey(pub [u8; 32]);
+
+impl SecretKey {
+    pub fn random() -> SecretKey {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("the system's random source");
+        SecretKey(key)
+    }
+
+    /// HMAC-SHA256 of `message` under this key, as lowercase hex.
+    pub fn derive(&self, message: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(message.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
     }
 }
 
@@ -122,8 +157,9 @@ impl Core {
         Ok(ChainGuard { io })
     }
 
-    /// The chain under `top`, as the metadata store records it.
-    pub fn chain_of(tx: &mut dyn Tx, top: ImageId) -> Result<Chain> {
+    /// The chain under `top`, as the metadata store records it. Only names:
+    /// to touch the files, go through `with_chain`.
+    pub(crate) fn chain_of(tx: &mut dyn Tx, top: ImageId) -> Result<Chain> {
         let mut images = vec![top];
         let mut current = top;
         while let Some(image) = tx.image(current)? {
@@ -167,29 +203,43 @@ impl Core {
         }
     }
 
-    /// Opens the chain under `top` as the store records it now.
-    pub fn open_chain(&self, top: ImageId, writable: bool) -> Result<Arc<dyn BlockIo>> {
+    /// The one way to reach a chain's files: reads the chain under `top`
+    /// from the store and runs `f` on it (open it, grow it) while garbage
+    /// collection can neither remove nor rewrite any of its files. A chain
+    /// read without this can name a file that is gone, or half-merged, by
+    /// the time it is opened.
+    pub fn with_chain<R>(&self, top: ImageId, f: impl FnOnce(&Chain) -> Result<R>) -> Result<R> {
         let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
         let chain = Self::chain_of(self.store.read()?.as_mut(), top)?;
-        Ok(self.driver.open(&chain, writable)?)
+        f(&chain)
+    }
+
+    /// Opens the chain under `top` as the store records it now.
+    pub fn open_chain(&self, top: ImageId, writable: bool) -> Result<Arc<dyn BlockIo>> {
+        self.with_chain(top, |chain| Ok(self.driver.open(chain, writable)?))
+    }
+
+    /// The top image of `volume`'s chain, as the store records it now.
+    pub fn volume_top(&self, volume: VolumeId) -> Result<ImageId> {
+        let v = self
+            .store
+            .read()?
+            .volume(volume)?
+            .ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
+        v.image.ok_or_else(|| {
+            ServiceError::InvalidVolume(format!(
+                "Volume {volume} has no data yet (status {}).",
+                v.status
+            ))
+        })
     }
 
     fn open_volume_chain(&self, volume: VolumeId) -> Result<Arc<dyn BlockIo>> {
-        let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
-        let chain = {
-            let mut tx = self.store.read()?;
-            let v = tx
-                .volume(volume)?
-                .ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
-            let top = v.image.ok_or_else(|| {
-                ServiceError::InvalidVolume(format!(
-                    "Volume {volume} has no data yet (status {}).",
-                    v.status
-                ))
-            })?;
-            Self::chain_of(tx.as_mut(), top)?
-        };
-        Ok(self.driver.open(&chain, true)?)
+        // The top may change between reading it and taking the chain lock
+        // only through a quiesce, which holds this volume's slot (held by
+        // the caller while it opens).
+        let top = self.volume_top(volume)?;
+        self.open_chain(top, true)
     }
 }
 

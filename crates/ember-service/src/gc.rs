@@ -102,8 +102,17 @@ fn merge_into(core: &Core, image: &Image, child: &Image) -> Result<bool> {
     if chain.images.get(1) != Some(&image.id) {
         return Ok(false);
     }
+    // A frozen child is in other chains (its snapshot's, clones'): no one
+    // may open it while data is copied into it and its header re-pointed,
+    // or they could read a table the merge is still writing. A volume's
+    // top is in no other chain, and its slot is quiesced.
+    let early =
+        (slot.is_none()).then(|| core.chain_files.write().unwrap_or_else(|p| p.into_inner()));
     core.driver.merge_into_child(&chain)?;
-    let files = core.chain_files.write().unwrap_or_else(|p| p.into_inner());
+    let files = match early {
+        Some(files) => files,
+        None => core.chain_files.write().unwrap_or_else(|p| p.into_inner()),
+    };
     let mut tx = core.store.write()?;
     // The parent as it is now: an earlier merge in this pass may have
     // re-pointed `image` since the caller listed it.

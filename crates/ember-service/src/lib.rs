@@ -25,7 +25,7 @@ mod volumes;
 pub mod workflows;
 
 pub use context::Caller;
-pub use core::ServiceConfig;
+pub use core::{SecretKey, ServiceConfig};
 pub use error::{Result, ServiceError};
 pub use quotas::QuotaSet;
 pub use requests::*;

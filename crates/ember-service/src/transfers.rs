@@ -201,12 +201,28 @@ impl Service {
                 crate::quotas::reserve_typed(tx.as_mut(), &to, &st, &sdeltas)?;
                 crate::quotas::release_typed(tx.as_mut(), &from, &st, &sdeltas)?;
             }
+            // Every export of what moves is withdrawn: an export name is a
+            // capability the old owner holds, and the new owner makes its
+            // own (live clients are cut off after the commit).
+            let mut withdrawn = vec![];
             for mut s in snapshots {
+                if s.export_secret.take().is_some() {
+                    withdrawn.push(s.id.0);
+                }
                 s.project_id = to.clone();
                 s.user_id = caller.user_id.clone();
                 s.updated_at = Some(Timestamp::now());
                 tx.put_snapshot(&s)?;
             }
+            for a in volume.attachments.iter_mut() {
+                if a.export_secret.take().is_some() {
+                    withdrawn.push(a.id);
+                }
+            }
+            // Connections made but never completed (the legacy flow) go.
+            volume
+                .attachments
+                .retain(|a| a.status == ember_model::AttachStatus::Attached);
             volume.project_id = to;
             volume.user_id = caller.user_id.clone();
             volume.status = VolumeStatus::Available;
@@ -214,6 +230,9 @@ impl Service {
             tx.put_volume(&volume)?;
             tx.delete_transfer(&id)?;
             tx.commit()?;
+            for export in withdrawn {
+                core.revoke_export(export);
+            }
             Ok(t)
         })
         .await

@@ -647,6 +647,7 @@ pub(crate) fn begin_volume(
                 .extra_specs
                 .get("multiattach")
                 .is_some_and(|v| v.split_whitespace().collect::<Vec<_>>() == ["<is>", "True"]),
+        read_only: false,
         attachments: vec![],
         image: None,
         error_reason: None,

@@ -61,8 +61,8 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
     if let Some(url) = &settings.public_endpoint {
         ember_api_common::set_public_endpoint(url);
     }
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    make_private(&settings.data_dir)
+        .with_context(|| format!("securing data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
         .context("opening the metadata store")?;
     let mut driver = Qcow2Driver::new(settings.data_dir.join("images"))
@@ -83,7 +83,13 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let mut config = ServiceConfig::default();
+    // Export and EC2 secrets are derived from this key, never stored.
+    let secrets_key = ember_identity::load_or_create_key(&settings.data_dir.join("secrets.key"))
+        .context("reading the secrets key")?;
+    let mut config = ServiceConfig {
+        secrets_key: ember_service::SecretKey(secrets_key),
+        ..ServiceConfig::default()
+    };
     if let Some(l) = &nbd_listener {
         let local = l.local_addr()?;
         config.nbd = Some(ember_service::attachments::NbdEndpoint {
@@ -123,6 +129,7 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
                 store,
                 &settings.data_dir,
                 settings.token_ttl_secs,
+                secrets_key,
             )?);
             let auth_url = match &settings.public_endpoint {
                 Some(url) => format!("{}/identity/v3", url.trim_end_matches('/')),
@@ -238,6 +245,42 @@ fn shutdown_watch() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
         let _ = tx.send(true);
     });
     Ok(rx)
+}
+
+/// The data directory is its owner's alone: it holds every volume's
+/// blocks, password hashes and the keys that derive export and EC2
+/// secrets. New files and directories are made 0600/0700 (umask 077);
+/// existing ones from an earlier version are fixed: the directories always
+/// (a 0700 directory already keeps others out of everything below it),
+/// the files of a directory that was not private yet.
+fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask has no preconditions.
+    unsafe { libc::umask(0o077) };
+    std::fs::create_dir_all(dir)?;
+    fn fix(dir: &std::path::Path) -> std::io::Result<()> {
+        let private = |m: &std::fs::Metadata| m.permissions().mode() & 0o077 == 0;
+        let was_private = private(&std::fs::metadata(dir)?);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            // The entry's type comes with the listing: a private directory
+            // of 100 000 images costs no stat per image.
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                fix(&entry.path())?;
+            } else if kind.is_file() && !was_private {
+                let meta = entry.metadata()?;
+                if !private(&meta) {
+                    let mode = meta.permissions().mode() & 0o700;
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+                }
+            }
+        }
+        Ok(())
+    }
+    fix(dir)?;
+    Ok(())
 }
 
 /// Raises the soft limit on open files to the hard limit: every client

@@ -28,8 +28,13 @@ fn summary(v: &Volume, a: &Attachment) -> Map<String, Value> {
 
 /// The flat `connection_info` of the attachments API (empty before a
 /// connector was given).
-pub(crate) fn flat_connection_info(svc: &Service, v: &Volume, a: &Attachment) -> Value {
-    let mut data = connection_data(svc.core(), v, a);
+pub(crate) fn flat_connection_info(
+    svc: &Service,
+    caller: &ember_service::Caller,
+    v: &Volume,
+    a: &Attachment,
+) -> Value {
+    let mut data = connection_data(svc.core(), caller, v, a);
     if !data.is_empty() {
         data.insert("driver_volume_type".into(), json!("nbd"));
         data.insert("attachment_id".into(), json!(a.id.to_string()));
@@ -38,14 +43,17 @@ pub(crate) fn flat_connection_info(svc: &Service, v: &Volume, a: &Attachment) ->
     Value::Object(data)
 }
 
-fn detail(svc: &Service, v: &Volume, a: &Attachment) -> Value {
+fn detail(svc: &Service, caller: &ember_service::Caller, v: &Volume, a: &Attachment) -> Value {
     let mut o = summary(v, a);
     let time =
         |t: Option<&ember_model::Timestamp>| t.map(|t| t.to_iso_micros()).unwrap_or_default();
     o.insert("attached_at".into(), json!(time(a.attached_at.as_ref())));
     o.insert("detached_at".into(), json!(""));
     o.insert("attach_mode".into(), json!(a.mode));
-    o.insert("connection_info".into(), flat_connection_info(svc, v, a));
+    o.insert(
+        "connection_info".into(),
+        flat_connection_info(svc, caller, v, a),
+    );
     Value::Object(o)
 }
 
@@ -137,7 +145,9 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     let (v, a) = svc
         .create_attachment(&req.caller, volume_id, instance, connector, mode)
         .await?;
-    Ok(Reply::ok(json!({"attachment": detail(svc, &v, &a)})))
+    Ok(Reply::ok(
+        json!({"attachment": detail(svc, &req.caller, &v, &a)}),
+    ))
 }
 
 pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, CinderError> {
@@ -180,7 +190,7 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
         .iter()
         .map(|(v, a)| {
             if detailed {
-                detail(svc, v, a)
+                detail(svc, &req.caller, v, a)
             } else {
                 Value::Object(summary(v, a))
             }
@@ -192,7 +202,9 @@ pub async fn list(svc: &Service, req: &Req, detailed: bool) -> Result<Reply, Cin
 pub async fn show(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     gate(req, 27)?;
     let (v, a) = svc.attachment(&req.caller, parse_id(id)?).await?;
-    Ok(Reply::ok(json!({"attachment": detail(svc, &v, &a)})))
+    Ok(Reply::ok(
+        json!({"attachment": detail(svc, &req.caller, &v, &a)}),
+    ))
 }
 
 pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
@@ -210,7 +222,9 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         }
     };
     let (v, a) = svc.update_attachment(&req.caller, id, connector).await?;
-    Ok(Reply::ok(json!({"attachment": detail(svc, &v, &a)})))
+    Ok(Reply::ok(
+        json!({"attachment": detail(svc, &req.caller, &v, &a)}),
+    ))
 }
 
 pub async fn delete(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {

@@ -191,7 +191,8 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         // Ember's own: a read-only NBD export of the snapshot's data.
         "ember-export" => {
             let s = svc.export_snapshot(&req.caller, id).await?;
-            let data = ember_service::attachments::snapshot_connection_data(svc.core(), &s);
+            let data =
+                ember_service::attachments::snapshot_connection_data(svc.core(), &req.caller, &s);
             return Ok(Reply::ok(
                 json!({"connection_info": {"driver_volume_type": "nbd", "data": data}}),
             ));

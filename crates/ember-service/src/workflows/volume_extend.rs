@@ -10,7 +10,7 @@
 
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
-use crate::error::{Result, ServiceError};
+use crate::error::Result;
 use ember_model::{QuotaResource, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
@@ -84,21 +84,12 @@ fn unreserve(core: &Core, p: &Params) -> Result<()> {
 fn grow(core: &Core, p: &Params) -> Result<()> {
     let slot = core.slot(p.volume_id);
     let guard = core.quiesce(&slot)?;
-    let chain = {
-        let mut tx = core.store.read()?;
-        let v = tx
-            .volume(p.volume_id)?
-            .ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
-        let top = v
-            .image
-            .ok_or_else(|| ServiceError::InvalidVolume("Volume has no data.".into()))?;
-        Core::chain_of(tx.as_mut(), top)?
-    };
-    core.driver
-        .grow(&chain, crate::volumes::size_bytes(p.new_size_gib)?)?;
+    let top = core.volume_top(p.volume_id)?;
+    let new_size = crate::volumes::size_bytes(p.new_size_gib)?;
+    core.with_chain(top, |chain| Ok(core.driver.grow(chain, new_size)?))?;
     let mut tx = core.store.write()?;
-    if let Some(mut image) = tx.image(chain.top())? {
-        image.size_bytes = crate::volumes::size_bytes(p.new_size_gib)?;
+    if let Some(mut image) = tx.image(top)? {
+        image.size_bytes = new_size;
         tx.put_image(&image)?;
     }
     tx.commit()?;
