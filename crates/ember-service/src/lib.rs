@@ -98,18 +98,23 @@ impl Service {
         &self.core.config
     }
 
-    /// Start-up recovery: remove files no record knows, then resume every
-    /// unfinished workflow and collect garbage. Returns how many workflows
-    /// were resumed.
+    /// Start-up recovery. Before the service serves: remove half-made files
+    /// and files no record knows, and mark the images a crash left open
+    /// for writing (each is repaired before its next open). Then, in the
+    /// background while requests are served: resume every unfinished
+    /// workflow, repair the marked images, collect garbage. Resources under
+    /// recovery show their transitional status (`deleting`, `creating`) and
+    /// answer as they would while their operation runs. Returns how many
+    /// workflows are resumed.
     pub async fn recover(&self) -> Result<usize> {
         let core = self.core.clone();
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<WorkflowRecord>> {
             core.driver.remove_temporaries()?;
-            let repaired = core.driver.repair_after_crash()?;
-            if !repaired.is_empty() {
+            let marked = core.driver.repair_after_crash()?;
+            if !marked.is_empty() {
                 tracing::warn!(
-                    images = repaired.len(),
-                    "repaired images left open by an unclean shutdown"
+                    images = marked.len(),
+                    "images left open by an unclean shutdown; each is repaired before use"
                 );
             }
             let removed = gc::sweep_orphan_files(&core)?;
@@ -121,13 +126,40 @@ impl Service {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
         let n = records.len();
-        for record in records {
-            tracing::info!(workflow = %record.id, kind = %record.kind, step = record.next_step, phase = ?record.phase, "resuming workflow");
-            self.start(record);
-        }
-        let core = self.core.clone();
-        self.run_blocking(move || gc::collect_garbage(&core))
-            .await?;
+        let service = self.clone();
+        self.running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            // Test hook: recovery that takes a while, deterministically.
+            if let Some(ms) = std::env::var("EMBER_FAULT_RECOVERY_DELAY_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            for record in records {
+                tracing::info!(workflow = %record.id, kind = %record.kind, step = record.next_step, phase = ?record.phase, "resuming workflow");
+                service.start(record);
+            }
+            let core = service.core.clone();
+            let repaired = service
+                .run_blocking(move || Ok(core.driver.repair_marked()?))
+                .await;
+            let core = service.core.clone();
+            let collected = service
+                .run_blocking(move || gc::collect_garbage(&core))
+                .await;
+            match (repaired, collected) {
+                (Ok(repaired), Ok(())) => {
+                    tracing::info!(repaired, "recovery finished")
+                }
+                (r, c) => tracing::error!(
+                    repair = ?r.err(),
+                    collect = ?c.err(),
+                    "recovery left work for later (the next workflow or start retries)"
+                ),
+            }
+            service.running.fetch_sub(1, Ordering::SeqCst);
+        });
         Ok(n)
     }
 

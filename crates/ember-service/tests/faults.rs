@@ -89,6 +89,9 @@ impl StorageDriver for Full {
     fn repair_after_crash(&self) -> R<Vec<ImageId>> {
         self.inner().repair_after_crash()
     }
+    fn repair_marked(&self) -> R<usize> {
+        self.inner().repair_marked()
+    }
 }
 
 struct FullIo {

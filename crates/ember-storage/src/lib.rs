@@ -158,9 +158,17 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// Removes half-created images left by a crash (never visible as images).
     fn remove_temporaries(&self) -> Result<()>;
 
-    /// Repairs images that were open for writing when the process died;
-    /// runs at start-up before any I/O. Returns the images it checked.
+    /// Finds the images that were open for writing when the process died
+    /// and marks them for repair: each is repaired before it is next
+    /// opened (or by `repair_marked`), so start-up need not wait for all of
+    /// them. Runs at start-up before any I/O. Returns the images marked.
     fn repair_after_crash(&self) -> Result<Vec<ImageId>>;
+
+    /// Repairs every image still marked by `repair_after_crash` (in the
+    /// background, while the service already serves). Returns how many.
+    fn repair_marked(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Size of a storage pool.

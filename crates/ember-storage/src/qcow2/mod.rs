@@ -92,17 +92,18 @@ impl Qcow2Driver {
         self.space.bytes()
     }
 
-    /// Repairs `image` if a failed flush left its metadata in doubt.
-    fn repair_if_suspect(&self, image: ImageId) -> Result<()> {
+    /// Repairs `image` if its metadata is in doubt: left open for writing
+    /// by a process that died, or a flush that failed. Openers wait for
+    /// it; leaks alone are safe to open with (the dirty marker stays so
+    /// that the next start repairs them).
+    fn repair_if_suspect(&self, image: ImageId) -> Result<Repaired> {
         let mut suspect = self.suspect.lock().unwrap_or_else(|p| p.into_inner());
-        if suspect.contains(&image) {
-            // Leaks alone are safe to open with; the dirty marker stays so
-            // that the next start repairs them.
-            repair(&self.path(image))?;
-            suspect.remove(&image);
-            tracing::warn!(image = %image, "repaired an image whose metadata flush had failed");
+        if !suspect.contains(&image) {
+            return Ok(Repaired::Clean);
         }
-        Ok(())
+        let repaired = repair(&self.path(image))?;
+        suspect.remove(&image);
+        Ok(repaired)
     }
 
     fn mark_suspect(&self, image: ImageId) {
@@ -331,7 +332,7 @@ impl StorageDriver for Qcow2Driver {
     fn repair_after_crash(&self) -> Result<Vec<ImageId>> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| StorageError::io(self.dir.display(), e))?;
-        let mut repaired = Vec::new();
+        let mut marked = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".qcow2.dirty")) else {
@@ -342,24 +343,36 @@ impl StorageDriver for Qcow2Driver {
             };
             let image = ImageId(uuid);
             if self.path(image).exists() {
-                // A failed repair is logged, not fatal: the service keeps
-                // serving every other volume.
-                match repair(&self.path(image)) {
-                    Ok(Repaired::Clean) => repaired.push(image),
-                    // The marker stays: the next start tries again.
-                    Ok(Repaired::LeaksRemain) => {
-                        repaired.push(image);
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(image = %image, error = %e, "could not repair image");
-                        continue;
-                    }
-                }
+                // Repaired before its next open, or by `repair_marked`.
+                self.mark_suspect(image);
+                marked.push(image);
+            } else {
+                self.clear_dirty(image);
             }
-            self.clear_dirty(image);
         }
-        self.sync_dir()?;
+        Ok(marked)
+    }
+
+    fn repair_marked(&self) -> Result<usize> {
+        let pending: Vec<ImageId> = self
+            .suspect
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        let mut repaired = 0;
+        for image in pending {
+            // A failed repair is logged, not fatal: the service keeps
+            // serving every other volume, and this image's next open tries
+            // again (and fails with the reason until it can be repaired).
+            // The dirty marker stays until a clean close: the image may be
+            // open for writing again by now.
+            match self.repair_if_suspect(image) {
+                Ok(_) => repaired += 1,
+                Err(e) => tracing::error!(image = %image, error = %e, "could not repair image"),
+            }
+        }
         Ok(repaired)
     }
 

@@ -23,6 +23,8 @@ pub struct Server {
     /// The data directory, when not `<data>/data` (e.g. on a small file
     /// system of the test's own).
     pub data_dir_at: Option<PathBuf>,
+    /// Extra environment for the next start.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
 }
@@ -56,6 +58,7 @@ impl Server {
             nbd_port: free_port(),
             data,
             data_dir_at: data_dir,
+            env: vec![],
             child: None,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -85,6 +88,7 @@ impl Server {
             .arg(self.data_dir())
             .args(&self.args)
             .env("EMBER_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
