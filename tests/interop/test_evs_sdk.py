@@ -93,3 +93,32 @@ def test_a_wrong_secret_or_key_is_refused(evs_cloud):
         client(port, cred["access"], cred["secret"], project).create_snapshot(CreateSnapshotRequest(body=CreateSnapshotRequestBody(
             snapshot=CreateSnapshotOption(volume_id="00000000-0000-4000-8000-000000000000", name="autobk_snapshot_x"))))
     assert e.value.status_code == 400 and "autobk_snapshot_" in e.value.error_msg
+
+
+def test_keys_of_a_disabled_or_deleted_user_stop_working(evs_cloud):
+    """An access key acts as its user: disabled, the user's key is refused;
+    deleted, the key goes with it (Keystone deletes a user's credentials)."""
+    ember, port, token, project, _ = evs_cloud
+    _, user = call("POST", f"{ember.auth_url}/users", {"user": {"name": "evs-temp", "password": "pw-temp"}}, token)
+    user_id = user["user"]["id"]
+    _, roles = call("GET", f"{ember.auth_url}/roles?name=member", token=token)
+    call("PUT", f"{ember.auth_url}/projects/{project}/users/{user_id}/roles/{roles['roles'][0]['id']}", token=token)
+    _, cred = call("POST", f"{ember.auth_url}/users/{user_id}/credentials/OS-EC2", {"tenant_id": project}, token)
+    key = cred["credential"]
+    evs = client(port, key["access"], key["secret"], project)
+    assert evs.list_snapshots(ListSnapshotsRequest()).status_code == 200
+    call("PATCH", f"{ember.auth_url}/users/{user_id}", {"user": {"enabled": False}}, token)
+    with pytest.raises(exceptions.ClientRequestException) as e:
+        evs.list_snapshots(ListSnapshotsRequest())
+    assert e.value.status_code == 401
+    call("PATCH", f"{ember.auth_url}/users/{user_id}", {"user": {"enabled": True}}, token)
+    assert evs.list_snapshots(ListSnapshotsRequest()).status_code == 200
+    call("DELETE", f"{ember.auth_url}/users/{user_id}", token=token)
+    with pytest.raises(exceptions.ClientRequestException) as e:
+        evs.list_snapshots(ListSnapshotsRequest())
+    assert e.value.status_code == 401
+    # The secret is derived, never stored: the metadata store holds none.
+    for name in os.listdir(ember.data_dir):
+        if name.startswith("ember.db"):
+            with open(os.path.join(ember.data_dir, name), "rb") as f:
+                assert key["secret"].encode() not in f.read(), name

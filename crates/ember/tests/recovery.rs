@@ -13,7 +13,10 @@ fn snapshot_status(s: &Server, id: &str) -> (u16, String) {
     let (code, body) = s.admin("GET", &format!("/snapshots/{id}"), None);
     (
         code,
-        body["snapshot"]["status"].as_str().unwrap_or("").to_string(),
+        body["snapshot"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
     )
 }
 
@@ -79,7 +82,10 @@ fn the_api_serves_while_recovery_runs() {
     // Then recovery finishes the delete, and every byte is where it was.
     let deadline = Instant::now() + Duration::from_secs(120);
     while snapshot_status(&s, &snapshot).0 != 404 {
-        assert!(Instant::now() < deadline, "recovery never finished the delete");
+        assert!(
+            Instant::now() < deadline,
+            "recovery never finished the delete"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(s.read("volumes", &volume, 0, 4096), vec![0xee; 4096]);
