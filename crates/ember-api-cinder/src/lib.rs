@@ -269,6 +269,11 @@ async fn dispatch(
         Some(&"v2") => Api::V2,
         _ => return route_not_found(),
     };
+    // Cinder's routes match no trailing slash below the version document:
+    // `GET /v3/{p}/volumes/` is a 404 there, not the list.
+    if trailing_slash && segments.len() > 1 {
+        return route_not_found();
+    }
     let mv = if api == Api::V3 {
         match version::negotiate(&headers) {
             Ok(mv) => mv,

@@ -298,7 +298,10 @@ fn under(root: &str) -> Vec<Operation> {
         .responds(200, ok(list("volumes", volume()))),
         Operation::new("POST", p("/volumes"), "Create a volume")
             .tag("volumes")
-            .json_body(schemas::volume_create().to_json_schema())
+            .json_body(
+                schemas::volume_create(crate::version::Microversion(crate::version::MAX_MINOR))
+                    .to_json_schema(),
+            )
             .responds(202, ok(wrapped("volume", volume()))),
         Operation::new(
             "GET",
@@ -309,7 +312,10 @@ fn under(root: &str) -> Vec<Operation> {
         .responds(200, ok(any_body())),
         Operation::new("PUT", p("/volumes/{volume_id}"), "Update a volume")
             .tag("volumes")
-            .json_body(schemas::volume_update().to_json_schema())
+            .json_body(
+                schemas::volume_update(crate::version::Microversion(crate::version::MAX_MINOR))
+                    .to_json_schema(),
+            )
             .responds(200, ok(wrapped("volume", volume()))),
         Operation::new("DELETE", p("/volumes/{volume_id}"), "Delete a volume")
             .tag("volumes")

@@ -95,7 +95,10 @@ pub fn meta_item_body() -> Schema {
     )
 }
 
-pub fn volume_create() -> Schema {
+/// Cinder's `create`, `create_volume_v313` (group_id), `_v347`
+/// (backup_id) and `_v353` (no keys but these): below 3.53 unknown keys
+/// in the volume are accepted and ignored.
+pub fn volume_create(mv: crate::version::Microversion) -> Schema {
     let loose_name = Schema::Str {
         nullable: true,
         min: None,
@@ -117,16 +120,6 @@ pub fn volume_create() -> Schema {
                         ("snapshot_id", Schema::Uuid { nullable: true }),
                         ("source_volid", Schema::Uuid { nullable: true }),
                         ("consistencygroup_id", Schema::Uuid { nullable: true }),
-                        (
-                            "group_id",
-                            Schema::Str {
-                                nullable: true,
-                                min: Some(0),
-                                max: Some(255),
-                                printable: false,
-                            },
-                        ),
-                        ("backup_id", Schema::Uuid { nullable: true }),
                         (
                             "size",
                             Schema::IntLike {
@@ -163,8 +156,25 @@ pub fn volume_create() -> Schema {
                                 printable: false,
                             },
                         ),
-                    ],
-                    additional: false,
+                    ]
+                    .into_iter()
+                    .chain(mv.at_least(13).then(|| {
+                        (
+                            "group_id",
+                            Schema::Str {
+                                nullable: true,
+                                min: Some(0),
+                                max: Some(255),
+                                printable: false,
+                            },
+                        )
+                    }))
+                    .chain(
+                        mv.at_least(47)
+                            .then_some(("backup_id", Schema::Uuid { nullable: true })),
+                    )
+                    .collect(),
+                    additional: !mv.at_least(53),
                     ..Default::default()
                 }),
             ),
@@ -174,7 +184,9 @@ pub fn volume_create() -> Schema {
     )
 }
 
-pub fn volume_update() -> Schema {
+/// Cinder's `update`, and from 3.53 `update_volume_v353` (at least one
+/// of the fields).
+pub fn volume_update(mv: crate::version::Microversion) -> Schema {
     let loose_name = Schema::Str {
         nullable: true,
         min: None,
@@ -184,8 +196,8 @@ pub fn volume_update() -> Schema {
     object(
         vec![(
             "volume",
-            object(
-                vec![
+            Schema::Object(ObjectSchema {
+                properties: vec![
                     ("name", loose_name.clone()),
                     ("description", description()),
                     ("display_name", loose_name),
@@ -198,8 +210,19 @@ pub fn volume_update() -> Schema {
                         },
                     ),
                 ],
-                vec![],
-            ),
+                any_of_required: if mv.at_least(53) {
+                    vec![
+                        "name",
+                        "description",
+                        "display_name",
+                        "display_description",
+                        "metadata",
+                    ]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            }),
         )],
         vec!["volume"],
     )

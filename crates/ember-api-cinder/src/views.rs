@@ -115,7 +115,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
     if admin_attrs && !v.attachments.is_empty() {
         // Cinder shows the attach mode (admin metadata) to admins.
         if let Value::Object(m) = &mut md {
-            m.insert("readonly".into(), json!("False"));
+            m.insert(
+                "readonly".into(),
+                json!(if v.read_only { "True" } else { "False" }),
+            );
             m.insert("attached_mode".into(), json!(v.attachments[0].mode));
         }
     }
@@ -156,7 +159,9 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         o.insert("provider_id".into(), Value::Null);
     }
     if mv.at_least(48) {
-        o.insert("shared_targets".into(), json!(true));
+        // Every attachment has its own NBD export: nothing is shared, so
+        // os-brick needs no host-wide lock around attaches.
+        o.insert("shared_targets".into(), json!(false));
         o.insert("service_uuid".into(), Value::Null);
     }
     if mv.at_least(61) {

@@ -15,6 +15,14 @@ const DELETABLE: &[VolumeStatus] = &[
     VolumeStatus::ErrorExtending,
 ];
 
+/// Whether volumes of `t` may be attached more than once: its
+/// `multiattach` extra spec says `<is> True` (Cinder's form).
+pub(crate) fn type_allows_multiattach(t: &ember_model::VolumeType) -> bool {
+    t.extra_specs
+        .get("multiattach")
+        .is_some_and(|v| v.split_whitespace().collect::<Vec<_>>() == ["<is>", "True"])
+}
+
 /// The one rule for a size in GiB, whatever the dialect: at least 1, at
 /// most Cinder's 2^31 - 1. Returns it as the `i64` quotas count in.
 pub(crate) fn check_size_gib(size: u64, field: &str) -> Result<i64> {
@@ -132,6 +140,47 @@ impl Service {
         .await
     }
 
+    /// `os-set_bootable`: marks the volume bootable or not.
+    pub async fn set_bootable(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        bootable: bool,
+    ) -> Result<Volume> {
+        require_writer(caller, "volume:update")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            v.bootable = bootable;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `os-update_readonly_flag`: every export of a read-only volume is
+    /// read-only (the NBD server refuses writes), whatever mode an
+    /// attachment asks for. Only an `available` volume may change it.
+    pub async fn set_read_only(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        read_only: bool,
+    ) -> Result<Volume> {
+        require_writer(
+            caller,
+            "volume_extension:volume_actions:update_readonly_flag",
+        )?;
+        self.mutate_volume(caller, id, move |_, v| {
+            if v.status != VolumeStatus::Available {
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume {} status must be available to update readonly flag, but current status is: {}.",
+                    v.id, v.status
+                )));
+            }
+            v.read_only = read_only;
+            Ok(())
+        })
+        .await
+    }
+
     /// Applies `change` to the volume in one write transaction.
     pub(crate) async fn mutate_volume(
         &self,
@@ -181,6 +230,14 @@ impl Service {
                     "New volume type must be different from the original.".into(),
                 ));
             }
+            // The type decides multiattach, as at create; an attached
+            // volume cannot change it (Cinder refuses the same).
+            let multiattach = type_allows_multiattach(&t);
+            if multiattach != v.multiattach && v.status == VolumeStatus::InUse {
+                return Err(ServiceError::InvalidInput(
+                    "Retype cannot change the multiattach property of an in-use volume.".into(),
+                ));
+            }
             // The volume's per-type usage moves with it.
             let deltas = [
                 (QuotaResource::Volumes, 1),
@@ -190,6 +247,7 @@ impl Service {
             crate::quotas::reserve_typed(tx, &v.project_id, &t.id, &deltas)?;
             v.volume_type = t.name;
             v.volume_type_id = Some(t.id);
+            v.multiattach = multiattach;
             Ok(())
         })
         .await
@@ -329,6 +387,13 @@ impl Service {
                         "Volume {id} status must be available and snapshot {snapshot_id} must be the latest snapshot of the volume to revert."
                     )));
                 }
+                // The snapshot is the volume as it was, size included: a
+                // volume extended since cannot go back to it (Cinder).
+                if volume.size_gib != snapshot.size_gib {
+                    return Err(ServiceError::InvalidInput(format!(
+                        "Can't revert volume {id} to its latest snapshot {snapshot_id}. The volume size must be equal to the snapshot size."
+                    )));
+                }
                 if volume.status != VolumeStatus::Available || snapshot.status != SnapshotStatus::Available {
                     return Err(ServiceError::InvalidVolume(format!(
                         "Volume {id} status must be available and snapshot status must be available to revert, but current status is: {} and {}.",
@@ -392,6 +457,53 @@ impl Service {
         })
         .await
         .map(drop)
+    }
+
+    /// Legacy `os-reserve`: `available` (or `in-use`, multiattach) becomes
+    /// `attaching`, as in Cinder; anything else, a second reserve included,
+    /// is refused. (`reserved` belongs to the attachments API.)
+    pub async fn reserve_volume(&self, caller: &Caller, id: VolumeId) -> Result<Volume> {
+        require_writer(caller, "volume:reserve_volume")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            let ok = v.status == VolumeStatus::Available
+                || (v.multiattach && v.status == VolumeStatus::InUse);
+            if !ok {
+                let expected = if v.multiattach {
+                    "available or in-use"
+                } else {
+                    "available"
+                };
+                return Err(ServiceError::InvalidVolume(format!(
+                    "Volume status must be {expected} to reserve, but the status is {}.",
+                    v.status
+                )));
+            }
+            v.status = VolumeStatus::Attaching;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Legacy `os-unreserve`: an `attaching` volume goes back to
+    /// `available` (`in-use` if it has attachments); in any other status it
+    /// is left as it is, without an error, as Cinder does.
+    pub async fn unreserve_volume(&self, caller: &Caller, id: VolumeId) -> Result<Volume> {
+        require_writer(caller, "volume:unreserve_volume")?;
+        self.mutate_volume(caller, id, move |_, v| {
+            if v.status == VolumeStatus::Attaching {
+                let attached = v
+                    .attachments
+                    .iter()
+                    .any(|a| a.status == ember_model::AttachStatus::Attached);
+                v.status = if attached {
+                    VolumeStatus::InUse
+                } else {
+                    VolumeStatus::Available
+                };
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// `os-reserve`, `os-unreserve`, `os-begin_detaching`, `os-roll_detaching`.
@@ -642,11 +754,7 @@ pub(crate) fn begin_volume(
         bootable: false,
         // As Cinder: the type's `multiattach: <is> True` extra spec, or the
         // (deprecated) request flag.
-        multiattach: req.multiattach
-            || volume_type
-                .extra_specs
-                .get("multiattach")
-                .is_some_and(|v| v.split_whitespace().collect::<Vec<_>>() == ["<is>", "True"]),
+        multiattach: req.multiattach || type_allows_multiattach(&volume_type),
         read_only: false,
         attachments: vec![],
         image: None,

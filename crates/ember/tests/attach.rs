@@ -261,8 +261,25 @@ fn legacy_actions_connect_attach_and_detach() {
             Some(body),
         )
     };
+    // Cinder's legacy reserve: `attaching`; a second reserve is refused;
+    // unreserve returns it, and is a no-op when there is nothing to undo.
     assert_eq!(act(json!({"os-reserve": {}})).0, 202);
-    s.wait_status("volumes", &vol, "reserved");
+    s.wait_status("volumes", &vol, "attaching");
+    let (st, body) = act(json!({"os-reserve": {}}));
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body["badRequest"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Volume status must be available to reserve"),
+        "{body}"
+    );
+    assert_eq!(act(json!({"os-unreserve": {}})).0, 202);
+    s.wait_status("volumes", &vol, "available");
+    assert_eq!(act(json!({"os-unreserve": {}})).0, 202);
+    s.wait_status("volumes", &vol, "available");
+    assert_eq!(act(json!({"os-reserve": {}})).0, 202);
+    s.wait_status("volumes", &vol, "attaching");
     let (st, body) =
         act(json!({"os-initialize_connection": {"connector": connector("compute-1")}}));
     assert_eq!(st, 200, "{body}");

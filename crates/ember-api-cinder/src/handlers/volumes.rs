@@ -103,7 +103,7 @@ pub async fn list(svc: &Service, req: &Req, detail: bool) -> Result<Reply, Cinde
 }
 
 pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
-    let value = body(req, &schemas::volume_create())?;
+    let value = body(req, &schemas::volume_create(req.mv))?;
     let v = &value["volume"];
     // Digits past u64 (the schema let them through) are a size the
     // service refuses as too large, not a missing one.
@@ -195,7 +195,7 @@ async fn summary(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
 
 pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderError> {
     let id = volume_id(id)?;
-    let value = body(req, &schemas::volume_update())?;
+    let value = body(req, &schemas::volume_update(req.mv))?;
     let v = &value["volume"];
     let update = UpdateVolume {
         name: text_field(v, "name", "display_name").map(|n| n.map(|n| n.trim().to_string())),
@@ -203,9 +203,31 @@ pub async fn update(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         metadata: v.get("metadata").map(|m| metadata_map(Some(m))),
     };
     let volume = svc.update_volume(&req.caller, id, update).await?;
+    // Cinder's `os-vol-*` extensions extend show and detail only: an
+    // update answers the plain view.
     Ok(Reply::ok(
-        json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::for_reader(req.caller.is_admin()))}),
+        json!({"volume": views::volume(&volume, req.mv, &req.base, views::VolumeAttrs::None)}),
     ))
+}
+
+/// A required boolean argument of an action, in the forms OpenStack
+/// accepts (a JSON boolean or one of its boolean strings).
+fn strict_bool(args: &Value, key: &str) -> Result<bool, CinderError> {
+    let Some(value) = args.get(key) else {
+        return Err(CinderError::bad_request(format!(
+            "'{key}' is a required property"
+        )));
+    };
+    let ok = matches!(value, Value::Bool(_) | Value::String(_));
+    ok.then(|| ember_api_common::schema::as_bool(value))
+        .flatten()
+        .ok_or_else(|| {
+            CinderError::bad_request(format!(
+                "Invalid input for field/attribute {key}. Value: {}. {} is not of type 'boolean', 'string'",
+                ember_api_common::pyrepr::str(value),
+                ember_api_common::pyrepr::repr(value)
+            ))
+        })
 }
 
 /// The `connector` of a connection action: an object (required or not).
@@ -354,26 +376,17 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                     other => other.into(),
                 })?;
         }
-        "os-reserve" => drop(
-            svc.move_volume_status(
-                caller,
-                id,
-                &[Available, InUse],
-                Reserved,
-                "volume:reserve_volume",
-            )
-            .await?,
-        ),
-        "os-unreserve" => drop(
-            svc.move_volume_status(
-                caller,
-                id,
-                &[Reserved, Attaching],
-                Available,
-                "volume:unreserve_volume",
-            )
-            .await?,
-        ),
+        "os-set_bootable" => {
+            let bootable = strict_bool(args, "bootable")?;
+            svc.set_bootable(caller, id, bootable).await?;
+            return Ok(Reply::empty(StatusCode::OK));
+        }
+        "os-update_readonly_flag" => {
+            let readonly = strict_bool(args, "readonly")?;
+            svc.set_read_only(caller, id, readonly).await?;
+        }
+        "os-reserve" => drop(svc.reserve_volume(caller, id).await?),
+        "os-unreserve" => drop(svc.unreserve_volume(caller, id).await?),
         "os-begin_detaching" => drop(
             svc.move_volume_status(caller, id, &[InUse], Detaching, "volume:begin_detaching")
                 .await?,
