@@ -158,17 +158,15 @@ pub fn volume_create(mv: crate::version::Microversion) -> Schema {
                         ),
                     ]
                     .into_iter()
-                    .chain(mv.at_least(13).then(|| {
-                        (
-                            "group_id",
-                            Schema::Str {
-                                nullable: true,
-                                min: Some(0),
-                                max: Some(255),
-                                printable: false,
-                            },
-                        )
-                    }))
+                    .chain(mv.at_least(13).then_some((
+                        "group_id",
+                        Schema::Str {
+                            nullable: true,
+                            min: Some(0),
+                            max: Some(255),
+                            printable: false,
+                        },
+                    )))
                     .chain(
                         mv.at_least(47)
                             .then_some(("backup_id", Schema::Uuid { nullable: true })),
