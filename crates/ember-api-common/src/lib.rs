@@ -99,7 +99,7 @@ pub fn service_status(e: &ember_service::ServiceError) -> axum::http::StatusCode
         Conflict(_) => StatusCode::CONFLICT,
         InvalidVolume(_) | InvalidSnapshot(_) | InvalidInput(_) => StatusCode::BAD_REQUEST,
         QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Forbidden(_) => StatusCode::FORBIDDEN,
+        Forbidden(_) | Protected(_) => StatusCode::FORBIDDEN,
         StorageFull | Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

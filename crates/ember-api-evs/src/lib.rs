@@ -43,9 +43,6 @@ pub fn router(state: Arc<EvsState>) -> Router {
         .with_state(state)
 }
 
-/// Names that EVS keeps for snapshots its backups make.
-const RESERVED_PREFIX: &str = "autobk_snapshot_";
-
 #[derive(Debug)]
 struct EvsError {
     status: StatusCode,
@@ -283,11 +280,6 @@ fn check_name(v: Option<&Value>) -> Result<Option<Option<String>>, EvsError> {
                     "Invalid input received: name can contain up to 64 characters.",
                 ));
             }
-            if s.starts_with(RESERVED_PREFIX) {
-                return Err(EvsError::bad(format!(
-                    "Invalid input received: the prefix {RESERVED_PREFIX} is reserved for backups."
-                )));
-            }
             Ok(Some(Some(s.clone())))
         }
         Some(_) => Err(EvsError::bad(
@@ -346,19 +338,10 @@ impl Req<'_> {
             .map_err(|_| not_found(id))
     }
 
-    /// Snapshots EVS's backups made (reserved names) cannot be changed.
+    /// The snapshot's id (the service refuses changes to snapshots with
+    /// the reserved `autobk_snapshot_` names, in every dialect).
     async fn changeable(&self, id: &str) -> Result<SnapshotId, EvsError> {
-        let s = self.snapshot(id).await?;
-        if s.name
-            .as_deref()
-            .is_some_and(|n| n.starts_with(RESERVED_PREFIX))
-        {
-            return Err(EvsError::new(
-                StatusCode::FORBIDDEN,
-                "Operations cannot be performed on snapshots made by backups.",
-            ));
-        }
-        Ok(s.id)
+        Ok(self.snapshot(id).await?.id)
     }
 
     async fn create(&self) -> Reply {

@@ -36,6 +36,9 @@ pub enum ServiceError {
     },
     #[error("Policy doesn't allow {0} to be performed.")]
     Forbidden(String),
+    /// The resource is protected from the change (whoever asks).
+    #[error("{0}")]
+    Protected(String),
     #[error("No space left on the storage device.")]
     StorageFull,
     /// A bounded resource (e.g. memory for data transfers) is in use by

@@ -24,6 +24,34 @@ fn require_writer(caller: &Caller, action: &str) -> Result<()> {
     }
 }
 
+/// Names kept for the snapshots that backups and snapshot policies make
+/// (EVS's automatic backups use them): no client may give a snapshot such
+/// a name, or change or delete a snapshot that has one, through any API.
+pub const RESERVED_SNAPSHOT_PREFIX: &str = "autobk_snapshot_";
+
+/// Refuses a name a client may not give a snapshot.
+pub(crate) fn check_client_name(name: Option<&str>) -> Result<()> {
+    if name.is_some_and(|n| n.starts_with(RESERVED_SNAPSHOT_PREFIX)) {
+        return Err(ServiceError::InvalidInput(format!(
+            "the prefix {RESERVED_SNAPSHOT_PREFIX} is reserved for backups."
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a client's change to a snapshot a backup made.
+pub(crate) fn check_changeable(s: &Snapshot) -> Result<()> {
+    if s.name
+        .as_deref()
+        .is_some_and(|n| n.starts_with(RESERVED_SNAPSHOT_PREFIX))
+    {
+        return Err(ServiceError::Protected(
+            "Operations cannot be performed on snapshots made by backups.".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Service {
     /// Accepts a snapshot request; the snapshot is `creating` until the
     /// workflow has frozen the volume's data.
@@ -104,7 +132,9 @@ impl Service {
         update: UpdateSnapshot,
     ) -> Result<Snapshot> {
         require_writer(caller, "volume:update_snapshot")?;
+        check_client_name(update.name.as_ref().and_then(|n| n.as_deref()))?;
         self.mutate_snapshot(caller, id, move |s| {
+            check_changeable(s)?;
             if let Some(name) = update.name {
                 s.name = name;
             }
@@ -126,6 +156,7 @@ impl Service {
         require_writer(caller, "volume:update_snapshot_metadata")?;
         let s = self
             .mutate_snapshot(caller, id, move |s| {
+                check_changeable(s)?;
                 match how {
                     MetadataWrite::Merge => s.metadata.extend(metadata),
                     MetadataWrite::Replace => s.metadata = metadata,
@@ -144,6 +175,7 @@ impl Service {
     ) -> Result<()> {
         require_writer(caller, "volume:delete_snapshot_metadata")?;
         self.mutate_snapshot(caller, id, move |s| {
+            check_changeable(s)?;
             s.metadata
                 .remove(&key)
                 .map(drop)
@@ -190,6 +222,7 @@ impl Service {
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
                 let mut snapshot = load_snapshot(tx.as_mut(), &caller, id)?;
+                check_changeable(&snapshot)?;
                 let deletable = matches!(snapshot.status, SnapshotStatus::Available | SnapshotStatus::Error)
                     || (retry && snapshot.status == SnapshotStatus::ErrorDeleting);
                 if !deletable && !force {
@@ -369,6 +402,7 @@ fn prepare_snapshot(
     group_snapshot_id: Option<String>,
     snapshot_id: SnapshotId,
 ) -> Result<(Volume, Snapshot)> {
+    check_client_name(req.name.as_deref())?;
     let volume = load_volume(tx, caller, req.volume_id)?;
     let allowed = volume.status == VolumeStatus::Available
         || (volume.status == VolumeStatus::InUse && req.allow_in_use);

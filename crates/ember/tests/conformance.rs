@@ -203,3 +203,39 @@ fn retype_to_a_multiattach_type_makes_the_volume_multiattach() {
     let (_, v) = s.admin("GET", &format!("/volumes/{volume}"), None);
     assert_eq!(v["volume"]["multiattach"], false);
 }
+
+/// The reserved `autobk_snapshot_` prefix is a service rule: the Cinder
+/// and Nova APIs refuse it as EVS does.
+#[test]
+fn the_reserved_snapshot_prefix_holds_in_every_dialect() {
+    let s = Server::start();
+    let volume = s.create_volume(1);
+    let (code, body) = s.call(
+        "POST",
+        &s.v3("/snapshots"),
+        &member(),
+        Some("3.71"),
+        Some(json!({"snapshot": {"volume_id": volume, "name": "autobk_snapshot_x"}})),
+    );
+    assert_eq!(code, 400, "{body}");
+    let (code, _, body) = s.compute(
+        "POST",
+        &s.url(&format!("/v2.1/{PROJECT}/os-snapshots")),
+        &member(),
+        None,
+        Some(
+            json!({"snapshot": {"volume_id": volume, "display_name": "autobk_snapshot_y"}})
+                .to_string(),
+        ),
+    );
+    assert_eq!(code, 400, "{body}");
+    let snapshot = s.create_snapshot(&volume);
+    let (code, body) = s.call(
+        "PUT",
+        &s.v3(&format!("/snapshots/{snapshot}")),
+        &member(),
+        Some("3.71"),
+        Some(json!({"snapshot": {"name": "autobk_snapshot_z"}})),
+    );
+    assert_eq!(code, 400, "{body}");
+}
