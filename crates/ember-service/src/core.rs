@@ -157,6 +157,32 @@ impl Core {
         Ok(ChainGuard { io })
     }
 
+    /// Moves `volume` from top image `from` to `to`, in `tx`, changing
+    /// nothing else of the record: it is read again here, inside the write
+    /// transaction, because between a workflow's first read and this write
+    /// anything else may have changed it (an attachment deleted, a rename);
+    /// writing back the early copy would undo that change.
+    pub(crate) fn switch_top(
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        from: Option<ImageId>,
+        to: ImageId,
+    ) -> Result<()> {
+        let mut current = tx
+            .volume(volume)?
+            .ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
+        if current.image != from {
+            // Only a chain change could do this, and those hold the
+            // volume's slot: a bug if ever seen. The step fails and unwinds.
+            return Err(ServiceError::Conflict(format!(
+                "volume {volume} changed its top image during a switch"
+            )));
+        }
+        current.image = Some(to);
+        tx.put_volume(&current)?;
+        Ok(())
+    }
+
     /// The chain under `top`, as the metadata store records it. Only names:
     /// to touch the files, go through `with_chain`.
     pub(crate) fn chain_of(tx: &mut dyn Tx, top: ImageId) -> Result<Chain> {

@@ -103,10 +103,11 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
-    let mut volume = volume;
-    volume.image = Some(p.new_top);
-    tx.put_volume(&volume)?;
-    let mut snapshot = snapshot;
+    // Both records as they are now: only their images change here.
+    Core::switch_top(tx.as_mut(), p.volume_id, Some(old_top), p.new_top)?;
+    let mut snapshot = tx
+        .snapshot(p.snapshot_id)?
+        .ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
     snapshot.image = Some(old_top);
     tx.put_snapshot(&snapshot)?;
     tx.commit()?;

@@ -153,9 +153,7 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
-    let mut source_volume = source_volume;
-    source_volume.image = Some(source_new_top);
-    tx.put_volume(&source_volume)?;
+    Core::switch_top(tx.as_mut(), source, Some(frozen), source_new_top)?;
     tx.commit()?;
     guard.release();
     Ok(())

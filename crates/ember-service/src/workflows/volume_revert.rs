@@ -111,9 +111,7 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
         owner: ImageOwner::Volume(p.volume_id),
         created_at: Timestamp::now(),
     })?;
-    let mut volume = volume;
-    volume.image = Some(p.new_top);
-    tx.put_volume(&volume)?;
+    Core::switch_top(tx.as_mut(), p.volume_id, volume.image, p.new_top)?;
     tx.commit()?;
     guard.release();
     Ok(())
