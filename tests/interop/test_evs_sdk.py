@@ -13,7 +13,10 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions import exceptions
 from huaweicloudsdkcore.http.http_config import HttpConfig
 from huaweicloudsdkevs.v2 import (CreateSnapshotOption, CreateSnapshotRequest, CreateSnapshotRequestBody,
-                                  DeleteSnapshotRequest, EvsClient, ListSnapshotsRequest, ShowSnapshotRequest)
+                                  DeleteSnapshotRequest, EvsClient, ListSnapshotsRequest, ListVersionsRequest,
+                                  RollbackSnapshotOption, RollbackSnapshotRequest, RollbackSnapshotRequestBody,
+                                  ShowSnapshotRequest, ShowVersionRequest, UpdateSnapshotOption,
+                                  UpdateSnapshotRequest, UpdateSnapshotRequestBody)
 
 from conftest import ADMIN_PASSWORD, Ember, free_port
 
@@ -122,3 +125,101 @@ def test_keys_of_a_disabled_or_deleted_user_stop_working(evs_cloud):
         if name.startswith("ember.db"):
             with open(os.path.join(ember.data_dir, name), "rb") as f:
                 assert key["secret"].encode() not in f.read(), name
+
+
+def wait(predicate, what):
+    for _ in range(600):
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_sdk_whole_snapshot_surface(evs_cloud):
+    """Create, show, list with every filter and paging, update, rollback
+    (to an older snapshot, bytes checked through the Cinder data API),
+    delete, the version calls and the error cases, all through the SDK."""
+    ember, port, token, project, cred = evs_cloud
+    evs = client(port, cred["access"], cred["secret"], project)
+    _, vol = call("POST", f"{ember.base}/v3/{project}/volumes", {"volume": {"size": 1, "name": "sdk-disk"}}, token)
+    vol_id = vol["volume"]["id"]
+    status = lambda: call("GET", f"{ember.base}/v3/{project}/volumes/{vol_id}", token=token)[1]["volume"]["status"]
+    wait(lambda: status() == "available", "the volume")
+
+    def write(byte):
+        req = urllib.request.Request(f"{ember.base}/v3/{project}/volumes/{vol_id}/data?offset=0", data=bytes([byte]) * 4096,
+                                     method="PUT", headers={"X-Auth-Token": token})
+        urllib.request.urlopen(req, timeout=30).read()
+
+    def read():
+        req = urllib.request.Request(f"{ember.base}/v3/{project}/volumes/{vol_id}/data?offset=0&length=4096",
+                                     headers={"X-Auth-Token": token})
+        return urllib.request.urlopen(req, timeout=30).read()
+
+    def snap(name):
+        s = evs.create_snapshot(CreateSnapshotRequest(body=CreateSnapshotRequestBody(snapshot=CreateSnapshotOption(
+            volume_id=vol_id, name=name)))).snapshot
+        wait(lambda: evs.show_snapshot(ShowSnapshotRequest(snapshot_id=s.id)).snapshot.status == "available", name)
+        return s.id
+
+    write(0x11)
+    older = snap("older")
+    write(0x22)
+    newer = snap("newer")
+    write(0x33)
+
+    # Every filter, and paging with its next link.
+    def ids(**kw):
+        r = evs.list_snapshots(ListSnapshotsRequest(volume_id=vol_id, **kw))
+        return [s.id for s in r.snapshots], r
+    assert set(ids()[0]) == {older, newer}
+    assert ids(id=older)[0] == [older]
+    assert ids(name="newer")[0] == [newer]
+    assert set(ids(status="available")[0]) == {older, newer}
+    assert set(ids(availability_zone="nova")[0]) == {older, newer}
+    assert ids(availability_zone="elsewhere")[0] == []
+    assert set(ids(service_type="EVS")[0]) == {older, newer}
+    assert ids(dedicated_storage_id="ds")[0] == []
+    assert ids(dedicated_storage_name="ds")[0] == []
+    assert set(ids(enterprise_project_id="0")[0]) == {older, newer}
+    assert ids(enterprise_project_id="42")[0] == []
+    first_page, r = ids(limit=1)
+    assert len(first_page) == 1 and r.count == 2
+    assert r.snapshots_links and r.snapshots_links[0].rel == "next"
+    second_page, r = ids(limit=1, offset=1)
+    assert len(second_page) == 1 and second_page != first_page and not r.snapshots_links
+
+    # Update.
+    up = evs.update_snapshot(UpdateSnapshotRequest(snapshot_id=older, body=UpdateSnapshotRequestBody(
+        snapshot=UpdateSnapshotOption(name="oldest", description="renamed"))))
+    assert (up.snapshot.name, up.snapshot.description) == ("oldest", "renamed")
+
+    # Rollback to the older snapshot: its bytes; the newer one is kept.
+    rb = evs.rollback_snapshot(RollbackSnapshotRequest(snapshot_id=older, body=RollbackSnapshotRequestBody(
+        rollback=RollbackSnapshotOption(volume_id=vol_id, name="sdk-disk-restored"))))
+    assert rb.status_code == 202 and rb.rollback.volume_id == vol_id
+    wait(lambda: status() == "available", "the rollback")
+    assert read() == bytes([0x11]) * 4096
+    assert evs.show_snapshot(ShowSnapshotRequest(snapshot_id=newer)).snapshot.status == "available"
+
+    # Versions.
+    assert evs.list_versions(ListVersionsRequest()).versions[0].id == "v2.0"
+    assert evs.show_version(ShowVersionRequest(version="v2")).versions[0].id == "v2.0"
+
+    # Errors, with EVS's codes.
+    with pytest.raises(exceptions.ClientRequestException) as e:
+        evs.show_snapshot(ShowSnapshotRequest(snapshot_id="00000000-0000-4000-8000-000000000000"))
+    assert (e.value.status_code, e.value.error_code) == (404, "EVS.5404")
+    _, other = call("POST", f"{ember.base}/v3/{project}/volumes", {"volume": {"size": 1}}, token)
+    with pytest.raises(exceptions.ClientRequestException) as e:
+        evs.rollback_snapshot(RollbackSnapshotRequest(snapshot_id=older, body=RollbackSnapshotRequestBody(
+            rollback=RollbackSnapshotOption(volume_id=other["volume"]["id"]))))
+    assert e.value.status_code == 400
+    with pytest.raises(exceptions.ClientRequestException) as e:
+        evs.list_snapshots(ListSnapshotsRequest(limit=1001))
+    assert (e.value.status_code, e.value.error_code) == (400, "EVS.2142")
+
+    # Delete.
+    for sid in (older, newer):
+        assert evs.delete_snapshot(DeleteSnapshotRequest(snapshot_id=sid)).status_code == 202
+    wait(lambda: ids()[0] == [], "the deletes")

@@ -151,6 +151,22 @@ async fn dispatch(
     body: &Bytes,
 ) -> Reply {
     let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // The SDK's list_versions (`GET /`) and show_version (`GET /v2`).
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", []) => {
+            return Ok((
+                StatusCode::OK,
+                Some(json!({"versions": [version_doc(headers)]})),
+            ));
+        }
+        ("GET", ["v2"]) => {
+            return Ok((
+                StatusCode::OK,
+                Some(json!({"versions": [version_doc(headers)]})),
+            ));
+        }
+        _ => {}
+    }
     let (project, rest) = match segs.as_slice() {
         ["v2", project, rest @ ..]
             if !rest.is_empty() && matches!(rest[0], "snapshots" | "cloudsnapshots") =>
@@ -203,12 +219,18 @@ async fn dispatch(
         return Err(EvsError::bad("invalid tenant id!").with_code("EVS.0001"));
     }
     let query = ember_api_common::query_pairs(uri.query());
+    let collection = format!(
+        "{}/v2/{project}/{}",
+        ember_api_common::base_url(headers),
+        segs[2]
+    );
     let req = Req {
         svc: &state.service,
         caller,
         body,
         headers,
         query,
+        collection,
     };
     match (method.as_str(), rest) {
         ("POST", []) => req.create().await,
@@ -216,6 +238,7 @@ async fn dispatch(
         ("GET", [id]) => req.show(id).await,
         ("PUT", [id]) => req.update(id).await,
         ("DELETE", [id]) => req.delete(id).await,
+        ("POST", [id, "rollback"]) => req.rollback(id).await,
         ("GET", [id, "metadata"]) => req.metadata(id).await,
         ("POST", [id, "metadata"]) => req.write_metadata(id, false).await,
         ("PUT", [id, "metadata"]) => req.write_metadata(id, true).await,
@@ -235,6 +258,23 @@ struct Req<'a> {
     body: &'a Bytes,
     headers: &'a HeaderMap,
     query: Vec<(String, String)>,
+    /// `/v2/{project}/snapshots` or `/v2/{project}/cloudsnapshots`, for
+    /// paging links.
+    collection: String,
+}
+
+/// EVS's version document (the SDK's `Versions`): one API, v2.
+fn version_doc(headers: &HeaderMap) -> Value {
+    let base = ember_api_common::base_url(headers);
+    json!({
+        "id": "v2.0",
+        "links": [{"href": format!("{base}/v2/"), "rel": "self"}],
+        "media_types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=1"}],
+        "min_version": "",
+        "status": "SUPPORTED",
+        "updated": "2014-06-28T12:20:21Z",
+        "version": ""
+    })
 }
 
 /// What EVS shows of a snapshot (its `SnapshotDetails`).
@@ -252,6 +292,29 @@ fn view(s: &Snapshot) -> Value {
         "os-extended-snapshot-attributes:project_id": s.project_id.0,
         "os-extended-snapshot-attributes:progress": s.progress,
     })
+}
+
+/// A list item (the SDK's `SnapshotList`): the details plus the storage
+/// pool keys (Ember has no dedicated storage).
+fn list_item(s: &Snapshot) -> Value {
+    let mut v = view(s);
+    v["dedicated_storage_id"] = Value::Null;
+    v["dedicated_storage_name"] = Value::Null;
+    v["service_type"] = json!("EVS");
+    v
+}
+
+/// Percent-encodes a query component.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 /// The create view (seed 004's `SnapshotSummary`): no `os-extended-*`.
@@ -402,6 +465,30 @@ impl Req<'_> {
             name: q("name").map(str::to_string),
             ..Default::default()
         };
+        if let Some(v) = q("id") {
+            match SnapshotId::parse(v) {
+                Some(id) => filter.id = Some(id),
+                None => filter.match_nothing = true,
+            }
+        }
+        // Filters on what every Ember snapshot shares: each matches all
+        // of them or none.
+        let zone = self.svc.config().availability_zone.clone();
+        let shared: [(&str, Option<&str>); 5] = [
+            ("availability_zone", Some(zone.as_str())),
+            ("service_type", Some("EVS")),
+            ("enterprise_project_id", Some("0")),
+            // No dedicated storage pools: any value matches nothing.
+            ("dedicated_storage_id", None),
+            ("dedicated_storage_name", None),
+        ];
+        for (key, ours) in shared {
+            if let Some(v) = q(key)
+                && Some(v) != ours
+            {
+                filter.match_nothing = true;
+            }
+        }
         if let Some(v) = q("volume_id") {
             match VolumeId::parse(v) {
                 Some(id) => filter.volume_id = Some(id),
@@ -414,18 +501,74 @@ impl Req<'_> {
                 Err(()) => filter.match_nothing = true,
             }
         }
+        let offset = number("offset")?.unwrap_or(0);
+        let limit = limit.unwrap_or(1000);
         let query = ListQuery {
             filter,
-            limit: Some(limit.unwrap_or(1000) as u64),
-            offset: number("offset")?.unwrap_or(0) as u64,
+            limit: Some(limit as u64),
+            offset: offset as u64,
             with_count: true,
             ..Default::default()
         };
         let page = self.svc.list_snapshots(&self.caller, query, false).await?;
-        let items: Vec<Value> = page.items.iter().map(view).collect();
+        let items: Vec<Value> = page.items.iter().map(list_item).collect();
+        let count = page.count.unwrap_or(items.len() as u64);
+        let mut out = json!({"snapshots": items, "count": count});
+        // A page the limit cut short links to the next one (same filters).
+        if ((offset + items.len()) as u64) < count && !items.is_empty() {
+            let mut params: Vec<(String, String)> = self
+                .query
+                .iter()
+                .filter(|(k, _)| k != "offset" && k != "limit")
+                .cloned()
+                .collect();
+            params.push(("limit".into(), limit.to_string()));
+            params.push(("offset".into(), (offset + items.len()).to_string()));
+            let query: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                .collect();
+            out["snapshots_links"] = json!([{
+                "href": format!("{}/detail?{}", self.collection, query.join("&")),
+                "rel": "next"
+            }]);
+        }
+        Ok((StatusCode::OK, Some(out)))
+    }
+
+    /// `POST …/cloudsnapshots/{id}/rollback`: the snapshot's own volume
+    /// goes back to it (any snapshot of it, not only the latest).
+    async fn rollback(&self, id: &str) -> Reply {
+        let body = self.object("rollback")?;
+        let volume = match body.get("volume_id") {
+            Some(Value::String(v)) => v.clone(),
+            _ => {
+                return Err(EvsError::bad("Request body is invalid.").with_code("EVS.2108"));
+            }
+        };
+        let name = match body.get("name") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(n)) if n.len() <= 255 => Some(n.clone()),
+            Some(_) => {
+                return Err(EvsError::bad(
+                    "Invalid input received: name can contain up to 255 bytes.",
+                ));
+            }
+        };
+        let s = self.snapshot(id).await?;
+        let Some(volume_id) = VolumeId::parse(&volume).filter(|v| *v == s.volume_id) else {
+            return Err(EvsError::bad(format!(
+                "Snapshot {id} can only be rolled back to its own volume {}.",
+                s.volume_id
+            )));
+        };
+        let v = self
+            .svc
+            .rollback_volume(&self.caller, volume_id, s.id, name)
+            .await?;
         Ok((
-            StatusCode::OK,
-            Some(json!({"snapshots": items, "count": page.count.unwrap_or(items.len() as u64)})),
+            StatusCode::ACCEPTED,
+            Some(json!({"rollback": {"volume_id": v.id.to_string(), "volume_name": v.name}})),
         ))
     }
 

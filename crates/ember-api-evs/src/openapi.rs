@@ -83,12 +83,23 @@ pub fn operations() -> Vec<Operation> {
                 .query("status", json!({"type": "string"}))
                 .query("name", json!({"type": "string"}))
                 .query("volume_id", json!({"type": "string"}))
+                .query("id", json!({"type": "string"}))
+                .query("availability_zone", json!({"type": "string"}))
+                .query("service_type", json!({"type": "string"}))
+                .query("enterprise_project_id", json!({"type": "string"}))
+                .query("dedicated_storage_id", json!({"type": "string"}))
+                .query("dedicated_storage_name", json!({"type": "string"}))
                 .responds(
                     200,
-                    ok(object(&[
-                        ("snapshots", array(snapshot())),
-                        ("count", integer()),
-                    ])),
+                    ok(json!({
+                        "type": "object",
+                        "required": ["snapshots", "count"],
+                        "properties": {
+                            "snapshots": array(snapshot()),
+                            "count": integer(),
+                            "snapshots_links": array(object(&[("href", string()), ("rel", string())]))
+                        }
+                    })),
                 )
         };
         ops.extend([
@@ -104,6 +115,30 @@ pub fn operations() -> Vec<Operation> {
                 .responds(200, ok(wrapped("snapshot", snapshot()))),
             Operation::new("DELETE", p("/{snapshot_id}"), "Delete a snapshot")
                 .responds(202, Content::Empty),
+            Operation::new(
+                "POST",
+                p("/{snapshot_id}/rollback"),
+                "Roll the snapshot's volume back to it",
+            )
+            .json_body(json!({
+                "type": "object",
+                "required": ["rollback"],
+                "properties": {"rollback": {
+                    "type": "object",
+                    "required": ["volume_id"],
+                    "properties": {
+                        "volume_id": {"type": "string", "format": "uuid"},
+                        "name": {"type": ["string", "null"], "maxLength": 255}
+                    }
+                }}
+            }))
+            .responds(
+                202,
+                ok(wrapped(
+                    "rollback",
+                    object(&[("volume_id", string()), ("volume_name", nullable_string())]),
+                )),
+            ),
             Operation::new("GET", p("/{snapshot_id}/metadata"), "Show metadata")
                 .responds(200, ok(wrapped("metadata", string_map()))),
             Operation::new("POST", p("/{snapshot_id}/metadata"), "Add metadata")
@@ -135,13 +170,29 @@ pub fn operations() -> Vec<Operation> {
     }
     let project = json!({"type": "string", "minLength": 1});
     let error = error_body();
-    ops.into_iter()
+    let versions = json!({"type": "object", "required": ["versions"], "properties": {"versions": array(object(&[
+        ("id", string()),
+        ("status", string()),
+    ]))}});
+    let mut ops: Vec<Operation> = ops
+        .into_iter()
         .map(|op| {
             op.tag("evs")
                 .path_param("project_id", project.clone())
                 .errors(ERRORS, &error)
         })
-        .collect()
+        .collect();
+    ops.extend([
+        Operation::new("GET", "/", "List API versions")
+            .public()
+            .tag("evs")
+            .responds(200, Content::Json(versions.clone())),
+        Operation::new("GET", "/v2", "Show API version 2")
+            .public()
+            .tag("evs")
+            .responds(200, Content::Json(versions)),
+    ]);
+    ops
 }
 
 /// The EVS listener's document.

@@ -15,6 +15,31 @@ const DELETABLE: &[VolumeStatus] = &[
     VolumeStatus::ErrorExtending,
 ];
 
+/// Which snapshots a volume may go back to.
+#[derive(Clone, Copy, Debug)]
+struct RevertRules {
+    /// Only the volume's latest snapshot (Cinder).
+    latest_only: bool,
+    /// Only while the volume has the snapshot's size (Cinder).
+    same_size: bool,
+    /// Also from `error`, after a failed attempt (EVS's
+    /// `error_rollbacking`).
+    after_failure: bool,
+}
+
+impl RevertRules {
+    const CINDER: RevertRules = RevertRules {
+        latest_only: true,
+        same_size: true,
+        after_failure: false,
+    };
+    const ROLLBACK: RevertRules = RevertRules {
+        latest_only: false,
+        same_size: false,
+        after_failure: true,
+    };
+}
+
 /// Whether volumes of `t` may be attached more than once: its
 /// `multiattach` extra spec says `<is> True` (Cinder's form).
 pub(crate) fn type_allows_multiattach(t: &ember_model::VolumeType) -> bool {
@@ -355,6 +380,8 @@ impl Service {
     }
 
     /// Reverts a volume to its latest snapshot (Cinder 3.40 `revert`).
+    /// Cinder's revert (3.40): to the volume's latest snapshot only, of the
+    /// volume's size, from `available`.
     pub async fn revert_volume(
         &self,
         caller: &Caller,
@@ -362,9 +389,38 @@ impl Service {
         snapshot_id: SnapshotId,
     ) -> Result<()> {
         require_writer(caller, "volume:revert_to_snapshot")?;
+        self.start_revert(caller, id, snapshot_id, RevertRules::CINDER, None)
+            .await
+            .map(drop)
+    }
+
+    /// EVS's rollback: to any snapshot of the volume (newer snapshots stay
+    /// as they are), from `available` or after a failed rollback; never to
+    /// a snapshot a backup made. `name`, when given, renames the volume.
+    /// Returns the volume as the rollback left it (`reverting`).
+    pub async fn rollback_volume(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        snapshot_id: SnapshotId,
+        name: Option<String>,
+    ) -> Result<Volume> {
+        require_writer(caller, "volume:revert_to_snapshot")?;
+        self.start_revert(caller, id, snapshot_id, RevertRules::ROLLBACK, name)
+            .await
+    }
+
+    async fn start_revert(
+        &self,
+        caller: &Caller,
+        id: VolumeId,
+        snapshot_id: SnapshotId,
+        rules: RevertRules,
+        name: Option<String>,
+    ) -> Result<Volume> {
         let core = self.core.clone();
         let caller = caller.clone();
-        let record = self
+        let (volume, record) = self
             .run_blocking(move || {
                 let mut tx = core.store.write()?;
                 let mut volume = load_volume(tx.as_mut(), &caller, id)?;
@@ -377,28 +433,40 @@ impl Service {
                         "Snapshot {snapshot_id} does not belong to volume {id}."
                     )));
                 }
-                let latest = tx
-                    .snapshots_of_volume(id)?
-                    .into_iter()
-                    .max_by_key(|s| (s.created_at, s.id))
-                    .expect("the volume has this snapshot");
-                if latest.id != snapshot_id {
-                    return Err(ServiceError::InvalidVolume(format!(
-                        "Volume {id} status must be available and snapshot {snapshot_id} must be the latest snapshot of the volume to revert."
+                if rules.latest_only {
+                    let latest = tx
+                        .snapshots_of_volume(id)?
+                        .into_iter()
+                        .max_by_key(|s| (s.created_at, s.id))
+                        .expect("the volume has this snapshot");
+                    if latest.id != snapshot_id {
+                        return Err(ServiceError::InvalidVolume(format!(
+                            "Volume {id} status must be available and snapshot {snapshot_id} must be the latest snapshot of the volume to revert."
+                        )));
+                    }
+                }
+                if !rules.latest_only && crate::snapshots::check_changeable(&snapshot).is_err() {
+                    return Err(ServiceError::InvalidSnapshot(format!(
+                        "Snapshot {snapshot_id} was made by a backup and cannot be used for a rollback."
                     )));
                 }
                 // The snapshot is the volume as it was, size included: a
                 // volume extended since cannot go back to it (Cinder).
-                if volume.size_gib != snapshot.size_gib {
+                if rules.same_size && volume.size_gib != snapshot.size_gib {
                     return Err(ServiceError::InvalidInput(format!(
                         "Can't revert volume {id} to its latest snapshot {snapshot_id}. The volume size must be equal to the snapshot size."
                     )));
                 }
-                if volume.status != VolumeStatus::Available || snapshot.status != SnapshotStatus::Available {
+                let volume_ok = volume.status == VolumeStatus::Available
+                    || (rules.after_failure && volume.status == VolumeStatus::Error);
+                if !volume_ok || snapshot.status != SnapshotStatus::Available {
                     return Err(ServiceError::InvalidVolume(format!(
                         "Volume {id} status must be available and snapshot status must be available to revert, but current status is: {} and {}.",
                         volume.status, snapshot.status
                     )));
+                }
+                if let Some(name) = name {
+                    volume.name = Some(name);
                 }
                 volume.status = VolumeStatus::Reverting;
                 volume.updated_at = Some(Timestamp::now());
@@ -412,11 +480,11 @@ impl Service {
                 });
                 tx.put_workflow(&record)?;
                 tx.commit()?;
-                Ok(record)
+                Ok((volume, record))
             })
             .await?;
         self.start(record);
-        Ok(())
+        Ok(volume)
     }
 
     pub async fn write_volume_metadata(

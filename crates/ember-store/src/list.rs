@@ -1,6 +1,6 @@
 //! Listing parameters shared by every backend: filters, sort, pagination.
 
-use ember_model::{Metadata, ProjectId, SnapshotStatus, VolumeId, VolumeStatus};
+use ember_model::{Metadata, ProjectId, SnapshotId, SnapshotStatus, VolumeId, VolumeStatus};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +26,7 @@ pub enum SortKey {
 
 #[derive(Clone, Debug, Default)]
 pub struct SnapshotFilter {
+    pub id: Option<SnapshotId>,
     pub name: Option<String>,
     pub status: Option<SnapshotStatus>,
     pub volume_id: Option<VolumeId>,

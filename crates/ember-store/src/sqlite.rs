@@ -791,6 +791,9 @@ impl Tx for SqliteTx<'_> {
     fn list_snapshots(&mut self, query: &ListQuery<SnapshotFilter>) -> Result<Page<Snapshot>> {
         let mut sel = Selection::new(query);
         let f = &query.filter;
+        if let Some(id) = f.id {
+            sel.eq("id", Value::Text(id.to_string()));
+        }
         if let Some(name) = &f.name {
             sel.eq("name", Value::Text(name.clone()));
         }

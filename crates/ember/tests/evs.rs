@@ -184,3 +184,117 @@ fn evs_rules_and_error_codes() {
     );
     assert_eq!(st, 202, "{body}");
 }
+
+/// EVS's rollback (any snapshot of the volume, newer ones kept), its list
+/// filters and paging links, and the version documents, proven with bytes.
+#[test]
+fn rollback_filters_paging_and_versions() {
+    let evs = Evs::start();
+    let s = &evs.server;
+    let vol = s.create_volume(1);
+    s.write(&vol, 0, vec![0xa1; 4096]);
+    let create = |name: &str| {
+        let (st, body) = evs.call(
+            "POST",
+            "/cloudsnapshots",
+            Some(json!({"snapshot": {"volume_id": vol, "name": name}})),
+        );
+        assert_eq!(st, 202, "{body}");
+        let id = body["snapshot"]["id"].as_str().unwrap().to_string();
+        s.wait_status("snapshots", &id, "available");
+        id
+    };
+    let first = create("first");
+    s.write(&vol, 0, vec![0xb2; 4096]);
+    let second = create("second");
+    s.write(&vol, 0, vec![0xc3; 4096]);
+
+    // Back to the older snapshot: the volume reads it; the newer one stays.
+    let (st, body) = evs.call(
+        "POST",
+        &format!("/cloudsnapshots/{first}/rollback"),
+        Some(json!({"rollback": {"volume_id": vol, "name": "restored"}})),
+    );
+    assert_eq!(st, 202, "{body}");
+    assert_eq!(body["rollback"]["volume_id"], vol.as_str());
+    assert_eq!(body["rollback"]["volume_name"], "restored");
+    let v = s.wait_status("volumes", &vol, "available");
+    assert_eq!(v["name"], "restored");
+    assert_eq!(s.read("volumes", &vol, 0, 4096), vec![0xa1; 4096]);
+    s.wait_status("snapshots", &second, "available");
+    assert_eq!(s.read("snapshots", &second, 0, 4096), vec![0xb2; 4096]);
+    // And forward again to the newer one.
+    let (st, body) = evs.call(
+        "POST",
+        &format!("/cloudsnapshots/{second}/rollback"),
+        Some(json!({"rollback": {"volume_id": vol}})),
+    );
+    assert_eq!(st, 202, "{body}");
+    s.wait_status("volumes", &vol, "available");
+    assert_eq!(s.read("volumes", &vol, 0, 4096), vec![0xb2; 4096]);
+    // Only to the snapshot's own volume; the body is checked.
+    let other = s.create_volume(1);
+    let (st, body) = evs.call(
+        "POST",
+        &format!("/cloudsnapshots/{first}/rollback"),
+        Some(json!({"rollback": {"volume_id": other}})),
+    );
+    assert_eq!((st, code(&body)), (400, "EVS.5400"), "{body}");
+    let (st, body) = evs.call(
+        "POST",
+        &format!("/cloudsnapshots/{first}/rollback"),
+        Some(json!({"rollback": {}})),
+    );
+    assert_eq!((st, code(&body)), (400, "EVS.2108"), "{body}");
+    let (st, body) = evs.call(
+        "POST",
+        "/cloudsnapshots/00000000-0000-4000-8000-000000000000/rollback",
+        Some(json!({"rollback": {"volume_id": vol}})),
+    );
+    assert_eq!((st, code(&body)), (404, "EVS.5404"), "{body}");
+
+    // Every filter of the SDK's list_snapshots.
+    let count = |query: &str| {
+        let (st, body) = evs.call("GET", &format!("/cloudsnapshots/detail?{query}"), None);
+        assert_eq!(st, 200, "{query}: {body}");
+        body["snapshots"].as_array().unwrap().len()
+    };
+    assert_eq!(count(""), 2);
+    assert_eq!(count(&format!("id={first}")), 1);
+    assert_eq!(count("id=not-an-id"), 0);
+    assert_eq!(count("name=second"), 1);
+    assert_eq!(count(&format!("volume_id={vol}")), 2);
+    assert_eq!(count("status=available"), 2);
+    assert_eq!(count("availability_zone=nova"), 2);
+    assert_eq!(count("availability_zone=elsewhere"), 0);
+    assert_eq!(count("service_type=EVS"), 2);
+    assert_eq!(count("service_type=other"), 0);
+    assert_eq!(count("enterprise_project_id=0"), 2);
+    assert_eq!(count("enterprise_project_id=1234"), 0);
+    assert_eq!(count("dedicated_storage_id=ds-1"), 0);
+    assert_eq!(count("dedicated_storage_name=pool"), 0);
+
+    // A page the limit cuts short links to the next one.
+    let (st, page) = evs.call("GET", "/cloudsnapshots/detail?limit=1", None);
+    assert_eq!(st, 200);
+    assert_eq!(page["count"], 2);
+    let next = page["snapshots_links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(page["snapshots_links"][0]["rel"], "next");
+    let path = next.split_once(&format!("/v2/{PROJECT}")).unwrap().1;
+    let (st, rest) = evs.call("GET", path, None);
+    assert_eq!(st, 200, "{rest}");
+    assert_eq!(rest["snapshots"].as_array().unwrap().len(), 1);
+    assert_ne!(rest["snapshots"][0]["id"], page["snapshots"][0]["id"]);
+    assert!(rest.get("snapshots_links").is_none(), "{rest}");
+
+    // The SDK's list_versions and show_version.
+    for path in ["/", "/v2"] {
+        let resp = reqwest::blocking::get(format!("http://127.0.0.1:{}{path}", evs.port)).unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let v: Value = resp.json().unwrap();
+        assert_eq!(v["versions"][0]["id"], "v2.0", "{v}");
+    }
+}
