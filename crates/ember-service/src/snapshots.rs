@@ -57,6 +57,7 @@ impl Service {
     /// workflow has frozen the volume's data.
     pub async fn create_snapshot(&self, caller: &Caller, req: CreateSnapshot) -> Result<Snapshot> {
         require_writer(caller, "volume:create_snapshot")?;
+        check_client_name(req.name.as_deref())?;
         let core = self.core.clone();
         let caller = caller.clone();
         let (snapshot, record) = self
