@@ -112,13 +112,15 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         json!(v.source_volid.map(|s| s.to_string())),
     );
     let mut md = metadata(&v.metadata);
-    if admin_attrs && !v.attachments.is_empty() {
-        // Cinder shows the attach mode (admin metadata) to admins.
-        if let Value::Object(m) = &mut md {
-            m.insert(
-                "readonly".into(),
-                json!(if v.read_only { "True" } else { "False" }),
-            );
+    if let Value::Object(m) = &mut md {
+        // Cinder's visible admin metadata: `readonly` once the flag was
+        // set (to anyone who sees the volume), and the attach mode.
+        let flag = |b: bool| json!(if b { "True" } else { "False" });
+        if let Some(read_only) = v.read_only {
+            m.insert("readonly".into(), flag(read_only));
+        }
+        if admin_attrs && !v.attachments.is_empty() {
+            m.entry("readonly").or_insert_with(|| flag(false));
             m.insert("attached_mode".into(), json!(v.attachments[0].mode));
         }
     }

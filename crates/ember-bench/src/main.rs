@@ -807,7 +807,7 @@ fn scale_rows(args: &Args) -> Result<Vec<Row>> {
                 metadata: Metadata::new(),
                 bootable: false,
                 multiattach: false,
-                read_only: false,
+                read_only: None,
                 attachments: vec![],
                 image: None,
                 error_reason: None,

@@ -151,9 +151,10 @@ pub struct Volume {
     pub bootable: bool,
     pub multiattach: bool,
     /// Cinder's `readonly` admin metadata (`os-update_readonly_flag`):
-    /// every export of the volume is read-only.
+    /// when true every export of the volume is read-only. `None` until
+    /// the flag is first set (Cinder then shows no `readonly` key).
     #[serde(default)]
-    pub read_only: bool,
+    pub read_only: Option<bool>,
     pub attachments: Vec<Attachment>,
     /// The writable top of the volume's chain, once it exists.
     pub image: Option<ImageId>,

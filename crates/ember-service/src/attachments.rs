@@ -147,7 +147,7 @@ fn access_mode(v: &Volume, a: &Attachment) -> &'static str {
 
 /// Cinder's `readonly` admin metadata.
 pub fn volume_is_read_only(v: &Volume) -> bool {
-    v.read_only
+    v.read_only == Some(true)
 }
 
 /// The volume status its attachments imply.

@@ -200,7 +200,7 @@ impl Service {
                     v.id, v.status
                 )));
             }
-            v.read_only = read_only;
+            v.read_only = Some(read_only);
             Ok(())
         })
         .await
@@ -823,7 +823,7 @@ pub(crate) fn begin_volume(
         // As Cinder: the type's `multiattach: <is> True` extra spec, or the
         // (deprecated) request flag.
         multiattach: req.multiattach || type_allows_multiattach(&volume_type),
-        read_only: false,
+        read_only: None,
         attachments: vec![],
         image: None,
         error_reason: None,
