@@ -46,10 +46,14 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let settings = args.resolve()?;
-            tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .build()?
-                .block_on(serve(settings))
+                .build()?;
+            let result = runtime.block_on(serve(settings));
+            // Blocking work still running (an NBD request held by a stalled
+            // client, a repair) must not keep the process from exiting.
+            runtime.shutdown_timeout(Duration::from_secs(5));
+            result
         }
     }
 }
