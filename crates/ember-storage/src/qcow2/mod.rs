@@ -101,6 +101,11 @@ impl Qcow2Driver {
         if !suspect.contains(&image) {
             return Ok(Repaired::Clean);
         }
+        if !self.path(image).exists() {
+            // Deleted meanwhile (an orphan swept, a workflow finished).
+            suspect.remove(&image);
+            return Ok(Repaired::Clean);
+        }
         let repaired = repair(&self.path(image))?;
         suspect.remove(&image);
         Ok(repaired)
