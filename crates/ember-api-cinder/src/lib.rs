@@ -194,7 +194,9 @@ pub async fn handle(
     )
     .await
     {
-        Ok(body) => dispatch(&state, method.clone(), &uri, headers, body, &request_id).await,
+        Ok((body, _budget)) => {
+            dispatch(&state, method.clone(), &uri, headers, body, &request_id).await
+        }
         Err(e) => error_response(&CinderError {
             status: e.status(),
             message: e.message().into(),

@@ -22,12 +22,54 @@ pub enum ReadError {
     Malformed,
     /// Not complete within `BODY_TIMEOUT`.
     TimedOut,
+    /// The server's memory budget for request bodies is taken by other
+    /// uploads (waited for `BUDGET_WAIT`).
+    Busy,
+}
+
+/// Memory all request bodies being read or handled may hold together,
+/// beyond the first `MAX_BODY_BYTES` of each.
+pub const BODY_BUDGET_BYTES: usize = 256 << 20;
+/// How long a body waits for budget before the request answers busy.
+const BUDGET_WAIT: Duration = Duration::from_secs(10);
+
+fn budget() -> &'static std::sync::Arc<tokio::sync::Semaphore> {
+    static BUDGET: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+        std::sync::OnceLock::new();
+    BUDGET.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_BYTES >> 10)))
+}
+
+/// A body's share of the server's body budget, returned when dropped:
+/// keep it for as long as the body is (the request's handling).
+#[derive(Default)]
+pub struct BodyBudget(Vec<tokio::sync::OwnedSemaphorePermit>);
+
+impl BodyBudget {
+    async fn take(&mut self, bytes: usize) -> Result<(), ReadError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let units = bytes.div_ceil(1024) as u32;
+        let wait = budget().clone().acquire_many_owned(units);
+        match tokio::time::timeout(BUDGET_WAIT, wait).await {
+            Ok(Ok(permit)) => {
+                self.0.push(permit);
+                Ok(())
+            }
+            _ => Err(ReadError::Busy),
+        }
+    }
 }
 
 /// Reads a whole request body of at most `limit` bytes, within
-/// `BODY_TIMEOUT`. A declared length over the limit is refused before a
-/// byte is read.
-pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ReadError> {
+/// `BODY_TIMEOUT`, counted against the server's body budget (returned when
+/// the `BodyBudget` drops). A declared length over the limit is refused
+/// before a byte is read.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<(Bytes, BodyBudget), ReadError> {
     use http_body_util::BodyExt;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -38,10 +80,23 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
     }
     let collect = async move {
         let mut body = body;
+        // Bytes are charged as they arrive (a declared length costs nothing
+        // until sent), and only past the first MAX_BODY_BYTES: JSON bodies
+        // never wait for the budget, large uploads share it.
+        let mut held = BodyBudget::default();
+        let mut covered = MAX_BODY_BYTES;
+        // The declared length (checked against the limit above) is
+        // reserved, not touched: memory grows with the bytes that arrive,
+        // never by doubling past them.
         let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| ReadError::Malformed)?;
             if let Ok(data) = frame.into_data() {
+                let total = buf.len() + data.len();
+                if total > covered && total <= limit {
+                    held.take(total - covered).await?;
+                    covered = total;
+                }
                 if buf.len() + data.len() > limit {
                     // Read (and drop) a little more, briefly: a client
                     // still sending when the connection closes on unread
@@ -61,7 +116,7 @@ pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes
                 buf.extend_from_slice(&data);
             }
         }
-        Ok(Bytes::from(buf))
+        Ok((Bytes::from(buf), held))
     };
     tokio::time::timeout(BODY_TIMEOUT, collect)
         .await
@@ -74,6 +129,7 @@ impl ReadError {
         match self {
             ReadError::TooLarge => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
             ReadError::Malformed | ReadError::TimedOut => axum::http::StatusCode::BAD_REQUEST,
+            ReadError::Busy => axum::http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -84,6 +140,7 @@ impl ReadError {
                 "Malformed request body: its framing is broken or it ended early."
             }
             ReadError::TimedOut => "The request body did not arrive in time.",
+            ReadError::Busy => "Too many uploads in progress; retry later.",
         }
     }
 }

@@ -117,7 +117,7 @@ async fn handle(
         .await
         .map_err(|e| EvsError::new(e.status(), e.message()));
     let outcome = match read {
-        Ok(body) => dispatch(&state, &method, &uri, &headers, &body).await,
+        Ok((body, _budget)) => dispatch(&state, &method, &uri, &headers, &body).await,
         Err(e) => Err(e),
     };
     let mut response = match outcome {

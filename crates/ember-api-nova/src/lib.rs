@@ -109,7 +109,7 @@ async fn handle(
         match ember_api_common::body::read(&headers, body, ember_api_common::body::MAX_BODY_BYTES)
             .await
         {
-            Ok(body) => dispatch(&state, &method, &uri, headers, body).await,
+            Ok((body, _budget)) => dispatch(&state, &method, &uri, headers, body).await,
             Err(e) => NovaError::new(e.status(), e.message()).into_response(None),
         };
     if let Ok(v) = HeaderValue::from_str(&request_id) {

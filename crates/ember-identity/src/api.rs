@@ -86,14 +86,14 @@ async fn handle(
     body: Body,
 ) -> Response {
     let head = method == Method::HEAD;
-    let body = match ember_api_common::body::read(
+    let (body, _budget) = match ember_api_common::body::read(
         &headers,
         body,
         ember_api_common::body::MAX_BODY_BYTES,
     )
     .await
     {
-        Ok(body) => body,
+        Ok(pair) => pair,
         Err(e) => {
             let status = e.status();
             let title = status.canonical_reason().unwrap_or("Bad Request");

@@ -64,6 +64,9 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // What hyper buffers per connection (headers included): bodies are
+        // bounded by the dialects' body budget, not by hyper's ~400 KiB.
+        .max_buf_size(128 << 10)
         .keep_alive(true);
     loop {
         let accepted = tokio::select! {
