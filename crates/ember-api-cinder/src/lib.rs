@@ -176,6 +176,55 @@ fn parse_query(uri: &Uri) -> Vec<(String, String)> {
     ember_api_common::query_pairs(uri.query())
 }
 
+/// oslo.middleware's `/healthcheck`: 200 when the metadata store and the
+/// storage answer, 503 with the failed checks otherwise. An admin's token
+/// gets the detailed form (each check, what it saw, how long it took).
+async fn healthcheck(state: &CinderState, headers: &HeaderMap) -> Response {
+    let health = state.service.health().await;
+    let status = if health.ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let admin = headers.contains_key("x-auth-token")
+        && state
+            .auth
+            .authenticate(headers, None)
+            .await
+            .is_ok_and(|c| c.is_admin());
+    let body = if admin {
+        serde_json::json!({
+            "detailed": true,
+            "reasons": health.checks.iter().map(|c| serde_json::json!({
+                "class": c.name,
+                "reason": if c.ok { "OK" } else { "FAILED" },
+                "details": c.detail,
+                "micros": c.micros,
+            })).collect::<Vec<_>>(),
+        })
+    } else {
+        let failed: Vec<String> = health
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{} is not answering", c.name))
+            .collect();
+        let reasons = if failed.is_empty() {
+            vec!["OK".to_string()]
+        } else {
+            failed
+        };
+        serde_json::json!({"detailed": false, "reasons": reasons})
+    };
+    json_response(status, &body)
+}
+
+/// The words of Cinder's documented paths, for metric labels.
+fn route_words() -> &'static ember_api_common::RouteWords {
+    static WORDS: std::sync::OnceLock<ember_api_common::RouteWords> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| ember_api_common::RouteWords::from_operations(&openapi_operations()))
+}
+
 /// The single entry point of the dialect.
 pub async fn handle(
     State(state): State<Arc<CinderState>>,
@@ -210,13 +259,27 @@ pub async fn handle(
             h.insert("x-compute-request-id", v);
         }
     }
+    let (project, user) = response
+        .extensions()
+        .get::<Who>()
+        .map(|w| (w.project.clone(), w.user.clone()))
+        .unwrap_or_default();
     tracing::info!(
         request_id = %request_id,
         method = %method,
         path = %path,
+        project = %project,
+        user = %user,
         status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64,
         "cinder request"
+    );
+    ember_api_common::record_request(
+        "cinder",
+        &method,
+        || route_words().label(&path),
+        response.status().as_u16(),
+        started.elapsed(),
     );
     response
 }
@@ -245,12 +308,7 @@ async fn dispatch(
             );
             return r;
         }
-        ("GET", ["healthcheck"]) => {
-            return json_response(
-                StatusCode::OK,
-                &serde_json::json!({"detailed": false, "reasons": ["OK"]}),
-            );
-        }
+        ("GET", ["healthcheck"]) => return healthcheck(state, &headers).await,
         ("GET", ["v3"]) | ("GET", ["v2"]) if !trailing_slash => {
             let mut r = Response::new(Body::empty());
             *r.status_mut() = StatusCode::FOUND;
@@ -405,7 +463,24 @@ async fn route_and_run(
         path: uri.path().to_string(),
         request_id: request_id.to_string(),
     };
-    match handlers::run(state, &req, endpoint).await {
+    let who = Who {
+        project: req.caller.project_id.0.clone(),
+        user: req.caller.user_id.0.clone(),
+    };
+    let mut response = answer(state, &req, endpoint).await;
+    response.extensions_mut().insert(who);
+    response
+}
+
+/// Who made a request, for its log line.
+#[derive(Clone)]
+struct Who {
+    project: String,
+    user: String,
+}
+
+async fn answer(state: &CinderState, req: &Req, endpoint: routes::Endpoint) -> Response {
+    match handlers::run(state, req, endpoint).await {
         Ok(reply) => match reply.body {
             Some(body) => json_response(reply.status, &body),
             None if reply.raw.is_some() => {

@@ -10,6 +10,61 @@ pub mod schema;
 
 pub use auth::{AuthError, Authenticator, NoAuth};
 
+/// Words that may appear as labels of request metrics: the literal
+/// segments of documented paths. Built once per dialect from its OpenAPI
+/// operations.
+pub struct RouteWords(std::collections::HashSet<String>);
+
+impl RouteWords {
+    pub fn from_operations(ops: &[openapi::Operation]) -> RouteWords {
+        RouteWords(
+            ops.iter()
+                .flat_map(|op| op.path.split('/'))
+                .filter(|s| !s.is_empty() && !s.starts_with('{'))
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// A label for `path` with bounded values: known words stay, any
+    /// other segment (ids, names, an attacker's junk) becomes `{}`.
+    pub fn label(&self, path: &str) -> String {
+        let segments: Vec<&str> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| if self.0.contains(s) { s } else { "{}" })
+            .collect();
+        format!("/{}", segments.join("/"))
+    }
+}
+
+/// Records an answered request in the metrics: its route is `label` when
+/// the status says it matched a route, else `unmatched` (404s and 405s of
+/// unknown paths would otherwise add a label per path).
+pub fn record_request(
+    api: &str,
+    method: &axum::http::Method,
+    label: impl FnOnce() -> String,
+    status: u16,
+    took: std::time::Duration,
+) {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+    ];
+    let route = if status == 404 || status == 405 || !known.contains(method) {
+        "unmatched".to_string()
+    } else {
+        format!("{method} {}", label())
+    };
+    ember_metrics::http_request(api, &route, status, took);
+}
+
 static PUBLIC_ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Sets the URL links and catalogs name (Cinder's `public_endpoint`), e.g.

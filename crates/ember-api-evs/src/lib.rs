@@ -105,6 +105,12 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     r
 }
 
+/// The words of EVS's documented paths, for metric labels.
+fn route_words() -> &'static ember_api_common::RouteWords {
+    static WORDS: std::sync::OnceLock<ember_api_common::RouteWords> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| ember_api_common::RouteWords::from_operations(&openapi::operations()))
+}
+
 async fn handle(
     State(state): State<Arc<EvsState>>,
     method: Method,
@@ -113,6 +119,7 @@ async fn handle(
     body: Body,
 ) -> Response {
     let request_id = ember_api_common::new_request_id();
+    let started = std::time::Instant::now();
     let read = ember_api_common::body::read(&headers, body, ember_api_common::body::MAX_BODY_BYTES)
         .await
         .map_err(|e| EvsError::new(e.status(), e.message()));
@@ -138,6 +145,13 @@ async fn handle(
         response.headers_mut().insert("x-openstack-request-id", v);
     }
     tracing::info!(request_id = %request_id, method = %method, path = %uri.path(), status = response.status().as_u16(), "evs request");
+    ember_api_common::record_request(
+        "evs",
+        &method,
+        || route_words().label(uri.path()),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

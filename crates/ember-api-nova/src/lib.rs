@@ -96,6 +96,12 @@ fn parse_query(uri: &Uri) -> Vec<(String, String)> {
     ember_api_common::query_pairs(uri.query())
 }
 
+/// The words of Nova's documented paths, for metric labels.
+fn route_words() -> &'static ember_api_common::RouteWords {
+    static WORDS: std::sync::OnceLock<ember_api_common::RouteWords> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| ember_api_common::RouteWords::from_operations(&openapi_operations()))
+}
+
 async fn handle(
     State(state): State<Arc<NovaState>>,
     method: Method,
@@ -120,6 +126,13 @@ async fn handle(
     }
     tracing::info!(request_id = %request_id, method = %method, path = %uri.path(), status = response.status().as_u16(),
         micros = started.elapsed().as_micros() as u64, "nova request");
+    ember_api_common::record_request(
+        "nova",
+        &method,
+        || route_words().label(uri.path()),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

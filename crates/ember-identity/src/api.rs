@@ -78,6 +78,14 @@ fn not_found(kind: &str, id: &str) -> IdentityError {
     IdentityError::NotFound(format!("Could not find {kind}: {id}."))
 }
 
+/// The words of the identity API's documented paths, for metric labels.
+fn route_words() -> &'static ember_api_common::RouteWords {
+    static WORDS: std::sync::OnceLock<ember_api_common::RouteWords> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        ember_api_common::RouteWords::from_operations(&crate::openapi::operations())
+    })
+}
+
 async fn handle(
     State(svc): State<Arc<IdentityService>>,
     method: Method,
@@ -86,6 +94,7 @@ async fn handle(
     body: Body,
 ) -> Response {
     let head = method == Method::HEAD;
+    let method_for_metrics = method.clone();
     let (body, _budget) = match ember_api_common::body::read(
         &headers,
         body,
@@ -125,6 +134,13 @@ async fn handle(
         }
     };
     tracing::info!(path = %path, status = response.status().as_u16(), micros = started.elapsed().as_micros() as u64, "identity request");
+    ember_api_common::record_request(
+        "identity",
+        &method_for_metrics,
+        || route_words().label(&path),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 

@@ -98,6 +98,16 @@ struct Shared {
 /// Accept errors (out of descriptors, aborted connections) are logged and
 /// waited out: they never end the listener.
 pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>, limits: Limits) {
+    // Every series exists from the start, at zero.
+    let m = ember_metrics::metrics();
+    for op in ["read", "write", "write_zeroes", "trim", "flush"] {
+        for result in ["ok", "error"] {
+            m.nbd_requests.with_label_values(&[op, result]);
+        }
+    }
+    for direction in ["read", "written"] {
+        m.nbd_bytes.with_label_values(&[direction]);
+    }
     let shared = Arc::new(Shared {
         connections: Arc::new(Semaphore::new(limits.max_connections)),
         negotiating: Arc::new(Semaphore::new(limits.max_negotiating)),
@@ -124,11 +134,14 @@ pub async fn serve(listener: TcpListener, exports: Arc<dyn Exports>, limits: Lim
         let _ = stream.set_nodelay(true);
         let exports = exports.clone();
         let shared = shared.clone();
+        let connections = &ember_metrics::metrics().nbd_connections;
+        connections.inc();
         tokio::spawn(async move {
             match serve_limited(stream, exports, &shared, negotiating).await {
                 Ok(()) => tracing::debug!(%peer, "nbd client disconnected"),
                 Err(e) => tracing::info!(%peer, error = %e, "nbd connection closed"),
             }
+            ember_metrics::metrics().nbd_connections.dec();
             drop(slot);
         });
     }
@@ -341,8 +354,37 @@ fn errno(e: &io::Error) -> u32 {
     }
 }
 
+/// The operation's name and the payload bytes it moves (read, written),
+/// for the metrics.
+fn op_of(action: &Action, payload: usize) -> (&'static str, &'static str, u64) {
+    match action {
+        Action::Read { length, .. } => ("read", "read", *length as u64),
+        Action::Write { .. } => ("write", "written", payload as u64),
+        Action::WriteZeroes { .. } => ("write_zeroes", "written", 0),
+        Action::Trim { .. } => ("trim", "written", 0),
+        _ => ("flush", "written", 0),
+    }
+}
+
 /// Runs one request on the blocking pool; returns its reply.
 async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: Vec<u8>) -> Reply {
+    let (op, direction, bytes) = op_of(&action, payload.len());
+    let reply = execute_inner(device, cookie, action, payload).await;
+    let m = ember_metrics::metrics();
+    let result = if reply.error == 0 { "ok" } else { "error" };
+    m.nbd_requests.with_label_values(&[op, result]).inc();
+    if reply.error == 0 && bytes > 0 {
+        m.nbd_bytes.with_label_values(&[direction]).inc_by(bytes);
+    }
+    reply
+}
+
+async fn execute_inner(
+    device: Arc<dyn Device>,
+    cookie: u64,
+    action: Action,
+    payload: Vec<u8>,
+) -> Reply {
     let result = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
         if !device.is_live() {
             return Err(io::Error::from_raw_os_error(proto::ESHUTDOWN as i32));

@@ -14,6 +14,7 @@ mod error;
 pub mod gc;
 pub mod group_types;
 pub mod groups;
+pub mod health;
 pub mod messages;
 pub mod qos;
 pub mod quotas;
@@ -83,6 +84,17 @@ impl Service {
         driver: Arc<dyn ember_storage::StorageDriver>,
         config: ServiceConfig,
     ) -> Self {
+        // Every kind's counters exist from the start, at zero, so that
+        // rates and alerts see them before the first event.
+        let m = ember_metrics::metrics();
+        for kind in workflows::KINDS {
+            m.workflows_started.with_label_values(&[kind]);
+            m.workflows_resumed.with_label_values(&[kind]);
+            m.workflow_retries.with_label_values(&[kind]);
+            for outcome in ["completed", "failed"] {
+                m.workflows_finished.with_label_values(&[kind, outcome]);
+            }
+        }
         Service {
             core: Arc::new(Core::new(store, driver, config)),
             running: Arc::new(AtomicUsize::new(0)),
@@ -138,6 +150,10 @@ impl Service {
             }
             for record in records {
                 tracing::info!(workflow = %record.id, kind = %record.kind, step = record.next_step, phase = ?record.phase, "resuming workflow");
+                ember_metrics::metrics()
+                    .workflows_resumed
+                    .with_label_values(&[&record.kind])
+                    .inc();
                 service.start(record);
             }
             let core = service.core.clone();
@@ -209,6 +225,11 @@ impl Service {
         let running = self.running.clone();
         running.fetch_add(1, Ordering::SeqCst);
         let id: WorkflowId = record.id;
+        let kind = record.kind.clone();
+        let metrics = ember_metrics::metrics();
+        metrics.workflows_started.with_label_values(&[&kind]).inc();
+        metrics.workflows_running.inc();
+        let began = std::time::Instant::now();
         tokio::spawn(async move {
             let mut record = Some(record);
             let mut backoff = Duration::from_millis(50);
@@ -227,7 +248,18 @@ impl Service {
                 })
                 .await;
                 match result {
-                    Ok(Ok(_)) => break,
+                    Ok(Ok(outcome)) => {
+                        let outcome = match outcome {
+                            Some(engine::Outcome::Failed) => "failed",
+                            Some(engine::Outcome::Interrupted) => "interrupted",
+                            _ => "completed",
+                        };
+                        metrics
+                            .workflows_finished
+                            .with_label_values(&[&kind, outcome])
+                            .inc();
+                        break;
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(workflow = %id, error = %e, "workflow stalled; retrying");
                     }
@@ -235,9 +267,15 @@ impl Service {
                         tracing::error!(workflow = %id, error = %e, "workflow task panicked; retrying")
                     }
                 }
+                metrics.workflow_retries.with_label_values(&[&kind]).inc();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
+            metrics
+                .workflow_duration
+                .with_label_values(&[&kind])
+                .observe(began.elapsed().as_secs_f64());
+            metrics.workflows_running.dec();
             running.fetch_sub(1, Ordering::SeqCst);
         });
     }

@@ -646,13 +646,20 @@ fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
 
 impl Tx for SqliteTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
+        let began = std::time::Instant::now();
         self.conn.execute_batch("COMMIT").map_err(backend)?;
         self.open = false;
         let numbered = self.wal.map(|wal| (wal, wal.committed()));
         // Let the next writer in before waiting for the fsync.
         drop(self);
         match numbered {
-            Some((wal, seq)) => wal.wait_durable(seq),
+            Some((wal, seq)) => {
+                let durable = wal.wait_durable(seq);
+                ember_metrics::metrics()
+                    .store_commit
+                    .observe(began.elapsed().as_secs_f64());
+                durable
+            }
             None => Ok(()),
         }
     }

@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// Host header.
     #[arg(long, env = "EMBER_PUBLIC_ENDPOINT")]
     public_endpoint: Option<String>,
+    /// An address serving `/metrics` and `/healthcheck` without credentials
+    /// (bind it where only your monitoring reaches). Without it, `/metrics`
+    /// on the API listener needs an admin's token.
+    #[arg(long, env = "EMBER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
+    /// Log format: `text` (default) or `json` (one JSON object per line).
+    #[arg(long, env = "EMBER_LOG_FORMAT")]
+    log_format: Option<String>,
     /// With `--auth keystone`: Keystone's identity v3 URL.
     #[arg(long, env = "EMBER_KEYSTONE_URL")]
     keystone_url: Option<String>,
@@ -103,6 +111,8 @@ struct FileConfig {
     nbd_host: Option<String>,
     reserved_space_mib: Option<u64>,
     public_endpoint: Option<String>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
     max_connections: Option<usize>,
     header_timeout_secs: Option<u64>,
     nbd_max_connections: Option<usize>,
@@ -127,6 +137,9 @@ pub struct Settings {
     pub nbd_max_connections: usize,
     pub nbd_reply_timeout: std::time::Duration,
     pub public_endpoint: Option<String>,
+    pub metrics_listen: Option<String>,
+    /// One JSON object per log line instead of text.
+    pub json_logs: bool,
 }
 
 impl Settings {
@@ -246,6 +259,12 @@ impl ServeArgs {
                     header_timeout: std::time::Duration::from_secs(header_timeout_secs),
                     ..defaults
                 }
+            },
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            json_logs: match self.log_format.or(file.log_format).as_deref() {
+                None | Some("text") => false,
+                Some("json") => true,
+                Some(other) => anyhow::bail!("--log-format must be text or json, not {other:?}"),
             },
             public_endpoint: match self.public_endpoint.or(file.public_endpoint) {
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),

@@ -4,6 +4,7 @@
 
 mod config;
 mod http;
+mod metrics;
 mod nbd;
 
 use anyhow::Context;
@@ -33,19 +34,30 @@ enum Command {
     Serve(ServeArgs),
 }
 
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        // One object per line (timestamp, level, message, and the event's
+        // fields: request id, project, user, route, status, duration,
+        // workflow id), for Loki or Elasticsearch.
+        builder.json().flatten_event(true).init();
+    } else {
+        builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EMBER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match cli.command {
         Command::Serve(args) => {
             let settings = args.resolve()?;
+            init_logging(settings.json_logs);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -209,10 +221,33 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
                 auth: auth.clone(),
             },
         )))
+        .route(
+            "/metrics",
+            axum::routing::get({
+                let service = service.clone();
+                let auth = auth.clone();
+                move |headers: axum::http::HeaderMap| {
+                    metrics::scrape(service.clone(), Some(auth.clone()), headers)
+                }
+            }),
+        )
         .merge(ember_api_cinder::router(Arc::new(CinderState {
             service: service.clone(),
             auth,
         })));
+    if let Some(addr) = &settings.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"))?;
+        tracing::info!(listen = %listener.local_addr()?, "serving /metrics and /healthcheck");
+        tokio::spawn(http::serve(
+            "metrics",
+            listener,
+            metrics::router(service.clone()),
+            settings.http.clone(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(
         listen = %local,
         data_dir = %settings.data_dir.display(),

@@ -15,6 +15,16 @@ use crate::error::{Result, ServiceError};
 use ember_model::WorkflowRecord;
 
 /// Runs a stored workflow record with the workflow its kind names.
+/// Every workflow kind, e.g. to show every kind's counters from the start.
+pub const KINDS: [&str; 6] = [
+    volume_create::VolumeCreate::KIND,
+    volume_delete::VolumeDelete::KIND,
+    volume_extend::VolumeExtend::KIND,
+    volume_revert::VolumeRevert::KIND,
+    snapshot_create::SnapshotCreate::KIND,
+    snapshot_delete::SnapshotDelete::KIND,
+];
+
 pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
     match record.kind.as_str() {
         volume_create::VolumeCreate::KIND => drive::<volume_create::VolumeCreate>(core, record),

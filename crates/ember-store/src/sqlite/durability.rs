@@ -94,7 +94,11 @@ impl WalSync {
             // in the file this fsync flushes.
             let covers = state.committed;
             drop(state);
+            let began = std::time::Instant::now();
             let result = sync_file(&self.wal);
+            ember_metrics::metrics()
+                .store_wal_fsync
+                .observe(began.elapsed().as_secs_f64());
             state = self.lock();
             state.syncing = false;
             match result {

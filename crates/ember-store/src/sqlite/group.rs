@@ -41,6 +41,15 @@ impl SqliteStore {
     }
 
     pub(super) fn grouped(&self, barrier: Option<Barrier>, job: GroupJob) -> Result<bool> {
+        let began = std::time::Instant::now();
+        let done = self.grouped_inner(barrier, job);
+        ember_metrics::metrics()
+            .store_commit
+            .observe(began.elapsed().as_secs_f64());
+        done
+    }
+
+    fn grouped_inner(&self, barrier: Option<Barrier>, job: GroupJob) -> Result<bool> {
         let outcome: Outcome = Arc::default();
         let mut queue = self.lock_queue();
         queue.pending.push(Queued {
@@ -79,6 +88,9 @@ impl SqliteStore {
                 barriers.push(b);
             }
         }
+        ember_metrics::metrics()
+            .store_group_size
+            .observe(batch.len() as f64);
         let jobs = batch.into_iter().map(|q| (q.job, q.outcome)).collect();
         let (results, commit) = run_batch(self.lock(), jobs, &barriers, self.wal.as_ref());
         lead.hand_over();
