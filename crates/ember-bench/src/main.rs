@@ -238,7 +238,7 @@ fn qemu_img_overlay_ms(size: &str, n: usize) -> Option<f64> {
 
 struct Server {
     child: Option<Child>,
-    _data: Option<tempfile::TempDir>,
+    data: Option<tempfile::TempDir>,
     base: String,
 }
 
@@ -255,7 +255,7 @@ fn start(args: &Args) -> Result<Server> {
     if let Some(url) = &args.url {
         return Ok(Server {
             child: None,
-            _data: None,
+            data: None,
             base: url.trim_end_matches('/').to_string(),
         });
     }
@@ -309,7 +309,7 @@ fn spawn_ember(ember: &std::path::Path, data: tempfile::TempDir) -> Result<(Serv
     Ok((
         Server {
             child: Some(child),
-            _data: Some(data),
+            data: Some(data),
             base,
         },
         ready,
@@ -338,7 +338,7 @@ fn resources(pid: u32) -> Option<(f64, usize)> {
 
 /// Image files in the server's data directory, when this tool started it.
 fn image_count(server: &Server) -> Option<usize> {
-    let dir = server._data.as_ref()?.path().join("images");
+    let dir = server.data.as_ref()?.path().join("images");
     Some(
         std::fs::read_dir(dir)
             .ok()?
@@ -447,13 +447,48 @@ fn main() -> Result<()> {
                 reference: None,
             });
         }
+        // The disk's own limit, measured now on the data directory's file
+        // system: what Ember's durable creates are compared with.
+        let disk_dir = server
+            .data
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_else(std::env::temp_dir);
+        let disk_secs = if args.quick { 1 } else { 5 };
+        let mut disk64 = None;
+        for threads in [1usize, 8, 64] {
+            let rate = disk_sync_rate(&disk_dir, threads, Duration::from_secs(disk_secs))?;
+            if threads == 64 {
+                disk64 = Some(rate);
+            }
+            rows.push(Row {
+                scenario: format!("disk limit: file create + fsync per second ({threads} threads)"),
+                value: rate,
+                unit: "/s",
+                reference: None,
+            });
+        }
+        let disk_ref = disk64.map(|r| ("disk create + fsync, 64 threads".to_string(), r));
         let secs = if args.quick { 3 } else { 30 };
         let run = concurrent_creates(&client, &server, 32, Load::For(Duration::from_secs(secs)))?;
         rows.push(Row {
             scenario: format!("durable creates per second, sustained {secs} s (32 clients)"),
             value: run.per_second,
             unit: "/s",
-            reference: None,
+            reference: disk_ref.clone(),
+        });
+        let secs128 = if args.quick { 3 } else { 15 };
+        let run128 = concurrent_creates(
+            &client,
+            &server,
+            128,
+            Load::For(Duration::from_secs(secs128)),
+        )?;
+        rows.push(Row {
+            scenario: format!("durable creates per second, sustained {secs128} s (128 clients)"),
+            value: run128.per_second,
+            unit: "/s",
+            reference: disk_ref,
         });
         if let Some((rss, fds)) = run.peak {
             rows.push(Row {
@@ -629,6 +664,42 @@ struct ConcurrentRun {
     per_second: f64,
     /// Peak resident memory (MiB) and open fds of the server, when known.
     peak: Option<(f64, usize)>,
+}
+
+/// The file system's rate of durable small-file creates: `threads`
+/// threads, each creating a new file, writing 576 bytes (an empty qcow2
+/// overlay's size on disk), `fdatasync`ing it, for `secs`; then the
+/// directory is synced and the files removed (not counted).
+fn disk_sync_rate(dir: &std::path::Path, threads: usize, secs: Duration) -> Result<f64> {
+    use std::io::Write;
+    let scratch = tempfile::tempdir_in(dir)?;
+    let t = Instant::now();
+    let counts: Vec<Result<usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let path = scratch.path().to_path_buf();
+                s.spawn(move || -> Result<usize> {
+                    let mut n = 0;
+                    let data = [0x51u8; 576];
+                    while t.elapsed() < secs {
+                        let mut f = std::fs::File::create(path.join(format!("{i}-{n}")))?;
+                        f.write_all(&data)?;
+                        f.sync_data()?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let elapsed = t.elapsed();
+    let mut total = 0;
+    for c in counts {
+        total += c?;
+    }
+    std::fs::File::open(scratch.path())?.sync_all()?;
+    Ok(total as f64 / elapsed.as_secs_f64())
 }
 
 /// `clients` threads, each creating snapshots of its own volume.
