@@ -190,7 +190,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
         o.insert(
             "os-vol-host-attr:host".into(),
-            json!(ember_service::backend::pool_name()),
+            json!(ember_service::backend::host_of(v)),
         );
     }
     if let Some(reason) = &v.error_reason

@@ -880,6 +880,8 @@ fn scale_rows(args: &Args) -> Result<Vec<Row>> {
                 multiattach: false,
                 read_only: None,
                 attachments: vec![],
+                backend: DEFAULT_BACKEND.into(),
+                pool: DEFAULT_BACKEND.into(),
                 image: None,
                 error_reason: None,
                 created_at: Timestamp::now(),

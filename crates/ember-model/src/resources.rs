@@ -156,7 +156,14 @@ pub struct Volume {
     #[serde(default)]
     pub read_only: Option<bool>,
     pub attachments: Vec<Attachment>,
-    /// The writable top of the volume's chain, once it exists.
+    /// The backend holding the volume's data (a `[[backend]]` name; the
+    /// embedded default is `qcow2`) and its pool there.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    #[serde(default = "default_backend")]
+    pub pool: String,
+    /// The volume's data on its backend, once it exists: a name only the
+    /// backend interprets.
     pub image: Option<ImageId>,
     /// Why the last operation failed, for admins (`error` statuses).
     pub error_reason: Option<String>,
@@ -205,7 +212,21 @@ pub enum ImageOwner {
     None,
 }
 
-/// One layer of a backing chain as the metadata store records it.
+/// The name of the embedded backend, and of every volume recorded before
+/// volumes recorded their backend.
+pub const DEFAULT_BACKEND: &str = "qcow2";
+
+fn default_backend() -> String {
+    DEFAULT_BACKEND.into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One piece of data a backend keeps for volumes and snapshots (a layer
+/// of a qcow2 chain, an RBD image or snapshot), as the metadata store
+/// records it for that backend. Only backends read and write these.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Image {
     pub id: ImageId,
@@ -213,6 +234,13 @@ pub struct Image {
     pub size_bytes: u64,
     pub owner: ImageOwner,
     pub created_at: Timestamp,
+    /// The backend the data is on.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+    /// False from a new volume's claim until its data is made: a re-run
+    /// may still replace it, so nothing may be merged into it meanwhile.
+    #[serde(default = "yes")]
+    pub ready: bool,
 }
 
 /// Quota-limited resources, as Cinder names them.

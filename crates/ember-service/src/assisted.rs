@@ -25,16 +25,30 @@ fn require_service_or_admin(caller: &Caller, action: &str) -> Result<()> {
 /// What a client-supplied file name refers to.
 #[derive(Debug, PartialEq, Eq)]
 enum FileName {
-    /// `<uuid>.qcow2`, an Ember image id (existing or not).
+    /// The name of data on the backend (`<uuid>.qcow2`), existing or not.
     Image(ImageId),
     /// Any other plain name: accepted as a label, never used as a path.
     Label,
 }
 
+/// The volume's backend as chains of files: assisted snapshots only make
+/// sense where volumes are files a hypervisor could name.
+fn files_of<'a>(
+    core: &'a core::Core,
+    volume: &Volume,
+) -> Result<&'a dyn ember_backend::FileChains> {
+    core.backend_of(volume)?.files().ok_or_else(|| {
+        ServiceError::InvalidInput(format!(
+            "Volume {} is not on a file-based backend; assisted snapshots need one.",
+            volume.id
+        ))
+    })
+}
+
 /// Refuses anything that is not a plain file name in the image directory:
 /// separators, `.`/`..`, absolute paths, control characters, symlinks and
 /// other special entries.
-fn plain_file_name(core: &core::Core, name: &str) -> Result<FileName> {
+fn plain_file_name(files: &dyn ember_backend::FileChains, name: &str) -> Result<FileName> {
     let bad = name.is_empty()
         || name.len() > 255
         || name == "."
@@ -42,35 +56,35 @@ fn plain_file_name(core: &core::Core, name: &str) -> Result<FileName> {
         || name.contains('/')
         || name.contains('\\')
         || name.chars().any(char::is_control)
-        || core.driver.is_special_entry(name);
+        || files.is_special_entry(name);
     if bad {
         return Err(ServiceError::InvalidInput(format!(
             "{name:?} is not a plain file name in the volume's directory."
         )));
     }
-    Ok(
-        match name
-            .strip_suffix(".qcow2")
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        {
-            Some(u) => FileName::Image(ImageId(u)),
-            None => FileName::Label,
-        },
-    )
+    Ok(match files.data_named(name) {
+        Some(image) => FileName::Image(image),
+        None => FileName::Label,
+    })
 }
 
 /// Whether `image` is one of this volume's files: in its chain, or frozen
 /// in one of its snapshots.
-fn belongs_to(tx: &mut dyn ember_store::Tx, volume: &Volume, image: ImageId) -> Result<bool> {
+fn belongs_to(
+    tx: &mut dyn ember_store::Tx,
+    files: &dyn ember_backend::FileChains,
+    volume: &Volume,
+    image: ImageId,
+) -> Result<bool> {
     if let Some(top) = volume.image
-        && core::Core::chain_of(tx, top)?.images.contains(&image)
+        && files.chain(tx, top)?.contains(&image)
     {
         return Ok(true);
     }
-    Ok(match tx.image(image)?.map(|i| i.owner) {
-        Some(ImageOwner::Snapshot(s)) => tx.snapshot(s)?.is_some_and(|s| s.volume_id == volume.id),
-        _ => false,
-    })
+    Ok(tx
+        .snapshots_of_volume(volume.id)?
+        .iter()
+        .any(|s| s.image == Some(image)))
 }
 
 /// Checks a named file against the volume: a name of another volume's
@@ -81,15 +95,16 @@ fn own_file(
     volume: &Volume,
     name: &str,
 ) -> Result<FileName> {
-    let parsed = plain_file_name(core, name)?;
-    if let FileName::Image(image) = parsed {
-        let known = tx.image(image)?.is_some() || core.driver.image_exists(image);
-        if known && !belongs_to(tx, volume, image)? {
-            return Err(ServiceError::InvalidInput(format!(
-                "{name} is not a file of volume {}.",
-                volume.id
-            )));
-        }
+    let files = files_of(core, volume)?;
+    let parsed = plain_file_name(files, name)?;
+    if let FileName::Image(image) = parsed
+        && files.exists(tx, image)?
+        && !belongs_to(tx, files, volume, image)?
+    {
+        return Err(ServiceError::InvalidInput(format!(
+            "{name} is not a file of volume {}.",
+            volume.id
+        )));
     }
     Ok(parsed)
 }
@@ -143,7 +158,7 @@ impl Service {
                     }
                     return Ok(None);
                 }
-                if tx.image(new_top)?.is_some() {
+                if files_of(&core, &v)?.exists(tx.as_mut(), new_top)? {
                     return Err(ServiceError::InvalidInput(format!(
                         "{new_file} already exists; the new overlay needs a new file."
                     )));

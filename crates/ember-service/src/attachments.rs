@@ -698,8 +698,8 @@ impl Service {
         if !known || s.status != SnapshotStatus::Available {
             return None;
         }
-        let image = s.image?;
-        let io = core.open_chain(image, false).ok()?;
+        s.image?;
+        let io = core.open_snapshot(&s).ok()?;
         let flag = live
             .entry(snapshot.0)
             .or_insert_with(|| Arc::new(AtomicBool::new(true)))

@@ -1,28 +1,55 @@
 //! The admin's view of where volumes live, in Cinder's terms: Ember is one
-//! host (`ember`) running the scheduler and volume roles in one process,
-//! with one backend (`qcow2`) holding one pool (`qcow2`).
+//! host (`ember`) running the scheduler and one volume service per backend
+//! (`ember@<backend>`), each backend with one pool
+//! (`ember@<backend>#<pool>`), and the placement of new volumes on them.
 
+use crate::core::Core;
 use crate::volumes::require_admin;
 use crate::{Caller, Result, Service, ServiceError};
-use ember_model::{ProjectId, ServiceSwitch, Timestamp};
+use ember_backend::VolumeBackend;
+use ember_model::{ProjectId, ServiceSwitch, Timestamp, Volume};
 use ember_store::Tx;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub const HOST: &str = "ember";
-pub const BACKEND: &str = "qcow2";
-pub const POOL: &str = "qcow2";
-/// What storage protocol clients attach with (the NBD export).
-pub const STORAGE_PROTOCOL: &str = "nbd";
-pub const VENDOR: &str = "Ember";
 
 /// `host@backend`, Cinder's name of a volume service.
-pub fn volume_service_host() -> String {
-    format!("{HOST}@{BACKEND}")
+pub fn volume_service_host(backend: &str) -> String {
+    format!("{HOST}@{backend}")
 }
 
 /// `host@backend#pool`, the value of a volume's `os-vol-host-attr:host`.
-pub fn pool_name() -> String {
-    format!("{HOST}@{BACKEND}#{POOL}")
+pub fn pool_name(backend: &str, pool: &str) -> String {
+    format!("{HOST}@{backend}#{pool}")
+}
+
+/// Where a volume lives, as Cinder names it.
+pub fn host_of(volume: &Volume) -> String {
+    pool_name(&volume.backend, &volume.pool)
+}
+
+/// One pool as `get_pools` and `capabilities` report it.
+#[derive(Clone, Debug)]
+pub struct PoolReport {
+    /// `host@backend#pool`.
+    pub name: String,
+    pub backend: String,
+    pub pool: String,
+    /// Every capability, the names first, as the scheduler matches them.
+    pub capabilities: Vec<(&'static str, String)>,
+    pub capacity: ember_storage::Capacity,
+}
+
+/// The key a volume service's switch is stored under: the binary's name
+/// for the embedded backend (as before there were several), else the
+/// binary at its host.
+fn switch_key(binary: &str, host: &str) -> String {
+    if binary != "cinder-volume" || host == volume_service_host(ember_model::DEFAULT_BACKEND) {
+        binary.to_string()
+    } else {
+        format!("{binary}@{host}")
+    }
 }
 
 /// Usage of the host by one project, or in total (`project: None`).
@@ -36,11 +63,34 @@ pub struct HostUsage {
 }
 
 impl Service {
-    /// Size and free space of the pool, in bytes. Admin only.
-    pub async fn pool_capacity(&self, caller: &Caller) -> Result<ember_storage::Capacity> {
+    /// Every pool, with its capabilities and capacity. Admin only.
+    pub async fn pools(&self, caller: &Caller) -> Result<Vec<PoolReport>> {
         require_admin(caller, "scheduler_extension:scheduler_stats:get_pools")?;
         let core = self.core.clone();
-        self.run_blocking(move || Ok(core.driver.capacity()?)).await
+        self.run_blocking(move || {
+            core.backends
+                .all()
+                .map(|b| {
+                    Ok(PoolReport {
+                        name: pool_name(b.name(), b.pool()),
+                        backend: b.name().to_string(),
+                        pool: b.pool().to_string(),
+                        capabilities: capabilities(b.as_ref()),
+                        capacity: b.capacity()?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Names of the volume services' hosts (`ember@<backend>`), in order.
+    pub fn volume_hosts(&self) -> Vec<String> {
+        self.core
+            .backends
+            .all()
+            .map(|b| volume_service_host(b.name()))
+            .collect()
     }
 
     /// What each project keeps on the host, the total first. Admin only.
@@ -75,11 +125,14 @@ impl Service {
 }
 
 /// Ember's services as Cinder names them: (binary, host).
-pub fn services() -> [(&'static str, String); 2] {
-    [
-        ("cinder-scheduler", HOST.to_string()),
-        ("cinder-volume", volume_service_host()),
-    ]
+pub fn services(core: &Core) -> Vec<(&'static str, String)> {
+    let mut out = vec![("cinder-scheduler", HOST.to_string())];
+    out.extend(
+        core.backends
+            .all()
+            .map(|b| ("cinder-volume", volume_service_host(b.name()))),
+    );
+    out
 }
 
 /// Whether `host` names `service_host` (`ember` also names `ember@qcow2`).
@@ -87,20 +140,16 @@ pub fn host_matches(service_host: &str, host: &str) -> bool {
     service_host == host || service_host.split('@').next() == Some(host)
 }
 
-/// The pool's capabilities as the scheduler matches them against a volume
-/// type's extra specs (and as `get_pools` reports them).
-pub fn capabilities() -> Vec<(&'static str, String)> {
-    vec![
-        ("volume_backend_name", BACKEND.into()),
-        ("pool_name", POOL.into()),
-        ("vendor_name", VENDOR.into()),
-        ("storage_protocol", STORAGE_PROTOCOL.into()),
-        ("driver_version", env!("CARGO_PKG_VERSION").into()),
-        ("thin_provisioning_support", "True".into()),
-        ("thick_provisioning_support", "False".into()),
-        ("QoS_support", "False".into()),
-        ("multiattach", "True".into()),
-    ]
+/// A pool's capabilities as the scheduler matches them against a volume
+/// type's extra specs (and as `get_pools` reports them): its names, then
+/// what its backend offers.
+pub fn capabilities(backend: &dyn VolumeBackend) -> Vec<(&'static str, String)> {
+    let mut caps = vec![
+        ("volume_backend_name", backend.name().to_string()),
+        ("pool_name", backend.pool().to_string()),
+    ];
+    caps.extend(backend.capabilities());
+    caps
 }
 
 /// Whether a capability satisfies an extra spec's requirement, in the
@@ -135,21 +184,51 @@ fn satisfies(have: &str, want: &str) -> bool {
     }
 }
 
-/// Why no backend can hold a new volume of `volume_type`, if none can: the
-/// volume service is disabled, or an extra spec asks for a capability the
-/// pool does not have. Extra specs that name no capability are ignored,
-/// as in Cinder, unless scoped `capabilities:`.
-pub(crate) fn placement_problem(
+/// The backend a new volume of `volume_type` goes to: the first (in the
+/// configured order) whose volume service is enabled and whose pool has
+/// every capability the type's extra specs ask for; `only` restricts the
+/// choice (a clone stays on its source's backend). When none can, why
+/// not (one reason per backend). Extra specs that name no capability are
+/// ignored, as in Cinder, unless scoped `capabilities:`.
+pub(crate) fn place<'a>(
+    core: &'a Core,
     tx: &mut dyn Tx,
     volume_type: &ember_model::VolumeType,
+    only: Option<&str>,
+) -> Result<std::result::Result<&'a Arc<dyn VolumeBackend>, String>> {
+    let mut problems = vec![];
+    for backend in core.backends.all() {
+        if only.is_some_and(|name| name != backend.name()) {
+            continue;
+        }
+        match placement_problem(tx, backend.as_ref(), volume_type)? {
+            None => return Ok(Ok(backend)),
+            Some(problem) => problems.push(problem),
+        }
+    }
+    if problems.is_empty() {
+        problems.push(format!(
+            "backend {} is not configured",
+            only.unwrap_or("(none)")
+        ));
+    }
+    Ok(Err(problems.join("; ")))
+}
+
+/// Why `backend` cannot hold a new volume of `volume_type`, if it cannot.
+fn placement_problem(
+    tx: &mut dyn Tx,
+    backend: &dyn VolumeBackend,
+    volume_type: &ember_model::VolumeType,
 ) -> Result<Option<String>> {
-    if let Some(s) = tx.service_switch("cinder-volume")?.filter(|s| s.disabled) {
+    let key = switch_key("cinder-volume", &volume_service_host(backend.name()));
+    if let Some(s) = tx.service_switch(&key)?.filter(|s| s.disabled) {
         return Ok(Some(format!(
             "the volume service is disabled ({})",
             s.disabled_reason.as_deref().unwrap_or("no reason given")
         )));
     }
-    let caps = capabilities();
+    let caps = capabilities(backend);
     for (key, want) in &volume_type.extra_specs {
         let (scoped, name) = match key.strip_prefix("capabilities:") {
             Some(n) => (true, n),
@@ -180,11 +259,10 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.read()?;
             let mut out = vec![];
-            for (binary, host) in services() {
-                let switch = tx.service_switch(binary)?.unwrap_or(ServiceSwitch {
-                    binary: binary.into(),
-                    ..Default::default()
-                });
+            for (binary, host) in services(&core) {
+                let key = switch_key(binary, &host);
+                let mut switch = tx.service_switch(&key)?.unwrap_or_default();
+                switch.binary = binary.into();
                 out.push((binary.to_string(), host, switch));
             }
             Ok(out)
@@ -202,11 +280,13 @@ impl Service {
         reason: Option<String>,
     ) -> Result<(String, ServiceSwitch)> {
         require_admin(caller, "volume_extension:services:update")?;
-        let Some((_, service_host)) = services()
-            .into_iter()
+        let all = services(&self.core);
+        let Some((_, service_host)) = all
+            .iter()
             .find(|(b, h)| *b == binary && host_matches(h, &host))
+            .cloned()
         else {
-            return Err(if services().iter().any(|(_, h)| host_matches(h, &host)) {
+            return Err(if all.iter().any(|(_, h)| host_matches(h, &host)) {
                 ServiceError::NotFound(format!("Service {binary} could not be found."))
             } else {
                 ServiceError::NotFound(format!("Host {host} could not be found."))
@@ -215,14 +295,15 @@ impl Service {
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
-            let switch = ServiceSwitch {
-                binary,
+            let mut switch = ServiceSwitch {
+                binary: switch_key(&binary, &service_host),
                 disabled,
                 disabled_reason: reason,
                 updated_at: Some(Timestamp::now()),
             };
             tx.put_service_switch(&switch)?;
             tx.commit()?;
+            switch.binary = binary;
             Ok((service_host, switch))
         })
         .await

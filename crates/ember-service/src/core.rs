@@ -1,13 +1,73 @@
-//! What workflows and requests share: the store, the storage driver, and
-//! one I/O slot per volume that serializes chain changes against I/O.
+//! What workflows and requests share: the store, the backends, and one
+//! I/O slot per volume that serializes data changes against I/O.
 
 use crate::engine::Faults;
 use crate::error::{Result, ServiceError};
-use ember_model::{ImageId, VolumeId};
-use ember_storage::{BlockIo, Chain, StorageDriver};
+use ember_backend::{DataRef, IoFence, VolumeBackend};
+use ember_model::{ImageId, Snapshot, Volume, VolumeId};
+use ember_storage::BlockIo;
 use ember_store::{MetadataStore, Tx};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
+
+/// The backends volumes live on, by name, and for each the barrier that
+/// makes its grouped stages durable before a group commit.
+pub struct Backends {
+    list: Vec<(Arc<dyn VolumeBackend>, ember_store::Barrier)>,
+}
+
+impl Backends {
+    /// The backends, in the order pools are listed and new volumes placed.
+    /// Names must be unique; there must be one at least.
+    pub fn new(list: Vec<Arc<dyn VolumeBackend>>) -> Self {
+        assert!(!list.is_empty(), "at least one backend");
+        let mut names = std::collections::HashSet::new();
+        for b in &list {
+            assert!(
+                names.insert(b.name().to_string()),
+                "backend names are unique"
+            );
+        }
+        Backends {
+            list: list
+                .into_iter()
+                .map(|b| {
+                    let syncing = b.clone();
+                    let barrier: ember_store::Barrier = Arc::new(move || {
+                        syncing
+                            .barrier()
+                            .map_err(|e| ember_store::StoreError::Backend(e.to_string()))
+                    });
+                    (b, barrier)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn single(backend: Arc<dyn VolumeBackend>) -> Self {
+        Self::new(vec![backend])
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<dyn VolumeBackend>> {
+        self.list.iter().map(|(b, _)| b)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Arc<dyn VolumeBackend>> {
+        self.list
+            .iter()
+            .map(|(b, _)| b)
+            .find(|b| b.name() == name)
+            .ok_or_else(|| ServiceError::Internal(format!("backend {name} is not configured")))
+    }
+
+    pub(crate) fn barrier(&self, name: &str) -> Result<ember_store::Barrier> {
+        self.list
+            .iter()
+            .find(|(b, _)| b.name() == name)
+            .map(|(_, barrier)| barrier.clone())
+            .ok_or_else(|| ServiceError::Internal(format!("backend {name} is not configured")))
+    }
+}
 
 /// Settings the service layer needs.
 #[derive(Clone, Debug)]
@@ -63,9 +123,9 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-/// The open chain of one volume. I/O holds the read lock; anything that
-/// changes the chain (snapshot, revert, merge into the top) holds the write
-/// lock, flushes, and drops the handle so the next I/O reopens the new chain.
+/// The open data of one volume. I/O holds the read lock; anything that
+/// changes what the volume reads (snapshot, revert, a merge into it) holds
+/// the write lock, flushes, and drops the handle so the next I/O reopens.
 #[derive(Default)]
 pub struct VolumeSlot {
     io: RwLock<Option<Arc<dyn BlockIo>>>,
@@ -73,22 +133,13 @@ pub struct VolumeSlot {
 
 pub struct Core {
     pub store: Arc<dyn MetadataStore>,
-    pub driver: Arc<dyn StorageDriver>,
+    pub backends: Backends,
     pub config: ServiceConfig,
     pub faults: Faults,
     slots: Mutex<HashMap<VolumeId, Arc<VolumeSlot>>>,
-    pub(crate) gc_lock: Mutex<()>,
-    /// Read-held from reading a chain out of the store until its files are
-    /// open; write-held by garbage collection from the commit that unlinks
-    /// an image until its file is gone. Without it a reader could list an
-    /// image that is deleted before it opens the file.
-    pub(crate) chain_files: RwLock<()>,
     /// Live flags of the NBD exports opened since start-up, by attachment;
     /// cleared when the connection is withdrawn so open clients stop.
     pub(crate) exports: Mutex<HashMap<uuid::Uuid, Arc<std::sync::atomic::AtomicBool>>>,
-    /// Makes images from `create_image_unsynced` durable; passed to group
-    /// commits that name such images, so one directory sync serves a group.
-    pub(crate) images_created: ember_store::Barrier,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -97,28 +148,43 @@ pub struct ChainGuard<'a> {
 }
 
 impl Core {
-    pub fn new(
-        store: Arc<dyn MetadataStore>,
-        driver: Arc<dyn StorageDriver>,
-        config: ServiceConfig,
-    ) -> Self {
-        let syncing = driver.clone();
-        let images_created: ember_store::Barrier = Arc::new(move || {
-            syncing
-                .sync_created()
-                .map_err(|e| ember_store::StoreError::Backend(e.to_string()))
-        });
+    pub fn new(store: Arc<dyn MetadataStore>, backends: Backends, config: ServiceConfig) -> Self {
         Core {
             store,
-            driver,
-            images_created,
+            backends,
             config,
             faults: Faults::default(),
             slots: Mutex::new(HashMap::new()),
-            gc_lock: Mutex::new(()),
-            chain_files: RwLock::new(()),
             exports: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The backend holding `volume`'s data.
+    pub fn backend_of(&self, volume: &Volume) -> Result<&Arc<dyn VolumeBackend>> {
+        self.backends.get(&volume.backend)
+    }
+
+    /// The backend holding `snapshot`'s data (its volume's).
+    pub(crate) fn backend_of_snapshot(
+        &self,
+        tx: &mut dyn Tx,
+        snapshot: &Snapshot,
+    ) -> Result<&Arc<dyn VolumeBackend>> {
+        match tx.volume(snapshot.volume_id)? {
+            Some(volume) => self.backend_of(&volume),
+            None => Err(ServiceError::Internal(format!(
+                "snapshot {} outlived its volume",
+                snapshot.id
+            ))),
+        }
+    }
+
+    /// Removes what every backend no longer needs (released data).
+    pub fn collect_garbage(&self) -> Result<()> {
+        for backend in self.backends.all() {
+            backend.collect(self)?;
+        }
+        Ok(())
     }
 
     pub fn slot(&self, volume: VolumeId) -> Arc<VolumeSlot> {
@@ -149,6 +215,12 @@ impl Core {
     /// a handle is closed only once its writes are on disk, or acknowledged
     /// writes could be lost with its cached tables.
     pub fn quiesce<'a>(&self, slot: &'a VolumeSlot) -> Result<ChainGuard<'a>> {
+        Ok(Self::quiesce_slot(slot)?)
+    }
+
+    fn quiesce_slot(
+        slot: &VolumeSlot,
+    ) -> std::result::Result<ChainGuard<'_>, ember_storage::StorageError> {
         let mut io = slot.io.write().unwrap_or_else(|p| p.into_inner());
         if let Some(open) = io.as_ref() {
             open.flush()?;
@@ -183,30 +255,6 @@ impl Core {
         Ok(())
     }
 
-    /// The chain under `top`, as the metadata store records it. Only names:
-    /// to touch the files, go through `with_chain`.
-    pub(crate) fn chain_of(tx: &mut dyn Tx, top: ImageId) -> Result<Chain> {
-        let mut images = vec![top];
-        let mut current = top;
-        while let Some(image) = tx.image(current)? {
-            match image.parent {
-                Some(parent) => {
-                    if images.contains(&parent) || images.len() > 100_000 {
-                        return Err(ServiceError::Internal(format!(
-                            "image chain of {top} loops"
-                        )));
-                    }
-                    images.push(parent);
-                    current = parent;
-                }
-                None => return Ok(Chain { images }),
-            }
-        }
-        Err(ServiceError::Internal(format!(
-            "image {current} is missing from the metadata store"
-        )))
-    }
-
     /// Runs `f` on the volume's open chain (opening it on first use) while
     /// holding the slot's read lock, so a chain change waits for it.
     pub fn with_io<R>(
@@ -229,43 +277,63 @@ impl Core {
         }
     }
 
-    /// The one way to reach a chain's files: reads the chain under `top`
-    /// from the store and runs `f` on it (open it, grow it) while garbage
-    /// collection can neither remove nor rewrite any of its files. A chain
-    /// read without this can name a file that is gone, or half-merged, by
-    /// the time it is opened.
-    pub fn with_chain<R>(&self, top: ImageId, f: impl FnOnce(&Chain) -> Result<R>) -> Result<R> {
-        let _files = self.chain_files.read().unwrap_or_else(|p| p.into_inner());
-        let chain = Self::chain_of(self.store.read()?.as_mut(), top)?;
-        f(&chain)
+    /// Opens data of the backend named `backend`.
+    pub fn open_data(
+        &self,
+        backend: &str,
+        data: DataRef,
+        writable: bool,
+    ) -> Result<Arc<dyn BlockIo>> {
+        Ok(self.backends.get(backend)?.open(data, writable)?)
     }
 
-    /// Opens the chain under `top` as the store records it now.
-    pub fn open_chain(&self, top: ImageId, writable: bool) -> Result<Arc<dyn BlockIo>> {
-        self.with_chain(top, |chain| Ok(self.driver.open(chain, writable)?))
+    /// Opens a snapshot's frozen data, read-only.
+    pub fn open_snapshot(&self, snapshot: &Snapshot) -> Result<Arc<dyn BlockIo>> {
+        let data = snapshot.image.ok_or_else(|| {
+            ServiceError::InvalidSnapshot(format!("Snapshot {} has no data yet.", snapshot.id))
+        })?;
+        let mut tx = self.store.read()?;
+        let backend = self.backend_of_snapshot(tx.as_mut(), snapshot)?.clone();
+        drop(tx);
+        Ok(backend.open(data, false)?)
     }
 
-    /// The top image of `volume`'s chain, as the store records it now.
-    pub fn volume_top(&self, volume: VolumeId) -> Result<ImageId> {
+    /// The volume and its data, as the store records them now.
+    pub fn volume_data(&self, volume: VolumeId) -> Result<(Volume, ImageId)> {
         let v = self
             .store
             .read()?
             .volume(volume)?
             .ok_or_else(|| ServiceError::VolumeNotFound(volume.to_string()))?;
-        v.image.ok_or_else(|| {
-            ServiceError::InvalidVolume(format!(
+        match v.image {
+            Some(data) => Ok((v, data)),
+            None => Err(ServiceError::InvalidVolume(format!(
                 "Volume {volume} has no data yet (status {}).",
                 v.status
-            ))
-        })
+            ))),
+        }
     }
 
     fn open_volume_chain(&self, volume: VolumeId) -> Result<Arc<dyn BlockIo>> {
-        // The top may change between reading it and taking the chain lock
-        // only through a quiesce, which holds this volume's slot (held by
-        // the caller while it opens).
-        let top = self.volume_top(volume)?;
-        self.open_chain(top, true)
+        // The data may change between reading it and opening it only
+        // through a quiesce, which holds this volume's slot (held by the
+        // caller while it opens).
+        let (v, data) = self.volume_data(volume)?;
+        Ok(self.backend_of(&v)?.open(data, true)?)
+    }
+}
+
+impl IoFence for Core {
+    fn quiesced(
+        &self,
+        volume: VolumeId,
+        f: &mut dyn FnMut() -> ember_backend::Result<()>,
+    ) -> ember_backend::Result<()> {
+        let slot = self.slot(volume);
+        let guard = Self::quiesce_slot(&slot)?;
+        f()?;
+        guard.release();
+        Ok(())
     }
 }
 

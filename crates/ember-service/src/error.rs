@@ -101,3 +101,16 @@ impl From<ember_storage::StorageError> for ServiceError {
 }
 
 pub type Result<T> = std::result::Result<T, ServiceError>;
+
+impl From<ember_backend::BackendError> for ServiceError {
+    fn from(e: ember_backend::BackendError) -> Self {
+        use ember_backend::BackendError as B;
+        match e {
+            B::Store(e) => e.into(),
+            B::Storage(e) => e.into(),
+            B::Conflict(m) => ServiceError::Conflict(m),
+            B::Unsupported(m) => ServiceError::InvalidInput(m),
+            B::Internal(m) => ServiceError::Internal(m),
+        }
+    }
+}

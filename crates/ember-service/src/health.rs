@@ -48,17 +48,24 @@ impl Service {
                     },
                     micros: t.elapsed().as_micros() as u64,
                 });
-                let t = std::time::Instant::now();
-                let storage = core.driver.capacity();
-                checks.push(Check {
-                    name: "storage",
-                    ok: storage.is_ok(),
-                    detail: match storage {
-                        Ok(c) => format!("{} of {} bytes free", c.free_bytes, c.total_bytes),
-                        Err(e) => e.to_string(),
-                    },
-                    micros: t.elapsed().as_micros() as u64,
-                });
+                for backend in core.backends.all() {
+                    let t = std::time::Instant::now();
+                    let storage = backend.capacity();
+                    checks.push(Check {
+                        name: "storage",
+                        ok: storage.is_ok(),
+                        detail: match storage {
+                            Ok(c) => format!(
+                                "{}: {} of {} bytes free",
+                                backend.name(),
+                                c.free_bytes,
+                                c.total_bytes
+                            ),
+                            Err(e) => format!("{}: {e}", backend.name()),
+                        },
+                        micros: t.elapsed().as_micros() as u64,
+                    });
+                }
                 Ok(checks)
             })
             .await;
@@ -81,21 +88,38 @@ impl Service {
         let core = self.core.clone();
         self.run_blocking(move || {
             let m = ember_metrics::metrics();
-            let pool = crate::backend::pool_name();
-            if let Ok(c) = core.driver.capacity() {
-                m.pool_bytes
-                    .with_label_values(&[&pool, "total"])
-                    .set(c.total_bytes as i64);
-                m.pool_bytes
-                    .with_label_values(&[&pool, "free"])
-                    .set(c.free_bytes as i64);
+            let mut provisioned = std::collections::BTreeMap::new();
+            for backend in core.backends.all() {
+                let pool = crate::backend::pool_name(backend.name(), backend.pool());
+                if let Ok(c) = backend.capacity() {
+                    m.pool_bytes
+                        .with_label_values(&[&pool, "total"])
+                        .set(c.total_bytes as i64);
+                    m.pool_bytes
+                        .with_label_values(&[&pool, "free"])
+                        .set(c.free_bytes as i64);
+                }
+                provisioned.insert(pool, 0u64);
             }
             let mut tx = core.store.read()?;
-            let provisioned: u64 = tx.all_volumes()?.iter().map(|v| v.size_gib).sum::<u64>()
-                + tx.all_snapshots()?.iter().map(|s| s.size_gib).sum::<u64>();
-            m.pool_provisioned_gigabytes
-                .with_label_values(&[&pool])
-                .set(provisioned as i64);
+            let volumes = tx.all_volumes()?;
+            let pool_of: std::collections::HashMap<_, _> = volumes
+                .iter()
+                .map(|v| (v.id, crate::backend::host_of(v)))
+                .collect();
+            for v in &volumes {
+                *provisioned.entry(pool_of[&v.id].clone()).or_default() += v.size_gib;
+            }
+            for s in tx.all_snapshots()? {
+                if let Some(pool) = pool_of.get(&s.volume_id) {
+                    *provisioned.entry(pool.clone()).or_default() += s.size_gib;
+                }
+            }
+            for (pool, gib) in provisioned {
+                m.pool_provisioned_gigabytes
+                    .with_label_values(&[&pool])
+                    .set(gib as i64);
+            }
             let usage = tx.all_quota_usage()?;
             m.quota_in_use.reset();
             m.quota_limit.reset();

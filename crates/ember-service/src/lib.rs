@@ -11,7 +11,6 @@ mod context;
 pub mod core;
 pub mod engine;
 mod error;
-pub mod gc;
 pub mod group_types;
 pub mod groups;
 pub mod health;
@@ -26,7 +25,7 @@ mod volumes;
 pub mod workflows;
 
 pub use context::Caller;
-pub use core::{SecretKey, ServiceConfig};
+pub use core::{Backends, SecretKey, ServiceConfig};
 pub use error::{Result, ServiceError};
 pub use quotas::QuotaSet;
 pub use requests::*;
@@ -81,7 +80,7 @@ const DATA_BUDGET_WAIT: Duration = Duration::from_secs(10);
 impl Service {
     pub fn new(
         store: Arc<dyn ember_store::MetadataStore>,
-        driver: Arc<dyn ember_storage::StorageDriver>,
+        backends: core::Backends,
         config: ServiceConfig,
     ) -> Self {
         // Every kind's counters exist from the start, at zero, so that
@@ -96,10 +95,21 @@ impl Service {
             }
         }
         Service {
-            core: Arc::new(Core::new(store, driver, config)),
+            core: Arc::new(Core::new(store, backends, config)),
             running: Arc::new(AtomicUsize::new(0)),
             data_budget: Arc::new(tokio::sync::Semaphore::new(DATA_BUDGET_BYTES >> 10)),
         }
+    }
+
+    /// The embedded default: one qcow2 backend (`qcow2`) over `driver`,
+    /// keeping its records in `store`.
+    pub fn embedded(
+        store: Arc<dyn ember_store::MetadataStore>,
+        driver: Arc<dyn ember_storage::StorageDriver>,
+        config: ServiceConfig,
+    ) -> Self {
+        let backend = ember_backend::qcow2::Qcow2Backend::embedded(driver, store.clone());
+        Self::new(store, Backends::single(Arc::new(backend)), config)
     }
 
     pub fn core(&self) -> &Arc<Core> {
@@ -121,17 +131,15 @@ impl Service {
     pub async fn recover(&self) -> Result<usize> {
         let core = self.core.clone();
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<WorkflowRecord>> {
-            core.driver.remove_temporaries()?;
-            let marked = core.driver.repair_after_crash()?;
-            if !marked.is_empty() {
-                tracing::warn!(
-                    images = marked.len(),
-                    "images left open by an unclean shutdown; each is repaired before use"
-                );
-            }
-            let removed = gc::sweep_orphan_files(&core)?;
-            if removed > 0 {
-                tracing::info!(removed, "removed orphan image files");
+            for backend in core.backends.all() {
+                let marked = backend.recover()?;
+                if marked > 0 {
+                    tracing::warn!(
+                        backend = backend.name(),
+                        images = marked,
+                        "data left open by an unclean shutdown; each is repaired before use"
+                    );
+                }
             }
             Ok(core.store.read()?.workflows()?)
         })
@@ -158,12 +166,16 @@ impl Service {
             }
             let core = service.core.clone();
             let repaired = service
-                .run_blocking(move || Ok(core.driver.repair_marked()?))
+                .run_blocking(move || {
+                    let mut repaired = 0;
+                    for backend in core.backends.all() {
+                        repaired += backend.repair_marked()?;
+                    }
+                    Ok(repaired)
+                })
                 .await;
             let core = service.core.clone();
-            let collected = service
-                .run_blocking(move || gc::collect_garbage(&core))
-                .await;
+            let collected = service.run_blocking(move || core.collect_garbage()).await;
             match (repaired, collected) {
                 (Ok(repaired), Ok(())) => {
                     tracing::info!(repaired, "recovery finished")

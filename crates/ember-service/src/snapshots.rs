@@ -329,12 +329,12 @@ impl Service {
         length: u64,
     ) -> Result<crate::DataBuffer> {
         let s = self.snapshot(caller, id).await?;
-        let Some(image) = s.image else {
+        if s.image.is_none() {
             return Err(ServiceError::InvalidSnapshot(format!(
                 "Snapshot {id} has no data yet (status {}).",
                 s.status
             )));
-        };
+        }
         if length > 64 << 20 {
             return Err(ServiceError::InvalidInput(
                 "At most 64 MiB can be read at once.".into(),
@@ -344,7 +344,7 @@ impl Service {
         let core = self.core.clone();
         let bytes = self
             .run_blocking(move || {
-                let io = core.open_chain(image, false)?;
+                let io = core.open_snapshot(&s)?;
                 let mut buf = vec![0u8; length as usize];
                 io.read_at(&mut buf, offset)?;
                 Ok(buf)
@@ -443,36 +443,30 @@ fn prepare_snapshot(
 }
 
 /// The metadata half of a snapshot taken now: the rules, the quota, the
-/// frozen image handed to the snapshot and the volume moved to `new_top`.
+/// backend's record of the freeze, and the volume and snapshot given their
+/// data.
 fn freeze_in(
     tx: &mut dyn Tx,
+    backend: &dyn ember_backend::VolumeBackend,
     caller: &Caller,
     req: CreateSnapshot,
-    top: ImageId,
+    data: ImageId,
     new_top: ImageId,
     size: u64,
 ) -> Result<Snapshot> {
     let (mut volume, mut snapshot) = prepare_snapshot(tx, caller, req, None, SnapshotId::new())?;
-    if volume.image != Some(top) || crate::volumes::size_bytes(volume.size_gib)? != size {
+    if volume.image != Some(data)
+        || volume.backend != backend.name()
+        || crate::volumes::size_bytes(volume.size_gib)? != size
+    {
         return Err(ServiceError::Conflict(
             "the volume changed while the snapshot was taken".into(),
         ));
     }
-    let mut frozen = tx
-        .image(top)?
-        .ok_or_else(|| ServiceError::Internal(format!("image {top} missing")))?;
-    frozen.owner = ImageOwner::Snapshot(snapshot.id);
-    tx.put_image(&frozen)?;
-    tx.put_image(&Image {
-        id: new_top,
-        parent: Some(top),
-        size_bytes: size,
-        owner: ImageOwner::Volume(volume.id),
-        created_at: Timestamp::now(),
-    })?;
-    volume.image = Some(new_top);
+    let frozen = backend.record_freeze(tx, volume.id, data, new_top, size, Some(snapshot.id))?;
+    volume.image = Some(frozen.volume_data);
     tx.put_volume(&volume)?;
-    snapshot.image = Some(top);
+    snapshot.image = Some(frozen.frozen);
     snapshot.status = SnapshotStatus::Available;
     snapshot.progress = "100%".into();
     // As in Cinder, where `creating` → `available` is an update.
@@ -492,16 +486,17 @@ pub(crate) enum Taken {
     Later(CreateSnapshot),
 }
 
-/// Takes a snapshot inside the request: quiesce the volume, create the new
-/// overlay (its contents fsync'd), and in one transaction check the rules,
-/// reserve the quota, freeze the old top as the snapshot and switch the
-/// volume. The transaction is group-committed with concurrent snapshots:
-/// one directory fsync (the barrier that makes every overlay's name
-/// durable) and one WAL fsync serve the whole group. No workflow record: a
-/// crash before the commit leaves only an unreferenced overlay file, which
-/// the start-up sweep removes; after it, the snapshot is complete. The
+/// Takes a snapshot inside the request: quiesce the volume, let the backend
+/// stage the freeze (on qcow2: the new overlay, its contents fsync'd), and
+/// in one transaction check the rules, reserve the quota, record the
+/// freeze and give the volume and the snapshot their data. The transaction
+/// is group-committed with concurrent snapshots: one backend barrier (on
+/// qcow2 the directory fsync that makes every overlay's name durable) and
+/// one WAL fsync serve the whole group. No workflow record: a crash before
+/// the commit leaves only unreferenced staged data, which the backend's
+/// start-up recovery removes; after it, the snapshot is complete. The
 /// volume stays quiesced until the commit is durable, so no write lands in
-/// the new overlay before the metadata naming it would survive a crash.
+/// the new data before the metadata naming it would survive a crash.
 /// The same switch the `snapshot_create` workflow makes, which remains for
 /// retries and group snapshots.
 pub(crate) fn take_snapshot_now(
@@ -523,18 +518,20 @@ pub(crate) fn take_snapshot_now(
     let size = crate::volumes::size_bytes(volume.size_gib)?;
     let slot = core.slot(volume.id);
     let guard = core.quiesce(&slot)?;
-    // The top as it is now that I/O is held (a chain change may have won
-    // the race for the slot).
+    // The data as it is now that I/O is held (a change may have won the
+    // race for the slot).
     let Some(top) = core.store.read()?.volume(volume.id)?.and_then(|v| v.image) else {
         return Ok(Taken::Later(req));
     };
+    let backend = core.backend_of(&volume)?.clone();
+    let barrier = core.backends.barrier(backend.name())?;
     let new_top = ImageId::new();
     let t2 = t0.elapsed();
-    let created = core.driver.create_image_unsynced(new_top, size, Some(top));
+    let created = backend.stage_freeze(top, new_top, size, true);
     let t3 = t0.elapsed();
     if let Err(e) = created {
         tracing::warn!(volume = %volume.id, error = %e, "snapshot fast path failed; using the workflow");
-        let _ = core.driver.delete_image(new_top);
+        let _ = backend.abandon(Some(top), new_top);
         return Ok(Taken::Later(req));
     }
     // One transaction, committed together with concurrent snapshots of
@@ -544,16 +541,22 @@ pub(crate) fn take_snapshot_now(
     let job_out = out.clone();
     let caller = caller.clone();
     let job_req = req.clone();
+    let job_backend = backend.clone();
     let job = Box::new(move |tx: &mut dyn Tx| {
-        let result = freeze_in(tx, &caller, job_req, top, new_top, size);
+        let result = freeze_in(
+            tx,
+            job_backend.as_ref(),
+            &caller,
+            job_req,
+            top,
+            new_top,
+            size,
+        );
         let keep = result.is_ok();
         *job_out.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
         keep
     });
-    let committed = match core
-        .store
-        .write_grouped_after(core.images_created.clone(), job)
-    {
+    let committed = match core.store.write_grouped_after(barrier, job) {
         Ok(_) => out
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -568,8 +571,8 @@ pub(crate) fn take_snapshot_now(
             Ok(Taken::Now(snapshot))
         }
         Err(e) => {
-            // Nothing references the new overlay: remove it.
-            let _ = core.driver.delete_image(new_top);
+            // Nothing references what was staged: remove it.
+            let _ = backend.abandon(Some(top), new_top);
             drop(guard);
             match e {
                 ServiceError::Conflict(_) => Ok(Taken::Later(req)),

@@ -738,7 +738,9 @@ pub(crate) fn begin_volume(
             )));
         }
     }
-    let (size, source) = if let Some(snapshot_id) = req.snapshot_id {
+    // A clone lives on its source's backend (as Cinder places clones on
+    // the source's host); a new volume where its type can be placed.
+    let (size, source, source_backend) = if let Some(snapshot_id) = req.snapshot_id {
         let snapshot = match tx.snapshot(snapshot_id)? {
             Some(s) if caller.sees(&s.project_id) => s,
             _ => return Err(ServiceError::SnapshotNotFound(snapshot_id.to_string())),
@@ -758,16 +760,12 @@ pub(crate) fn begin_volume(
                 snapshot.size_gib
             )));
         }
-        // Recorded now so the snapshot image has a child before the
-        // snapshot could be deleted and its image collected.
-        tx.put_image(&Image {
-            id: image,
-            parent: Some(frozen),
-            size_bytes: size_bytes(size)?,
-            owner: ImageOwner::Volume(VolumeId(uuid::Uuid::nil())),
-            created_at: Timestamp::now(),
-        })?;
-        (size, volume_create::Source::SnapshotImage(frozen))
+        let backend = core.backend_of_snapshot(tx, &snapshot)?.name().to_string();
+        (
+            size,
+            volume_create::Source::SnapshotImage(frozen),
+            Some(backend),
+        )
     } else if let Some(source_id) = req.source_volid {
         let source = load_volume(tx, caller, source_id)?;
         if !matches!(source.status, VolumeStatus::Available | VolumeStatus::InUse) {
@@ -789,12 +787,13 @@ pub(crate) fn begin_volume(
                 source: source_id,
                 source_new_top: ImageId::new(),
             },
+            Some(source.backend.clone()),
         )
     } else {
         let size = req
             .size_gib
             .ok_or_else(|| ServiceError::InvalidInput("Volume size is required.".into()))?;
-        (size, volume_create::Source::Blank)
+        (size, volume_create::Source::Blank, None)
     };
     let size_i64 = check_size_gib(size, "size")?;
     check_volume_size(tx, &caller.project_id, size_i64)?;
@@ -825,6 +824,8 @@ pub(crate) fn begin_volume(
         multiattach: req.multiattach || type_allows_multiattach(&volume_type),
         read_only: None,
         attachments: vec![],
+        backend: String::new(),
+        pool: String::new(),
         image: None,
         error_reason: None,
         created_at: Timestamp::now(),
@@ -833,29 +834,54 @@ pub(crate) fn begin_volume(
     // No backend for it: the volume is recorded in `error` (it
     // still counts against quota until deleted, as in Cinder)
     // and the project gets a user message saying why.
-    if let Some(problem) = crate::backend::placement_problem(tx, &volume_type)? {
-        if let volume_create::Source::SnapshotImage(_) = source {
-            tx.delete_image(image)?;
+    let placed = crate::backend::place(core, tx, &volume_type, source_backend.as_deref())?;
+    let backend = match placed {
+        Ok(backend) => backend,
+        Err(problem) => {
+            let mut volume = volume;
+            volume.backend = source_backend.unwrap_or_else(|| {
+                core.backends
+                    .all()
+                    .next()
+                    .expect("one backend")
+                    .name()
+                    .to_string()
+            });
+            volume.pool = core
+                .backends
+                .get(&volume.backend)
+                .map(|b| b.pool().to_string())
+                .unwrap_or_default();
+            volume.status = VolumeStatus::Error;
+            volume.error_reason = Some(format!("No valid backend was found: {problem}."));
+            tx.put_volume(&volume)?;
+            crate::messages::record(
+                tx,
+                &volume.project_id,
+                req.request_id.as_deref(),
+                "VOLUME_VOLUME_001_002",
+                "VOLUME",
+                Some(volume.id.to_string()),
+                "schedule allocate volume:Could not find any available weighted backend.",
+            )?;
+            return Ok((volume, None));
         }
-        let mut volume = volume;
-        volume.status = VolumeStatus::Error;
-        volume.error_reason = Some(format!("No valid backend was found: {problem}."));
-        tx.put_volume(&volume)?;
-        crate::messages::record(
-            tx,
-            &volume.project_id,
-            req.request_id.as_deref(),
-            "VOLUME_VOLUME_001_002",
-            "VOLUME",
-            Some(volume.id.to_string()),
-            "schedule allocate volume:Could not find any available weighted backend.",
-        )?;
-        return Ok((volume, None));
-    }
-    if let volume_create::Source::SnapshotImage(_) = source {
-        let mut img = tx.image(image)?.expect("inserted above");
-        img.owner = ImageOwner::Volume(volume.id);
-        tx.put_image(&img)?;
+    };
+    let mut volume = volume;
+    volume.backend = backend.name().to_string();
+    volume.pool = backend.pool().to_string();
+    // The new volume's data is claimed now; from a snapshot, that keeps the
+    // snapshot's data alive even if the snapshot is deleted before the
+    // workflow runs. A clone of a volume claims its data when the source is
+    // frozen.
+    match &source {
+        volume_create::Source::Blank => {
+            backend.claim(tx, volume.id, image, size_bytes(size)?, None)?;
+        }
+        volume_create::Source::SnapshotImage(frozen) => {
+            backend.claim(tx, volume.id, image, size_bytes(size)?, Some(*frozen))?;
+        }
+        volume_create::Source::Volume { .. } => {}
     }
     tx.put_volume(&volume)?;
     let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {

@@ -172,7 +172,7 @@ async fn a_full_disk_fails_operations_visibly_and_everything_recovers() {
         ..Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap())
     };
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
 
     let vol = one_gib_volume(&svc).await;
@@ -265,7 +265,7 @@ async fn concurrent_creates_deletes_and_clones_keep_quota_exact() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
     let p = ProjectId("p".into());
     let unlimited = [
@@ -389,7 +389,7 @@ async fn garbage_collection_never_merges_into_a_layer_it_then_deletes() {
         ..Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap())
     };
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
 
     // A chain of four layers, each with data of its own, then the volume
@@ -464,7 +464,7 @@ async fn a_failed_flush_never_closes_the_open_chain() {
     let driver = Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap());
     let (flush_fails, opens) = (driver.flush_fails.clone(), driver.opens.clone());
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
 
     let vol = one_gib_volume(&svc).await;
@@ -540,7 +540,7 @@ async fn chain_readers_never_race_garbage_collection() {
     let dir = tempfile::tempdir().unwrap();
     let driver = Full::on(Qcow2Driver::new(dir.path().join("images")).unwrap());
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
     let caller = admin();
     svc.set_quotas(

@@ -56,7 +56,7 @@ async fn service() -> (tempfile::TempDir, Service) {
     let dir = tempfile::tempdir().unwrap();
     let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
     svc.set_quotas(
         &admin(),

@@ -82,7 +82,7 @@ fn admin() -> Caller {
 fn open(dir: &Path) -> Service {
     let store = SqliteStore::open(&dir.join("m.db")).unwrap();
     let driver = Qcow2Driver::new(dir.join("images")).unwrap();
-    Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default())
+    Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default())
 }
 
 async fn settle(svc: &Service) {

@@ -31,7 +31,7 @@ async fn reserved_snapshot_names_are_refused_and_protected_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-    let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     svc.recover().await.unwrap();
     let me = member();
     let vol = svc

@@ -137,7 +137,7 @@ proptest! {
             let dir = tempfile::tempdir().unwrap();
             let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
             let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
-            let svc = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+            let svc = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
             svc.recover().await.unwrap();
             settle(&svc).await;
             let me = admin();

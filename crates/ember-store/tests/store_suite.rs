@@ -395,6 +395,8 @@ fn unowned_images_come_from_an_index() {
         size_bytes: 1 << 30,
         owner,
         created_at: Timestamp(0),
+        backend: DEFAULT_BACKEND.into(),
+        ready: true,
     };
     let mut tx = store.write().unwrap();
     let mut unowned = vec![];

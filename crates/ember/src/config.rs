@@ -117,6 +117,93 @@ struct FileConfig {
     header_timeout_secs: Option<u64>,
     nbd_max_connections: Option<usize>,
     nbd_reply_timeout_secs: Option<u64>,
+    /// `[[backend]]` tables; none: the embedded qcow2 backend.
+    #[serde(default, rename = "backend")]
+    backends: Vec<BackendConfig>,
+}
+
+/// One `[[backend]]` table: where volumes of the types that name it
+/// (`volume_backend_name`) live.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// The backend's name: `volume_backend_name` in volume types, and the
+    /// `backend` of its hosts (`ember@<name>#<pool>`).
+    pub name: String,
+    /// `qcow2` or `rbd`.
+    pub driver: String,
+    /// qcow2: the directory holding the image files.
+    pub path: Option<PathBuf>,
+    /// rbd: the cluster's configuration file (default
+    /// `/etc/ceph/ceph.conf`).
+    pub ceph_conf: Option<PathBuf>,
+    /// rbd: the RADOS pool holding the images.
+    pub pool: Option<String>,
+    /// rbd: the Ceph user, without `client.` (default `admin`).
+    pub user: Option<String>,
+    /// rbd: the user's keyring (default: what the configuration says).
+    pub keyring: Option<PathBuf>,
+}
+
+impl BackendConfig {
+    /// The embedded default: qcow2 files under the data directory.
+    pub fn embedded(data_dir: &std::path::Path) -> Self {
+        BackendConfig {
+            name: ember_model::DEFAULT_BACKEND.into(),
+            driver: "qcow2".into(),
+            path: Some(data_dir.join("images")),
+            ceph_conf: None,
+            pool: None,
+            user: None,
+            keyring: None,
+        }
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        };
+        if !plain(&self.name) {
+            anyhow::bail!(
+                "backend name {:?}: 1 to 64 letters, digits, '-', '_' or '.' (it is part of host names like ember@<name>#<pool>)",
+                self.name
+            );
+        }
+        let rbd_keys = self.ceph_conf.is_some()
+            || self.pool.is_some()
+            || self.user.is_some()
+            || self.keyring.is_some();
+        match self.driver.as_str() {
+            "qcow2" => {
+                if self.path.is_none() {
+                    anyhow::bail!("backend {}: driver qcow2 needs `path`", self.name);
+                }
+                if rbd_keys {
+                    anyhow::bail!(
+                        "backend {}: ceph_conf, pool, user and keyring are rbd keys",
+                        self.name
+                    );
+                }
+            }
+            "rbd" => {
+                if self.path.is_some() {
+                    anyhow::bail!("backend {}: `path` is a qcow2 key", self.name);
+                }
+                match &self.pool {
+                    Some(pool) if plain(pool) => {}
+                    _ => anyhow::bail!("backend {}: driver rbd needs a `pool` name", self.name),
+                }
+            }
+            other => anyhow::bail!(
+                "backend {}: unknown driver {other:?} (supported: qcow2, rbd)",
+                self.name
+            ),
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]
@@ -140,6 +227,8 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
     /// One JSON object per log line instead of text.
     pub json_logs: bool,
+    /// The backends, in placement order; never empty.
+    pub backends: Vec<BackendConfig>,
 }
 
 impl Settings {
@@ -203,11 +292,25 @@ impl ServeArgs {
         } else {
             None
         };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("ember-data"));
+        let backends = if file.backends.is_empty() {
+            vec![BackendConfig::embedded(&data_dir)]
+        } else {
+            let mut names = std::collections::HashSet::new();
+            for b in &file.backends {
+                b.check()?;
+                if !names.insert(b.name.clone()) {
+                    anyhow::bail!("backend {} is declared twice", b.name);
+                }
+            }
+            file.backends.clone()
+        };
         Ok(Settings {
-            data_dir: self
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("ember-data")),
+            data_dir,
+            backends,
             listen: self
                 .listen
                 .or(file.listen)

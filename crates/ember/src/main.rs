@@ -2,6 +2,7 @@
 //! with embedded defaults: SQLite metadata and qcow2 images under
 //! `./ember-data`, the Cinder API on 127.0.0.1:8776.
 
+mod backends;
 mod config;
 mod http;
 mod metrics;
@@ -12,7 +13,6 @@ use clap::{Parser, Subcommand};
 use config::ServeArgs;
 use ember_api_cinder::CinderState;
 use ember_service::{Service, ServiceConfig};
-use ember_storage::qcow2::Qcow2Driver;
 use ember_store::sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,15 +81,8 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         .with_context(|| format!("securing data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
         .context("opening the metadata store")?;
-    let mut driver = Qcow2Driver::new(settings.data_dir.join("images"))
-        .context("opening the image directory")?;
-    if let Some(bytes) = settings.reserved_space_bytes {
-        driver = driver.with_reserve(bytes);
-    }
-    tracing::info!(
-        reserved_mib = driver.reserve_bytes() >> 20,
-        "space left to the metadata store"
-    );
+    let store: Arc<dyn ember_store::MetadataStore> = Arc::new(store);
+    let backends = backends::open(&settings, &store)?;
     // The NBD listener is bound first: connection_info names its port.
     let nbd_listener = match &settings.nbd_listen {
         Some(addr) => Some(
@@ -116,7 +109,7 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
             port: local.port(),
         });
     }
-    let service = Service::new(Arc::new(store), Arc::new(driver), config);
+    let service = Service::new(store, ember_service::Backends::new(backends), config);
     let resumed = service
         .recover()
         .await

@@ -145,7 +145,7 @@ async fn random_hostile_requests_never_get_a_5xx() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("m.db")).unwrap();
     let driver = Qcow2Driver::new(dir.path().join("images")).unwrap();
-    let service = Service::new(Arc::new(store), Arc::new(driver), ServiceConfig::default());
+    let service = Service::embedded(Arc::new(store), Arc::new(driver), ServiceConfig::default());
     service.recover().await.unwrap();
     let auth: Arc<dyn Authenticator> = Arc::new(NoAuth);
     let app = ember_api_nova::router(Arc::new(ember_api_nova::NovaState {

@@ -4,9 +4,7 @@
 use crate::{CinderError, Reply, Req};
 use ember_model::Timestamp;
 use ember_service::Service;
-use ember_service::backend::{
-    BACKEND, HOST, POOL, STORAGE_PROTOCOL, VENDOR, pool_name, volume_service_host,
-};
+use ember_service::backend::{HOST, PoolReport};
 use serde_json::{Value, json};
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -15,7 +13,8 @@ fn host_not_found(host: &str) -> CinderError {
     CinderError::not_found(format!("Host {host} could not be found."))
 }
 
-/// Ember runs the scheduler and volume roles of Cinder in one process.
+/// Ember runs the scheduler and a volume service per backend in one
+/// process.
 pub async fn list_hosts(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     // Same admin rule as the per-host view; its result is not needed here.
     svc.host_usage(&req.caller).await?;
@@ -24,14 +23,18 @@ pub async fn list_hosts(svc: &Service, req: &Req) -> Result<Reply, CinderError> 
         json!({"service-status": "available", "service": service, "zone": svc.config().availability_zone,
                "service-state": "enabled", "host_name": host, "last-update": now})
     };
-    Ok(Reply::ok(
-        json!({"hosts": [entry("cinder-scheduler", HOST.to_string()), entry("cinder-volume", volume_service_host())]}),
-    ))
+    let mut hosts = vec![entry("cinder-scheduler", HOST.to_string())];
+    hosts.extend(
+        svc.volume_hosts()
+            .into_iter()
+            .map(|h| entry("cinder-volume", h)),
+    );
+    Ok(Reply::ok(json!({ "hosts": hosts })))
 }
 
 pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
     let usage = svc.host_usage(&req.caller).await?;
-    if host != HOST && host != volume_service_host() {
+    if host != HOST && !svc.volume_hosts().iter().any(|h| h == host) {
         return Err(host_not_found(host));
     }
     let resources: Vec<Value> = usage
@@ -48,46 +51,76 @@ pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, Ci
     Ok(Reply::ok(json!({"host": resources})))
 }
 
+/// A capability's value as `get_pools` shows it: booleans as JSON
+/// booleans, as Cinder's drivers report them.
+fn capability_value(value: &str) -> Value {
+    match value {
+        "True" => json!(true),
+        "False" => json!(false),
+        other => json!(other),
+    }
+}
+
+fn pool_entry(pool: &PoolReport, detail: bool) -> Value {
+    let mut out = json!({"name": pool.name});
+    if detail {
+        let now = Timestamp::now().to_iso_micros();
+        let mut caps = serde_json::Map::new();
+        for (key, value) in &pool.capabilities {
+            caps.insert((*key).into(), capability_value(value));
+        }
+        let gib = |bytes: u64| (bytes as f64 / GIB * 100.0).round() / 100.0;
+        caps.insert(
+            "total_capacity_gb".into(),
+            json!(gib(pool.capacity.total_bytes)),
+        );
+        caps.insert(
+            "free_capacity_gb".into(),
+            json!(gib(pool.capacity.free_bytes)),
+        );
+        caps.insert("reserved_percentage".into(), json!(0));
+        caps.insert("timestamp".into(), json!(now));
+        caps.insert("updated".into(), json!(now));
+        out["capabilities"] = Value::Object(caps);
+    }
+    out
+}
+
 pub async fn pools(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
-    let capacity = svc.pool_capacity(&req.caller).await?;
+    let pools = svc.pools(&req.caller).await?;
     let detail = req
         .query("detail")
         .is_some_and(crate::listing::bool_from_string);
-    let mut pool = json!({"name": pool_name()});
-    if detail {
-        let now = Timestamp::now().to_iso_micros();
-        pool["capabilities"] = json!({
-            "pool_name": POOL,
-            "volume_backend_name": BACKEND,
-            "vendor_name": VENDOR,
-            "driver_version": env!("CARGO_PKG_VERSION"),
-            "storage_protocol": STORAGE_PROTOCOL,
-            "total_capacity_gb": (capacity.total_bytes as f64 / GIB * 100.0).round() / 100.0,
-            "free_capacity_gb": (capacity.free_bytes as f64 / GIB * 100.0).round() / 100.0,
-            "reserved_percentage": 0,
-            "QoS_support": false,
-            "thin_provisioning_support": true,
-            "thick_provisioning_support": false,
-            "multiattach": true,
-            "timestamp": now,
-            "updated": now,
-        });
-    }
-    Ok(Reply::ok(json!({"pools": [pool]})))
+    let items: Vec<Value> = pools.iter().map(|p| pool_entry(p, detail)).collect();
+    Ok(Reply::ok(json!({ "pools": items })))
 }
 
 pub async fn capabilities(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
-    svc.pool_capacity(&req.caller).await?;
-    if host != volume_service_host() && host != pool_name() && host != HOST {
-        return Err(host_not_found(host));
-    }
+    let pools = svc.pools(&req.caller).await?;
+    // `ember` names the first volume service, as a host without a backend
+    // names its only one in Cinder.
+    let pool = pools
+        .iter()
+        .find(|p| {
+            let service = format!("{HOST}@{}", p.backend);
+            host == service || host == p.name
+        })
+        .or_else(|| pools.first().filter(|_| host == HOST))
+        .ok_or_else(|| host_not_found(host))?;
+    let cap = |key: &str| {
+        pool.capabilities
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| json!(v))
+            .unwrap_or(Value::Null)
+    };
     Ok(Reply::ok(json!({
-        "namespace": format!("OS::Storage::Capabilities::{}", volume_service_host()),
-        "vendor_name": VENDOR,
-        "volume_backend_name": BACKEND,
+        "namespace": format!("OS::Storage::Capabilities::{HOST}@{}", pool.backend),
+        "vendor_name": cap("vendor_name"),
+        "volume_backend_name": pool.backend,
         "pool_name": null,
-        "driver_version": env!("CARGO_PKG_VERSION"),
-        "storage_protocol": STORAGE_PROTOCOL,
+        "driver_version": cap("driver_version"),
+        "storage_protocol": cap("storage_protocol"),
         "display_name": null,
         "description": null,
         "visibility": null,

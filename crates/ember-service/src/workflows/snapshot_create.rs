@@ -6,22 +6,22 @@
 //!   after:   base <- top (frozen: the snapshot) <- new_top (volume writes here)
 //! ```
 //!
-//! Cost is one empty qcow2 file and one metadata transaction, whatever the
-//! volume's size. The volume is quiesced for the switch: writes acknowledged
+//! (As the qcow2 backend does it; a backend that snapshots in place keeps
+//! the volume's data and freezes `new_top` instead.) Cost is one empty
+//! qcow2 file and one metadata transaction, whatever the volume's size. The volume is quiesced for the switch: writes acknowledged
 //! before it are flushed into the frozen image, later ones land above it.
 //!
 //! Steps:
-//! 1. (Storage+DB) `freeze`: create `new_top` over the current top, then in
-//!    one transaction hand the old top to the snapshot and `new_top` to the
-//!    volume. Undo: give the frozen image up (no owner); the garbage
-//!    collector merges it back into the volume, so no write is lost.
+//! 1. (Storage+DB) `freeze`: the backend stages `new_top`, then in one
+//!    transaction it records the freeze and the volume and snapshot take
+//!    their data. Undo: release the frozen data; the backend merges it
+//!    back into the volume (or drops it), so no write is lost.
 //! 2. (DB) `mark_available`.
 
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use crate::gc;
-use ember_model::{Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId};
+use ember_model::{ImageId, SnapshotId, SnapshotStatus, Timestamp, VolumeId};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -62,7 +62,7 @@ impl Workflow for SnapshotCreate {
             tx.put_snapshot(&s)?;
         }
         tx.commit()?;
-        gc::collect_garbage(core)
+        core.collect_garbage()
     }
 }
 
@@ -79,36 +79,30 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
         return Ok(()); // already frozen
     }
     let volume = volume.ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
-    let old_top = volume
+    let data = volume
         .image
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {} has no data.", volume.id)))?;
-    // Nothing references `new_top` until the commit below, so recreating it
-    // on a re-run is safe.
-    core.driver.create_image(
-        p.new_top,
-        crate::volumes::size_bytes(volume.size_gib)?,
-        Some(old_top),
-    )?;
+    let backend = core.backend_of(&volume)?;
+    let size = crate::volumes::size_bytes(volume.size_gib)?;
+    // Nothing references `new_top` until the commit below, so staging it
+    // again on a re-run is safe.
+    backend.stage_freeze(data, p.new_top, size, false)?;
 
     let mut tx = core.store.write()?;
-    let mut frozen = tx
-        .image(old_top)?
-        .ok_or_else(|| ServiceError::Internal(format!("image {old_top} missing")))?;
-    frozen.owner = ImageOwner::Snapshot(p.snapshot_id);
-    tx.put_image(&frozen)?;
-    tx.put_image(&Image {
-        id: p.new_top,
-        parent: Some(old_top),
-        size_bytes: crate::volumes::size_bytes(volume.size_gib)?,
-        owner: ImageOwner::Volume(p.volume_id),
-        created_at: Timestamp::now(),
-    })?;
-    // Both records as they are now: only their images change here.
-    Core::switch_top(tx.as_mut(), p.volume_id, Some(old_top), p.new_top)?;
+    let frozen = backend.record_freeze(
+        tx.as_mut(),
+        p.volume_id,
+        data,
+        p.new_top,
+        size,
+        Some(p.snapshot_id),
+    )?;
+    // Both records as they are now: only their data changes here.
+    Core::switch_top(tx.as_mut(), p.volume_id, Some(data), frozen.volume_data)?;
     let mut snapshot = tx
         .snapshot(p.snapshot_id)?
         .ok_or_else(|| ServiceError::SnapshotNotFound(p.snapshot_id.to_string()))?;
-    snapshot.image = Some(old_top);
+    snapshot.image = Some(frozen.frozen);
     tx.put_snapshot(&snapshot)?;
     tx.commit()?;
     guard.release();
@@ -117,23 +111,23 @@ fn freeze(core: &Core, p: &Params) -> Result<()> {
 
 fn unfreeze(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
+    let Some(volume) = tx.volume(p.volume_id)? else {
+        return Ok(());
+    };
+    let backend = core.backend_of(&volume)?;
     match tx.snapshot(p.snapshot_id)? {
         Some(mut snapshot) if snapshot.image.is_some() => {
+            // The frozen data is released; the backend folds it back into
+            // the volume (a merge) or drops it, so no write is lost.
             let frozen = snapshot.image.take().expect("checked");
-            if let Some(mut image) = tx.image(frozen)? {
-                image.owner = ImageOwner::None;
-                tx.put_image(&image)?;
-            }
+            backend.release(tx.as_mut(), frozen)?;
             tx.put_snapshot(&snapshot)?;
             tx.commit()?;
         }
         _ => {
-            // Never switched: only the unreferenced overlay file may exist.
-            let referenced = tx.image(p.new_top)?.is_some();
+            // Never switched: only what the stage made may exist.
             drop(tx);
-            if !referenced {
-                core.driver.delete_image(p.new_top)?;
-            }
+            backend.abandon(volume.image, p.new_top)?;
         }
     }
     Ok(())

@@ -1,20 +1,20 @@
-//! Snapshot delete: give up the snapshot's image, let the garbage collector
-//! merge or remove it, then delete the record and return the quota. The
+//! Snapshot delete: give up the snapshot's data, let the backend merge or
+//! remove it, then delete the record and return the quota. The
 //! snapshot stays visible as `deleting` until its storage work is done, so
 //! a 404 means nothing is left to do.
 //!
 //! Steps:
-//! 1. (DB) `disown`: the image loses its owner. A re-run finds it unowned.
-//! 2. (Storage) `collect`: merge the image into its only child, delete it if
-//!    it has none, keep it while several clones still read through it.
+//! 1. (DB) `disown`: the backend releases the data. A re-run finds the
+//!    snapshot without data.
+//! 2. (Storage) `collect`: the backend removes the data, or folds it into
+//!    what reads through it, or keeps it while clones still need it.
 //! 3. (DB) `remove`: in one transaction, delete the record and return the
 //!    quota. A re-run finds no record and does nothing.
 
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::Result;
-use crate::gc;
-use ember_model::{ImageOwner, QuotaResource, SnapshotId, SnapshotStatus, Timestamp};
+use ember_model::{QuotaResource, SnapshotId, SnapshotStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl Workflow for SnapshotDelete {
         tx.commit()?;
         // The image may be unowned already: try again so no collectable
         // image outlives the workflow.
-        if let Err(e) = gc::collect_garbage(core) {
+        if let Err(e) = core.collect_garbage() {
             tracing::warn!(error = %e, "garbage collection after a failed delete");
         }
         Ok(())
@@ -80,17 +80,15 @@ impl Workflow for SnapshotDelete {
 }
 
 pub(crate) fn release_snapshot(
+    core: &Core,
     tx: &mut dyn ember_store::Tx,
     snapshot_id: SnapshotId,
 ) -> Result<()> {
     let Some(snapshot) = tx.snapshot(snapshot_id)? else {
         return Ok(());
     };
-    if let Some(image_id) = snapshot.image
-        && let Some(mut image) = tx.image(image_id)?
-    {
-        image.owner = ImageOwner::None;
-        tx.put_image(&image)?;
+    if let Some(data) = snapshot.image {
+        core.backend_of_snapshot(tx, &snapshot)?.release(tx, data)?;
     }
     tx.delete_snapshot(snapshot_id)?;
     // The last member of a group snapshot being deleted takes it along.
@@ -134,12 +132,10 @@ pub(crate) fn any_member_left(tx: &mut dyn ember_store::Tx, gid: &str) -> Result
 fn disown(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
     if let Some(mut snapshot) = tx.snapshot(p.snapshot_id)?
-        && let Some(image_id) = snapshot.image.take()
+        && let Some(data) = snapshot.image.take()
     {
-        if let Some(mut image) = tx.image(image_id)? {
-            image.owner = ImageOwner::None;
-            tx.put_image(&image)?;
-        }
+        core.backend_of_snapshot(tx.as_mut(), &snapshot)?
+            .release(tx.as_mut(), data)?;
         tx.put_snapshot(&snapshot)?;
     }
     tx.commit()?;
@@ -148,11 +144,11 @@ fn disown(core: &Core, p: &Params) -> Result<()> {
 
 fn remove(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    release_snapshot(tx.as_mut(), p.snapshot_id)?;
+    release_snapshot(core, tx.as_mut(), p.snapshot_id)?;
     tx.commit()?;
     Ok(())
 }
 
 fn collect(core: &Core, _: &Params) -> Result<()> {
-    gc::collect_garbage(core)
+    core.collect_garbage()
 }

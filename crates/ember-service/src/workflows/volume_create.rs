@@ -1,39 +1,34 @@
 //! Volume create: blank, from a snapshot, or as a clone of another volume.
-//! Every kind is O(1) in the volume size: a clone is an overlay.
-//!
-//! ```text
-//!   blank:          (new image)
-//!   from snapshot:  snapshot image <- new image
-//!   from volume:    source top (frozen, unowned) <- source's new top
-//!                                               <- new image
-//! ```
+//! The volume's data is claimed on its backend with the request (a clone
+//! of a snapshot keeps the snapshot's data alive from then on) or, for a
+//! clone of a volume, when the source is frozen.
 //!
 //! Steps:
 //! 1. (Storage+DB) `freeze_source` (clones of volumes only): freeze the
-//!    source's top as an unowned image shared by both volumes. Undo: none
-//!    needed: the garbage collector merges it back if the clone never forms.
-//! 2. (Storage+DB) `create_image`: record and create the volume's own top.
-//!    Undo: delete it, unless the volume was already activated.
-//! 3. (DB) `activate`: point the volume at its image; `available`.
-//! 4. (Storage) `collect`: merge images this volume kept alive, now that
-//!    its image is final (the collector never merges into an image that is
-//!    not activated yet, since a re-run of step 2 would replace its file).
+//!    source's data, owned by no one and shared by both volumes, and claim
+//!    the clone's data from it. Undo: none needed: released frozen data is
+//!    folded back into the source if the clone never forms.
+//! 2. (Storage) `create_image`: the backend makes the claimed data.
+//!    Undo: release it, unless the volume was already activated.
+//! 3. (DB) `activate`: point the volume at its data; `available`.
+//! 4. (Storage) `collect`: let the backend tidy what this volume kept
+//!    alive, now that its data is final.
 
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use crate::gc;
-use ember_model::{Image, ImageId, ImageOwner, Timestamp, VolumeId, VolumeStatus};
+use ember_model::{ImageId, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Source {
     Blank,
-    /// The snapshot's image; recorded as the new image's parent at request
-    /// time, which keeps it alive even if the snapshot is deleted meanwhile.
+    /// The snapshot's data; claimed from at request time, which keeps it
+    /// alive even if the snapshot is deleted meanwhile.
     SnapshotImage(ImageId),
-    /// The source's top at the time of the step is frozen; its new top is
-    /// named up front so a re-run reuses it.
+    /// The source's data at the time of the step is frozen; the name the
+    /// backend may use for the source's next data is chosen up front so a
+    /// re-run reuses it.
     Volume {
         source: VolumeId,
         source_new_top: ImageId,
@@ -73,7 +68,7 @@ impl Workflow for VolumeCreate {
             },
             Step {
                 name: "collect",
-                run: |core, _| gc::collect_garbage(core),
+                run: |core, _| core.collect_garbage(),
                 undo: nothing,
             },
         ]
@@ -81,17 +76,12 @@ impl Workflow for VolumeCreate {
 
     fn on_failed(core: &Core, p: &Params, reason: &str) -> Result<()> {
         let mut tx = core.store.write()?;
-        // An image recorded at request time (clones of snapshots) but never
-        // activated is released, so no record outlives the failure.
-        if let Some(mut image) = tx.image(p.image)?
-            && tx
-                .volume(p.volume_id)?
-                .is_none_or(|v| v.image != Some(p.image))
-        {
-            image.owner = ImageOwner::None;
-            tx.put_image(&image)?;
-        }
         if let Some(mut v) = tx.volume(p.volume_id)? {
+            // Data claimed but never activated is released, so no record
+            // outlives the failure.
+            if v.image != Some(p.image) {
+                core.backend_of(&v)?.release(tx.as_mut(), p.image)?;
+            }
             // A failure after activation (collecting) leaves a good volume.
             if v.status == VolumeStatus::Creating {
                 v.status = VolumeStatus::Error;
@@ -101,7 +91,7 @@ impl Workflow for VolumeCreate {
             }
         }
         tx.commit()?;
-        gc::collect_garbage(core)
+        core.collect_garbage()
     }
 }
 
@@ -116,96 +106,62 @@ fn freeze_source(core: &Core, p: &Params) -> Result<()> {
     let slot = core.slot(source);
     let guard = core.quiesce(&slot)?;
     let mut tx = core.store.read()?;
-    if tx.image(p.image)?.is_some() {
-        return Ok(()); // already frozen: the clone's image row is written with it
-    }
     let source_volume = tx
         .volume(source)?
         .ok_or_else(|| ServiceError::VolumeNotFound(source.to_string()))?;
+    let backend = core.backend_of(&source_volume)?;
+    if backend.recorded(tx.as_mut(), p.image)? {
+        return Ok(()); // already frozen: the clone's data is claimed with it
+    }
     drop(tx);
-    let frozen = source_volume
+    let data = source_volume
         .image
         .ok_or_else(|| ServiceError::InvalidVolume(format!("Volume {source} has no data.")))?;
-    core.driver.create_image(
-        source_new_top,
-        crate::volumes::size_bytes(source_volume.size_gib)?,
-        Some(frozen),
-    )?;
+    let source_size = crate::volumes::size_bytes(source_volume.size_gib)?;
+    backend.stage_freeze(data, source_new_top, source_size, false)?;
     let mut tx = core.store.write()?;
-    let mut image = tx
-        .image(frozen)?
-        .ok_or_else(|| ServiceError::Internal(format!("image {frozen} missing")))?;
-    image.owner = ImageOwner::None;
-    tx.put_image(&image)?;
-    tx.put_image(&Image {
-        id: source_new_top,
-        parent: Some(frozen),
-        size_bytes: crate::volumes::size_bytes(source_volume.size_gib)?,
-        owner: ImageOwner::Volume(source),
-        created_at: Timestamp::now(),
-    })?;
-    // The clone's image row goes in now, so the frozen image has two
-    // children before anyone could collect it.
-    tx.put_image(&Image {
-        id: p.image,
-        parent: Some(frozen),
-        size_bytes: crate::volumes::size_bytes(p.size_gib)?,
-        owner: ImageOwner::Volume(p.volume_id),
-        created_at: Timestamp::now(),
-    })?;
-    Core::switch_top(tx.as_mut(), source, Some(frozen), source_new_top)?;
+    let frozen =
+        backend.record_freeze(tx.as_mut(), source, data, source_new_top, source_size, None)?;
+    // The clone's claim goes in now, so the frozen data has its reader
+    // before anyone could collect it.
+    backend.claim(
+        tx.as_mut(),
+        p.volume_id,
+        p.image,
+        crate::volumes::size_bytes(p.size_gib)?,
+        Some(frozen.frozen),
+    )?;
+    Core::switch_top(tx.as_mut(), source, Some(data), frozen.volume_data)?;
     tx.commit()?;
     guard.release();
     Ok(())
 }
 
 fn create_image(core: &Core, p: &Params) -> Result<()> {
-    let mut tx = core.store.write()?;
-    let volume = tx
+    let volume = core
+        .store
+        .read()?
         .volume(p.volume_id)?
         .ok_or_else(|| ServiceError::VolumeNotFound(p.volume_id.to_string()))?;
     if volume.image == Some(p.image) {
-        return Ok(()); // activated: the image may hold data now
+        return Ok(()); // activated: the data may hold writes now
     }
-    let parent = match (tx.image(p.image)?, &p.source) {
-        (Some(recorded), _) => recorded.parent,
-        (None, Source::Blank) => None,
-        (None, Source::SnapshotImage(image)) => Some(*image),
-        (None, Source::Volume { .. }) => {
-            return Err(ServiceError::Internal(
-                "clone image missing after freeze".into(),
-            ));
-        }
-    };
-    tx.put_image(&Image {
-        id: p.image,
-        parent,
-        size_bytes: crate::volumes::size_bytes(p.size_gib)?,
-        owner: ImageOwner::Volume(p.volume_id),
-        created_at: Timestamp::now(),
-    })?;
-    tx.commit()?;
-    core.driver
-        .create_image(p.image, crate::volumes::size_bytes(p.size_gib)?, parent)?;
-    Ok(())
+    Ok(core.backend_of(&volume)?.make(p.image)?)
 }
 
 fn delete_image(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
-    if tx
-        .volume(p.volume_id)?
-        .is_some_and(|v| v.image == Some(p.image))
-    {
+    let Some(volume) = tx.volume(p.volume_id)? else {
+        return Ok(());
+    };
+    if volume.image == Some(p.image) {
         return Ok(());
     }
-    // Drop our claim; the collector removes the file (and merges a frozen
+    // Drop our claim; the backend removes the data (and folds a frozen
     // source back into its volume if this was a clone).
-    if let Some(mut image) = tx.image(p.image)? {
-        image.owner = ImageOwner::None;
-        tx.put_image(&image)?;
-    }
+    core.backend_of(&volume)?.release(tx.as_mut(), p.image)?;
     tx.commit()?;
-    gc::collect_garbage(core)
+    core.collect_garbage()
 }
 
 fn activate(core: &Core, p: &Params) -> Result<()> {

@@ -2,16 +2,15 @@
 //!
 //! Steps:
 //! 1. (DB) `release`: in one transaction, release the volume's and (with
-//!    cascade) its snapshots' images and quota and delete their records.
-//! 2. (Storage) `collect`: remove or merge what is no longer referenced;
-//!    images that clones still read through stay.
+//!    cascade) its snapshots' data and quota and delete their records.
+//! 2. (Storage) `collect`: the backend removes what is no longer needed;
+//!    data that clones still read through stays.
 
 use super::snapshot_delete::release_snapshot;
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use crate::gc;
-use ember_model::{ImageOwner, QuotaResource, SnapshotStatus, Timestamp, VolumeId, VolumeStatus};
+use ember_model::{QuotaResource, SnapshotStatus, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,7 +58,7 @@ impl Workflow for VolumeDelete {
         tx.commit()?;
         // If only the collection failed, the records are gone: try again so
         // no unowned image outlives the workflow.
-        if let Err(e) = gc::collect_garbage(core) {
+        if let Err(e) = core.collect_garbage() {
             tracing::warn!(error = %e, "garbage collection after a failed delete");
         }
         Ok(())
@@ -80,13 +79,10 @@ fn release(core: &Core, p: &Params) -> Result<()> {
         ));
     }
     for snapshot in snapshots {
-        release_snapshot(tx.as_mut(), snapshot.id)?;
+        release_snapshot(core, tx.as_mut(), snapshot.id)?;
     }
-    if let Some(image_id) = volume.image
-        && let Some(mut image) = tx.image(image_id)?
-    {
-        image.owner = ImageOwner::None;
-        tx.put_image(&image)?;
+    if let Some(data) = volume.image {
+        core.backend_of(&volume)?.release(tx.as_mut(), data)?;
     }
     tx.delete_volume(p.volume_id)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;
@@ -111,5 +107,5 @@ fn release(core: &Core, p: &Params) -> Result<()> {
 }
 
 fn collect(core: &Core, _: &Params) -> Result<()> {
-    gc::collect_garbage(core)
+    core.collect_garbage()
 }

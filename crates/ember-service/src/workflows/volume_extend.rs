@@ -5,7 +5,7 @@
 //! 1. (DB) `reserve`: nothing forward. Undo: if the volume is still
 //!    `extending`, return the reserved gigabytes and mark `error_extending`
 //!    in one transaction (so a repeated undo returns them only once).
-//! 2. (Storage) `grow`: grow the top image (a no-op if already grown).
+//! 2. (Storage) `grow`: the backend grows the data (a no-op if already grown).
 //! 3. (DB) `finish`: record the new size; `available`.
 
 use crate::core::Core;
@@ -84,15 +84,9 @@ fn unreserve(core: &Core, p: &Params) -> Result<()> {
 fn grow(core: &Core, p: &Params) -> Result<()> {
     let slot = core.slot(p.volume_id);
     let guard = core.quiesce(&slot)?;
-    let top = core.volume_top(p.volume_id)?;
+    let (volume, data) = core.volume_data(p.volume_id)?;
     let new_size = crate::volumes::size_bytes(p.new_size_gib)?;
-    core.with_chain(top, |chain| Ok(core.driver.grow(chain, new_size)?))?;
-    let mut tx = core.store.write()?;
-    if let Some(mut image) = tx.image(top)? {
-        image.size_bytes = new_size;
-        tx.put_image(&image)?;
-    }
-    tx.commit()?;
+    core.backend_of(&volume)?.grow(data, new_size)?;
     guard.release();
     Ok(())
 }

@@ -1,20 +1,19 @@
 //! Volume revert to its latest snapshot (Cinder's `revert` action): the
-//! volume continues in a fresh overlay on the snapshot's image, and its old
-//! top is released. O(1) in the volume size.
+//! volume continues in fresh data that reads as the snapshot's (a new
+//! overlay on qcow2), and its old data is released. O(1) in the volume
+//! size on every backend.
 //!
 //! Steps:
-//! 1. (Storage+DB) `switch`: create the overlay and point the volume at it.
-//!    No undo: once switched, the old top's data is intentionally gone.
+//! 1. (Storage+DB) `switch`: the backend stages the fresh data; the volume
+//!    is pointed at it. No undo: once switched, the old data is
+//!    intentionally gone.
 //! 2. (DB) `finish`: volume back to `available`, snapshot to `available`.
-//! 3. (Storage) `collect`: remove the released top.
+//! 3. (Storage) `collect`: remove the released data.
 
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use crate::gc;
-use ember_model::{
-    Image, ImageId, ImageOwner, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus,
-};
+use ember_model::{ImageId, SnapshotId, SnapshotStatus, Timestamp, VolumeId, VolumeStatus};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,7 +43,7 @@ impl Workflow for VolumeRevert {
             },
             Step {
                 name: "collect",
-                run: |core, _| gc::collect_garbage(core),
+                run: |core, _| core.collect_garbage(),
                 undo: nothing,
             },
         ]
@@ -69,7 +68,7 @@ impl Workflow for VolumeRevert {
             tx.put_snapshot(&s)?;
         }
         tx.commit()?;
-        if let Err(e) = gc::collect_garbage(core) {
+        if let Err(e) = core.collect_garbage() {
             tracing::warn!(error = %e, "garbage collection after a failed revert");
         }
         Ok(())
@@ -92,26 +91,19 @@ fn switch(core: &Core, p: &Params) -> Result<()> {
     let frozen = snapshot
         .image
         .ok_or_else(|| ServiceError::InvalidSnapshot("Snapshot has no data.".into()))?;
-    core.driver.create_image(
-        p.new_top,
-        crate::volumes::size_bytes(volume.size_gib)?,
-        Some(frozen),
-    )?;
+    let backend = core.backend_of(&volume)?;
+    let size = crate::volumes::size_bytes(volume.size_gib)?;
+    backend.stage_revert(frozen, p.new_top, size)?;
     let mut tx = core.store.write()?;
-    if let Some(old) = volume.image
-        && let Some(mut image) = tx.image(old)?
-    {
-        image.owner = ImageOwner::None;
-        tx.put_image(&image)?;
-    }
-    tx.put_image(&Image {
-        id: p.new_top,
-        parent: Some(frozen),
-        size_bytes: crate::volumes::size_bytes(volume.size_gib)?,
-        owner: ImageOwner::Volume(p.volume_id),
-        created_at: Timestamp::now(),
-    })?;
-    Core::switch_top(tx.as_mut(), p.volume_id, volume.image, p.new_top)?;
+    let data = backend.record_revert(
+        tx.as_mut(),
+        p.volume_id,
+        volume.image,
+        frozen,
+        p.new_top,
+        size,
+    )?;
+    Core::switch_top(tx.as_mut(), p.volume_id, volume.image, data)?;
     tx.commit()?;
     guard.release();
     Ok(())

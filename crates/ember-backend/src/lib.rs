@@ -1,0 +1,218 @@
+//! Volume backends: where a volume's and a snapshot's data live.
+//!
+//! The service owns every rule (states, quotas, policy, workflows) and
+//! never sees how data is stored: it holds, in each volume and snapshot
+//! record, an opaque name of the data ([`DataRef`]) that only the backend
+//! interprets, and asks the backend to make, freeze, revert, grow, open
+//! and release data by those names. A backend keeps its own bookkeeping
+//! (which layer reads through which, who still needs what) in the metadata
+//! store, in the same transaction as the service's records where the two
+//! must change together, so that a crash never leaves one without the
+//! other.
+//!
+//! Changes that touch storage come in halves: a *stage* half that does
+//! the storage work before any transaction (idempotent; nothing durable
+//! references what it makes), and a *record* half that runs inside the
+//! caller's write transaction. If the transaction does not commit, the
+//! caller *abandons* what was staged. Data no record needs any more is
+//! *released* in a transaction and removed later by [`VolumeBackend::collect`],
+//! which is safe to run at any time, any number of times.
+
+pub mod qcow2;
+
+use ember_model::{ImageId, SnapshotId, VolumeId};
+use ember_storage::{BlockIo, Capacity, StorageError};
+use ember_store::{StoreError, Tx};
+use std::sync::Arc;
+
+/// The name of one piece of data on a backend: a volume's current data or
+/// a snapshot's frozen data. The service chooses fresh names up front (so
+/// that a re-run step reuses them) and stores what backends return.
+pub type DataRef = ImageId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The backend's records are not what the operation expects: the data
+    /// changed underneath it (the step fails and unwinds).
+    #[error("{0}")]
+    Conflict(String),
+    /// The backend cannot do what was asked (e.g. file names on a backend
+    /// without files).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, BackendError>;
+
+/// What a freeze left: the data the volume continues in (new, or the same
+/// when the backend snapshots in place) and the frozen data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frozen {
+    pub volume_data: DataRef,
+    pub frozen: DataRef,
+}
+
+/// Lets a backend stop a volume's I/O while it rewrites data under it
+/// (a merge into a volume's writable layer): the service owns the
+/// volume's open handle and its in-flight requests.
+pub trait IoFence: Sync {
+    /// Runs `f` while `volume` takes no I/O: in-flight requests done and
+    /// flushed, its handle closed (the next request reopens it).
+    fn quiesced(&self, volume: VolumeId, f: &mut dyn FnMut() -> Result<()>) -> Result<()>;
+}
+
+/// An `IoFence` for callers that hold no open handles (tests, tools).
+pub struct NoIo;
+
+impl IoFence for NoIo {
+    fn quiesced(&self, _: VolumeId, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        f()
+    }
+}
+
+/// One storage backend with one pool. Every method blocks (async callers
+/// use `spawn_blocking`) and every storage-touching method is idempotent,
+/// because workflows re-run steps after a crash.
+pub trait VolumeBackend: Send + Sync + 'static {
+    /// The name volume types select it by (`volume_backend_name`).
+    fn name(&self) -> &str;
+    /// The name of its one pool.
+    fn pool(&self) -> &str;
+    /// The driver (`qcow2`, `rbd`).
+    fn driver(&self) -> &'static str;
+    /// What the pool offers, as Cinder's scheduler reports capabilities
+    /// (`storage_protocol`, `thin_provisioning_support`, ...); the names
+    /// (`volume_backend_name`, `pool_name`) are the service's to add.
+    fn capabilities(&self) -> Vec<(&'static str, String)>;
+    /// Size and free space of the pool.
+    fn capacity(&self) -> Result<Capacity>;
+
+    // --- New volumes ---------------------------------------------------
+
+    /// Claims `data` for `volume`: `size` bytes, empty, or reading through
+    /// `from` (a snapshot's data, or frozen data of a cloned volume) until
+    /// written. In the caller's transaction; from its commit on, `from`
+    /// stays as long as the claim does. Nothing is made yet.
+    fn claim(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        data: DataRef,
+        size: u64,
+        from: Option<DataRef>,
+    ) -> Result<()>;
+
+    /// Makes claimed data. A re-run replaces half-made data; data already
+    /// made is left as it is (it may hold writes by then).
+    fn make(&self, data: DataRef) -> Result<()>;
+
+    /// Whether the backend has a record of `data` (claimed or made).
+    fn recorded(&self, tx: &mut dyn Tx, data: DataRef) -> Result<bool>;
+
+    // --- Freezing: snapshots, and the source of a clone -------------------
+
+    /// Storage half of freezing the volume's current data `data`: prepares
+    /// `fresh`, which the backend uses for the volume's next data or for
+    /// the frozen copy, as it works. With `grouped`, what it makes is
+    /// durable only after the next `barrier`, so many freezes share one.
+    fn stage_freeze(&self, data: DataRef, fresh: DataRef, size: u64, grouped: bool) -> Result<()>;
+
+    /// Record half, in the caller's transaction: the frozen data belongs
+    /// to `snapshot`, or (None) to no one, living while clones claimed
+    /// from it do.
+    fn record_freeze(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        data: DataRef,
+        fresh: DataRef,
+        size: u64,
+        snapshot: Option<SnapshotId>,
+    ) -> Result<Frozen>;
+
+    /// Makes everything staged with `grouped` durable.
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Removes what `stage_freeze(data, fresh)` or `stage_revert(_, fresh)`
+    /// made, unless a record names it (the record's transaction committed
+    /// after all).
+    fn abandon(&self, data: Option<DataRef>, fresh: DataRef) -> Result<()>;
+
+    // --- Revert ----------------------------------------------------------
+
+    /// Storage half of reverting a volume to `frozen`: prepares `fresh` as
+    /// the volume's next data, reading as `frozen` does. Must not cost time
+    /// in proportion to the volume's size.
+    fn stage_revert(&self, frozen: DataRef, fresh: DataRef, size: u64) -> Result<()>;
+
+    /// Record half: the volume continues in the returned data; `current`
+    /// is released.
+    fn record_revert(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        current: Option<DataRef>,
+        frozen: DataRef,
+        fresh: DataRef,
+        size: u64,
+    ) -> Result<DataRef>;
+
+    // --- Everything else ---------------------------------------------------
+
+    /// Grows the volume's data to `new_size` bytes (never shrinks), and
+    /// records it. The caller keeps I/O off the volume meanwhile.
+    fn grow(&self, data: DataRef, new_size: u64) -> Result<()>;
+
+    /// Gives `data` up (a deleted volume or snapshot), in the caller's
+    /// transaction. `collect` removes it once nothing reads through it.
+    fn release(&self, tx: &mut dyn Tx, data: DataRef) -> Result<()>;
+
+    /// Removes released data that nothing needs any more. Safe at any time
+    /// and after a crash at any point.
+    fn collect(&self, fence: &dyn IoFence) -> Result<()>;
+
+    /// Opens `data` for block I/O (writable for a volume's data).
+    fn open(&self, data: DataRef, writable: bool) -> Result<Arc<dyn BlockIo>>;
+
+    /// Start-up, before any I/O or workflow: removes what a crash left
+    /// half-made or unrecorded, and marks data a crash left open for
+    /// writing for repair before its next use. Returns how many are marked.
+    fn recover(&self) -> Result<usize>;
+
+    /// Repairs what `recover` marked (in the background). Returns how many.
+    fn repair_marked(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Everything wrong with the backend's data and records, for tests
+    /// and audits: data without a record or a record without data,
+    /// released data left behind, data that fails its checks.
+    fn audit(&self) -> Result<Vec<String>>;
+
+    /// The backend's file names, where volumes are chains of files that
+    /// clients may name (Nova's assisted snapshots); None elsewhere.
+    fn files(&self) -> Option<&dyn FileChains> {
+        None
+    }
+}
+
+/// Volumes kept as chains of files that a client may name.
+pub trait FileChains {
+    /// Whether `name` is an entry of the backend's directory that is not a
+    /// regular file (a symlink, a directory): never accepted from clients.
+    fn is_special_entry(&self, name: &str) -> bool;
+    /// The data a file name is the name of (`<uuid>.qcow2`), existing or not.
+    fn data_named(&self, name: &str) -> Option<DataRef>;
+    /// The chain under `data`, top first.
+    fn chain(&self, tx: &mut dyn Tx, data: DataRef) -> Result<Vec<DataRef>>;
+    /// Whether `data` exists, as a record or as a file.
+    fn exists(&self, tx: &mut dyn Tx, data: DataRef) -> Result<bool>;
+}

@@ -1,0 +1,52 @@
+//! Opens the configured backends (`[[backend]]` tables, or the embedded
+//! qcow2 one under the data directory).
+
+use crate::config::{BackendConfig, Settings};
+use anyhow::Context;
+use ember_backend::VolumeBackend;
+use ember_backend::qcow2::Qcow2Backend;
+use ember_storage::qcow2::Qcow2Driver;
+use ember_store::MetadataStore;
+use std::sync::Arc;
+
+pub fn open(
+    settings: &Settings,
+    store: &Arc<dyn MetadataStore>,
+) -> anyhow::Result<Vec<Arc<dyn VolumeBackend>>> {
+    settings
+        .backends
+        .iter()
+        .map(|config| {
+            open_one(settings, config, store)
+                .with_context(|| format!("opening backend {}", config.name))
+        })
+        .collect()
+}
+
+fn open_one(
+    settings: &Settings,
+    config: &BackendConfig,
+    store: &Arc<dyn MetadataStore>,
+) -> anyhow::Result<Arc<dyn VolumeBackend>> {
+    match config.driver.as_str() {
+        "qcow2" => {
+            let path = config.path.clone().context("qcow2 needs a path")?;
+            let mut driver = Qcow2Driver::new(&path).context("opening the image directory")?;
+            if let Some(bytes) = settings.reserved_space_bytes {
+                driver = driver.with_reserve(bytes);
+            }
+            tracing::info!(
+                backend = %config.name,
+                path = %path.display(),
+                reserved_mib = driver.reserve_bytes() >> 20,
+                "qcow2 backend (space left to the metadata store when on its file system)"
+            );
+            Ok(Arc::new(Qcow2Backend::new(
+                config.name.clone(),
+                Arc::new(driver),
+                store.clone(),
+            )))
+        }
+        other => anyhow::bail!("the {other} driver is not built into this binary"),
+    }
+}
