@@ -19,6 +19,7 @@
 //! which is safe to run at any time, any number of times.
 
 pub mod qcow2;
+pub mod rbd;
 
 use ember_model::{ImageId, SnapshotId, VolumeId};
 use ember_storage::{BlockIo, Capacity, StorageError};

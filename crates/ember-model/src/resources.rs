@@ -241,6 +241,10 @@ pub struct Image {
     /// may still replace it, so nothing may be merged into it meanwhile.
     #[serde(default = "yes")]
     pub ready: bool,
+    /// What the data is, for backends that keep more than one kind (RBD:
+    /// `image` or `snap`); empty for qcow2 layers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 /// Quota-limited resources, as Cinder names them.

@@ -397,6 +397,7 @@ fn unowned_images_come_from_an_index() {
         created_at: Timestamp(0),
         backend: DEFAULT_BACKEND.into(),
         ready: true,
+        kind: String::new(),
     };
     let mut tx = store.write().unwrap();
     let mut unowned = vec![];

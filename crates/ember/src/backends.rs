@@ -47,6 +47,23 @@ fn open_one(
                 store.clone(),
             )))
         }
-        other => anyhow::bail!("the {other} driver is not built into this binary"),
+        "rbd" => {
+            let settings = ember_backend::rbd::RbdSettings {
+                ceph_conf: config.ceph_conf.clone(),
+                pool: config.pool.clone().context("rbd needs a pool")?,
+                namespace: config.namespace.clone(),
+                user: config.user.clone(),
+                keyring: config.keyring.clone(),
+            };
+            let backend = ember_backend::rbd::RbdBackend::connect(
+                config.name.clone(),
+                &settings,
+                store.clone(),
+            )
+            .with_context(|| format!("connecting to Ceph pool {}", settings.pool))?;
+            tracing::info!(backend = %config.name, pool = %settings.pool, "rbd backend");
+            Ok(Arc::new(backend))
+        }
+        other => anyhow::bail!("unknown driver {other}"),
     }
 }

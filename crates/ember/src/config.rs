@@ -139,6 +139,10 @@ pub struct BackendConfig {
     pub ceph_conf: Option<PathBuf>,
     /// rbd: the RADOS pool holding the images.
     pub pool: Option<String>,
+    /// rbd: the RBD namespace of the pool that this backend owns (created
+    /// when missing); default: the pool's own. Ember removes unrecorded
+    /// images named `ember-…` in it, so nothing else may share it.
+    pub namespace: Option<String>,
     /// rbd: the Ceph user, without `client.` (default `admin`).
     pub user: Option<String>,
     /// rbd: the user's keyring (default: what the configuration says).
@@ -154,6 +158,7 @@ impl BackendConfig {
             path: Some(data_dir.join("images")),
             ceph_conf: None,
             pool: None,
+            namespace: None,
             user: None,
             keyring: None,
         }
@@ -174,6 +179,7 @@ impl BackendConfig {
         }
         let rbd_keys = self.ceph_conf.is_some()
             || self.pool.is_some()
+            || self.namespace.is_some()
             || self.user.is_some()
             || self.keyring.is_some();
         match self.driver.as_str() {
@@ -183,7 +189,7 @@ impl BackendConfig {
                 }
                 if rbd_keys {
                     anyhow::bail!(
-                        "backend {}: ceph_conf, pool, user and keyring are rbd keys",
+                        "backend {}: ceph_conf, pool, namespace, user and keyring are rbd keys",
                         self.name
                     );
                 }
@@ -195,6 +201,12 @@ impl BackendConfig {
                 match &self.pool {
                     Some(pool) if plain(pool) => {}
                     _ => anyhow::bail!("backend {}: driver rbd needs a `pool` name", self.name),
+                }
+                if self.namespace.as_deref().is_some_and(|ns| !plain(ns)) {
+                    anyhow::bail!(
+                        "backend {}: namespace: letters, digits, '-', '_', '.'",
+                        self.name
+                    );
                 }
             }
             other => anyhow::bail!(

@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::{PROJECT, Rng, Server, attach, check_all_images, image_files};
+use common::{
+    PROJECT, Rng, Server, TestBackend, attach, check_all_images, image_files, test_backends,
+};
 use ember_store::MetadataStore;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -403,21 +405,30 @@ fn check_invariants(s: &Server, acked: &Acked) {
         );
         assert!(got.iter().all(|b| *b == got[0]), "torn write in {volume}");
     }
-    check_all_images(&s.images_dir());
+    if s.backend == TestBackend::Qcow2 {
+        check_all_images(&s.images_dir());
+    }
 }
 
+/// No data without records or records without data (the backend's own
+/// audit; on qcow2 also the files against the records, directly), and no
+/// unfinished workflow.
 fn check_no_orphans(s: &Server) {
+    let problems = s.audit();
+    assert!(problems.is_empty(), "{problems:#?}");
     let store = ember_store::sqlite::SqliteStore::open(&s.data_dir().join("ember.db")).unwrap();
-    let known: HashSet<String> = store
-        .read()
-        .unwrap()
-        .all_images()
-        .unwrap()
-        .iter()
-        .map(|i| format!("{}.qcow2", i.id))
-        .collect();
-    let files: HashSet<String> = image_files(&s.images_dir()).into_iter().collect();
-    assert_eq!(files, known, "image files and image records differ");
+    if s.backend == TestBackend::Qcow2 {
+        let known: HashSet<String> = store
+            .read()
+            .unwrap()
+            .all_images()
+            .unwrap()
+            .iter()
+            .map(|i| format!("{}.qcow2", i.id))
+            .collect();
+        let files: HashSet<String> = image_files(&s.images_dir()).into_iter().collect();
+        assert_eq!(files, known, "image files and image records differ");
+    }
     assert!(
         store.read().unwrap().workflows().unwrap().is_empty(),
         "workflows left unfinished"
@@ -426,6 +437,13 @@ fn check_no_orphans(s: &Server) {
 
 #[test]
 fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
+    for backend in test_backends() {
+        eprintln!("backend {backend:?}");
+        sigkill_during_mixed_load_on(&backend);
+    }
+}
+
+fn sigkill_during_mixed_load_on(backend: &TestBackend) {
     let seed: u64 = std::env::var("EMBER_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -435,7 +453,7 @@ fn sigkill_during_mixed_load_loses_nothing_and_leaves_nothing() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
     let mut rng = Rng(seed | 1);
-    let mut s = Server::start();
+    let mut s = Server::start_on(backend);
     let (st, _) = s.admin(
         "PUT",
         &format!("/os-quota-sets/{PROJECT}"),

@@ -72,6 +72,7 @@ impl Qcow2Backend {
             created_at: Timestamp::now(),
             backend: self.name.clone(),
             ready: true,
+            kind: String::new(),
         }
     }
 

@@ -25,6 +25,10 @@ pub struct Server {
     pub data_dir_at: Option<PathBuf>,
     /// Extra environment for the next start.
     pub env: Vec<(String, String)>,
+    /// Where volumes live.
+    pub backend: TestBackend,
+    /// Directories that live as long as the server (its config file).
+    keep: Vec<tempfile::TempDir>,
     child: Option<Child>,
     pub http: reqwest::blocking::Client,
 }
@@ -37,10 +41,109 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The backends the backend-agnostic HTTP suites run against: the
+/// embedded qcow2 always, Ceph RBD when a test cluster is configured
+/// (`EMBER_TEST_CEPH_CONF`, `EMBER_TEST_CEPH_POOL` default `rbd`); with
+/// `EMBER_TEST_CEPH_REQUIRED=1` (CI) a missing cluster is a failure.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TestBackend {
+    Qcow2,
+    /// An RBD namespace of its own in the test pool.
+    Rbd {
+        conf: PathBuf,
+        pool: String,
+        namespace: String,
+    },
+}
+
+pub fn test_backends() -> Vec<TestBackend> {
+    let mut out = vec![TestBackend::Qcow2];
+    match std::env::var_os("EMBER_TEST_CEPH_CONF") {
+        Some(conf) => out.push(TestBackend::Rbd {
+            conf: PathBuf::from(conf),
+            pool: std::env::var("EMBER_TEST_CEPH_POOL").unwrap_or_else(|_| "rbd".into()),
+            namespace: format!("h-{}", uuid::Uuid::new_v4().simple()),
+        }),
+        None if std::env::var("EMBER_TEST_CEPH_REQUIRED").as_deref() == Ok("1") => {
+            panic!("EMBER_TEST_CEPH_REQUIRED=1 but EMBER_TEST_CEPH_CONF is not set")
+        }
+        None => {}
+    }
+    out
+}
+
+impl TestBackend {
+    /// The `[[backend]]` table for it (none for the embedded default).
+    fn table(&self) -> Option<String> {
+        match self {
+            TestBackend::Qcow2 => None,
+            TestBackend::Rbd {
+                conf,
+                pool,
+                namespace,
+            } => Some(format!(
+                "[[backend]]\nname = \"rbd\"\ndriver = \"rbd\"\nceph_conf = {conf:?}\npool = {pool:?}\nnamespace = {namespace:?}\n"
+            )),
+        }
+    }
+}
+
 impl Server {
     /// Ember in `noauth` mode (tokens are `user:project`).
     pub fn start() -> Server {
         Self::start_with(&["--auth", "noauth"])
+    }
+
+    /// Ember in `noauth` mode on `backend`.
+    pub fn start_on(backend: &TestBackend) -> Server {
+        let Some(table) = backend.table() else {
+            return Self::start();
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("backends.toml");
+        std::fs::write(&config, table).unwrap();
+        let mut s = Self::start_with(&["--auth", "noauth", "--config", config.to_str().unwrap()]);
+        s.keep.push(dir);
+        s.backend = backend.clone();
+        s
+    }
+
+    /// The backend's own audit of its data against the records, run in
+    /// this process on the stopped server's data directory: empty when
+    /// every record has its data and the other way round, nothing
+    /// released is left behind and everything opens.
+    pub fn audit(&self) -> Vec<String> {
+        use ember_backend::VolumeBackend;
+        let store: std::sync::Arc<dyn ember_store::MetadataStore> = std::sync::Arc::new(
+            ember_store::sqlite::SqliteStore::open(&self.data_dir().join("ember.db")).unwrap(),
+        );
+        let backend: Box<dyn VolumeBackend> = match &self.backend {
+            TestBackend::Qcow2 => Box::new(ember_backend::qcow2::Qcow2Backend::embedded(
+                std::sync::Arc::new(
+                    ember_storage::qcow2::Qcow2Driver::new(self.images_dir()).unwrap(),
+                ),
+                store,
+            )),
+            TestBackend::Rbd {
+                conf,
+                pool,
+                namespace,
+            } => Box::new(
+                ember_backend::rbd::RbdBackend::connect(
+                    "rbd",
+                    &ember_backend::rbd::RbdSettings {
+                        ceph_conf: Some(conf.clone()),
+                        pool: pool.clone(),
+                        namespace: Some(namespace.clone()),
+                        user: None,
+                        keyring: None,
+                    },
+                    store,
+                )
+                .unwrap(),
+            ),
+        };
+        backend.audit().unwrap()
     }
 
     /// Ember with the given extra arguments.
@@ -59,6 +162,8 @@ impl Server {
             data,
             data_dir_at: data_dir,
             env: vec![],
+            backend: TestBackend::Qcow2,
+            keep: vec![],
             child: None,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))

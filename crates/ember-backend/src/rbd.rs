@@ -1,0 +1,626 @@
+//! Volumes on Ceph RBD: each volume an RBD image, each snapshot an RBD
+//! snapshot of its volume's image, clones RBD clones (v2: no protection,
+//! snapshots removable while clones live), reverts a clone of the
+//! snapshot under a new name (O(1), where `rbd snap rollback` copies every
+//! object of the image).
+//!
+//! ```text
+//!   volume:    ember-<data>                     (kind image)
+//!   snapshot:  ember-<volume data>@snap-<data>  (kind snap)
+//!   clone:     ember-<data>, parent ember-<x>@snap-<y>
+//!   revert:    the volume continues in ember-<fresh>, a clone of the
+//!              snapshot; its old image is released and removed once its
+//!              snapshots are gone
+//! ```
+//!
+//! The metadata store's `images` records (this backend's) say which RBD
+//! image or snapshot is whose, and what reads through what; Ceph is asked
+//! only to make, remove and open them. Names never come from clients.
+
+use crate::{BackendError, DataRef, Frozen, IoFence, Result, VolumeBackend};
+use ember_model::{Image, ImageOwner, SnapshotId, Timestamp, VolumeId};
+use ember_rbd::{Cluster, ConnectOptions, Pool, RbdError};
+use ember_storage::{BlockIo, Capacity, StorageError};
+use ember_store::{MetadataStore, Tx};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+const IMAGE: &str = "image";
+const SNAP: &str = "snap";
+
+/// How to reach the pool (the `[[backend]]` table's rbd keys).
+#[derive(Clone, Debug, Default)]
+pub struct RbdSettings {
+    pub ceph_conf: Option<PathBuf>,
+    pub pool: String,
+    /// An RBD namespace of the pool that this backend owns (created when
+    /// missing); None: the pool's default namespace. Ember removes images
+    /// named like its own that it has no record of, so two services (or a
+    /// service and anything else naming images `ember-…`) must not share
+    /// one namespace.
+    pub namespace: Option<String>,
+    pub user: Option<String>,
+    pub keyring: Option<PathBuf>,
+}
+
+pub struct RbdBackend {
+    name: String,
+    pool_name: String,
+    pool: Pool,
+    store: Arc<dyn MetadataStore>,
+    gc_lock: Mutex<()>,
+}
+
+fn image_name(data: DataRef) -> String {
+    format!("ember-{data}")
+}
+
+fn snap_name(data: DataRef) -> String {
+    format!("snap-{data}")
+}
+
+fn parse_suffix(name: &str, prefix: &str) -> Option<DataRef> {
+    name.strip_prefix(prefix)
+        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .map(ember_model::ImageId)
+}
+
+impl From<RbdError> for BackendError {
+    fn from(e: RbdError) -> Self {
+        if e.is_no_space() {
+            return BackendError::Storage(StorageError::NoSpace);
+        }
+        BackendError::Storage(StorageError::Io {
+            image: e.op.to_string(),
+            source: std::io::Error::from_raw_os_error(e.errno),
+        })
+    }
+}
+
+/// `Ok` for "already gone".
+fn gone_ok(r: std::result::Result<(), RbdError>) -> std::result::Result<(), RbdError> {
+    match r {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+impl RbdBackend {
+    /// Connects to the cluster (once: every image shares the connection)
+    /// and opens the pool.
+    pub fn connect(
+        name: impl Into<String>,
+        settings: &RbdSettings,
+        store: Arc<dyn MetadataStore>,
+    ) -> Result<Self> {
+        let cluster = Cluster::connect(&ConnectOptions {
+            conf: settings.ceph_conf.as_deref(),
+            user: settings.user.as_deref(),
+            keyring: settings.keyring.as_deref(),
+            // Clones of unprotected snapshots, and snapshots that can go
+            // while clones live (into the trash, removed with the last one).
+            options: &[("rbd_default_clone_format", "2")],
+        })?;
+        let pool = cluster.pool(&settings.pool, settings.namespace.as_deref())?;
+        let backend = RbdBackend {
+            name: name.into(),
+            pool_name: settings.pool.clone(),
+            pool,
+            store,
+            gc_lock: Mutex::new(()),
+        };
+        backend.fence_previous_incarnation()?;
+        Ok(backend)
+    }
+
+    /// A process that died (SIGKILL, power loss) still holds its images'
+    /// exclusive locks until the OSDs time its watches out (30 s by
+    /// default): every open for writing would wait that long. So each
+    /// connection records its address in the namespace, and the next one
+    /// blocklists the previous before touching any image: the dead
+    /// client's watches and locks go at once, and were it somehow still
+    /// alive, it could no longer write (one writer per namespace).
+    fn fence_previous_incarnation(&self) -> Result<()> {
+        let oid = format!("ember.instance.{}", self.name);
+        let ours = self.pool.cluster().addrs()?;
+        if let Some(previous) = self.pool.read_object(&oid, 4096)? {
+            let previous = String::from_utf8_lossy(&previous).trim().to_string();
+            if !previous.is_empty() && previous != ours {
+                // An hour: far longer than any watch could outlive it.
+                self.pool.cluster().blocklist(&previous, 3600)?;
+                tracing::info!(backend = %self.name, previous = %previous, "fenced the previous Ember instance off the pool");
+            }
+        }
+        self.pool.write_object(&oid, ours.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn pool_handle(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn row(
+        &self,
+        data: DataRef,
+        owner: ImageOwner,
+        parent: Option<DataRef>,
+        size: u64,
+        kind: &str,
+    ) -> Image {
+        Image {
+            id: data,
+            parent,
+            size_bytes: size,
+            owner,
+            created_at: Timestamp::now(),
+            backend: self.name.clone(),
+            ready: true,
+            kind: kind.into(),
+        }
+    }
+
+    /// The recorded data `id`, which must be this backend's, of `kind`.
+    fn own_row(&self, tx: &mut dyn Tx, id: DataRef, kind: &str) -> Result<Image> {
+        match tx.image(id)? {
+            Some(i) if i.backend == self.name && i.kind == kind => Ok(i),
+            Some(i) => Err(BackendError::Internal(format!(
+                "data {id} is a {:?} of backend {}, not a {kind} of {}",
+                i.kind, i.backend, self.name
+            ))),
+            None => Err(BackendError::Internal(format!(
+                "data {id} is missing from the metadata store"
+            ))),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<bool> {
+        match self.pool.open(name, None, true) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Clones `parent@snap` as `child`, grown to `size`; a half-made
+    /// `child` from an earlier run (nothing references it) is replaced.
+    fn clone_of(&self, snap: &Image, child: DataRef, size: u64) -> Result<()> {
+        let parent = snap
+            .parent
+            .ok_or_else(|| BackendError::Internal(format!("snapshot {} has no image", snap.id)))?;
+        let name = image_name(child);
+        let made = self
+            .pool
+            .clone_image(&image_name(parent), &snap_name(snap.id), &name);
+        match made {
+            Err(e) if e.is_exists() => {
+                self.pool.remove(&name)?;
+                self.pool
+                    .clone_image(&image_name(parent), &snap_name(snap.id), &name)?;
+            }
+            other => other?,
+        }
+        let image = self.pool.open(&name, None, false)?;
+        if image.size()? < size {
+            image.resize(size)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the RBD object behind released data that nothing reads
+    /// through, then its record. False when it must wait (still open).
+    fn remove_released(&self, data: &Image) -> Result<bool> {
+        let removed = match data.kind.as_str() {
+            SNAP => match data.parent {
+                Some(parent) => match self.pool.open(&image_name(parent), None, false) {
+                    Ok(image) => gone_ok(image.snap_remove(&snap_name(data.id))),
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(e),
+                },
+                None => Ok(()),
+            },
+            _ => gone_ok(self.pool.remove(&image_name(data.id))),
+        };
+        match removed {
+            Err(e) if e.is_busy() => {
+                tracing::info!(backend = %self.name, data = %data.id, error = %e, "released RBD data still in use; removed later");
+                return Ok(false);
+            }
+            other => other?,
+        }
+        let mut tx = self.store.write()?;
+        let still_released = tx
+            .image(data.id)?
+            .is_some_and(|i| i.owner == ImageOwner::None);
+        if still_released && tx.image_children(data.id)?.is_empty() {
+            tx.delete_image(data.id)?;
+            tx.commit()?;
+        }
+        tracing::debug!(backend = %self.name, data = %data.id, kind = %data.kind, "removed released RBD data");
+        Ok(true)
+    }
+}
+
+/// An open RBD image (or snapshot) as block I/O.
+struct RbdIo {
+    image: ember_rbd::Image,
+    size: u64,
+}
+
+impl RbdIo {
+    fn check(&self, offset: u64, length: u64) -> ember_storage::Result<()> {
+        match offset.checked_add(length) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(StorageError::OutOfRange {
+                offset,
+                length,
+                size: self.size,
+            }),
+        }
+    }
+}
+
+fn io_error(e: RbdError) -> StorageError {
+    if e.is_no_space() {
+        StorageError::NoSpace
+    } else {
+        StorageError::Io {
+            image: e.op.to_string(),
+            source: std::io::Error::from_raw_os_error(e.errno),
+        }
+    }
+}
+
+impl BlockIo for RbdIo {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> ember_storage::Result<()> {
+        self.check(offset, buf.len() as u64)?;
+        self.image.read_at(buf, offset).map_err(io_error)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> ember_storage::Result<()> {
+        self.check(offset, buf.len() as u64)?;
+        self.image.write_at(buf, offset).map_err(io_error)
+    }
+    fn write_zeroes(&self, offset: u64, length: u64) -> ember_storage::Result<()> {
+        self.check(offset, length)?;
+        self.image.write_zeroes(offset, length).map_err(io_error)
+    }
+    fn flush(&self) -> ember_storage::Result<()> {
+        self.image.flush().map_err(io_error)
+    }
+}
+
+impl VolumeBackend for RbdBackend {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn pool(&self) -> &str {
+        &self.pool_name
+    }
+
+    fn driver(&self) -> &'static str {
+        "rbd"
+    }
+
+    fn capabilities(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("vendor_name", "Ember".into()),
+            ("storage_protocol", "nbd".into()),
+            ("driver_version", env!("CARGO_PKG_VERSION").into()),
+            ("thin_provisioning_support", "True".into()),
+            ("thick_provisioning_support", "False".into()),
+            ("QoS_support", "False".into()),
+            ("multiattach", "True".into()),
+        ]
+    }
+
+    fn capacity(&self) -> Result<Capacity> {
+        let (total_bytes, free_bytes) = self.pool.cluster().stat()?;
+        Ok(Capacity {
+            total_bytes,
+            free_bytes,
+        })
+    }
+
+    fn claim(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        data: DataRef,
+        size: u64,
+        from: Option<DataRef>,
+    ) -> Result<()> {
+        if let Some(from) = from {
+            self.own_row(tx, from, SNAP)?;
+        }
+        let mut row = self.row(data, ImageOwner::Volume(volume), from, size, IMAGE);
+        row.ready = false;
+        tx.put_image(&row)?;
+        Ok(())
+    }
+
+    fn make(&self, data: DataRef) -> Result<()> {
+        let claim = self.own_row(self.store.read()?.as_mut(), data, IMAGE)?;
+        if claim.ready && self.exists(&image_name(data))? {
+            return Ok(()); // made: it may hold writes now
+        }
+        match claim.parent {
+            None => match self.pool.create(&image_name(data), claim.size_bytes) {
+                Err(e) if e.is_exists() => {
+                    // Half-made by an earlier run; nothing wrote to it.
+                    self.pool.remove(&image_name(data))?;
+                    self.pool.create(&image_name(data), claim.size_bytes)?;
+                }
+                other => other?,
+            },
+            Some(snap) => {
+                let snap = self.own_row(self.store.read()?.as_mut(), snap, SNAP)?;
+                self.clone_of(&snap, data, claim.size_bytes)?;
+            }
+        }
+        let mut tx = self.store.write()?;
+        if let Some(mut row) = tx.image(data)? {
+            row.ready = true;
+            tx.put_image(&row)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    fn recorded(&self, tx: &mut dyn Tx, data: DataRef) -> Result<bool> {
+        Ok(tx.image(data)?.is_some())
+    }
+
+    fn stage_freeze(
+        &self,
+        data: DataRef,
+        fresh: DataRef,
+        _size: u64,
+        _grouped: bool,
+    ) -> Result<()> {
+        // An RBD snapshot is durable when the call returns: nothing to
+        // group. The volume was quiesced by the caller: every write it
+        // acknowledged is in the image.
+        let image = self.pool.open(&image_name(data), None, false)?;
+        match image.snap_create(&snap_name(fresh)) {
+            Err(e) if e.is_exists() => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    fn record_freeze(
+        &self,
+        tx: &mut dyn Tx,
+        _volume: VolumeId,
+        data: DataRef,
+        fresh: DataRef,
+        size: u64,
+        snapshot: Option<SnapshotId>,
+    ) -> Result<Frozen> {
+        self.own_row(tx, data, IMAGE)?;
+        let owner = snapshot.map_or(ImageOwner::None, ImageOwner::Snapshot);
+        tx.put_image(&self.row(fresh, owner, Some(data), size, SNAP))?;
+        Ok(Frozen {
+            volume_data: data,
+            frozen: fresh,
+        })
+    }
+
+    fn abandon(&self, data: Option<DataRef>, fresh: DataRef) -> Result<()> {
+        if self.store.read()?.image(fresh)?.is_some() {
+            return Ok(()); // recorded after all
+        }
+        if let Some(data) = data {
+            match self.pool.open(&image_name(data), None, false) {
+                Ok(image) => gone_ok(image.snap_remove(&snap_name(fresh)))?,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        gone_ok(self.pool.remove(&image_name(fresh)))?;
+        Ok(())
+    }
+
+    fn stage_revert(&self, frozen: DataRef, fresh: DataRef, size: u64) -> Result<()> {
+        let snap = self.own_row(self.store.read()?.as_mut(), frozen, SNAP)?;
+        self.clone_of(&snap, fresh, size)
+    }
+
+    fn record_revert(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        current: Option<DataRef>,
+        frozen: DataRef,
+        fresh: DataRef,
+        size: u64,
+    ) -> Result<DataRef> {
+        if let Some(current) = current {
+            self.release(tx, current)?;
+        }
+        tx.put_image(&self.row(fresh, ImageOwner::Volume(volume), Some(frozen), size, IMAGE))?;
+        Ok(fresh)
+    }
+
+    fn grow(&self, data: DataRef, new_size: u64) -> Result<()> {
+        let image = self.pool.open(&image_name(data), None, false)?;
+        if image.size()? < new_size {
+            image.resize(new_size)?;
+        }
+        let mut tx = self.store.write()?;
+        if let Some(mut row) = tx.image(data)? {
+            row.size_bytes = new_size;
+            tx.put_image(&row)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn release(&self, tx: &mut dyn Tx, data: DataRef) -> Result<()> {
+        if let Some(mut row) = tx.image(data)? {
+            row.owner = ImageOwner::None;
+            tx.put_image(&row)?;
+        }
+        Ok(())
+    }
+
+    /// Removes released snapshots and images that nothing reads through,
+    /// repeatedly: a deleted clone lets its parent snapshot go, which may
+    /// let a released image go. No data is ever copied.
+    fn collect(&self, _fence: &dyn IoFence) -> Result<()> {
+        let _only_one = self.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let released: Vec<Image> = self
+                .store
+                .read()?
+                .unowned_images()?
+                .into_iter()
+                .filter(|i| i.backend == self.name)
+                .collect();
+            let mut progressed = false;
+            for data in released {
+                if self.store.read()?.image_children(data.id)?.is_empty() {
+                    progressed |= self.remove_released(&data)?;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
+    }
+
+    fn open(&self, data: DataRef, writable: bool) -> Result<Arc<dyn BlockIo>> {
+        let row = match self.store.read()?.image(data)? {
+            Some(row) if row.backend == self.name => row,
+            _ => {
+                return Err(BackendError::Internal(format!(
+                    "data {data} is not recorded on backend {}",
+                    self.name
+                )));
+            }
+        };
+        let image = match row.kind.as_str() {
+            SNAP => {
+                let parent = row.parent.ok_or_else(|| {
+                    BackendError::Internal(format!("snapshot {data} has no image"))
+                })?;
+                self.pool
+                    .open(&image_name(parent), Some(&snap_name(data)), true)?
+            }
+            _ => self.pool.open(&image_name(data), None, !writable)?,
+        };
+        let size = image.size()?;
+        Ok(Arc::new(RbdIo { image, size }))
+    }
+
+    /// Removes what a crash left unrecorded: images made for a revert or a
+    /// create whose record never committed, snapshots staged for a freeze
+    /// that never committed. Only names Ember gives (`ember-…`, `snap-…`)
+    /// are touched. RBD needs no repair after a crash.
+    fn recover(&self) -> Result<usize> {
+        let known: HashSet<DataRef> = self
+            .store
+            .read()?
+            .all_images()?
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        for name in self.pool.list()? {
+            let Some(data) = parse_suffix(&name, "ember-") else {
+                continue;
+            };
+            if !known.contains(&data) {
+                tracing::info!(backend = %self.name, image = %name, "removing unrecorded RBD image");
+                match self.pool.remove(&name) {
+                    Err(e) if e.is_busy() => {
+                        tracing::warn!(backend = %self.name, image = %name, error = %e, "unrecorded RBD image in use; left")
+                    }
+                    other => gone_ok(other)?,
+                }
+                continue;
+            }
+            let image = match self.pool.open(&name, None, false) {
+                Ok(image) => image,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for snap in image.snaps()? {
+                if let Some(s) = parse_suffix(&snap, "snap-")
+                    && !known.contains(&s)
+                {
+                    tracing::info!(backend = %self.name, image = %name, snap = %snap, "removing unrecorded RBD snapshot");
+                    gone_ok(image.snap_remove(&snap))?;
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    fn audit(&self) -> Result<Vec<String>> {
+        let mut problems = vec![];
+        let mut tx = self.store.read()?;
+        let all = tx.all_images()?;
+        let known: HashSet<DataRef> = all.iter().map(|i| i.id).collect();
+        let rows: Vec<&Image> = all.iter().filter(|i| i.backend == self.name).collect();
+        let images: HashSet<String> = self.pool.list()?.into_iter().collect();
+        for row in &rows {
+            if !row.ready {
+                problems.push(format!(
+                    "{} {} was claimed and never made",
+                    row.kind, row.id
+                ));
+            }
+            if row.owner == ImageOwner::None && tx.image_children(row.id)?.is_empty() {
+                problems.push(format!(
+                    "released {} {} left behind with nothing reading through it",
+                    row.kind, row.id
+                ));
+            }
+            match row.kind.as_str() {
+                IMAGE => {
+                    if !images.contains(&image_name(row.id)) {
+                        problems.push(format!("image {} is recorded but not in the pool", row.id));
+                    }
+                }
+                SNAP => {
+                    let on = row.parent.map(image_name).unwrap_or_default();
+                    let snaps = self
+                        .pool
+                        .open(&on, None, true)
+                        .and_then(|i| i.snaps())
+                        .unwrap_or_default();
+                    if !snaps.contains(&snap_name(row.id)) {
+                        problems.push(format!("snapshot {} is recorded but not on {on}", row.id));
+                    }
+                }
+                other => problems.push(format!("record {} of unknown kind {other:?}", row.id)),
+            }
+        }
+        for name in &images {
+            let Some(data) = parse_suffix(name, "ember-") else {
+                continue;
+            };
+            if !known.contains(&data) {
+                problems.push(format!("RBD image {name} has no record"));
+                continue;
+            }
+            if let Ok(image) = self.pool.open(name, None, true) {
+                for snap in image.snaps()? {
+                    if parse_suffix(&snap, "snap-").is_some_and(|s| !known.contains(&s)) {
+                        problems.push(format!("RBD snapshot {name}@{snap} has no record"));
+                    }
+                }
+            }
+        }
+        drop(tx);
+        for row in rows.iter().filter(|r| r.ready) {
+            if let Err(e) = self.open(row.id, false) {
+                problems.push(format!("{} {} does not open: {e}", row.kind, row.id));
+            }
+        }
+        Ok(problems)
+    }
+}
