@@ -137,6 +137,13 @@ pub trait VolumeBackend: Send + Sync + 'static {
         snapshot: Option<SnapshotId>,
     ) -> Result<Frozen>;
 
+    /// Whether a freeze is quick enough (no network round trip) to take
+    /// inside a client's request; otherwise the service answers first and
+    /// freezes in a workflow.
+    fn instant_freeze(&self) -> bool {
+        false
+    }
+
     /// Makes everything staged with `grouped` durable.
     fn barrier(&self) -> Result<()> {
         Ok(())

@@ -516,6 +516,12 @@ pub(crate) fn take_snapshot_now(
     let volume = load_volume(core.store.read()?.as_mut(), caller, req.volume_id)?;
     let t1 = t0.elapsed();
     let size = crate::volumes::size_bytes(volume.size_gib)?;
+    // A backend whose freeze takes a while (an RBD snapshot waits for the
+    // monitors' next map, up to a second) answers at once with `creating`
+    // and lets the workflow freeze: the request never waits for it.
+    if !core.backend_of(&volume)?.instant_freeze() {
+        return Ok(Taken::Later(req));
+    }
     let slot = core.slot(volume.id);
     let guard = core.quiesce(&slot)?;
     // The data as it is now that I/O is held (a change may have won the

@@ -250,6 +250,13 @@ const GAP_DEPENDENT: &[&str] = &["metadata_get_all"];
 
 #[test]
 fn every_golden_pair_replays() {
+    for backend in common::test_backends() {
+        eprintln!("backend {backend:?}");
+        every_golden_pair_replays_on(&backend);
+    }
+}
+
+fn every_golden_pair_replays_on(backend: &common::TestBackend) {
     let dir = golden_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("golden recordings at {}: {e}", dir.display()))
@@ -259,7 +266,7 @@ fn every_golden_pair_replays() {
     files.sort();
     assert!(!files.is_empty());
     let mut replay = Replay {
-        server: Server::start(),
+        server: Server::start_on(backend),
         ids: HashMap::new(),
         mismatches: vec![],
     };
