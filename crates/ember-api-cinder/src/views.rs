@@ -153,7 +153,7 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         })
         .collect();
     o.insert("attachments".into(), Value::Array(attachments));
-    o.insert("migration_status".into(), Value::Null);
+    o.insert("migration_status".into(), json!(v.migration_status));
     if mv.at_least(13) {
         o.insert("group_id".into(), json!(v.group_id));
     }
@@ -186,7 +186,10 @@ pub fn volume(v: &Volume, mv: Microversion, base: &str, attrs: VolumeAttrs) -> V
         o.insert("os-vol-tenant-attr:tenant_id".into(), json!(v.project_id.0));
     }
     if admin_attrs {
-        o.insert("os-vol-mig-status-attr:migstat".into(), Value::Null);
+        o.insert(
+            "os-vol-mig-status-attr:migstat".into(),
+            json!(v.migration_status),
+        );
         o.insert("os-vol-mig-status-attr:name_id".into(), Value::Null);
         o.insert(
             "os-vol-host-attr:host".into(),

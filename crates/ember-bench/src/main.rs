@@ -882,6 +882,7 @@ fn scale_rows(args: &Args) -> Result<Vec<Row>> {
                 attachments: vec![],
                 backend: DEFAULT_BACKEND.into(),
                 pool: DEFAULT_BACKEND.into(),
+                migration_status: None,
                 image: None,
                 error_reason: None,
                 created_at: Timestamp::now(),

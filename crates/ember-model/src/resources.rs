@@ -47,6 +47,7 @@ status_enum!(VolumeStatus {
     ErrorRestoring => "error_restoring",
     Extending => "extending",
     Reverting => "reverting",
+    Retyping => "retyping",
     AwaitingTransfer => "awaiting-transfer",
 });
 
@@ -60,6 +61,7 @@ impl VolumeStatus {
                 | VolumeStatus::Deleting
                 | VolumeStatus::Extending
                 | VolumeStatus::Reverting
+                | VolumeStatus::Retyping
         )
     }
 }
@@ -162,6 +164,10 @@ pub struct Volume {
     pub backend: String,
     #[serde(default = "default_backend")]
     pub pool: String,
+    /// Cinder's `migration_status` of the last move between backends
+    /// (`migrating`, `success`, `error`); None for a volume never moved.
+    #[serde(default)]
+    pub migration_status: Option<String>,
     /// The volume's data on its backend, once it exists: a name only the
     /// backend interprets.
     pub image: Option<ImageId>,

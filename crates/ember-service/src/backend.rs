@@ -215,6 +215,12 @@ pub(crate) fn place<'a>(
     Ok(Err(problems.join("; ")))
 }
 
+/// Whether `backend`'s pool has every capability `volume_type` asks for
+/// (whether its service is enabled or not: a volume already there stays).
+pub(crate) fn can_hold(backend: &dyn VolumeBackend, volume_type: &ember_model::VolumeType) -> bool {
+    capability_problem(backend, volume_type).is_none()
+}
+
 /// Why `backend` cannot hold a new volume of `volume_type`, if it cannot.
 fn placement_problem(
     tx: &mut dyn Tx,
@@ -228,6 +234,14 @@ fn placement_problem(
             s.disabled_reason.as_deref().unwrap_or("no reason given")
         )));
     }
+    Ok(capability_problem(backend, volume_type))
+}
+
+/// The first capability `volume_type` asks for that `backend` lacks.
+fn capability_problem(
+    backend: &dyn VolumeBackend,
+    volume_type: &ember_model::VolumeType,
+) -> Option<String> {
     let caps = capabilities(backend);
     for (key, want) in &volume_type.extra_specs {
         let (scoped, name) = match key.strip_prefix("capabilities:") {
@@ -237,15 +251,15 @@ fn placement_problem(
         };
         match caps.iter().find(|(c, _)| *c == name) {
             Some((_, have)) if !satisfies(have, want) => {
-                return Ok(Some(format!(
+                return Some(format!(
                     "the pool's {name} is {have:?}, the volume type asks for {want:?}"
-                )));
+                ));
             }
-            None if scoped => return Ok(Some(format!("the pool has no capability {name}"))),
+            None if scoped => return Some(format!("the pool has no capability {name}")),
             _ => {}
         }
     }
-    Ok(None)
+    None
 }
 
 impl Service {

@@ -227,55 +227,144 @@ impl Service {
         .await
     }
 
-    /// `os-retype`. One backend holds every type, so no data moves: the
-    /// volume takes the new type at once (and stays `available`/`in-use`).
+    /// `os-retype`. When the volume's backend can hold the new type, no
+    /// data moves: the volume takes the new type at once (and stays
+    /// `available`/`in-use`). When it cannot, and `migration_policy` is
+    /// `on-demand`, the volume moves to a backend that can (the migrate
+    /// workflow; `retyping` meanwhile); with `never` the retype is refused.
     pub async fn retype_volume(
         &self,
         caller: &Caller,
         id: VolumeId,
         new_type: String,
+        on_demand: bool,
     ) -> Result<Volume> {
         require_writer(caller, "volume:retype")?;
         let default_name = self.core.config.default_volume_type.clone();
+        let core = self.core.clone();
         let who = caller.clone();
-        self.mutate_volume(caller, id, move |tx, v| {
-            if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
-                return Err(ServiceError::InvalidVolume(format!(
-                    "Volume {} status must be available or in-use, but current status is: {}.",
-                    v.id, v.status
-                )));
-            }
-            let t = crate::types::find_type(tx, &default_name, &who, &new_type)?;
-            let current = v
-                .volume_type_id
-                .clone()
-                .unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into());
-            if t.id == current {
-                return Err(ServiceError::InvalidInput(
-                    "New volume type must be different from the original.".into(),
-                ));
-            }
-            // The type decides multiattach, as at create; an attached
-            // volume cannot change it (Cinder refuses the same).
-            let multiattach = type_allows_multiattach(&t);
-            if multiattach != v.multiattach && v.status == VolumeStatus::InUse {
-                return Err(ServiceError::InvalidInput(
-                    "Retype cannot change the multiattach property of an in-use volume.".into(),
-                ));
-            }
-            // The volume's per-type usage moves with it.
-            let deltas = [
-                (QuotaResource::Volumes, 1),
-                (QuotaResource::Gigabytes, v.size_gib as i64),
-            ];
-            crate::quotas::release_typed(tx, &v.project_id, &current, &deltas)?;
-            crate::quotas::reserve_typed(tx, &v.project_id, &t.id, &deltas)?;
-            v.volume_type = t.name;
-            v.volume_type_id = Some(t.id);
-            v.multiattach = multiattach;
-            Ok(())
-        })
-        .await
+        let (volume, record) = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut v = load_volume(tx.as_mut(), &who, id)?;
+                if !matches!(v.status, VolumeStatus::Available | VolumeStatus::InUse) {
+                    return Err(ServiceError::InvalidVolume(format!(
+                        "Volume {} status must be available or in-use, but current status is: {}.",
+                        v.id, v.status
+                    )));
+                }
+                let t = crate::types::find_type(tx.as_mut(), &default_name, &who, &new_type)?;
+                let current = v
+                    .volume_type_id
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_VOLUME_TYPE_ID.into());
+                if t.id == current {
+                    return Err(ServiceError::InvalidInput(
+                        "New volume type must be different from the original.".into(),
+                    ));
+                }
+                // The type decides multiattach, as at create; an attached
+                // volume cannot change it (Cinder refuses the same).
+                let multiattach = type_allows_multiattach(&t);
+                if multiattach != v.multiattach && v.status == VolumeStatus::InUse {
+                    return Err(ServiceError::InvalidInput(
+                        "Retype cannot change the multiattach property of an in-use volume.".into(),
+                    ));
+                }
+                let here = core.backend_of(&v)?;
+                if !crate::backend::can_hold(here.as_ref(), &t) {
+                    if !on_demand {
+                        return Err(ServiceError::InvalidInput(format!(
+                            "Volume type {} needs another backend than {}; retype with migration_policy on-demand to move the volume.",
+                            t.name, v.backend
+                        )));
+                    }
+                    let target = match crate::backend::place(&core, tx.as_mut(), &t, None)? {
+                        Ok(target) => target.name().to_string(),
+                        Err(problem) => {
+                            return Err(ServiceError::InvalidInput(format!(
+                                "No valid backend was found for volume type {}: {problem}.",
+                                t.name
+                            )));
+                        }
+                    };
+                    let record = begin_migration(
+                        tx.as_mut(),
+                        &mut v,
+                        target,
+                        Some((t.name.clone(), t.id.clone())),
+                        multiattach,
+                        VolumeStatus::Retyping,
+                    )?;
+                    tx.commit()?;
+                    return Ok((v, Some(record)));
+                }
+                // The volume's per-type usage moves with it.
+                let deltas = [
+                    (QuotaResource::Volumes, 1),
+                    (QuotaResource::Gigabytes, v.size_gib as i64),
+                ];
+                crate::quotas::release_typed(tx.as_mut(), &v.project_id, &current, &deltas)?;
+                crate::quotas::reserve_typed(tx.as_mut(), &v.project_id, &t.id, &deltas)?;
+                v.volume_type = t.name;
+                v.volume_type_id = Some(t.id);
+                v.multiattach = multiattach;
+                v.updated_at = Some(Timestamp::now());
+                tx.put_volume(&v)?;
+                tx.commit()?;
+                Ok((v, None))
+            })
+            .await?;
+        if let Some(record) = record {
+            self.start(record);
+        }
+        Ok(volume)
+    }
+
+    /// `os-migrate_volume` (admin): moves the volume's data to the backend
+    /// `host` names (`ember@<backend>` or `ember@<backend>#<pool>`), keeping
+    /// its type. The volume is `maintenance` until it has moved.
+    pub async fn migrate_volume(&self, caller: &Caller, id: VolumeId, host: String) -> Result<()> {
+        require_admin(
+            caller,
+            "volume_extension:volume_admin_actions:migrate_volume",
+        )?;
+        let core = self.core.clone();
+        let who = caller.clone();
+        let record = self
+            .run_blocking(move || {
+                let mut tx = core.store.write()?;
+                let mut v = load_volume(tx.as_mut(), &who, id)?;
+                let target = core
+                    .backends
+                    .all()
+                    .find(|b| {
+                        host == crate::backend::volume_service_host(b.name())
+                            || host == crate::backend::pool_name(b.name(), b.pool())
+                    })
+                    .ok_or_else(|| {
+                        ServiceError::InvalidInput(format!("No valid host was found: {host}."))
+                    })?;
+                if target.name() == v.backend {
+                    return Err(ServiceError::InvalidInput(
+                        "Destination host must be different than the current host.".into(),
+                    ));
+                }
+                let multiattach = v.multiattach;
+                let record = begin_migration(
+                    tx.as_mut(),
+                    &mut v,
+                    target.name().to_string(),
+                    None,
+                    multiattach,
+                    VolumeStatus::Maintenance,
+                )?;
+                tx.commit()?;
+                Ok(record)
+            })
+            .await?;
+        self.start(record);
+        Ok(())
     }
 
     pub async fn delete_volume(
@@ -680,6 +769,51 @@ impl Service {
     }
 }
 
+/// Checks that `v` can move to another backend and records its migrate
+/// workflow, the volume in `status` meanwhile.
+fn begin_migration(
+    tx: &mut dyn Tx,
+    v: &mut Volume,
+    target: String,
+    new_type: Option<(String, String)>,
+    multiattach: bool,
+    status: VolumeStatus,
+) -> Result<ember_model::WorkflowRecord> {
+    if v.status != VolumeStatus::Available || !v.attachments.is_empty() {
+        return Err(ServiceError::InvalidVolume(format!(
+            "Volume {} must be available and detached to move to another backend, but current status is: {}.",
+            v.id, v.status
+        )));
+    }
+    if !tx.snapshots_of_volume(v.id)?.is_empty() {
+        return Err(ServiceError::InvalidVolume(format!(
+            "Volume {} must not have snapshots.",
+            v.id
+        )));
+    }
+    if v.group_id.is_some() {
+        return Err(ServiceError::InvalidVolume(format!(
+            "Volume {} is in a group; remove it from the group first.",
+            v.id
+        )));
+    }
+    v.status = status;
+    v.migration_status = Some("migrating".into());
+    v.updated_at = Some(Timestamp::now());
+    tx.put_volume(v)?;
+    let record = new_record::<crate::workflows::volume_migrate::VolumeMigrate>(
+        &crate::workflows::volume_migrate::Params {
+            volume_id: v.id,
+            target,
+            data: ImageId::new(),
+            new_type,
+            multiattach,
+        },
+    );
+    tx.put_workflow(&record)?;
+    Ok(record)
+}
+
 fn check_data_ready(v: &Volume) -> Result<()> {
     if matches!(
         v.status,
@@ -826,6 +960,7 @@ pub(crate) fn begin_volume(
         attachments: vec![],
         backend: String::new(),
         pool: String::new(),
+        migration_status: None,
         image: None,
         error_reason: None,
         created_at: Timestamp::now(),

@@ -228,3 +228,99 @@ fn bad_backend_tables_stop_the_start_with_a_reason() {
         assert!(text.contains(says), "{table}: {text}");
     }
 }
+
+/// Moving a volume between backends: a retype to a type of another
+/// backend (`migration_policy: on-demand`) and an admin's migrate. The
+/// bytes come along, the id, name and size stay, the host, type and
+/// `migration_status` say what happened, and nothing is left behind.
+#[test]
+fn retype_and_migrate_move_volumes_between_backends_with_their_bytes() {
+    let (s, fast) = two_backends();
+    let fast_images = fast.path().join("images");
+    let (st, t) = s.admin(
+        "POST",
+        "/types",
+        Some(json!({"volume_type": {"name": "fast", "extra_specs": {"volume_backend_name": "fast"}}})),
+    );
+    assert_eq!(st, 200, "{t}");
+    let vol = s.create_volume(1);
+    s.write(&vol, 0, vec![4; 4096]);
+    s.write(&vol, 512 << 20, vec![6; 4096]);
+
+    // `never` cannot move it.
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"os-retype": {"new_type": "fast", "migration_policy": "never"}})),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (_, v) = s.admin("GET", &format!("/volumes/{vol}"), None);
+    assert_eq!(v["volume"]["migration_status"], serde_json::Value::Null);
+
+    // A volume with snapshots does not move.
+    let snap = s.create_snapshot(&vol);
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"os-retype": {"new_type": "fast", "migration_policy": "on-demand"}})),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(
+        s.admin("DELETE", &format!("/snapshots/{snap}"), None).0,
+        202
+    );
+    s.wait_gone("snapshots", &snap);
+
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"os-retype": {"new_type": "fast", "migration_policy": "on-demand"}})),
+    );
+    assert_eq!(st, 202, "{body}");
+    let v = s.wait_status("volumes", &vol, "available");
+    assert_eq!(v["volume_type"], "fast", "{v}");
+    assert_eq!(v["os-vol-host-attr:host"], "ember@fast#fast");
+    assert_eq!(v["migration_status"], "success");
+    assert_eq!(v["os-vol-mig-status-attr:migstat"], "success");
+    assert_eq!(v["size"], 1);
+    assert_eq!(s.read("volumes", &vol, 0, 4096), vec![4; 4096]);
+    assert_eq!(s.read("volumes", &vol, 512 << 20, 4096), vec![6; 4096]);
+    assert_eq!(s.read("volumes", &vol, 4096, 4096), vec![0; 4096]);
+
+    // An admin moves it back, keeping its type.
+    let (st, body) = s.admin(
+        "POST",
+        &format!("/volumes/{vol}/action"),
+        Some(json!({"os-migrate_volume": {"host": "ember@qcow2#qcow2", "force_host_copy": false}})),
+    );
+    assert_eq!(st, 202, "{body}");
+    let v = s.wait_status("volumes", &vol, "available");
+    assert_eq!(v["os-vol-host-attr:host"], "ember@qcow2#qcow2");
+    assert_eq!(v["volume_type"], "fast");
+    assert_eq!(s.read("volumes", &vol, 512 << 20, 4096), vec![6; 4096]);
+    // To where it is, or nowhere: refused. Members may not migrate.
+    for (host, want) in [("ember@qcow2", 400), ("nowhere@x#y", 400)] {
+        let (st, body) = s.admin(
+            "POST",
+            &format!("/volumes/{vol}/action"),
+            Some(json!({"os-migrate_volume": {"host": host}})),
+        );
+        assert_eq!(st, want, "{host}: {body}");
+    }
+    let (st, _) = s.call(
+        "POST",
+        &s.v3(&format!("/volumes/{vol}/action")),
+        &format!("member:{PROJECT}"),
+        Some("3.0"),
+        Some(json!({"os-migrate_volume": {"host": "ember@fast"}})),
+    );
+    assert_eq!(st, 403);
+
+    // The moved-from data is gone from `fast`; the volume's is on qcow2.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while qcow2_files(&fast_images) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(qcow2_files(&fast_images), 0);
+    check_settled_images(&s.images_dir());
+}

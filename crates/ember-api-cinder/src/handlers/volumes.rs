@@ -307,7 +307,12 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
                     ember_api_common::pyrepr::repr(policy)
                 )));
             }
-            svc.retype_volume(caller, id, new_type.to_string()).await?;
+            let on_demand = args
+                .get("migration_policy")
+                .and_then(Value::as_str)
+                .is_some_and(|p| p == "on-demand");
+            svc.retype_volume(caller, id, new_type.to_string(), on_demand)
+                .await?;
         }
         "revert" if req.mv.at_least(40) => {
             let snap = field(args, "snapshot_id")?.as_str().unwrap_or_default();
@@ -405,6 +410,33 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
             svc.reset_volume_status(caller, id, status).await?;
         }
         "os-force_delete" => svc.delete_volume(caller, id, true, true).await?,
+        "os-migrate_volume" => {
+            // `cluster` (3.16) names no Ember host: Ember runs no clusters.
+            let host = match (args.get("host"), args.get("cluster")) {
+                (Some(Value::String(h)), None | Some(Value::Null)) if !h.is_empty() => h.clone(),
+                (None | Some(Value::Null), Some(Value::String(c))) if req.mv.at_least(16) => {
+                    return Err(CinderError::bad_request(format!(
+                        "Invalid input received: No valid host was found: cluster {c}."
+                    )));
+                }
+                _ => {
+                    return Err(CinderError::bad_request(
+                        "Invalid input received: One and only one of host and cluster must be set.",
+                    ));
+                }
+            };
+            for flag in ["force_host_copy", "lock_volume"] {
+                if let Some(v) = args.get(flag)
+                    && !v.is_null()
+                    && ember_api_common::schema::as_bool(v).is_none()
+                {
+                    return Err(CinderError::bad_request(format!(
+                        "Invalid input for field/attribute {flag}."
+                    )));
+                }
+            }
+            svc.migrate_volume(caller, id, host).await?;
+        }
         other => {
             return Err(CinderError::bad_request(format!(
                 "Action {other} is not supported on volumes at this version."

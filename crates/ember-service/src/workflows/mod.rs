@@ -7,6 +7,7 @@ pub mod snapshot_delete;
 pub mod volume_create;
 pub mod volume_delete;
 pub mod volume_extend;
+pub mod volume_migrate;
 pub mod volume_revert;
 
 use crate::core::Core;
@@ -16,8 +17,9 @@ use ember_model::WorkflowRecord;
 
 /// Runs a stored workflow record with the workflow its kind names.
 /// Every workflow kind, e.g. to show every kind's counters from the start.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     volume_create::VolumeCreate::KIND,
+    volume_migrate::VolumeMigrate::KIND,
     volume_delete::VolumeDelete::KIND,
     volume_extend::VolumeExtend::KIND,
     volume_revert::VolumeRevert::KIND,
@@ -30,6 +32,7 @@ pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
         volume_create::VolumeCreate::KIND => drive::<volume_create::VolumeCreate>(core, record),
         volume_delete::VolumeDelete::KIND => drive::<volume_delete::VolumeDelete>(core, record),
         volume_extend::VolumeExtend::KIND => drive::<volume_extend::VolumeExtend>(core, record),
+        volume_migrate::VolumeMigrate::KIND => drive::<volume_migrate::VolumeMigrate>(core, record),
         volume_revert::VolumeRevert::KIND => drive::<volume_revert::VolumeRevert>(core, record),
         snapshot_create::SnapshotCreate::KIND => {
             drive::<snapshot_create::SnapshotCreate>(core, record)

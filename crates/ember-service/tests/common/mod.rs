@@ -31,19 +31,24 @@ pub fn kinds() -> Vec<Kind> {
     out
 }
 
-/// One service's storage: a metadata store in a temporary directory and a
-/// backend of `kind` (qcow2 files beside the store, or an RBD namespace of
-/// its own in the test pool), reopened as often as a test restarts.
+/// One service's storage: a metadata store in a temporary directory and
+/// one backend per kind given (qcow2 files beside the store, or an RBD
+/// namespace of its own in the test pool), named `b0`, `b1`, ... in order,
+/// reopened as often as a test restarts.
 pub struct Backing {
-    pub kind: Kind,
+    pub kinds: Vec<Kind>,
     pub dir: tempfile::TempDir,
     namespace: String,
 }
 
 impl Backing {
     pub fn new(kind: Kind) -> Backing {
+        Self::with(&[kind])
+    }
+
+    pub fn with(kinds: &[Kind]) -> Backing {
         Backing {
-            kind,
+            kinds: kinds.to_vec(),
             dir: tempfile::tempdir().unwrap(),
             namespace: format!("t-{}", uuid::Uuid::new_v4().simple()),
         }
@@ -53,15 +58,19 @@ impl Backing {
     pub fn open(&self) -> Service {
         let store: Arc<dyn MetadataStore> =
             Arc::new(SqliteStore::open(&self.dir.path().join("m.db")).unwrap());
-        let backend = self.backend(store.clone());
-        Service::new(store, Backends::single(backend), ServiceConfig::default())
+        let backends = (0..self.kinds.len())
+            .map(|i| self.backend(i, store.clone()))
+            .collect();
+        Service::new(store, Backends::new(backends), ServiceConfig::default())
     }
 
-    pub fn backend(&self, store: Arc<dyn MetadataStore>) -> Arc<dyn VolumeBackend> {
-        match self.kind {
+    fn backend(&self, i: usize, store: Arc<dyn MetadataStore>) -> Arc<dyn VolumeBackend> {
+        let name = format!("b{i}");
+        match self.kinds[i] {
             Kind::Qcow2 => {
-                let driver = Qcow2Driver::new(self.dir.path().join("images")).unwrap();
-                Arc::new(ember_backend::qcow2::Qcow2Backend::embedded(
+                let driver = Qcow2Driver::new(self.dir.path().join(format!("images-{i}"))).unwrap();
+                Arc::new(ember_backend::qcow2::Qcow2Backend::new(
+                    name,
                     Arc::new(driver),
                     store,
                 ))
@@ -70,20 +79,24 @@ impl Backing {
                 let settings = ember_backend::rbd::RbdSettings {
                     ceph_conf: std::env::var_os("EMBER_TEST_CEPH_CONF").map(PathBuf::from),
                     pool: std::env::var("EMBER_TEST_CEPH_POOL").unwrap_or_else(|_| "rbd".into()),
-                    namespace: Some(self.namespace.clone()),
+                    namespace: Some(format!("{}-{i}", self.namespace)),
                     user: None,
                     keyring: None,
                 };
                 Arc::new(
-                    ember_backend::rbd::RbdBackend::connect("rbd", &settings, store)
+                    ember_backend::rbd::RbdBackend::connect(name, &settings, store)
                         .expect("connect to the test Ceph cluster"),
                 )
             }
         }
     }
 
-    /// The qcow2 files' directory (None on RBD).
-    pub fn images_dir(&self) -> Option<PathBuf> {
-        (self.kind == Kind::Qcow2).then(|| self.dir.path().join("images"))
+    /// The qcow2 backends' file directories.
+    pub fn images_dirs(&self) -> Vec<PathBuf> {
+        (0..self.kinds.len())
+            .filter(|i| self.kinds[*i] == Kind::Qcow2)
+            .map(|i| self.dir.path().join(format!("images-{i}")))
+            .filter(|d| d.exists())
+            .collect()
     }
 }
