@@ -7,6 +7,10 @@ Two passes, because of how tempest 47 couples credentials and networking:
 2. pre-provisioned accounts (made here through the Keystone API), neutron
    on: those gated classes (the core snapshot CRUD class among them), which
    make no network call with pre-provisioned credentials.
+Ember runs two backends, so that Tempest's multi-backend and
+retype-with-migration tests run (`backend_names`): the embedded qcow2 one
+(first: where the other tests' volumes go) and RBD on the test cluster when
+EMBER_TEST_CEPH_CONF names one (scripts/ceph.sh), else a second qcow2.
 Tests in exclude.txt are not run (each has its reason there); any other
 failure fails the run. Usage: python run.py EMBER_BINARY
 """
@@ -29,6 +33,13 @@ GATED = r"^tempest\.api\.volume\.(test_volumes_snapshots\.VolumesSnapshotTestJSO
 PLUGIN = r"^cinder_tempest_plugin\.api\.volume\."
 DYNAMIC = r"^tempest\.api\.volume\.|" + PLUGIN
 ACCOUNTS = GATED + "|" + PLUGIN
+# With a Ceph test cluster, a third pass puts every volume on RBD (the
+# `volume_type` Tempest creates volumes with): the core volume, snapshot,
+# clone, extend and action tests.
+ON_RBD = (r"^tempest\.api\.volume\.(test_volumes_get|test_volumes_extend|test_volumes_clone|"
+          r"test_volume_delete_cascade|test_volumes_snapshots_list|test_volumes_snapshots_negative|"
+          r"test_snapshot_metadata|test_volumes_list|test_volumes_negative|admin\.test_snapshots_actions|"
+          r"admin\.test_volumes_actions|admin\.test_group_snapshots)")
 
 
 def free_port():
@@ -48,12 +59,25 @@ def call(method, url, body=None, token=None):
         return r.headers, (json.loads(raw) if raw else None)
 
 
-def provision_accounts(auth_url, path):
-    """Two member projects, each with a member and a reader, and two admins."""
+def admin_token(auth_url):
     headers, _ = call("POST", f"{auth_url}/auth/tokens", {"auth": {"identity": {"methods": ["password"], "password": {
         "user": {"name": "admin", "domain": {"id": "default"}, "password": ADMIN_PASSWORD}}},
         "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}}})
-    token = headers["X-Subject-Token"]
+    return headers["X-Subject-Token"]
+
+
+def rbd_volume_type(port, auth_url):
+    """A public volume type whose volumes go to the RBD backend."""
+    token = admin_token(auth_url)
+    project = call("GET", f"{auth_url}/projects?name=admin", token=token)[1]["projects"][0]["id"]
+    call("POST", f"http://127.0.0.1:{port}/v3/{project}/types",
+         {"volume_type": {"name": "on-rbd", "extra_specs": {"volume_backend_name": "rbd"}}}, token)
+    return "on-rbd"
+
+
+def provision_accounts(auth_url, path):
+    """Two member projects, each with a member and a reader, and two admins."""
+    token = admin_token(auth_url)
     roles = {r["name"]: r["id"] for r in call("GET", f"{auth_url}/roles", token=token)[1]["roles"]}
     admin_project = call("GET", f"{auth_url}/projects?name=admin", token=token)[1]["projects"][0]["id"]
     accounts = []
@@ -79,7 +103,34 @@ def provision_accounts(auth_url, path):
             f.write("- " + "\n  ".join(f"{k}: {json.dumps(v)}" for k, v in a.items()) + "\n")
 
 
-def config(port, dynamic, accounts_file=None):
+def backends_toml(root):
+    """The [[backend]] tables: the embedded qcow2, and RBD or a second qcow2."""
+    tables = f'''[[backend]]
+name = "qcow2"
+driver = "qcow2"
+path = "{os.path.join(root, "data", "images")}"
+'''
+    ceph = os.environ.get("EMBER_TEST_CEPH_CONF")
+    if ceph:
+        tables += f'''
+[[backend]]
+name = "rbd"
+driver = "rbd"
+ceph_conf = "{ceph}"
+pool = "{os.environ.get("EMBER_TEST_CEPH_POOL", "rbd")}"
+namespace = "tempest-{os.getpid()}"
+'''
+        return tables, ["qcow2", "rbd"]
+    tables += f'''
+[[backend]]
+name = "qcow2b"
+driver = "qcow2"
+path = "{os.path.join(root, "images-b")}"
+'''
+    return tables, ["qcow2", "qcow2b"]
+
+
+def config(port, dynamic, backend_names, accounts_file=None, volume_type=""):
     return f"""[DEFAULT]
 log_file = tempest.log
 [auth]
@@ -111,9 +162,12 @@ min_microversion = 3.0
 max_microversion = 3.71
 build_interval = 1
 build_timeout = 60
+backend_names = {",".join(backend_names)}
+volume_type = {volume_type}
 [compute-feature-enabled]
 volume_multiattach = true
 [volume-feature-enabled]
+multi_backend = true
 volume_revert = true
 snapshot = true
 clone = true
@@ -139,8 +193,13 @@ def main():
     root = tempfile.mkdtemp(prefix="ember-tempest-")
     port = free_port()
     log = open(os.path.join(root, "ember.log"), "ab")
+    tables, backend_names = backends_toml(root)
+    with open(os.path.join(root, "ember.toml"), "w") as f:
+        f.write(tables)
+    print(f"backends: {', '.join(backend_names)}", flush=True)
     ember = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--nbd-listen", "127.0.0.1:0", "--data-dir",
-                              os.path.join(root, "data"), "--admin-password", ADMIN_PASSWORD],
+                              os.path.join(root, "data"), "--admin-password", ADMIN_PASSWORD,
+                              "--config", os.path.join(root, "ember.toml")],
                              stdout=log, stderr=log)
     failed = False
     try:
@@ -153,10 +212,16 @@ def main():
                 time.sleep(0.05)
         tempest_bin = os.path.join(os.path.dirname(sys.executable), "tempest")
         exclude = os.path.join(HERE, "exclude.txt")
-        passes = (("dynamic", True, DYNAMIC), ("accounts", False, ACCOUNTS))
+        passes = [("dynamic", True, DYNAMIC), ("accounts", False, ACCOUNTS)]
+        if "rbd" in backend_names:
+            passes.append(("on-rbd", True, ON_RBD))
+        if os.environ.get("EMBER_TEMPEST_PASSES"):
+            # Development: only the passes named (comma-separated).
+            wanted = os.environ["EMBER_TEMPEST_PASSES"].split(",")
+            passes = [p for p in passes if p[0] in wanted]
         if len(sys.argv) > 2:
-            # Development: one regex for both passes.
-            passes = tuple((name, dynamic, sys.argv[2]) for name, dynamic, _ in passes)
+            # Development: one regex for every pass.
+            passes = [(name, dynamic, sys.argv[2]) for name, dynamic, _ in passes]
         for name, dynamic, regex in passes:
             ws = os.path.join(root, name)
             # A private workspace registry: runs never collide by name.
@@ -167,7 +232,8 @@ def main():
                 accounts = os.path.join(ws, "etc", "accounts.yaml")
                 provision_accounts(auth_url, accounts)
             with open(os.path.join(ws, "etc", "tempest.conf"), "w") as f:
-                f.write(config(port, dynamic, accounts))
+                volume_type = rbd_volume_type(port, auth_url) if name == "on-rbd" else ""
+                f.write(config(port, dynamic, backend_names, accounts, volume_type))
             if tempest(ws, regex, exclude) != 0:
                 failed = True
     finally:
