@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod rbd;
 mod wire;
 
 #[derive(Parser)]
@@ -42,9 +43,16 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
     /// Run only these scenario groups (comma-separated: create, size,
-    /// chain, scale, data); all when absent.
+    /// chain, scale, data, rbd); all when absent.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// A Ceph cluster's configuration (with an admin keyring): adds the
+    /// `rbd` group, Ember on an RBD backend against librbd itself.
+    #[arg(long, env = "EMBER_BENCH_CEPH_CONF")]
+    ceph_conf: Option<std::path::PathBuf>,
+    /// The RADOS pool for the `rbd` group (it works in namespaces of its own).
+    #[arg(long, default_value = "rbd")]
+    ceph_pool: String,
 }
 
 impl Args {
@@ -260,7 +268,7 @@ fn start(args: &Args) -> Result<Server> {
         });
     }
     let ember = ember_binary(args)?;
-    spawn_ember(&ember, tempfile::tempdir()?).map(|(s, _)| s)
+    spawn_ember(&ember, tempfile::tempdir()?, &[]).map(|(s, _)| s)
 }
 
 fn ember_binary(args: &Args) -> Result<std::path::PathBuf> {
@@ -272,7 +280,11 @@ fn ember_binary(args: &Args) -> Result<std::path::PathBuf> {
 
 /// Starts `ember serve` on `data`; returns it and the time until it first
 /// answered a request.
-fn spawn_ember(ember: &std::path::Path, data: tempfile::TempDir) -> Result<(Server, Duration)> {
+fn spawn_ember(
+    ember: &std::path::Path,
+    data: tempfile::TempDir,
+    extra: &[String],
+) -> Result<(Server, Duration)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -291,6 +303,7 @@ fn spawn_ember(ember: &std::path::Path, data: tempfile::TempDir) -> Result<(Serv
             "--data-dir",
         ])
         .arg(data.path())
+        .args(extra)
         .env("EMBER_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -631,6 +644,18 @@ fn main() -> Result<()> {
             Err(e) => eprintln!("data path scenarios skipped: {e:#}"),
         }
     }
+    if args.url.is_none() && args.wants("rbd") {
+        match &args.ceph_conf {
+            Some(conf) => match rbd::rows(&args, conf) {
+                Ok(more) => rows.extend(more),
+                Err(e) => eprintln!("rbd scenarios failed: {e:#}"),
+            },
+            None if !args.only.is_empty() => {
+                eprintln!("rbd scenarios need --ceph-conf (or EMBER_BENCH_CEPH_CONF)")
+            }
+            None => {}
+        }
+    }
 
     print_table(&rows);
     if let Some(path) = &args.json {
@@ -924,7 +949,7 @@ fn scale_rows(args: &Args) -> Result<Vec<Row>> {
         "seeded {n} snapshots in {:.1} s",
         seeded.elapsed().as_secs_f64()
     );
-    let (server, ready) = spawn_ember(&ember_binary(args)?, data)?;
+    let (server, ready) = spawn_ember(&ember_binary(args)?, data, &[])?;
     let client = Client::new(&server.base)?;
     let time = |path: &str, reps: usize| -> Result<f64> {
         let mut samples = vec![];
