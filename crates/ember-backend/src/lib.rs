@@ -205,6 +205,19 @@ pub trait VolumeBackend: Send + Sync + 'static {
     /// released data left behind, data that fails its checks.
     fn audit(&self) -> Result<Vec<String>>;
 
+    /// How a hypervisor attaches `data` itself, without Ember in the data
+    /// path, where the backend offers it and is configured to: Cinder's
+    /// `driver_volume_type` and `connection_info` data (e.g. `rbd` with the
+    /// image's name, the monitors and the Ceph user). None: clients attach
+    /// through Ember's NBD export, as for every backend by default.
+    fn native_attach(
+        &self,
+        _volume: VolumeId,
+        _data: DataRef,
+    ) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
+        None
+    }
+
     /// The backend's file names, where volumes are chains of files that
     /// clients may name (Nova's assisted snapshots); None elsewhere.
     fn files(&self) -> Option<&dyn FileChains> {

@@ -42,11 +42,21 @@ pub struct RbdSettings {
     pub namespace: Option<String>,
     pub user: Option<String>,
     pub keyring: Option<PathBuf>,
+    /// Attach volumes natively (`driver_volume_type: rbd`): hypervisors
+    /// open the image with librbd themselves, with `user` and the libvirt
+    /// secret `secret_uuid` holding its key. Default: through Ember's NBD
+    /// export, like every backend.
+    pub native_attach: bool,
+    pub secret_uuid: Option<String>,
 }
 
 pub struct RbdBackend {
     name: String,
     pool_name: String,
+    namespace: Option<String>,
+    user: String,
+    /// What native attachments name; None: NBD only.
+    native: Option<NativeAttach>,
     pool: Pool,
     store: Arc<dyn MetadataStore>,
     gc_lock: Mutex<()>,
@@ -103,9 +113,20 @@ impl RbdBackend {
             options: &[("rbd_default_clone_format", "2")],
         })?;
         let pool = cluster.pool(&settings.pool, settings.namespace.as_deref())?;
+        let native = if settings.native_attach {
+            Some(NativeAttach {
+                monitors: monitors(&cluster.conf("mon_host")?),
+                secret_uuid: settings.secret_uuid.clone(),
+            })
+        } else {
+            None
+        };
         let backend = RbdBackend {
             name: name.into(),
             pool_name: settings.pool.clone(),
+            namespace: settings.namespace.clone(),
+            user: settings.user.clone().unwrap_or_else(|| "admin".into()),
+            native,
             pool,
             store,
             gc_lock: Mutex::new(()),
@@ -241,6 +262,37 @@ impl RbdBackend {
     }
 }
 
+/// The monitors (host, port) and the libvirt secret native attachments name.
+struct NativeAttach {
+    monitors: Vec<(String, u16)>,
+    secret_uuid: Option<String>,
+}
+
+/// The monitors' hosts and ports in a `mon_host` value (`v2:h:p`,
+/// `[v2:h:p,v1:h:p]`, `h:p`, `h`), each host once.
+fn monitors(mon_host: &str) -> Vec<(String, u16)> {
+    let mut out: Vec<(String, u16)> = vec![];
+    for addr in mon_host
+        .split([',', ' ', ';'])
+        .map(|a| a.trim_matches(|c| c == '[' || c == ']'))
+        .filter(|a| !a.is_empty())
+    {
+        let addr = addr
+            .strip_prefix("v2:")
+            .or_else(|| addr.strip_prefix("v1:"))
+            .unwrap_or(addr);
+        let addr = addr.split('/').next().unwrap_or(addr);
+        let (host, port) = match addr.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap_or(6789)),
+            _ => (addr, 6789),
+        };
+        if !out.iter().any(|(h, _)| h == host) {
+            out.push((host.to_string(), port));
+        }
+    }
+    out
+}
+
 /// An open RBD image (or snapshot) as block I/O.
 struct RbdIo {
     image: ember_rbd::Image,
@@ -306,9 +358,10 @@ impl VolumeBackend for RbdBackend {
     }
 
     fn capabilities(&self) -> Vec<(&'static str, String)> {
+        let protocol = if self.native.is_some() { "ceph" } else { "nbd" };
         vec![
             ("vendor_name", "Ember".into()),
-            ("storage_protocol", "nbd".into()),
+            ("storage_protocol", protocol.into()),
             ("driver_version", env!("CARGO_PKG_VERSION").into()),
             ("thin_provisioning_support", "True".into()),
             ("thick_provisioning_support", "False".into()),
@@ -559,6 +612,45 @@ impl VolumeBackend for RbdBackend {
         Ok(0)
     }
 
+    fn native_attach(
+        &self,
+        volume: VolumeId,
+        data: DataRef,
+    ) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
+        use serde_json::json;
+        let NativeAttach {
+            monitors,
+            secret_uuid,
+        } = self.native.as_ref()?;
+        let name = match &self.namespace {
+            Some(ns) => format!("{}/{ns}/{}", self.pool_name, image_name(data)),
+            None => format!("{}/{}", self.pool_name, image_name(data)),
+        };
+        let mut out = serde_json::Map::new();
+        out.insert("name".into(), json!(name));
+        out.insert(
+            "hosts".into(),
+            json!(monitors.iter().map(|(h, _)| h).collect::<Vec<_>>()),
+        );
+        out.insert(
+            "ports".into(),
+            json!(
+                monitors
+                    .iter()
+                    .map(|(_, p)| p.to_string())
+                    .collect::<Vec<_>>()
+            ),
+        );
+        out.insert("cluster_name".into(), json!("ceph"));
+        out.insert("auth_enabled".into(), json!(true));
+        out.insert("auth_username".into(), json!(self.user));
+        out.insert("secret_type".into(), json!("ceph"));
+        out.insert("secret_uuid".into(), json!(secret_uuid));
+        out.insert("volume_id".into(), json!(volume.to_string()));
+        out.insert("discard".into(), json!(true));
+        Some(("rbd".into(), out))
+    }
+
     fn audit(&self) -> Result<Vec<String>> {
         let mut problems = vec![];
         let mut tx = self.store.read()?;
@@ -622,5 +714,23 @@ impl VolumeBackend for RbdBackend {
             }
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::monitors;
+
+    #[test]
+    fn monitor_addresses_in_every_form_ceph_writes() {
+        assert_eq!(monitors("v2:127.0.0.1:3300"), [("127.0.0.1".into(), 3300)]);
+        assert_eq!(
+            monitors("[v2:10.0.0.1:3300,v1:10.0.0.1:6789],[v2:10.0.0.2:3300/0,v1:10.0.0.2:6789/0]"),
+            [("10.0.0.1".into(), 3300), ("10.0.0.2".into(), 3300)]
+        );
+        assert_eq!(
+            monitors("10.0.0.1:6789, 10.0.0.2"),
+            [("10.0.0.1".into(), 6789), ("10.0.0.2".into(), 6789)]
+        );
     }
 }

@@ -113,26 +113,39 @@ pub fn snapshot_connection_data(
     data
 }
 
-/// The `connection_info` data of an attachment with a connection, as
-/// `caller` may see it: what os-brick (or any NBD client) needs, plus
-/// Cinder's standard keys.
-pub fn connection_data(
+/// The `connection_info` of an attachment with a connection, as `caller`
+/// may see it: the driver volume type and its data. Ember's NBD export
+/// (`nbd`: what os-brick, or any NBD client, needs, plus Cinder's standard
+/// keys), or where the volume's backend attaches natively, what the
+/// hypervisor needs to open the data itself (e.g. `rbd`). Empty data
+/// before a connection is made.
+pub fn connection(
     core: &core::Core,
     caller: &Caller,
     v: &Volume,
     a: &Attachment,
-) -> Map<String, Value> {
+) -> (String, Map<String, Value>) {
     let Some(stored) = &a.export_secret else {
-        return Map::new();
+        return ("nbd".into(), Map::new());
     };
-    let mut data = endpoint_data(core, export_name(v.id, &secret_of(core, stored)));
-    data.insert("volume_id".into(), json!(v.id.to_string()));
+    let native = match (v.image, core.backend_of(v)) {
+        (Some(data), Ok(backend)) => backend.native_attach(v.id, data),
+        _ => None,
+    };
+    let (kind, mut data) = match native {
+        Some(native) => native,
+        None => {
+            let mut data = endpoint_data(core, export_name(v.id, &secret_of(core, stored)));
+            data.insert("volume_id".into(), json!(v.id.to_string()));
+            redact_for(caller, &mut data);
+            ("nbd".to_string(), data)
+        }
+    };
     data.insert("access_mode".into(), json!(access_mode(v, a)));
     data.insert("encrypted".into(), json!(false));
     data.insert("qos_specs".into(), Value::Null);
     data.insert("discard".into(), json!(true));
-    redact_for(caller, &mut data);
-    data
+    (kind, data)
 }
 
 /// What an attachment's export allows: read-only when the attachment asked

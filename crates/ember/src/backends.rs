@@ -54,6 +54,8 @@ fn open_one(
                 namespace: config.namespace.clone(),
                 user: config.user.clone(),
                 keyring: config.keyring.clone(),
+                native_attach: config.attach.as_deref() == Some("rbd"),
+                secret_uuid: config.secret_uuid.clone(),
             };
             let backend = ember_backend::rbd::RbdBackend::connect(
                 config.name.clone(),

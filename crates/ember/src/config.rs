@@ -147,6 +147,13 @@ pub struct BackendConfig {
     pub user: Option<String>,
     /// rbd: the user's keyring (default: what the configuration says).
     pub keyring: Option<PathBuf>,
+    /// rbd: how hypervisors attach volumes: `nbd` (default, through
+    /// Ember's NBD export, like every backend) or `rbd` (natively with
+    /// librbd, as Cinder's RBD driver: `driver_volume_type: rbd`, the
+    /// hypervisor using `user` and the libvirt secret `secret_uuid`).
+    pub attach: Option<String>,
+    /// rbd: the libvirt secret holding `user`'s key on the hypervisors.
+    pub secret_uuid: Option<String>,
 }
 
 impl BackendConfig {
@@ -161,6 +168,8 @@ impl BackendConfig {
             namespace: None,
             user: None,
             keyring: None,
+            attach: None,
+            secret_uuid: None,
         }
     }
 
@@ -180,6 +189,8 @@ impl BackendConfig {
         let rbd_keys = self.ceph_conf.is_some()
             || self.pool.is_some()
             || self.namespace.is_some()
+            || self.attach.is_some()
+            || self.secret_uuid.is_some()
             || self.user.is_some()
             || self.keyring.is_some();
         match self.driver.as_str() {
@@ -189,7 +200,7 @@ impl BackendConfig {
                 }
                 if rbd_keys {
                     anyhow::bail!(
-                        "backend {}: ceph_conf, pool, namespace, user and keyring are rbd keys",
+                        "backend {}: ceph_conf, pool, namespace, user, keyring, attach and secret_uuid are rbd keys",
                         self.name
                     );
                 }
@@ -201,6 +212,9 @@ impl BackendConfig {
                 match &self.pool {
                     Some(pool) if plain(pool) => {}
                     _ => anyhow::bail!("backend {}: driver rbd needs a `pool` name", self.name),
+                }
+                if !matches!(self.attach.as_deref(), None | Some("nbd" | "rbd")) {
+                    anyhow::bail!("backend {}: attach must be nbd or rbd", self.name);
                 }
                 if self.namespace.as_deref().is_some_and(|ns| !plain(ns)) {
                     anyhow::bail!(

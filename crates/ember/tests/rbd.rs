@@ -253,3 +253,80 @@ fn a_slow_snapshot_answers_at_once_and_blocks_nothing() {
     s.wait_status("snapshots", &snap, "available");
     assert_eq!(s.read("snapshots", &snap, 0, 4096), vec![1; 4096]);
 }
+
+/// With `attach = "rbd"`, the hypervisor is told to open the image itself
+/// (Cinder's RBD connection info): the name, monitors and user are the
+/// volume's real image and the cluster's, as `rbd export` of the named
+/// image shows with the bytes written through Ember.
+#[test]
+fn native_attach_names_the_volume_image_for_librbd() {
+    let Some(b) = ceph() else {
+        eprintln!("no test Ceph cluster configured: skipped");
+        return;
+    };
+    let TestBackend::Rbd {
+        conf,
+        pool,
+        namespace,
+    } = &b
+    else {
+        unreachable!()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ember.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[backend]]\nname = \"ceph\"\ndriver = \"rbd\"\nceph_conf = {conf:?}\npool = {pool:?}\nnamespace = {namespace:?}\nattach = \"rbd\"\nsecret_uuid = \"457eb676-33da-42ec-9a8c-9293d545c337\"\n"
+        ),
+    )
+    .unwrap();
+    let s = Server::start_with(&["--auth", "noauth", "--config", config.to_str().unwrap()]);
+    let (_, pools) = s.admin("GET", "/scheduler-stats/get_pools?detail=true", None);
+    assert_eq!(
+        pools["pools"][0]["capabilities"]["storage_protocol"],
+        "ceph"
+    );
+    let vol = s.create_volume(1);
+    s.write(&vol, 4096, vec![0x42; 4096]);
+    let (st, body) = s.call(
+        "POST",
+        &s.v3("/attachments"),
+        &format!("member:{PROJECT}"),
+        Some("3.54"),
+        Some(json!({"attachment": {"volume_uuid": vol, "instance_uuid": uuid::Uuid::new_v4().to_string(), "connector": connector("host-a"), "mode": "rw"}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let info = &body["attachment"]["connection_info"];
+    assert_eq!(info["driver_volume_type"], "rbd", "{info}");
+    assert_eq!(info["auth_username"], "admin");
+    assert_eq!(info["secret_type"], "ceph");
+    assert_eq!(info["secret_uuid"], "457eb676-33da-42ec-9a8c-9293d545c337");
+    assert_eq!(info["access_mode"], "rw");
+    let mon_port = std::fs::read_to_string(conf)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("mon host = v2:127.0.0.1:")
+                .map(str::to_string)
+        })
+        .unwrap();
+    assert_eq!(info["hosts"], json!(["127.0.0.1"]));
+    assert_eq!(info["ports"], json!([mon_port]));
+    let name = info["name"].as_str().unwrap();
+    assert!(
+        name.starts_with(&format!("{pool}/{namespace}/ember-")),
+        "{name}"
+    );
+    let image = name.rsplit('/').next().unwrap();
+    assert_eq!(images(&b), vec![image.to_string()]);
+    let out = dir.path().join("export.raw");
+    rbd(
+        &b,
+        &["export", "--no-progress", image, out.to_str().unwrap()],
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(bytes.len(), 1 << 30);
+    assert_eq!(&bytes[4096..8192], &[0x42; 4096][..]);
+    assert!(bytes[..4096].iter().all(|b| *b == 0));
+}

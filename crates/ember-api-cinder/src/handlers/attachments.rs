@@ -6,7 +6,7 @@ use crate::{Api, CinderError, Reply, Req};
 use axum::http::StatusCode;
 use ember_model::{AttachStatus, Attachment, Volume, VolumeId};
 use ember_service::Service;
-use ember_service::attachments::{AttachmentFilter, connection_data};
+use ember_service::attachments::{AttachmentFilter, connection};
 use serde_json::{Map, Value, json};
 
 fn gate(req: &Req, min: u32) -> Result<(), CinderError> {
@@ -34,9 +34,9 @@ pub(crate) fn flat_connection_info(
     v: &Volume,
     a: &Attachment,
 ) -> Value {
-    let mut data = connection_data(svc.core(), caller, v, a);
+    let (kind, mut data) = connection(svc.core(), caller, v, a);
     if !data.is_empty() {
-        data.insert("driver_volume_type".into(), json!("nbd"));
+        data.insert("driver_volume_type".into(), json!(kind));
         data.insert("attachment_id".into(), json!(a.id.to_string()));
         data.insert("enforce_multipath".into(), json!(false));
     }

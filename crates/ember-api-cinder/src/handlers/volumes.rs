@@ -346,9 +346,9 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
         "os-initialize_connection" => {
             let connector = connector_arg(args, true)?.unwrap_or_default();
             let (v, a) = svc.initialize_connection(caller, id, connector).await?;
-            let data = ember_service::attachments::connection_data(svc.core(), caller, &v, &a);
+            let (kind, data) = ember_service::attachments::connection(svc.core(), caller, &v, &a);
             return Ok(Reply::ok(json!({"connection_info": {
-                "driver_volume_type": "nbd",
+                "driver_volume_type": kind,
                 "data": data,
                 "enforce_multipath": false,
             }})));

@@ -82,6 +82,8 @@ impl Backing {
                     namespace: Some(format!("{}-{i}", self.namespace)),
                     user: None,
                     keyring: None,
+                    native_attach: false,
+                    secret_uuid: None,
                 };
                 Arc::new(
                     ember_backend::rbd::RbdBackend::connect(name, &settings, store)

@@ -137,6 +137,8 @@ impl Server {
                         namespace: Some(namespace.clone()),
                         user: None,
                         keyring: None,
+                        native_attach: false,
+                        secret_uuid: None,
                     },
                     store,
                 )
