@@ -163,6 +163,10 @@ max_microversion = 3.71
 build_interval = 1
 build_timeout = 60
 backend_names = {",".join(backend_names)}
+# Ember names unmanaged data volume-<id> and snapshot-<id> (as Cinder's RBD
+# driver does; Tempest's snapshot default is LVM's _snapshot-<id>).
+manage_volume_ref = source-name,volume-%s
+manage_snapshot_ref = source-name,snapshot-%s
 volume_type = {volume_type}
 [compute-feature-enabled]
 volume_multiattach = true
@@ -173,8 +177,8 @@ snapshot = true
 clone = true
 backup = false
 extend_volume_with_snapshot = true
-manage_snapshot = false
-manage_volume = false
+manage_snapshot = true
+manage_volume = true
 """
 
 

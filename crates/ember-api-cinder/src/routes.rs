@@ -102,6 +102,17 @@ pub enum Endpoint {
     ShowHost(String),
     Pools,
     Capabilities(String),
+    ManageVolume,
+    /// `os-volume-manage` (any version) or `manageable_volumes` (3.8+).
+    ListManageableVolumes {
+        detail: bool,
+        since_38: bool,
+    },
+    ManageSnapshot,
+    ListManageableSnapshots {
+        detail: bool,
+        since_38: bool,
+    },
     Extensions,
     ListServices,
     ListGroups {
@@ -231,6 +242,10 @@ const COLLECTIONS: &[&str] = &[
     "groups",
     "group_snapshots",
     "attachments",
+    "os-volume-manage",
+    "manageable_volumes",
+    "os-snapshot-manage",
+    "manageable_snapshots",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -355,6 +370,40 @@ pub fn parse<'a>(
         ("GET", ["os-hosts", h]) => ShowHost(s(h)),
         ("GET", ["scheduler-stats", "get_pools"]) => Pools,
         ("GET", ["capabilities", h]) => Capabilities(s(h)),
+        ("POST", ["os-volume-manage"]) => ManageVolume,
+        ("GET", ["os-volume-manage"]) => ListManageableVolumes {
+            detail: false,
+            since_38: false,
+        },
+        ("GET", ["os-volume-manage", "detail"]) => ListManageableVolumes {
+            detail: true,
+            since_38: false,
+        },
+        ("GET", ["manageable_volumes"]) => ListManageableVolumes {
+            detail: false,
+            since_38: true,
+        },
+        ("GET", ["manageable_volumes", "detail"]) => ListManageableVolumes {
+            detail: true,
+            since_38: true,
+        },
+        ("POST", ["os-snapshot-manage"]) => ManageSnapshot,
+        ("GET", ["os-snapshot-manage"]) => ListManageableSnapshots {
+            detail: false,
+            since_38: false,
+        },
+        ("GET", ["os-snapshot-manage", "detail"]) => ListManageableSnapshots {
+            detail: true,
+            since_38: false,
+        },
+        ("GET", ["manageable_snapshots"]) => ListManageableSnapshots {
+            detail: false,
+            since_38: true,
+        },
+        ("GET", ["manageable_snapshots", "detail"]) => ListManageableSnapshots {
+            detail: true,
+            since_38: true,
+        },
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
         ("GET", ["groups"]) => ListGroups { detail: false },

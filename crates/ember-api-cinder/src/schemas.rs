@@ -225,3 +225,57 @@ pub fn volume_update(mv: crate::version::Microversion) -> Schema {
         vec!["volume"],
     )
 }
+
+/// `POST os-volume-manage` (`volume_manage_create`, `_v316` adds
+/// `cluster`). `ref` is an object or a string; its meaning is checked by
+/// the handler.
+pub fn volume_manage(mv: crate::version::Microversion) -> Schema {
+    let host = Schema::Str {
+        nullable: true,
+        min: Some(0),
+        max: Some(255),
+        printable: false,
+    };
+    object(
+        vec![(
+            "volume",
+            object(
+                vec![
+                    ("description", description()),
+                    ("availability_zone", name()),
+                    ("bootable", Schema::Boolean),
+                    ("volume_type", name()),
+                    ("name", name()),
+                    ("host", host.clone()),
+                    ("ref", Schema::Any),
+                    ("metadata", metadata_allows_null()),
+                ]
+                .into_iter()
+                .chain(mv.at_least(16).then_some(("cluster", host)))
+                .collect(),
+                vec!["ref"],
+            ),
+        )],
+        vec!["volume"],
+    )
+}
+
+/// `POST os-snapshot-manage`.
+pub fn snapshot_manage() -> Schema {
+    object(
+        vec![(
+            "snapshot",
+            object(
+                vec![
+                    ("description", description()),
+                    ("metadata", metadata_allows_null()),
+                    ("name", name()),
+                    ("volume_id", Schema::Uuid { nullable: false }),
+                    ("ref", Schema::Any),
+                ],
+                vec!["ref", "volume_id"],
+            ),
+        )],
+        vec!["snapshot"],
+    )
+}

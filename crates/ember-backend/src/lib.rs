@@ -18,12 +18,14 @@
 //! *released* in a transaction and removed later by [`VolumeBackend::collect`],
 //! which is safe to run at any time, any number of times.
 
+pub mod manage;
 pub mod qcow2;
 pub mod rbd;
 
 use ember_model::{ImageId, SnapshotId, VolumeId};
 use ember_storage::{BlockIo, Capacity, StorageError};
 use ember_store::{StoreError, Tx};
+pub use manage::{Claimed, Manageable};
 use std::sync::Arc;
 
 /// The name of one piece of data on a backend: a volume's current data or
@@ -204,6 +206,78 @@ pub trait VolumeBackend: Send + Sync + 'static {
     /// and audits: data without a record or a record without data,
     /// released data left behind, data that fails its checks.
     fn audit(&self) -> Result<Vec<String>>;
+
+    // --- Manage and unmanage (Cinder's) --------------------------------
+
+    /// Keeps `data` for a later manage under `label` (see `manage::label`),
+    /// owned by no one and never collected. In the caller's transaction.
+    fn unmanage(&self, tx: &mut dyn Tx, data: DataRef, label: &str) -> Result<()> {
+        manage::unmanage(tx, self.name(), data, label)
+    }
+
+    /// What could become a volume: unmanaged volumes' data, and objects the
+    /// backend holds that Ember did not make, where it can adopt them.
+    fn manageable_volumes(&self, tx: &mut dyn Tx) -> Result<Vec<Manageable>> {
+        manage::unmanaged(tx, self.name(), false)
+    }
+
+    /// What could become a snapshot: unmanaged snapshots' data.
+    fn manageable_snapshots(&self, tx: &mut dyn Tx) -> Result<Vec<Manageable>> {
+        manage::unmanaged(tx, self.name(), true)
+    }
+
+    /// Claims what `reference` names for `volume`, in the caller's
+    /// transaction: unmanaged data is the volume's at once; a foreign
+    /// object (where the backend adopts them) is claimed as `data` and
+    /// adopted by `make`.
+    fn claim_existing(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        reference: &str,
+        _data: DataRef,
+    ) -> Result<Claimed> {
+        match manage::find(tx, self.name(), reference)? {
+            Some(row) => manage::reclaim_volume(row, tx, volume),
+            None => Err(BackendError::Unsupported(format!(
+                "Manage existing volume failed due to invalid backend reference {reference}: nothing by that name on backend {}.",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Gives the unmanaged snapshot data `reference` names to `snapshot`
+    /// of the volume whose data is `volume_data` (whose lineage it must be
+    /// in). Returns the data and its size.
+    fn claim_existing_snapshot(
+        &self,
+        tx: &mut dyn Tx,
+        snapshot: SnapshotId,
+        reference: &str,
+        volume_data: DataRef,
+    ) -> Result<(DataRef, u64)> {
+        let row = manage::find(tx, self.name(), reference)?
+            .filter(|r| {
+                r.label
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("snapshot-"))
+            })
+            .ok_or_else(|| {
+                BackendError::Unsupported(format!(
+                    "Manage existing snapshot failed due to invalid backend reference {reference}."
+                ))
+            })?;
+        if !self.in_lineage(tx, row.id, volume_data)? {
+            return Err(BackendError::Unsupported(format!(
+                "{reference} is not a snapshot of that volume."
+            )));
+        }
+        manage::reclaim_snapshot(row, tx, snapshot)
+    }
+
+    /// Whether frozen data `frozen` is a point in the history of the
+    /// volume whose data is now `volume_data`.
+    fn in_lineage(&self, tx: &mut dyn Tx, frozen: DataRef, volume_data: DataRef) -> Result<bool>;
 
     /// How a hypervisor attaches `data` itself, without Ember in the data
     /// path, where the backend offers it and is configured to: Cinder's

@@ -17,7 +17,7 @@
 //! image or snapshot is whose, and what reads through what; Ceph is asked
 //! only to make, remove and open them. Names never come from clients.
 
-use crate::{BackendError, DataRef, Frozen, IoFence, Result, VolumeBackend};
+use crate::{BackendError, Claimed, DataRef, Frozen, IoFence, Manageable, Result, VolumeBackend};
 use ember_model::{Image, ImageOwner, SnapshotId, Timestamp, VolumeId};
 use ember_rbd::{Cluster, ConnectOptions, Pool, RbdError};
 use ember_storage::{BlockIo, Capacity, StorageError};
@@ -178,6 +178,7 @@ impl RbdBackend {
             backend: self.name.clone(),
             ready: true,
             kind: kind.into(),
+            label: None,
         }
     }
 
@@ -225,6 +226,30 @@ impl RbdBackend {
         if image.size()? < size {
             image.resize(size)?;
         }
+        Ok(())
+    }
+
+    /// Adopts the foreign image `foreign` as `claim`: renamed to Ember's
+    /// name for it (a rename keeps its data and snapshots), grown to whole
+    /// GiB, then made ready. Re-runs find it renamed already.
+    fn adopt(&self, claim: &Image, foreign: &str) -> Result<()> {
+        let name = image_name(claim.id);
+        if !self.exists(&name)? {
+            self.pool.rename(foreign, &name)?;
+        }
+        let image = self.pool.open(&name, None, false)?;
+        if image.size()? < claim.size_bytes {
+            image.resize(claim.size_bytes)?;
+        }
+        drop(image);
+        let mut tx = self.store.write()?;
+        if let Some(mut row) = tx.image(claim.id)? {
+            row.ready = true;
+            row.label = None;
+            tx.put_image(&row)?;
+            tx.commit()?;
+        }
+        tracing::info!(backend = %self.name, image = %foreign, data = %claim.id, "adopted an RBD image");
         Ok(())
     }
 
@@ -400,6 +425,9 @@ impl VolumeBackend for RbdBackend {
         if claim.ready && self.exists(&image_name(data))? {
             return Ok(()); // made: it may hold writes now
         }
+        if let Some(foreign) = &claim.label {
+            return self.adopt(&claim, foreign);
+        }
         match claim.parent {
             None => match self.pool.create(&image_name(data), claim.size_bytes) {
                 Err(e) if e.is_exists() => {
@@ -514,10 +542,104 @@ impl VolumeBackend for RbdBackend {
 
     fn release(&self, tx: &mut dyn Tx, data: DataRef) -> Result<()> {
         if let Some(mut row) = tx.image(data)? {
-            row.owner = ImageOwner::None;
+            // A foreign image whose adoption did not finish is never
+            // removed: it goes back to being manageable by its own name.
+            row.owner = if row.label.is_some() && !row.ready {
+                ImageOwner::Unmanaged
+            } else {
+                ImageOwner::None
+            };
             tx.put_image(&row)?;
         }
         Ok(())
+    }
+
+    fn in_lineage(&self, tx: &mut dyn Tx, frozen: DataRef, volume_data: DataRef) -> Result<bool> {
+        let Some(snap) = tx.image(frozen)?.filter(|r| r.kind == SNAP) else {
+            return Ok(false);
+        };
+        // The volume's image, and the images it was cloned from by reverts
+        // (each a clone of a snapshot of the one before).
+        let mut image = Some(volume_data);
+        let mut seen = 0;
+        while let Some(current) = image {
+            if snap.parent == Some(current) {
+                return Ok(true);
+            }
+            seen += 1;
+            if seen > 10_000 {
+                return Ok(false);
+            }
+            image = match tx.image(current)?.and_then(|r| r.parent) {
+                Some(parent_snap) => tx.image(parent_snap)?.and_then(|s| s.parent),
+                None => None,
+            };
+        }
+        Ok(false)
+    }
+
+    /// Unmanaged volumes, and RBD images in the pool (namespace) that Ember
+    /// did not make: those can be adopted by their own names.
+    fn manageable_volumes(&self, tx: &mut dyn Tx) -> Result<Vec<Manageable>> {
+        let mut out = crate::manage::unmanaged(tx, &self.name, false)?;
+        let adopting: HashSet<String> = tx
+            .all_images()?
+            .into_iter()
+            .filter(|r| r.backend == self.name)
+            .filter_map(|r| r.label)
+            .collect();
+        for name in self.pool.list()? {
+            if name.starts_with("ember-") || adopting.contains(&name) {
+                continue;
+            }
+            let size_bytes = match self.pool.open(&name, None, true) {
+                Ok(image) => image.size()?,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            out.push(Manageable {
+                reference: name,
+                size_bytes,
+                safe: true,
+                reason_not_safe: None,
+                source: None,
+            });
+        }
+        Ok(out)
+    }
+
+    fn claim_existing(
+        &self,
+        tx: &mut dyn Tx,
+        volume: VolumeId,
+        reference: &str,
+        data: DataRef,
+    ) -> Result<Claimed> {
+        if let Some(row) = crate::manage::find(tx, &self.name, reference)? {
+            return crate::manage::reclaim_volume(row, tx, volume);
+        }
+        if reference.starts_with("ember-") || reference.is_empty() {
+            return Err(BackendError::Unsupported(format!(
+                "Manage existing volume failed due to invalid backend reference {reference}."
+            )));
+        }
+        let size_bytes = match self.pool.open(reference, None, true) {
+            Ok(image) => image.size()?,
+            Err(e) if e.is_not_found() => {
+                return Err(BackendError::Unsupported(format!(
+                    "Manage existing volume failed due to invalid backend reference {reference}: no such image in pool {}.",
+                    self.pool_name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Whole GiB, as volumes are: the image grows to it when adopted.
+        let size_bytes = size_bytes.div_ceil(1 << 30).max(1) << 30;
+        let mut row = self.row(data, ImageOwner::Volume(volume), None, size_bytes, IMAGE);
+        row.ready = false;
+        row.label = Some(reference.to_string());
+        tx.put_image(&row)?;
+        Ok(Claimed::ToMake { size_bytes })
     }
 
     /// Removes released snapshots and images that nothing reads through,
@@ -672,6 +794,12 @@ impl VolumeBackend for RbdBackend {
                 ));
             }
             match row.kind.as_str() {
+                // A foreign image not adopted yet still has its own name.
+                IMAGE if !row.ready && row.label.is_some() => {
+                    if !row.label.as_ref().is_some_and(|l| images.contains(l)) {
+                        problems.push(format!("foreign image {:?} is gone", row.label));
+                    }
+                }
                 IMAGE => {
                     if !images.contains(&image_name(row.id)) {
                         problems.push(format!("image {} is recorded but not in the pool", row.id));

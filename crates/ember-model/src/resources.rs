@@ -216,6 +216,9 @@ pub enum ImageOwner {
     /// Nobody: the image lives only while other images read through it, and
     /// the garbage collector merges or deletes it.
     None,
+    /// Nobody, but kept: an unmanaged volume's or snapshot's data, offered
+    /// for a later manage under the image's `label`.
+    Unmanaged,
 }
 
 /// The name of the embedded backend, and of every volume recorded before
@@ -251,6 +254,10 @@ pub struct Image {
     /// `image` or `snap`); empty for qcow2 layers.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    /// The name an operator manages the data by (`volume-<id>` after an
+    /// unmanage, or a foreign object's own name while it is adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Quota-limited resources, as Cinder names them.

@@ -102,6 +102,7 @@ api! {
     rbd: rbd_create2: fn(IoctxT, *const c_char, u64, u64, *mut c_int) -> c_int;
     rbd: rbd_clone2: fn(IoctxT, *const c_char, *const c_char, IoctxT, *const c_char, u64, *mut c_int, u64, c_int) -> c_int;
     rbd: rbd_remove: fn(IoctxT, *const c_char) -> c_int;
+    rbd: rbd_rename: fn(IoctxT, *const c_char, *const c_char) -> c_int;
     rbd: rbd_list2: fn(IoctxT, *mut ImageSpec, *mut usize) -> c_int;
     rbd: rbd_image_spec_list_cleanup: fn(*mut ImageSpec, usize);
     rbd: rbd_open: fn(IoctxT, *const c_char, *mut ImageT, *const c_char) -> c_int;

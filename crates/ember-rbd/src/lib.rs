@@ -345,6 +345,15 @@ impl Pool {
         Ok(())
     }
 
+    /// Renames an image within the pool (its data and snapshots stay).
+    pub fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (cstr("rbd_rename", from)?, cstr("rbd_rename", to)?);
+        check("rbd_rename", unsafe {
+            (self.api().rbd_rename)(self.0.raw, f.as_ptr(), t.as_ptr())
+        })?;
+        Ok(())
+    }
+
     /// Names of every image in the pool (not those in the trash).
     pub fn list(&self) -> Result<Vec<String>> {
         let mut max: usize = 64;

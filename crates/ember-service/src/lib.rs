@@ -14,6 +14,7 @@ mod error;
 pub mod group_types;
 pub mod groups;
 pub mod health;
+pub mod manage;
 pub mod messages;
 pub mod qos;
 pub mod quotas;

@@ -398,6 +398,7 @@ fn unowned_images_come_from_an_index() {
         backend: DEFAULT_BACKEND.into(),
         ready: true,
         kind: String::new(),
+        label: None,
     };
     let mut tx = store.write().unwrap();
     let mut unowned = vec![];

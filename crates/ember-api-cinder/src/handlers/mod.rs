@@ -4,6 +4,7 @@ mod attachments;
 mod backend;
 mod group_types;
 mod groups;
+mod manage;
 mod messages;
 mod misc;
 mod qos;
@@ -93,6 +94,14 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         ShowHost(host) => backend::show_host(svc, req, &host).await,
         Pools => backend::pools(svc, req).await,
         Capabilities(host) => backend::capabilities(svc, req, &host).await,
+        ManageVolume => manage::manage_volume(svc, req).await,
+        ListManageableVolumes { detail, since_38 } => {
+            manage::list(svc, req, detail, since_38, false).await
+        }
+        ManageSnapshot => manage::manage_snapshot(svc, req).await,
+        ListManageableSnapshots { detail, since_38 } => {
+            manage::list(svc, req, detail, since_38, true).await
+        }
         Extensions => Ok(backend::extensions()),
         ListServices => backend::list_services(svc, req).await,
         ListGroups { detail } => groups::list(svc, req, detail).await,

@@ -188,6 +188,7 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
             svc.reset_snapshot_status(&req.caller, id, status).await?;
         }
         "os-force_delete" => svc.delete_snapshot(&req.caller, id, true).await?,
+        "os-unmanage" => svc.unmanage_snapshot(&req.caller, id).await?,
         // Ember's own: a read-only NBD export of the snapshot's data.
         "ember-export" => {
             let s = svc.export_snapshot(&req.caller, id).await?;

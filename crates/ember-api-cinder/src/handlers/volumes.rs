@@ -410,6 +410,7 @@ pub async fn action(svc: &Service, req: &Req, id: &str) -> Result<Reply, CinderE
             svc.reset_volume_status(caller, id, status).await?;
         }
         "os-force_delete" => svc.delete_volume(caller, id, true, true).await?,
+        "os-unmanage" => svc.unmanage_volume(caller, id).await?,
         "os-migrate_volume" => {
             // `cluster` (3.16) names no Ember host: Ember runs no clusters.
             let host = match (args.get("host"), args.get("cluster")) {

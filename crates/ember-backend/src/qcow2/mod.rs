@@ -73,6 +73,7 @@ impl Qcow2Backend {
             backend: self.name.clone(),
             ready: true,
             kind: String::new(),
+            label: None,
         }
     }
 
@@ -357,6 +358,10 @@ impl VolumeBackend for Qcow2Backend {
             }
         }
         Ok(problems)
+    }
+
+    fn in_lineage(&self, tx: &mut dyn Tx, frozen: DataRef, volume_data: DataRef) -> Result<bool> {
+        Ok(Self::chain_of(tx, volume_data)?.images[1..].contains(&frozen))
     }
 
     fn files(&self) -> Option<&dyn FileChains> {

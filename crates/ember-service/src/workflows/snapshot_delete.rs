@@ -84,11 +84,26 @@ pub(crate) fn release_snapshot(
     tx: &mut dyn ember_store::Tx,
     snapshot_id: SnapshotId,
 ) -> Result<()> {
+    forget_snapshot(core, tx, snapshot_id, None)
+}
+
+/// Deletes the snapshot's record and returns its quota, in `tx`; its data
+/// is released, or with `keep_as` kept unmanaged under that label.
+pub(crate) fn forget_snapshot(
+    core: &Core,
+    tx: &mut dyn ember_store::Tx,
+    snapshot_id: SnapshotId,
+    keep_as: Option<&str>,
+) -> Result<()> {
     let Some(snapshot) = tx.snapshot(snapshot_id)? else {
         return Ok(());
     };
     if let Some(data) = snapshot.image {
-        core.backend_of_snapshot(tx, &snapshot)?.release(tx, data)?;
+        let backend = core.backend_of_snapshot(tx, &snapshot)?;
+        match keep_as {
+            Some(label) => backend.unmanage(tx, data, label)?,
+            None => backend.release(tx, data)?,
+        }
     }
     tx.delete_snapshot(snapshot_id)?;
     // The last member of a group snapshot being deleted takes it along.
