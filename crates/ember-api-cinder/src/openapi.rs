@@ -548,6 +548,35 @@ fn under(root: &str) -> Vec<Operation> {
         )
         .tag("backend")
         .responds(200, ok(any_object())),
+        // Manage and unmanage (admin).
+        Operation::new("POST", p("/os-volume-manage"), "Manage an existing volume")
+            .tag("backend")
+            .json_body(wrapped("volume", any_object()))
+            .responds(202, ok(wrapped("volume", any_object()))),
+        Operation::new(
+            "GET",
+            p("/manageable_volumes"),
+            "List volumes that could be managed (3.8+)",
+        )
+        .tag("backend")
+        .query("host", string())
+        .responds(200, ok(list("manageable-volumes", any_object()))),
+        Operation::new(
+            "POST",
+            p("/os-snapshot-manage"),
+            "Manage an existing snapshot",
+        )
+        .tag("backend")
+        .json_body(wrapped("snapshot", any_object()))
+        .responds(202, ok(wrapped("snapshot", any_object()))),
+        Operation::new(
+            "GET",
+            p("/manageable_snapshots"),
+            "List snapshots that could be managed (3.8+)",
+        )
+        .tag("backend")
+        .query("host", string())
+        .responds(200, ok(list("manageable-snapshots", any_object()))),
         Operation::new("GET", p("/extensions"), "List API extensions")
             .tag("backend")
             .responds(200, ok(list("extensions", any_object()))),
