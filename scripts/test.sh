@@ -34,6 +34,20 @@ if [ -z "${EMBER_SKIP_CEPH:-}" ]; then
     export EMBER_TEST_CEPH_REQUIRED=1
 fi
 
+# A throwaway PostgreSQL (scripts/postgres.sh): the store suite and the
+# multi-node tests run against it as well as SQLite. EMBER_SKIP_POSTGRES=1
+# runs SQLite only.
+if [ -z "${EMBER_SKIP_POSTGRES:-}" ]; then
+    export PG_STATE="${PG_STATE:-/tmp/ember-postgres-ci-$$}"
+    eval "$(./scripts/postgres.sh up)"
+    if [ -z "${EMBER_SKIP_CEPH:-}" ]; then
+        trap './scripts/ceph.sh down; ./scripts/postgres.sh down' EXIT
+    else
+        trap './scripts/postgres.sh down' EXIT
+    fi
+    export EMBER_TEST_POSTGRES_REQUIRED=1
+fi
+
 cargo test --workspace --locked "$@"
 
 # The standard OpenStack clients, unmodified, against the real binary.

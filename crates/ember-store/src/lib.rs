@@ -8,6 +8,7 @@
 //! implements the same two traits.
 
 mod list;
+pub mod postgres;
 pub mod sqlite;
 
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
@@ -32,6 +33,15 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Records are stored as JSON bodies on every engine.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("domain records always serialize")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(what.to_string(), e.to_string()))
+}
+
 pub trait MetadataStore: Send + Sync + 'static {
     /// Starts a read-write transaction. Writers are serialized; a commit
     /// returns only once the change is durable.
@@ -54,7 +64,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// job returned. The default runs the job in a transaction of its own.
     fn write_grouped(&self, job: GroupJob) -> Result<bool> {
         let mut tx = self.write()?;
-        if job(tx.as_mut()) {
+        // A job that panics fails alone (its transaction rolls back), as
+        // in a shared group commit.
+        let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(tx.as_mut())))
+            .map_err(|_| StoreError::Backend("a write job panicked".into()))?;
+        if keep {
             tx.commit()?;
             Ok(true)
         } else {

@@ -7,7 +7,7 @@
 //! queries filter and sort on.
 
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
-use crate::{MetadataStore, Result, StoreError, Tx};
+use crate::{MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
     AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Project, ProjectId,
     QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
@@ -365,14 +365,6 @@ impl Drop for SqliteTx<'_> {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("domain records always serialize")
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(what: &str, body: &str) -> Result<T> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(what.to_string(), e.to_string()))
 }
 
 /// The SQL expression a sort key orders by. NULLs are folded into a value

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// Free space (MiB) that volume writes leave on the data directory's
     /// file system for the metadata store, so that deletes can always be
     /// recorded (default: 1/64 of the file system, 4 to 256 MiB; 0: none).
+    /// The metadata store: a `postgres://user:password@host:port/db` URL
+    /// for PostgreSQL (several nodes may share it); default: SQLite in the
+    /// data directory.
+    #[arg(long, env = "EMBER_DATABASE", hide_env_values = true)]
+    database: Option<String>,
     #[arg(long, env = "EMBER_RESERVED_SPACE_MIB")]
     reserved_space_mib: Option<u64>,
     /// Open connections each HTTP listener accepts (default 1024); more
@@ -97,6 +102,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     listen: Option<String>,
     auth: Option<String>,
     admin_password: Option<String>,
@@ -235,6 +241,8 @@ impl BackendConfig {
 #[derive(Debug)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL; None: SQLite in the data directory.
+    pub database: Option<String>,
     pub listen: String,
     pub auth: String,
     pub admin_password: Option<String>,
@@ -334,8 +342,15 @@ impl ServeArgs {
             }
             file.backends.clone()
         };
+        let database = self.database.or(file.database);
+        if let Some(url) = &database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            anyhow::bail!("--database must be a postgres:// URL (SQLite needs none)");
+        }
         Ok(Settings {
             data_dir,
+            database,
             backends,
             listen: self
                 .listen

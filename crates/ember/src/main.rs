@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use config::ServeArgs;
 use ember_api_cinder::CinderState;
 use ember_service::{Service, ServiceConfig};
+use ember_store::postgres::PostgresStore;
 use ember_store::sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,9 +80,17 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
     }
     make_private(&settings.data_dir)
         .with_context(|| format!("securing data directory {}", settings.data_dir.display()))?;
-    let store = SqliteStore::open(&settings.data_dir.join("ember.db"))
-        .context("opening the metadata store")?;
-    let store: Arc<dyn ember_store::MetadataStore> = Arc::new(store);
+    let store: Arc<dyn ember_store::MetadataStore> = match settings.database.clone() {
+        None => Arc::new(
+            SqliteStore::open(&settings.data_dir.join("ember.db"))
+                .context("opening the metadata store")?,
+        ),
+        Some(url) => Arc::new(
+            tokio::task::spawn_blocking(move || PostgresStore::connect(&url))
+                .await?
+                .context("connecting to the PostgreSQL metadata store")?,
+        ),
+    };
     let backends = backends::open(&settings, &store)?;
     // The NBD listener is bound first: connection_info names its port.
     let nbd_listener = match &settings.nbd_listen {
