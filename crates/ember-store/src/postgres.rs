@@ -29,9 +29,9 @@ use pool::{Param, Pool, Pooled};
 
 /// The advisory lock every write transaction holds (an arbitrary constant:
 /// "ember" in ASCII).
-const WRITER_LOCK: i64 = 0x656d_6265_72;
+const WRITER_LOCK: i64 = 0x0065_6d62_6572;
 /// The advisory lock held while the schema is migrated.
-const MIGRATION_LOCK: i64 = 0x656d_6265_73;
+const MIGRATION_LOCK: i64 = 0x0065_6d62_6573;
 /// Connections per process: enough for the blocking pool's concurrent
 /// transactions, well under PostgreSQL's default of 100 for three nodes.
 const MAX_CONNECTIONS: usize = 24;
@@ -63,7 +63,7 @@ impl PostgresStore {
         conn.run(|c| {
             // Nodes starting together: one migrates, the others wait and
             // then find nothing to do.
-            c.execute("SELECT pg_advisory_lock($1)", &p![MIGRATION_LOCK])?;
+            c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
             let result = (|| {
                 c.batch("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")?;
                 let rows = c.query("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])?;
@@ -71,10 +71,10 @@ impl PostgresStore {
                 for (i, migration) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
                     c.batch("BEGIN")?;
                     let applied = c.batch(migration).and_then(|()| {
-                        c.execute(
-                            "INSERT INTO schema_version (version) VALUES ($1)",
-                            &p![i as i64 + 1],
-                        )
+                        c.batch(&format!(
+                            "INSERT INTO schema_version (version) VALUES ({})",
+                            i + 1
+                        ))
                     });
                     match applied {
                         Ok(_) => c.batch("COMMIT")?,
@@ -87,7 +87,7 @@ impl PostgresStore {
                 }
                 Ok(())
             })();
-            c.execute("SELECT pg_advisory_unlock($1)", &p![MIGRATION_LOCK])?;
+            c.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
             result
         })
     }
@@ -272,10 +272,10 @@ impl PostgresTx<'_> {
             } else {
                 None
             };
-            if let Some(sql) = &plan.marker_sql {
-                if c.query(sql, &plan.marker_params)?.is_empty() {
-                    return Ok((vec![], count, false));
-                }
+            if let Some(sql) = &plan.marker_sql
+                && c.query(sql, &plan.marker_params)?.is_empty()
+            {
+                return Ok((vec![], count, false));
             }
             let rows = c.query(&plan.select_sql, &plan.select_params)?;
             Ok((
