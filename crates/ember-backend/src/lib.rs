@@ -197,6 +197,15 @@ pub trait VolumeBackend: Send + Sync + 'static {
     /// writing for repair before its next use. Returns how many are marked.
     fn recover(&self) -> Result<usize>;
 
+    /// Cuts node `node` (another process sharing the metadata store, whose
+    /// lease expired) off this backend's data before its work is taken
+    /// over, so that it cannot write even if it is not dead after all, and
+    /// whatever it held (locks) is released at once. Nothing to do for a
+    /// backend only one node reaches.
+    fn fence_node(&self, _node: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Repairs what `recover` marked (in the background). Returns how many.
     fn repair_marked(&self) -> Result<usize> {
         Ok(0)

@@ -48,6 +48,10 @@ pub struct RbdSettings {
     /// export, like every backend.
     pub native_attach: bool,
     pub secret_uuid: Option<String>,
+    /// This process's node id (see `ember_model::Node`): each node records
+    /// its Ceph client address under it, so that it (restarted) or the
+    /// node taking its work over can fence the dead client.
+    pub node: String,
 }
 
 pub struct RbdBackend {
@@ -60,6 +64,7 @@ pub struct RbdBackend {
     pool: Pool,
     store: Arc<dyn MetadataStore>,
     gc_lock: Mutex<()>,
+    node: String,
 }
 
 fn image_name(data: DataRef) -> String {
@@ -130,6 +135,7 @@ impl RbdBackend {
             pool,
             store,
             gc_lock: Mutex::new(()),
+            node: settings.node.clone(),
         };
         backend.fence_previous_incarnation()?;
         Ok(backend)
@@ -142,18 +148,31 @@ impl RbdBackend {
     /// blocklists the previous before touching any image: the dead
     /// client's watches and locks go at once, and were it somehow still
     /// alive, it could no longer write (one writer per namespace).
+    /// Nodes sharing a metadata store each record their own address
+    /// (`ember.instance.<backend>.<node>`).
     fn fence_previous_incarnation(&self) -> Result<()> {
-        let oid = format!("ember.instance.{}", self.name);
         let ours = self.pool.cluster().addrs()?;
-        if let Some(previous) = self.pool.read_object(&oid, 4096)? {
+        self.fence(&self.node, &ours)?;
+        self.pool
+            .write_object(&self.instance_object(&self.node), ours.as_bytes())?;
+        Ok(())
+    }
+
+    fn instance_object(&self, node: &str) -> String {
+        format!("ember.instance.{}.{node}", self.name)
+    }
+
+    /// Blocklists the client address node `node` last recorded, unless it
+    /// is `ours`.
+    fn fence(&self, node: &str, ours: &str) -> Result<()> {
+        if let Some(previous) = self.pool.read_object(&self.instance_object(node), 4096)? {
             let previous = String::from_utf8_lossy(&previous).trim().to_string();
             if !previous.is_empty() && previous != ours {
                 // An hour: far longer than any watch could outlive it.
                 self.pool.cluster().blocklist(&previous, 3600)?;
-                tracing::info!(backend = %self.name, previous = %previous, "fenced the previous Ember instance off the pool");
+                tracing::info!(backend = %self.name, node, previous = %previous, "fenced an earlier Ember client off the pool");
             }
         }
-        self.pool.write_object(&oid, ours.as_bytes())?;
         Ok(())
     }
 
@@ -695,7 +714,17 @@ impl VolumeBackend for RbdBackend {
     /// create whose record never committed, snapshots staged for a freeze
     /// that never committed. Only names Ember gives (`ember-…`, `snap-…`)
     /// are touched. RBD needs no repair after a crash.
+    fn fence_node(&self, node: &str) -> Result<()> {
+        self.fence(node, &self.pool.cluster().addrs()?)
+    }
+
     fn recover(&self) -> Result<usize> {
+        // Another live node may be between making data and recording it
+        // (a snapshot staged, not yet recorded): with a shared store,
+        // unrecorded data is left alone (see docs/multi-node.md).
+        if self.store.shared() {
+            return Ok(0);
+        }
         let known: HashSet<DataRef> = self
             .store
             .read()?

@@ -166,6 +166,26 @@ impl IdentityService {
     ) -> Result<Self> {
         let signer = Signer::load_or_create(&data_dir.join("token.key"))
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
+        Self::open_with(store, signer, ttl_secs, secrets_key)
+    }
+
+    /// `open` with the token signing key given (nodes sharing a store
+    /// share it through the store, so a token from one works on all).
+    pub fn open_with_token_key(
+        store: Arc<dyn MetadataStore>,
+        token_key: Vec<u8>,
+        ttl_secs: i64,
+        secrets_key: [u8; 32],
+    ) -> Result<Self> {
+        Self::open_with(store, Signer::from_key(token_key), ttl_secs, secrets_key)
+    }
+
+    fn open_with(
+        store: Arc<dyn MetadataStore>,
+        signer: Signer,
+        ttl_secs: i64,
+        secrets_key: [u8; 32],
+    ) -> Result<Self> {
         // Expired revocations are purged on the way; on a full disk that
         // waits for the next start.
         if let Err(e) = store.write().and_then(|mut tx| {
@@ -192,6 +212,23 @@ impl IdentityService {
             revoked: RwLock::new(revoked),
             ttl_secs: ttl_secs.clamp(1, MAX_TOKEN_TTL_SECS),
         })
+    }
+
+    /// Adds the revocations other nodes sharing the store have recorded
+    /// since start-up (or the last call); the binary calls it every second
+    /// when the store is shared, so a revocation anywhere holds everywhere
+    /// within about a second.
+    pub fn refresh_revocations(&self) -> Result<()> {
+        let (tokens, subjects) = {
+            let mut tx = self.store.read()?;
+            (tx.revoked_tokens(now())?, tx.revoked_subjects(now())?)
+        };
+        let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+        revoked.tokens.extend(tokens);
+        for (subject, before_ms) in subjects {
+            revoked.remember(subject, before_ms);
+        }
+        Ok(())
     }
 
     /// Records, in `tx` (the transaction making the change that causes

@@ -41,6 +41,10 @@ impl Payload {
 }
 
 impl Signer {
+    pub fn from_key(key: Vec<u8>) -> Signer {
+        Signer { key }
+    }
+
     /// Loads the signing key from `path`, creating it (mode 0600) on first use.
     pub fn load_or_create(path: &Path) -> std::io::Result<Signer> {
         if let Ok(key) = std::fs::read(path)

@@ -331,6 +331,27 @@ pub struct WorkflowRecord {
     pub next_step: u32,
     pub error: Option<String>,
     pub created_at: Timestamp,
+    /// The node that runs it (see `Node`); another node takes it over when
+    /// this one stops renewing its lease. None: written before nodes
+    /// existed, taken by whichever node recovers first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// One `ember serve` process sharing the metadata store with others. Its
+/// heartbeat is its lease on the workflows it owns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub id: String,
+    /// Where this node's API listens (for operators; any node answers any
+    /// request).
+    pub api: String,
+    /// Where this node serves NBD exports, if it does.
+    pub nbd: Option<String>,
+    pub started_at: Timestamp,
+    /// The last renewal, by the node's own clock (nodes' clocks must agree
+    /// to within a second or two, as NTP keeps them).
+    pub heartbeat: Timestamp,
 }
 
 /// A volume type: a name, extra specs for the scheduler and drivers (Ember

@@ -170,7 +170,7 @@ impl Service {
                     metadata: Metadata::new(),
                     allow_in_use: true,
                 };
-                let (_, record) = begin_snapshot_as(tx.as_mut(), &caller2, req, None, snapshot_id, new_top)?;
+                let (_, record) = begin_snapshot_as(&core, tx.as_mut(), &caller2, req, None, snapshot_id, new_top)?;
                 tx.commit()?;
                 Ok(Some(record))
             })

@@ -124,6 +124,14 @@ impl Service {
     }
 }
 
+/// One row of `os-services`.
+pub struct ServiceState {
+    pub binary: String,
+    pub host: String,
+    pub switch: ServiceSwitch,
+    pub up: bool,
+}
+
 /// Ember's services as Cinder names them: (binary, host).
 pub fn services(core: &Core) -> Vec<(&'static str, String)> {
     let mut out = vec![("cinder-scheduler", HOST.to_string())];
@@ -263,21 +271,48 @@ fn capability_problem(
 }
 
 impl Service {
-    /// Every service with its switch. Admin only.
-    pub async fn list_services(
-        &self,
-        caller: &Caller,
-    ) -> Result<Vec<(String, String, ServiceSwitch)>> {
+    /// Every service with its switch and whether it is up. Admin only.
+    /// With a shared store each node runs a scheduler (its host is the
+    /// node's id; down once its lease expired); the volume services are
+    /// the backends', clustered across nodes as Cinder's active-active
+    /// services are.
+    pub async fn list_services(&self, caller: &Caller) -> Result<Vec<ServiceState>> {
         require_admin(caller, "volume_extension:services:index")?;
         let core = self.core.clone();
         self.run_blocking(move || {
             let mut tx = core.store.read()?;
             let mut out = vec![];
+            let now = Timestamp::now();
+            let nodes = if core.store.shared() {
+                tx.nodes()?
+            } else {
+                vec![]
+            };
             for (binary, host) in services(&core) {
+                if binary == "cinder-scheduler" && !nodes.is_empty() {
+                    for node in &nodes {
+                        let key = switch_key(binary, &node.id);
+                        let mut switch = tx.service_switch(&key)?.unwrap_or_default();
+                        switch.binary = binary.into();
+                        switch.updated_at = Some(node.heartbeat);
+                        out.push(ServiceState {
+                            binary: binary.into(),
+                            host: node.id.clone(),
+                            switch,
+                            up: crate::membership::alive(node, now),
+                        });
+                    }
+                    continue;
+                }
                 let key = switch_key(binary, &host);
                 let mut switch = tx.service_switch(&key)?.unwrap_or_default();
                 switch.binary = binary.into();
-                out.push((binary.to_string(), host, switch));
+                out.push(ServiceState {
+                    binary: binary.into(),
+                    host,
+                    switch,
+                    up: true,
+                });
             }
             Ok(out)
         })

@@ -80,6 +80,11 @@ pub struct ServiceConfig {
     /// that the store alone (a copy, a backup) opens no export. The binary
     /// keeps it in `<data-dir>/secrets.key`; by default a random one.
     pub secrets_key: SecretKey,
+    /// This process's name among the nodes sharing the metadata store
+    /// (its workflows' owner; `os-services` host of its scheduler).
+    pub node_id: String,
+    /// Where this node's API listens, as shown in the node list.
+    pub node_api: String,
 }
 
 impl Default for ServiceConfig {
@@ -89,6 +94,8 @@ impl Default for ServiceConfig {
             default_volume_type: "__DEFAULT__".into(),
             nbd: None,
             secrets_key: SecretKey::random(),
+            node_id: "ember".into(),
+            node_api: String::new(),
         }
     }
 }
@@ -140,6 +147,7 @@ pub struct Core {
     /// Live flags of the NBD exports opened since start-up, by attachment;
     /// cleared when the connection is withdrawn so open clients stop.
     pub(crate) exports: Mutex<HashMap<uuid::Uuid, Arc<std::sync::atomic::AtomicBool>>>,
+    pub started_at: ember_model::Timestamp,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -156,6 +164,7 @@ impl Core {
             faults: Faults::default(),
             slots: Mutex::new(HashMap::new()),
             exports: Mutex::new(HashMap::new()),
+            started_at: ember_model::Timestamp::now(),
         }
     }
 

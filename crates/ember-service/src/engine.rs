@@ -43,8 +43,10 @@ pub trait Workflow: 'static {
     fn on_failed(core: &Core, params: &Self::Params, reason: &str) -> Result<()>;
 }
 
-pub fn new_record<W: Workflow>(params: &W::Params) -> WorkflowRecord {
+/// A new workflow's record, owned by this node.
+pub fn new_record<W: Workflow>(core: &Core, params: &W::Params) -> WorkflowRecord {
     WorkflowRecord {
+        owner: Some(core.config.node_id.clone()),
         id: WorkflowId::new(),
         kind: W::KIND.to_string(),
         params: serde_json::to_value(params).expect("workflow params serialize"),
@@ -63,6 +65,9 @@ pub enum Outcome {
     Failed,
     /// Stopped on purpose (a simulated crash in tests); the record remains.
     Interrupted,
+    /// Another node owns the workflow now (this one was thought dead) or
+    /// has finished it: this node stops driving it.
+    TakenOver,
 }
 
 /// Injected faults, for tests of the unwind and idempotence guarantees.
@@ -118,15 +123,26 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
         .map_err(|e| ServiceError::Internal(format!("workflow {} params: {e}", record.id)))?;
     let steps = W::steps();
     let repeat = core.faults.repeat.load(Ordering::SeqCst);
+    // Test hook: slow steps, so that a process killed under load has
+    // workflows in flight (the multi-node takeover test).
+    let step_delay = std::env::var("EMBER_FAULT_STEP_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
     loop {
         match record.phase {
             WorkflowPhase::Forward => {
                 let i = record.next_step as usize;
                 if i >= steps.len() {
-                    finish(core, &record)?;
+                    if !finish(core, &record)? {
+                        return Ok(Outcome::TakenOver);
+                    }
                     return Ok(Outcome::Completed);
                 }
                 let step = &steps[i];
+                if let Some(delay) = step_delay {
+                    std::thread::sleep(delay);
+                }
                 let result = if Faults::take(&core.faults.fail_at, W::KIND, i) {
                     Err(ServiceError::Internal(format!(
                         "injected failure in step {}",
@@ -156,7 +172,9 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
                         record.next_step = i as u32 + 1;
                     }
                 }
-                save(core, &record)?;
+                if !save(core, &record)? {
+                    return Ok(Outcome::TakenOver);
+                }
             }
             WorkflowPhase::Unwinding => {
                 if record.next_step == 0 {
@@ -165,7 +183,9 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
                         .clone()
                         .unwrap_or_else(|| "unknown error".into());
                     W::on_failed(core, &params, &reason)?;
-                    finish(core, &record)?;
+                    if !finish(core, &record)? {
+                        return Ok(Outcome::TakenOver);
+                    }
                     return Ok(Outcome::Failed);
                 }
                 let j = record.next_step as usize - 1;
@@ -174,22 +194,44 @@ pub fn drive<W: Workflow>(core: &Core, mut record: WorkflowRecord) -> Result<Out
                     (steps[j].undo)(core, &params)?;
                 }
                 record.next_step = j as u32;
-                save(core, &record)?;
+                if !save(core, &record)? {
+                    return Ok(Outcome::TakenOver);
+                }
             }
         }
     }
 }
 
-fn save(core: &Core, record: &WorkflowRecord) -> Result<()> {
+/// Records progress, if this node still owns the workflow: a node that was
+/// thought dead (paused, cut off) and whose workflows another node took
+/// over learns it here and stops, so only the owner advances a workflow.
+/// (The step it had just run may run again on the new owner: every step
+/// is idempotent.) Returns whether it still owned the workflow.
+fn save(core: &Core, record: &WorkflowRecord) -> Result<bool> {
     let mut tx = core.store.write()?;
+    if !still_owned(tx.as_mut(), record)? {
+        return Ok(false);
+    }
     tx.put_workflow(record)?;
     tx.commit()?;
-    Ok(())
+    Ok(true)
 }
 
-fn finish(core: &Core, record: &WorkflowRecord) -> Result<()> {
+fn finish(core: &Core, record: &WorkflowRecord) -> Result<bool> {
     let mut tx = core.store.write()?;
+    if !still_owned(tx.as_mut(), record)? {
+        return Ok(false);
+    }
     tx.delete_workflow(record.id)?;
     tx.commit()?;
-    Ok(())
+    Ok(true)
+}
+
+fn still_owned(tx: &mut dyn ember_store::Tx, record: &WorkflowRecord) -> Result<bool> {
+    let stored = tx.workflow(record.id)?;
+    let owned = stored.is_some_and(|s| s.owner == record.owner);
+    if !owned {
+        tracing::warn!(workflow = %record.id, kind = %record.kind, "another node owns this workflow now; stopping here");
+    }
+    Ok(owned)
 }

@@ -414,7 +414,7 @@ impl Service {
                         allow_in_use: true,
                     };
                     let (_, record) =
-                        begin_snapshot(tx.as_mut(), &caller, req, Some(gs.id.clone()))?;
+                        begin_snapshot(&core, tx.as_mut(), &caller, req, Some(gs.id.clone()))?;
                     records.push(record);
                 }
                 tx.commit()?;

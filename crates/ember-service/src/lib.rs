@@ -15,6 +15,7 @@ pub mod group_types;
 pub mod groups;
 pub mod health;
 pub mod manage;
+pub mod membership;
 pub mod messages;
 pub mod qos;
 pub mod quotas;
@@ -131,6 +132,7 @@ impl Service {
     /// workflows are resumed.
     pub async fn recover(&self) -> Result<usize> {
         let core = self.core.clone();
+        let me = self.me();
         let records = tokio::task::spawn_blocking(move || -> Result<Vec<WorkflowRecord>> {
             for backend in core.backends.all() {
                 let marked = backend.recover()?;
@@ -142,11 +144,12 @@ impl Service {
                     );
                 }
             }
-            Ok(core.store.read()?.workflows()?)
+            Service::workflows_to_resume(&core, &me)
         })
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
         let n = records.len();
+        self.keep_membership(self.me());
         let service = self.clone();
         self.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -265,6 +268,7 @@ impl Service {
                         let outcome = match outcome {
                             Some(engine::Outcome::Failed) => "failed",
                             Some(engine::Outcome::Interrupted) => "interrupted",
+                            Some(engine::Outcome::TakenOver) => "taken_over",
                             _ => "completed",
                         };
                         metrics

@@ -237,12 +237,15 @@ impl Service {
                 };
                 tx.put_volume(&volume)?;
                 let record = (status == VolumeStatus::Creating).then(|| {
-                    new_record::<volume_create::VolumeCreate>(&volume_create::Params {
-                        volume_id: id,
-                        image: data,
-                        size_gib,
-                        source: volume_create::Source::Blank,
-                    })
+                    new_record::<volume_create::VolumeCreate>(
+                        &core,
+                        &volume_create::Params {
+                            volume_id: id,
+                            image: data,
+                            size_gib,
+                            source: volume_create::Source::Blank,
+                        },
+                    )
                 });
                 if let Some(record) = &record {
                     tx.put_workflow(record)?;

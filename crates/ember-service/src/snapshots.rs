@@ -67,7 +67,7 @@ impl Service {
                     Taken::Later(req) => req,
                 };
                 let mut tx = core.store.write()?;
-                let (snapshot, record) = begin_snapshot(tx.as_mut(), &caller, req, None)?;
+                let (snapshot, record) = begin_snapshot(&core, tx.as_mut(), &caller, req, None)?;
                 tx.commit()?;
                 Ok((snapshot, Some(record)))
             })
@@ -240,7 +240,7 @@ impl Service {
                 snapshot.updated_at = Some(Timestamp::now());
                 let exported = snapshot.export_secret.take().is_some();
                 tx.put_snapshot(&snapshot)?;
-                let record = new_record::<snapshot_delete::SnapshotDelete>(&snapshot_delete::Params { snapshot_id: id });
+                let record = new_record::<snapshot_delete::SnapshotDelete>(&core, &snapshot_delete::Params { snapshot_id: id });
                 tx.put_workflow(&record)?;
                 tx.commit()?;
                 if exported {
@@ -357,12 +357,14 @@ impl Service {
 /// Records a new snapshot of `req.volume_id` and its create workflow in the
 /// caller's transaction (quota reserved); the caller commits and starts it.
 pub(crate) fn begin_snapshot(
+    core: &Core,
     tx: &mut dyn ember_store::Tx,
     caller: &Caller,
     req: CreateSnapshot,
     group_snapshot_id: Option<String>,
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
     begin_snapshot_as(
+        core,
         tx,
         caller,
         req,
@@ -375,6 +377,7 @@ pub(crate) fn begin_snapshot(
 /// `begin_snapshot` with the snapshot's id and the volume's next top image
 /// chosen by the caller (Nova's assisted snapshots name both).
 pub(crate) fn begin_snapshot_as(
+    core: &Core,
     tx: &mut dyn ember_store::Tx,
     caller: &Caller,
     req: CreateSnapshot,
@@ -384,11 +387,14 @@ pub(crate) fn begin_snapshot_as(
 ) -> Result<(Snapshot, ember_model::WorkflowRecord)> {
     let (volume, snapshot) = prepare_snapshot(tx, caller, req, group_snapshot_id, snapshot_id)?;
     tx.put_snapshot(&snapshot)?;
-    let record = new_record::<snapshot_create::SnapshotCreate>(&snapshot_create::Params {
-        snapshot_id: snapshot.id,
-        volume_id: volume.id,
-        new_top,
-    });
+    let record = new_record::<snapshot_create::SnapshotCreate>(
+        core,
+        &snapshot_create::Params {
+            snapshot_id: snapshot.id,
+            volume_id: volume.id,
+            new_top,
+        },
+    );
     tx.put_workflow(&record)?;
     Ok((snapshot, record))
 }

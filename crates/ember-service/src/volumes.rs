@@ -289,6 +289,7 @@ impl Service {
                         }
                     };
                     let record = begin_migration(
+&core,
                         tx.as_mut(),
                         &mut v,
                         target,
@@ -352,6 +353,7 @@ impl Service {
                 }
                 let multiattach = v.multiattach;
                 let record = begin_migration(
+                    &core,
                     tx.as_mut(),
                     &mut v,
                     target.name().to_string(),
@@ -405,7 +407,7 @@ impl Service {
                 volume.status = VolumeStatus::Deleting;
                 volume.updated_at = Some(Timestamp::now());
                 tx.put_volume(&volume)?;
-                let record = new_record::<volume_delete::VolumeDelete>(&volume_delete::Params {
+                let record = new_record::<volume_delete::VolumeDelete>(&core, &volume_delete::Params {
                     volume_id: id,
                     cascade: cascade || force,
                 });
@@ -450,7 +452,7 @@ impl Service {
                 reserve(tx.as_mut(), &volume.project_id, &[(QuotaResource::Gigabytes, delta)])?;
                 let type_id = crate::quotas::type_of(&volume.volume_type_id);
                 crate::quotas::reserve_typed(tx.as_mut(), &volume.project_id, &type_id, &[(QuotaResource::Gigabytes, delta)])?;
-                let record = new_record::<volume_extend::VolumeExtend>(&volume_extend::Params {
+                let record = new_record::<volume_extend::VolumeExtend>(&core, &volume_extend::Params {
                     volume_id: id,
                     old_size_gib: volume.size_gib,
                     new_size_gib,
@@ -562,7 +564,7 @@ impl Service {
                 snapshot.status = SnapshotStatus::Restoring;
                 tx.put_volume(&volume)?;
                 tx.put_snapshot(&snapshot)?;
-                let record = new_record::<volume_revert::VolumeRevert>(&volume_revert::Params {
+                let record = new_record::<volume_revert::VolumeRevert>(&core, &volume_revert::Params {
                     volume_id: id,
                     snapshot_id,
                     new_top: ImageId::new(),
@@ -772,6 +774,7 @@ impl Service {
 /// Checks that `v` can move to another backend and records its migrate
 /// workflow, the volume in `status` meanwhile.
 fn begin_migration(
+    core: &Core,
     tx: &mut dyn Tx,
     v: &mut Volume,
     target: String,
@@ -802,6 +805,7 @@ fn begin_migration(
     v.updated_at = Some(Timestamp::now());
     tx.put_volume(v)?;
     let record = new_record::<crate::workflows::volume_migrate::VolumeMigrate>(
+        core,
         &crate::workflows::volume_migrate::Params {
             volume_id: v.id,
             target,
@@ -1019,12 +1023,15 @@ pub(crate) fn begin_volume(
         volume_create::Source::Volume { .. } => {}
     }
     tx.put_volume(&volume)?;
-    let record = new_record::<volume_create::VolumeCreate>(&volume_create::Params {
-        volume_id: volume.id,
-        image,
-        size_gib: size,
-        source,
-    });
+    let record = new_record::<volume_create::VolumeCreate>(
+        core,
+        &volume_create::Params {
+            volume_id: volume.id,
+            image,
+            size_gib: size,
+            source,
+        },
+    );
     tx.put_workflow(&record)?;
     Ok((volume, Some(record)))
 }

@@ -14,7 +14,7 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Project, ProjectId, QosSpecs,
+    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project, ProjectId, QosSpecs,
     QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User, UserMessage, Volume,
     VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -53,6 +53,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// of its own), so it may run on an async worker rather than a
     /// blocking thread.
     fn point_reads_never_wait(&self) -> bool {
+        false
+    }
+
+    /// Whether other processes (nodes) may share this store: they then
+    /// register, renew leases on their workflows and take over those of a
+    /// node that stopped.
+    fn shared(&self) -> bool {
         false
     }
 
@@ -238,4 +245,13 @@ pub trait Tx {
     fn revoked_subjects(&mut self, now: i64) -> Result<Vec<(String, i64)>>;
     /// Forgets revocations of tokens that expired before `now`.
     fn purge_revocations(&mut self, now: i64) -> Result<()>;
+
+    /// Every node that has registered, by id.
+    fn nodes(&mut self) -> Result<Vec<Node>>;
+    fn put_node(&mut self, node: &Node) -> Result<()>;
+    /// A value every node shares (signing keys), by name.
+    fn secret(&mut self, name: &str) -> Result<Option<String>>;
+    /// Stores `value` under `name` unless a value is there already (the
+    /// first node to start creates each key).
+    fn put_secret_if_absent(&mut self, name: &str, value: &str) -> Result<()>;
 }

@@ -21,7 +21,7 @@ mod schema;
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 use crate::{MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Project, ProjectId,
+    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node, Project, ProjectId,
     QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
     UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -113,6 +113,10 @@ impl MetadataStore for PostgresStore {
 
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
         self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into())
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 
@@ -1160,6 +1164,35 @@ impl Tx for PostgresTx<'_> {
         self.exec(
             "DELETE FROM revoked_subjects WHERE expires_at < $1",
             p![now],
+        )
+        .map(drop)
+    }
+
+    fn nodes(&mut self) -> Result<Vec<Node>> {
+        self.bodies(
+            "nodes",
+            "SELECT body FROM nodes ORDER BY id COLLATE \"C\"",
+            p![],
+        )
+    }
+
+    fn put_node(&mut self, node: &Node) -> Result<()> {
+        self.upsert("nodes", &["id", "body"], p![node.id.clone(), to_json(node)])
+    }
+
+    fn secret(&mut self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .strings(
+                "SELECT value FROM secrets WHERE name = $1",
+                p![name.to_string()],
+            )?
+            .pop())
+    }
+
+    fn put_secret_if_absent(&mut self, name: &str, value: &str) -> Result<()> {
+        self.exec(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            p![name.to_string(), value.to_string()],
         )
         .map(drop)
     }

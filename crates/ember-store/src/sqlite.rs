@@ -9,7 +9,7 @@
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 use crate::{MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Project, ProjectId,
+    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node, Project, ProjectId,
     QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
     UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -105,6 +105,11 @@ CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, before_ms INTEGER NOT N
     r#"
 UPDATE quota_usage SET in_use = CAST(MIN(MAX(in_use, -9223372036854775808), 9223372036854775807) AS INTEGER)
     WHERE typeof(in_use) != 'integer';
+"#,
+    // Nodes sharing a store, and the keys they share.
+    r#"
+CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
 ];
 
@@ -1430,6 +1435,44 @@ impl Tx for SqliteTx<'_> {
             .map_err(backend)?;
         self.conn
             .execute("DELETE FROM revoked_subjects WHERE expires_at < ?1", [now])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn nodes(&mut self) -> Result<Vec<Node>> {
+        bodies(
+            &self.conn,
+            "nodes",
+            "SELECT body FROM nodes ORDER BY id",
+            &[],
+        )
+    }
+
+    fn put_node(&mut self, node: &Node) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO nodes (id, body) VALUES (?1, ?2)",
+                params![node.id, to_json(node)],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn secret(&mut self, name: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(backend)
+    }
+
+    fn put_secret_if_absent(&mut self, name: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)",
+                [name, value],
+            )
             .map(drop)
             .map_err(backend)
     }

@@ -56,6 +56,7 @@ fn open_one(
                 keyring: config.keyring.clone(),
                 native_attach: config.attach.as_deref() == Some("rbd"),
                 secret_uuid: config.secret_uuid.clone(),
+                node: settings.node_id.clone(),
             };
             let backend = ember_backend::rbd::RbdBackend::connect(
                 config.name.clone(),

@@ -50,6 +50,10 @@ pub struct ServeArgs {
     /// data directory.
     #[arg(long, env = "EMBER_DATABASE", hide_env_values = true)]
     database: Option<String>,
+    /// This node's name among the nodes sharing a PostgreSQL store (unique
+    /// per process; default: the host name).
+    #[arg(long, env = "EMBER_NODE_ID")]
+    node_id: Option<String>,
     #[arg(long, env = "EMBER_RESERVED_SPACE_MIB")]
     reserved_space_mib: Option<u64>,
     /// Open connections each HTTP listener accepts (default 1024); more
@@ -103,6 +107,7 @@ pub struct ServeArgs {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     database: Option<String>,
+    node_id: Option<String>,
     listen: Option<String>,
     auth: Option<String>,
     admin_password: Option<String>,
@@ -243,6 +248,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// A PostgreSQL URL; None: SQLite in the data directory.
     pub database: Option<String>,
+    pub node_id: String,
     pub listen: String,
     pub auth: String,
     pub admin_password: Option<String>,
@@ -348,9 +354,26 @@ impl ServeArgs {
         {
             anyhow::bail!("--database must be a postgres:// URL (SQLite needs none)");
         }
+        let node_id = match self.node_id.or(file.node_id) {
+            Some(id) => id,
+            None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "ember".into()),
+        };
+        if node_id.is_empty()
+            || node_id.len() > 255
+            || !node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            anyhow::bail!("--node-id must be 1-255 letters, digits, '-', '_' or '.'");
+        }
         Ok(Settings {
             data_dir,
             database,
+            node_id,
             backends,
             listen: self
                 .listen

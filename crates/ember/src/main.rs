@@ -5,6 +5,7 @@
 mod backends;
 mod config;
 mod http;
+mod keys;
 mod metrics;
 mod nbd;
 
@@ -102,10 +103,27 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         None => None,
     };
     // Export and EC2 secrets are derived from this key, never stored.
-    let secrets_key = ember_identity::load_or_create_key(&settings.data_dir.join("secrets.key"))
-        .context("reading the secrets key")?;
+    // Keys: files in the data directory, or, when nodes share the store,
+    // rows in it (the first node to start creates them).
+    let shared = store.shared();
+    let (secrets_key, token_key) = if shared {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            Ok((
+                keys::shared(store.as_ref(), "secrets")?,
+                Some(keys::shared(store.as_ref(), "token")?.to_vec()),
+            ))
+        })
+        .await??
+    } else {
+        let secrets = ember_identity::load_or_create_key(&settings.data_dir.join("secrets.key"))
+            .context("reading the secrets key")?;
+        (secrets, None)
+    };
     let mut config = ServiceConfig {
         secrets_key: ember_service::SecretKey(secrets_key),
+        node_id: settings.node_id.clone(),
+        node_api: settings.listen.clone(),
         ..ServiceConfig::default()
     };
     if let Some(l) = &nbd_listener {
@@ -143,12 +161,23 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         "noauth" => Arc::new(ember_api_common::NoAuth),
         "embedded" => {
             let store = service.core().store.clone();
-            let identity = Arc::new(ember_identity::IdentityService::open(
-                store,
-                &settings.data_dir,
-                settings.token_ttl_secs,
-                secrets_key,
-            )?);
+            let identity = Arc::new(match &token_key {
+                Some(key) => ember_identity::IdentityService::open_with_token_key(
+                    store,
+                    key.clone(),
+                    settings.token_ttl_secs,
+                    secrets_key,
+                )?,
+                None => ember_identity::IdentityService::open(
+                    store,
+                    &settings.data_dir,
+                    settings.token_ttl_secs,
+                    secrets_key,
+                )?,
+            });
+            if shared {
+                keys::refresh_revocations(identity.clone());
+            }
             let auth_url = match &settings.public_endpoint {
                 Some(url) => format!("{}/identity/v3", url.trim_end_matches('/')),
                 None => format!("http://{local}/identity/v3"),

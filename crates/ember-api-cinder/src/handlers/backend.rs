@@ -222,15 +222,16 @@ pub async fn list_services(svc: &Service, req: &Req) -> Result<Reply, CinderErro
     let (host, binary) = (req.query("host"), req.query("binary"));
     let items: Vec<Value> = all
         .iter()
-        .filter(|(b, h, _)| {
-            host.is_none_or(|want| ember_service::backend::host_matches(h, want))
-                && binary.is_none_or(|want| want == b)
+        .filter(|s| {
+            host.is_none_or(|want| ember_service::backend::host_matches(&s.host, want))
+                && binary.is_none_or(|want| want == s.binary)
         })
-        .map(|(b, h, switch)| {
+        .map(|s| {
+            let switch = &s.switch;
             json!({
-                "binary": b, "host": h, "zone": svc.config().availability_zone,
+                "binary": s.binary, "host": s.host, "zone": svc.config().availability_zone,
                 "status": if switch.disabled { "disabled" } else { "enabled" },
-                "state": "up", "frozen": false,
+                "state": if s.up { "up" } else { "down" }, "frozen": false,
                 "disabled_reason": switch.disabled_reason,
                 "updated_at": switch.updated_at.unwrap_or_else(Timestamp::now).to_iso_micros(),
                 "replication_status": "disabled", "active_backend_id": null,

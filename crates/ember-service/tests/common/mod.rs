@@ -84,6 +84,7 @@ impl Backing {
                     keyring: None,
                     native_attach: false,
                     secret_uuid: None,
+                    node: "ember".into(),
                 };
                 Arc::new(
                     ember_backend::rbd::RbdBackend::connect(name, &settings, store)

@@ -77,4 +77,8 @@ CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, before_ms BIGINT NOT NU
     // SQLite's repair of usage that overflowed into a REAL: BIGINT
     // arithmetic raises an error instead, so there is nothing to repair.
     "SELECT 1;",
+    r#"
+CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
 ];

@@ -139,6 +139,7 @@ impl Server {
                         keyring: None,
                         native_attach: false,
                         secret_uuid: None,
+                        node: "ember".into(),
                     },
                     store,
                 )
@@ -153,9 +154,18 @@ impl Server {
         Self::start_at(None, args)
     }
 
+    /// Ember with extra arguments and environment.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_at_with_env(None, args, env)
+    }
+
     /// Ember with its data directory at `data_dir` (logs stay in a
     /// temporary directory of their own).
     pub fn start_at(data_dir: Option<PathBuf>, args: &[&str]) -> Server {
+        Self::start_at_with_env(data_dir, args, &[])
+    }
+
+    fn start_at_with_env(data_dir: Option<PathBuf>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let data = tempfile::tempdir().unwrap();
         let mut server = Server {
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -163,7 +173,10 @@ impl Server {
             nbd_port: free_port(),
             data,
             data_dir_at: data_dir,
-            env: vec![],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             backend: TestBackend::Qcow2,
             keep: vec![],
             child: None,

@@ -1,0 +1,153 @@
+//! Several nodes, one service: when the metadata store is shared
+//! (PostgreSQL), each `ember serve` process registers as a node and renews
+//! a heartbeat; the heartbeat is its lease on the workflows it owns. A node
+//! that stops renewing (killed, cut off, paused) for `LEASE` loses them:
+//! another node claims each one (in a write transaction, so exactly one
+//! node wins) and resumes it from its last durable step. A node that comes
+//! back after losing its lease finds, at its next step, that it no longer
+//! owns the workflow and stops (`engine::save`). With a private store
+//! (SQLite) there is one node and none of this runs.
+
+use crate::{Core, Result, Service};
+use ember_model::{Node, Timestamp, WorkflowRecord};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// How often a node renews its heartbeat and looks for orphaned work.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a node's heartbeat may go unrenewed before its workflows are
+/// taken over (and it shows `down` in `os-services`). Ten heartbeats: a
+/// slow commit or a short pause does not cost a node its work.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// Whether `node` renewed its lease within `LEASE` of `now`.
+pub fn alive(node: &Node, now: Timestamp) -> bool {
+    now.0.saturating_sub(node.heartbeat.0) < LEASE.as_micros() as i64
+}
+
+/// Renews this node's registration (creating it on first call).
+fn heartbeat(core: &Core, me: &Node) -> Result<()> {
+    let mut tx = core.store.write()?;
+    tx.put_node(&Node {
+        heartbeat: Timestamp::now(),
+        ..me.clone()
+    })?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Claims, in one write transaction, every workflow this node should run
+/// and does not run yet: its own from before a restart (`own_too`), those
+/// written before nodes existed, and those of nodes whose lease expired.
+/// Returns the claimed records, owned by this node.
+fn claim_orphans(core: &Core, own_too: bool) -> Result<Vec<WorkflowRecord>> {
+    let me = core.config.node_id.clone();
+    let now = Timestamp::now();
+    let mut tx = core.store.write()?;
+    let live: HashSet<String> = tx
+        .nodes()?
+        .into_iter()
+        .filter(|n| n.id != me && alive(n, now))
+        .map(|n| n.id)
+        .collect();
+    let mut claimed = vec![];
+    let mut fenced = HashSet::new();
+    for mut record in tx.workflows()? {
+        let orphan = match &record.owner {
+            None => true,
+            Some(owner) if *owner == me => own_too,
+            Some(owner) => !live.contains(owner),
+        };
+        if orphan {
+            if let Some(previous) = &record.owner
+                && *previous != me
+            {
+                tracing::warn!(workflow = %record.id, kind = %record.kind, from = %previous, "taking over a workflow from a node whose lease expired");
+                fenced.insert(previous.clone());
+            }
+            record.owner = Some(me.clone());
+            tx.put_workflow(&record)?;
+            claimed.push(record);
+        }
+    }
+    if !claimed.is_empty() {
+        tx.commit()?;
+    }
+    // Before their work runs here (and outside the transaction: a Ceph
+    // blocklist takes a monitor round): the dead nodes' clients can no
+    // longer write, and their locks go at once.
+    for node in fenced {
+        for backend in core.backends.all() {
+            if let Err(e) = backend.fence_node(&node) {
+                tracing::warn!(node = %node, backend = backend.name(), error = %e, "could not fence a node whose lease expired");
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+impl Service {
+    /// This process as a node.
+    pub fn me(&self) -> Node {
+        let config = &self.core.config;
+        Node {
+            id: config.node_id.clone(),
+            api: config.node_api.clone(),
+            nbd: config
+                .nbd
+                .as_ref()
+                .map(|e| format!("{}:{}", e.host, e.port)),
+            started_at: self.core.started_at,
+            heartbeat: Timestamp::now(),
+        }
+    }
+
+    /// The workflows to resume at start-up: with a private store, every
+    /// unfinished one; with a shared store, this node registers first and
+    /// takes its own and the orphaned ones (the others belong to live
+    /// nodes).
+    pub(crate) fn workflows_to_resume(core: &Core, me: &Node) -> Result<Vec<WorkflowRecord>> {
+        if !core.store.shared() {
+            return Ok(core.store.read()?.workflows()?);
+        }
+        heartbeat(core, me)?;
+        claim_orphans(core, true)
+    }
+
+    /// With a shared store: renews this node's lease every `HEARTBEAT` and
+    /// resumes the workflows of nodes whose lease expired, until the
+    /// process ends. Does nothing with a private store.
+    pub fn keep_membership(&self, me: Node) {
+        if !self.core.store.shared() {
+            return;
+        }
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                let core = service.core.clone();
+                let me = me.clone();
+                let claimed = service
+                    .run_blocking(move || {
+                        heartbeat(&core, &me)?;
+                        claim_orphans(&core, false)
+                    })
+                    .await;
+                match claimed {
+                    Ok(records) => {
+                        for record in records {
+                            ember_metrics::metrics()
+                                .workflows_resumed
+                                .with_label_values(&[&record.kind])
+                                .inc();
+                            service.start(record);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not renew this node's lease; retrying")
+                    }
+                }
+            }
+        });
+    }
+}
