@@ -11,6 +11,10 @@ Ember runs two backends, so that Tempest's multi-backend and
 retype-with-migration tests run (`backend_names`): the embedded qcow2 one
 (first: where the other tests' volumes go) and RBD on the test cluster when
 EMBER_TEST_CEPH_CONF names one (scripts/ceph.sh), else a second qcow2.
+With a Ceph cluster, a third pass puts every volume on RBD; with a
+PostgreSQL server too (EMBER_TEST_DATABASE, scripts/postgres.sh), a fourth
+runs the same tests against two Ember nodes on one database and one pool,
+every request sent to the next node in turn (roundrobin.py).
 Tests in exclude.txt are not run (each has its reason there); any other
 failure fails the run. Usage: python run.py EMBER_BINARY
 """
@@ -24,6 +28,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+
+import roundrobin
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN_PASSWORD = "tempest-admin"
@@ -192,6 +198,58 @@ def tempest(workspace, regex, exclude):
     return subprocess.run(cmd, cwd=workspace, env=env).returncode
 
 
+def wait_for(auth_url):
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(auth_url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+def start_two_nodes(binary, root):
+    """Two nodes on a fresh database and one RBD namespace, behind the
+    round-robin proxy. Returns (proxy port, processes, proxy)."""
+    db = f"tempest_{os.getpid()}"
+    base = os.environ["EMBER_TEST_DATABASE"]
+    subprocess.run(["psql", base, "-qc", f"CREATE DATABASE {db}"], check=True)
+    url = base.rsplit("/", 1)[0] + "/" + db
+    with open(os.path.join(root, "two-nodes.toml"), "w") as f:
+        f.write(f'''database = "{url}"
+[[backend]]
+name = "rbd"
+driver = "rbd"
+ceph_conf = "{os.environ["EMBER_TEST_CEPH_CONF"]}"
+pool = "{os.environ.get("EMBER_TEST_CEPH_POOL", "rbd")}"
+namespace = "tempest-nodes-{os.getpid()}"
+''')
+    proxy_port = free_port()
+    procs = []
+    ports = []
+    for i in range(2):
+        port = free_port()
+        ports.append(port)
+        log = open(os.path.join(root, f"ember-n{i}.log"), "ab")
+        procs.append(subprocess.Popen(
+            [binary, "serve", "--listen", f"127.0.0.1:{port}", "--nbd-listen", "127.0.0.1:0",
+             "--data-dir", os.path.join(root, f"data-n{i}"), "--admin-password", ADMIN_PASSWORD,
+             "--config", os.path.join(root, "two-nodes.toml"), "--node-id", f"n{i}",
+             "--public-endpoint", f"http://127.0.0.1:{proxy_port}"],
+            stdout=log, stderr=log))
+        # One at a time: the first creates the schema and the keys.
+        wait_for(f"http://127.0.0.1:{port}/identity/v3")
+    proxy = roundrobin.serve(proxy_port, ports)
+    return proxy_port, procs, proxy
+
+
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main():
     binary = os.path.realpath(sys.argv[1])
     root = tempfile.mkdtemp(prefix="ember-tempest-")
@@ -206,19 +264,17 @@ def main():
                               "--config", os.path.join(root, "ember.toml")],
                              stdout=log, stderr=log)
     failed = False
+    cluster = []
     try:
         auth_url = f"http://127.0.0.1:{port}/identity/v3"
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(auth_url, timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for(auth_url)
         tempest_bin = os.path.join(os.path.dirname(sys.executable), "tempest")
         exclude = os.path.join(HERE, "exclude.txt")
         passes = [("dynamic", True, DYNAMIC), ("accounts", False, ACCOUNTS)]
         if "rbd" in backend_names:
             passes.append(("on-rbd", True, ON_RBD))
+            if os.environ.get("EMBER_TEST_DATABASE"):
+                passes.append(("two-nodes", True, ON_RBD))
         if os.environ.get("EMBER_TEMPEST_PASSES"):
             # Development: only the passes named (comma-separated).
             wanted = os.environ["EMBER_TEMPEST_PASSES"].split(",")
@@ -227,6 +283,11 @@ def main():
             # Development: one regex for every pass.
             passes = [(name, dynamic, sys.argv[2]) for name, dynamic, _ in passes]
         for name, dynamic, regex in passes:
+            names = backend_names
+            if name == "two-nodes":
+                port, cluster, proxy = start_two_nodes(binary, root)
+                auth_url = f"http://127.0.0.1:{port}/identity/v3"
+                names = ["rbd"]
             ws = os.path.join(root, name)
             # A private workspace registry: runs never collide by name.
             subprocess.run([tempest_bin, "init", "--workspace-path", os.path.join(root, "workspaces.yaml"),
@@ -237,15 +298,12 @@ def main():
                 provision_accounts(auth_url, accounts)
             with open(os.path.join(ws, "etc", "tempest.conf"), "w") as f:
                 volume_type = rbd_volume_type(port, auth_url) if name == "on-rbd" else ""
-                f.write(config(port, dynamic, backend_names, accounts, volume_type))
+                f.write(config(port, dynamic, names, accounts, volume_type))
             if tempest(ws, regex, exclude) != 0:
                 failed = True
     finally:
-        ember.send_signal(signal.SIGTERM)
-        try:
-            ember.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            ember.kill()
+        for proc in [ember] + cluster:
+            stop(proc)
     if failed:
         print(f"tempest failed; logs and data kept in {root}", file=sys.stderr)
         sys.exit(1)

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod nodes;
 mod rbd;
 mod wire;
 
@@ -43,7 +44,7 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
     /// Run only these scenario groups (comma-separated: create, size,
-    /// chain, scale, data, rbd); all when absent.
+    /// chain, scale, data, rbd, nodes); all when absent.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A Ceph cluster's configuration (with an admin keyring): adds the
@@ -53,6 +54,10 @@ struct Args {
     /// The RADOS pool for the `rbd` group (it works in namespaces of its own).
     #[arg(long, default_value = "rbd")]
     ceph_pool: String,
+    /// A PostgreSQL URL whose role may create databases: adds the `nodes`
+    /// group (PostgreSQL against SQLite, 1 to 3 nodes on one database).
+    #[arg(long, env = "EMBER_BENCH_DATABASE", hide_env_values = true)]
+    database: Option<String>,
 }
 
 impl Args {
@@ -652,6 +657,19 @@ fn main() -> Result<()> {
             },
             None if !args.only.is_empty() => {
                 eprintln!("rbd scenarios need --ceph-conf (or EMBER_BENCH_CEPH_CONF)")
+            }
+            None => {}
+        }
+    }
+
+    if args.url.is_none() && args.wants("nodes") {
+        match &args.database {
+            Some(url) => match nodes::rows(&args, url) {
+                Ok(more) => rows.extend(more),
+                Err(e) => eprintln!("nodes scenarios failed: {e:#}"),
+            },
+            None if !args.only.is_empty() => {
+                eprintln!("nodes scenarios need --database (or EMBER_BENCH_DATABASE)")
             }
             None => {}
         }

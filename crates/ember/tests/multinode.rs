@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::nbd_client::NbdClient;
 use common::{PROJECT, Server, TestBackend};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -345,6 +346,32 @@ fn three_nodes_on_one_database_lose_nothing_when_one_is_killed_under_load() {
     let clone = body["volume"]["id"].as_str().unwrap().to_string();
     servers[1].wait_status("volumes", &clone, "available");
     assert_eq!(servers[1].read("volumes", &clone, 4096, 65536), before);
+
+    // An NBD client attached through n0 writes; n0 dies; the attachment,
+    // updated through n2, names n2's export, where every acknowledged byte
+    // is.
+    let (attachment, uri) = common::attach(&servers[0], &clone, "rw");
+    assert!(uri.contains(&servers[0].nbd_port.to_string()), "{uri}");
+    let mut nbd = NbdClient::connect(&uri).unwrap();
+    nbd.write(1 << 20, &[0x5A; 8192], false).unwrap();
+    nbd.write(2 << 20, &[0xA5; 4096], true).unwrap();
+    nbd.flush().unwrap();
+    servers[0].kill();
+    assert!(nbd.read(0, 4096).is_err(), "the dead node still answers");
+    let (st, body) = servers[2].call(
+        "PUT",
+        &servers[2].v3(&format!("/attachments/{attachment}")),
+        &format!("member:{PROJECT}"),
+        Some("3.54"),
+        Some(json!({"attachment": {"connector": common::connector("host-a")}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    let info = &body["attachment"]["connection_info"];
+    assert_eq!(info["port"], servers[2].nbd_port, "{body}");
+    let mut nbd = NbdClient::connect(info["uri"].as_str().unwrap()).unwrap();
+    assert_eq!(nbd.read(1 << 20, 8192).unwrap(), vec![0x5A; 8192]);
+    assert_eq!(nbd.read(2 << 20, 4096).unwrap(), vec![0xA5; 4096]);
+    assert_eq!(nbd.read(4096, 65536).unwrap(), before);
 }
 
 #[test]
