@@ -287,7 +287,9 @@ impl RbdBackend {
             _ => gone_ok(self.pool.remove(&image_name(data.id))),
         };
         match removed {
-            Err(e) if e.is_busy() => {
+            // Still open somewhere, or another node's collector is
+            // removing it right now: the next collection finishes the job.
+            Err(e) if e.is_busy() || e.is_stale() => {
                 tracing::info!(backend = %self.name, data = %data.id, error = %e, "released RBD data still in use; removed later");
                 return Ok(false);
             }
@@ -710,14 +712,14 @@ impl VolumeBackend for RbdBackend {
         Ok(Arc::new(RbdIo { image, size }))
     }
 
-    /// Removes what a crash left unrecorded: images made for a revert or a
-    /// create whose record never committed, snapshots staged for a freeze
-    /// that never committed. Only names Ember gives (`ember-…`, `snap-…`)
-    /// are touched. RBD needs no repair after a crash.
     fn fence_node(&self, node: &str) -> Result<()> {
         self.fence(node, &self.pool.cluster().addrs()?)
     }
 
+    /// Removes what a crash left unrecorded: images made for a revert or a
+    /// create whose record never committed, snapshots staged for a freeze
+    /// that never committed. Only names Ember gives (`ember-…`, `snap-…`)
+    /// are touched. RBD needs no repair after a crash.
     fn recover(&self) -> Result<usize> {
         // Another live node may be between making data and recording it
         // (a snapshot staged, not yet recorded): with a shared store,

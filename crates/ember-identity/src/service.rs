@@ -33,6 +33,9 @@ impl From<ember_store::StoreError> for IdentityError {
             ember_store::StoreError::Full(_) => IdentityError::Unavailable(
                 "No space left on the storage device; the change was not made.".into(),
             ),
+            ember_store::StoreError::Unavailable(_) => {
+                IdentityError::Unavailable("The metadata store is unavailable; retry later.".into())
+            }
             other => IdentityError::Internal(other.to_string()),
         }
     }

@@ -37,6 +37,11 @@ impl RbdError {
     pub fn is_busy(&self) -> bool {
         self.errno == libc_errno::EBUSY || self.errno == libc_errno::ENOTEMPTY
     }
+    /// The image changed under the call (another client removed or
+    /// renamed it meanwhile).
+    pub fn is_stale(&self) -> bool {
+        self.errno == libc_errno::ESTALE
+    }
     pub fn is_no_space(&self) -> bool {
         self.errno == libc_errno::ENOSPC || self.errno == libc_errno::EDQUOT
     }
@@ -50,6 +55,7 @@ pub mod libc_errno {
     pub const EINVAL: i32 = 22;
     pub const ENOSPC: i32 = 28;
     pub const ENOTEMPTY: i32 = 39;
+    pub const ESTALE: i32 = 116;
     pub const EDQUOT: i32 = 122;
 }
 

@@ -196,6 +196,17 @@ impl Core {
         Ok(())
     }
 
+    /// A workflow's last step: collects what the workflow released. It is
+    /// housekeeping after the change is committed and visible, so a failure
+    /// (a backend busy, another node removing the same data) is logged and
+    /// left to the next collection; it never unwinds the change.
+    pub fn collect_garbage_step(&self) -> Result<()> {
+        if let Err(e) = self.collect_garbage() {
+            tracing::warn!(error = %e, "garbage collection failed; the next one retries");
+        }
+        Ok(())
+    }
+
     pub fn slot(&self, volume: VolumeId) -> Arc<VolumeSlot> {
         self.slots
             .lock()

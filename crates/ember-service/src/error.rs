@@ -83,6 +83,10 @@ impl From<ember_store::StoreError> for ServiceError {
             // One answer for both kinds of full: the images' and the
             // metadata's file system are usually the same one.
             ember_store::StoreError::Full(_) => ServiceError::StorageFull,
+            ember_store::StoreError::Unavailable(e) => {
+                tracing::warn!(error = %e, "metadata store unavailable");
+                ServiceError::Busy("The metadata store is unavailable; retry later.".into())
+            }
             other => ServiceError::Internal(other.to_string()),
         }
     }

@@ -29,6 +29,11 @@ pub enum StoreError {
     /// was not made (and can be retried once space is freed).
     #[error("no space left for the metadata store: {0}")]
     Full(String),
+    /// The store could not be reached (a database server down or
+    /// restarting, a connection cut, every connection busy): nothing was
+    /// changed, and the same call may succeed later.
+    #[error("the metadata store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

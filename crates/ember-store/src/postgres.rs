@@ -476,7 +476,14 @@ fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
 impl Tx for PostgresTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let began = std::time::Instant::now();
-        let result = self.conn.run(|c| c.batch("COMMIT"));
+        let result = self.conn.run(|c| c.batch("COMMIT")).map_err(|e| match e {
+            // The connection died during COMMIT: the change may or may not
+            // be committed, so this is not "nothing changed, retry".
+            StoreError::Unavailable(e) => {
+                StoreError::Backend(format!("the commit's outcome is unknown: {e}"))
+            }
+            other => other,
+        });
         // Whatever happened, the transaction is over (a failed COMMIT
         // rolls back).
         self.open = false;

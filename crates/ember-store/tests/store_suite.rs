@@ -502,3 +502,53 @@ fn unowned_images(store: &dyn MetadataStore) {
     unowned.sort();
     assert_eq!(got, unowned);
 }
+
+/// PostgreSQL only: when the server drops the store's connections (a
+/// restart, a failover), the next call answers `Unavailable` (nothing was
+/// changed; retry) rather than a generic error, and the pool replaces the
+/// broken connections so the calls after it work again.
+#[test]
+fn postgres_connections_lost_are_unavailable_then_replaced() {
+    let Ok(base) = std::env::var("EMBER_TEST_DATABASE") else {
+        return;
+    };
+    let url = ember_store::postgres::fresh_database(&base).unwrap();
+    let store = PostgresStore::connect(&url).unwrap();
+    let volume = VolumeId::new();
+    let mut tx = store.write().unwrap();
+    tx.put_snapshot(&snapshot("p", volume, "kept", 1, 1))
+        .unwrap();
+    tx.commit().unwrap();
+    // Another session terminates every connection to the store's database.
+    let database = url.rsplit_once('/').unwrap().1.to_string();
+    std::thread::spawn(move || {
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let mut failures = 0;
+    let mut found = None;
+    for _ in 0..10 {
+        match store.read().and_then(|mut tx| tx.all_snapshots()) {
+            Ok(all) => {
+                found = Some(all);
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, ember_store::StoreError::Unavailable(_)),
+                    "{e:?}"
+                );
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures >= 1, "the dropped connection went unnoticed");
+    assert_eq!(found.expect("the pool reconnected").len(), 1);
+}

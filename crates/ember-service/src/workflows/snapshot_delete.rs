@@ -165,5 +165,5 @@ fn remove(core: &Core, p: &Params) -> Result<()> {
 }
 
 fn collect(core: &Core, _: &Params) -> Result<()> {
-    core.collect_garbage()
+    core.collect_garbage_step()
 }

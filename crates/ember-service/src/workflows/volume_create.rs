@@ -68,7 +68,7 @@ impl Workflow for VolumeCreate {
             },
             Step {
                 name: "collect",
-                run: |core, _| core.collect_garbage(),
+                run: |core, _| core.collect_garbage_step(),
                 undo: nothing,
             },
         ]

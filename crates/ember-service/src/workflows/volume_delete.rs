@@ -107,5 +107,5 @@ fn release(core: &Core, p: &Params) -> Result<()> {
 }
 
 fn collect(core: &Core, _: &Params) -> Result<()> {
-    core.collect_garbage()
+    core.collect_garbage_step()
 }

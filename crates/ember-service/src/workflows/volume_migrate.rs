@@ -72,7 +72,7 @@ impl Workflow for VolumeMigrate {
             },
             Step {
                 name: "collect",
-                run: |core, _| core.collect_garbage(),
+                run: |core, _| core.collect_garbage_step(),
                 undo: nothing,
             },
         ]

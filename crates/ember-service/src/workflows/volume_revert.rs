@@ -43,7 +43,7 @@ impl Workflow for VolumeRevert {
             },
             Step {
                 name: "collect",
-                run: |core, _| core.collect_garbage(),
+                run: |core, _| core.collect_garbage_step(),
                 undo: nothing,
             },
         ]

@@ -67,10 +67,23 @@ pub(crate) fn error(e: postgres::Error) -> StoreError {
         Some(code) if *code == SqlState::DISK_FULL || *code == SqlState::OUT_OF_MEMORY => {
             StoreError::Full(e.to_string())
         }
-        _ => StoreError::Backend(match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        }),
+        // Connection exceptions (class 08), the server shutting down or
+        // refusing connections: the statement did not run; try again later.
+        Some(code)
+            if code.code().starts_with("08")
+                || code.code().starts_with("57P")
+                || *code == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        Some(code) => StoreError::Backend(format!(
+            "{}: {}",
+            code.code(),
+            e.as_db_error().map(|d| d.message()).unwrap_or_default()
+        )),
+        // No SQL state: the connection itself failed (refused, reset,
+        // closed).
+        None => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -128,10 +141,10 @@ impl Worker {
             .send(Box::new(move |conn| {
                 let _ = reply.send(f(conn));
             }))
-            .map_err(|_| StoreError::Backend("PostgreSQL connection is gone".into()))?;
+            .map_err(|_| StoreError::Unavailable("PostgreSQL connection is gone".into()))?;
         answer
             .recv()
-            .map_err(|_| StoreError::Backend("PostgreSQL connection is gone".into()))?
+            .map_err(|_| StoreError::Unavailable("PostgreSQL connection is gone".into()))?
     }
 
     pub(crate) fn mark_broken(&self) {
@@ -194,7 +207,7 @@ impl Pool {
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                return Err(StoreError::Backend(format!(
+                return Err(StoreError::Unavailable(format!(
                     "all {} PostgreSQL connections are busy",
                     self.max
                 )));
