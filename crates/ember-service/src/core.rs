@@ -148,6 +148,11 @@ pub struct Core {
     /// cleared when the connection is withdrawn so open clients stop.
     pub(crate) exports: Mutex<HashMap<uuid::Uuid, Arc<std::sync::atomic::AtomicBool>>>,
     pub started_at: ember_model::Timestamp,
+    /// Whether this node collects garbage. With a shared store one live
+    /// node does (the one with the smallest id, chosen again every
+    /// heartbeat; see `membership`), so that two nodes never remove the
+    /// same data at once; with a private store, always.
+    pub(crate) collector: std::sync::atomic::AtomicBool,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -157,6 +162,7 @@ pub struct ChainGuard<'a> {
 
 impl Core {
     pub fn new(store: Arc<dyn MetadataStore>, backends: Backends, config: ServiceConfig) -> Self {
+        let store_shared = store.shared();
         Core {
             store,
             backends,
@@ -165,6 +171,7 @@ impl Core {
             slots: Mutex::new(HashMap::new()),
             exports: Mutex::new(HashMap::new()),
             started_at: ember_model::Timestamp::now(),
+            collector: std::sync::atomic::AtomicBool::new(!store_shared),
         }
     }
 
@@ -190,6 +197,11 @@ impl Core {
 
     /// Removes what every backend no longer needs (released data).
     pub fn collect_garbage(&self) -> Result<()> {
+        if !self.collector.load(std::sync::atomic::Ordering::Acquire) {
+            // Another node collects (every second), this node's releases
+            // included.
+            return Ok(());
+        }
         for backend in self.backends.all() {
             backend.collect(self)?;
         }

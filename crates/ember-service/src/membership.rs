@@ -25,15 +25,21 @@ pub fn alive(node: &Node, now: Timestamp) -> bool {
     now.0.saturating_sub(node.heartbeat.0) < LEASE.as_micros() as i64
 }
 
-/// Renews this node's registration (creating it on first call).
-fn heartbeat(core: &Core, me: &Node) -> Result<()> {
+/// Renews this node's registration (creating it on first call), and
+/// decides whether it is the one live node that collects garbage: the one
+/// with the smallest id. Returns whether it is.
+fn heartbeat(core: &Core, me: &Node) -> Result<bool> {
+    let now = Timestamp::now();
     let mut tx = core.store.write()?;
     tx.put_node(&Node {
-        heartbeat: Timestamp::now(),
+        heartbeat: now,
         ..me.clone()
     })?;
+    let collector = !tx.nodes()?.iter().any(|n| n.id < me.id && alive(n, now));
     tx.commit()?;
-    Ok(())
+    core.collector
+        .store(collector, std::sync::atomic::Ordering::Release);
+    Ok(collector)
 }
 
 /// Claims, in one write transaction, every workflow this node should run
@@ -129,8 +135,14 @@ impl Service {
                 let me = me.clone();
                 let claimed = service
                     .run_blocking(move || {
-                        heartbeat(&core, &me)?;
-                        claim_orphans(&core, false)
+                        let collector = heartbeat(&core, &me)?;
+                        let claimed = claim_orphans(&core, false)?;
+                        if collector {
+                            // What every node released since the last
+                            // round (the others do not collect).
+                            core.collect_garbage_step()?;
+                        }
+                        Ok(claimed)
                     })
                     .await;
                 match claimed {
