@@ -92,27 +92,37 @@ impl PostgresStore {
         })
     }
 
-    fn begin(&self, sql: String) -> Result<Box<dyn Tx + '_>> {
+    /// Starts a transaction without waiting for the server's answer: the
+    /// `BEGIN` is queued on the connection ahead of the first statement
+    /// (one round trip saved; a failed `BEGIN` fails that statement).
+    fn begin(&self, sql: String) -> Result<Box<PostgresTx<'_>>> {
         let conn = self.pool.get()?;
-        if let Err(e) = conn.run(move |c| c.batch(&sql)) {
-            // The session's state is unknown: do not reuse it.
-            conn.mark_broken();
-            return Err(e);
-        }
-        Ok(Box::new(PostgresTx { conn, open: true }))
+        conn.send(move |c| c.batch(&sql));
+        Ok(Box::new(PostgresTx {
+            conn,
+            open: true,
+            writes: false,
+            failed: Default::default(),
+        }))
     }
 }
 
 impl MetadataStore for PostgresStore {
     fn write(&self) -> Result<Box<dyn Tx + '_>> {
-        // `BEGIN` and the writers' lock in one round trip.
-        self.begin(format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITER_LOCK})"
-        ))
+        // `BEGIN` and the writers' lock in one round trip. The commit does
+        // not wait for its WAL flush while it holds the lock (see
+        // `commit`): the next writer goes on while this one's flush runs,
+        // and PostgreSQL flushes concurrent commits together.
+        let mut tx = self.begin(format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off; \
+             SELECT pg_advisory_xact_lock({WRITER_LOCK})"
+        ))?;
+        tx.writes = true;
+        Ok(tx)
     }
 
     fn read(&self) -> Result<Box<dyn Tx + '_>> {
-        self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into())
+        Ok(self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".into())?)
     }
 
     fn shared(&self) -> bool {
@@ -123,25 +133,62 @@ impl MetadataStore for PostgresStore {
 struct PostgresTx<'a> {
     conn: Pooled<'a>,
     open: bool,
+    /// A write transaction (its commit waits for durability).
+    writes: bool,
+    /// The first failure of a statement queued without waiting (`exec`).
+    failed: std::sync::Arc<std::sync::Mutex<Option<StoreError>>>,
 }
 
 impl Drop for PostgresTx<'_> {
     fn drop(&mut self) {
-        if self.open && self.conn.run(|c| c.batch("ROLLBACK")).is_err() {
-            self.conn.mark_broken();
+        if self.open {
+            // Queued, not waited for: the connection's next user's
+            // statements run after it (a read ends this way, in no time).
+            self.conn.send(|c| c.batch("ROLLBACK"));
         }
     }
 }
 
 impl PostgresTx<'_> {
-    fn exec(&mut self, sql: impl Into<String>, params: Vec<Param>) -> Result<u64> {
+    /// A statement whose answer nobody reads (an insert, an update, a
+    /// delete): queued on the connection, not waited for, so a write
+    /// transaction holds the writers' lock for fewer round trips. The
+    /// connection runs statements in order, so what is read next sees it;
+    /// a failure is kept and returned by the next read or by `commit`
+    /// (which then rolls back).
+    fn exec(&mut self, sql: impl Into<String>, params: Vec<Param>) -> Result<()> {
+        self.failed()?;
         let sql = sql.into();
-        self.conn.run(move |c| c.execute(&sql, &params))
+        let failed = self.failed.clone();
+        self.conn.queue(move |c| {
+            if let Err(e) = c.execute(&sql, &params) {
+                let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert(e);
+            }
+        });
+        Ok(())
+    }
+
+    /// The first failure of a queued statement, if any.
+    fn failed(&self) -> Result<()> {
+        match self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn rows(&mut self, sql: impl Into<String>, params: Vec<Param>) -> Result<Vec<postgres::Row>> {
         let sql = sql.into();
-        self.conn.run(move |c| c.query(&sql, &params))
+        let rows = self.conn.run(move |c| c.query(&sql, &params));
+        // A queued statement that failed before this one explains its
+        // failure ("transaction is aborted") better.
+        self.failed()?;
+        rows
     }
 
     fn bodies<T: serde::de::DeserializeOwned>(
@@ -476,7 +523,22 @@ fn opt_ts(t: Option<ember_model::Timestamp>) -> Option<i64> {
 impl Tx for PostgresTx<'_> {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let began = std::time::Instant::now();
-        let result = self.conn.run(|c| c.batch("COMMIT")).map_err(|e| match e {
+        // A queued statement failed: the transaction is aborted, and
+        // PostgreSQL would answer COMMIT with a rollback, not an error.
+        self.failed()?;
+        // A write transaction committed without waiting for its WAL flush
+        // (and so released the writers' lock at once); the statement after
+        // it, in the same round trip, commits a transaction of its own with
+        // the session's `synchronous_commit` (on by default), whose flush
+        // covers every earlier commit record, this one's included. So the
+        // call returns once the change is durable, as on SQLite, where the
+        // WAL is also synced after the writer lock is released.
+        let sql = if self.writes {
+            "COMMIT; SELECT txid_current()"
+        } else {
+            "COMMIT"
+        };
+        let result = self.conn.run(move |c| c.batch(sql)).map_err(|e| match e {
             // The connection died during COMMIT: the change may or may not
             // be committed, so this is not "nothing changed, retry".
             StoreError::Unavailable(e) => {
@@ -487,6 +549,7 @@ impl Tx for PostgresTx<'_> {
         // Whatever happened, the transaction is over (a failed COMMIT
         // rolls back).
         self.open = false;
+        let result = result.and_then(|()| self.failed());
         if result.is_err() {
             self.conn.mark_broken();
         }

@@ -997,7 +997,10 @@ impl Tx for SqliteTx<'_> {
     fn put_group_type(&mut self, t: &GroupType) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO group_types (id, name, body) VALUES (?1, ?2, ?3)",
+                // On the id only: a second record with another's name is an
+                // error (the UNIQUE name), never a silent replacement.
+                "INSERT INTO group_types (id, name, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
                 params![t.id, t.name, to_json(t)],
             )
             .map(drop)
@@ -1065,7 +1068,10 @@ impl Tx for SqliteTx<'_> {
     fn put_qos_specs(&mut self, q: &QosSpecs) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO qos_specs (id, name, body) VALUES (?1, ?2, ?3)",
+                // On the id only: a second record with another's name is an
+                // error (the UNIQUE name), never a silent replacement.
+                "INSERT INTO qos_specs (id, name, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
                 params![q.id, q.name, to_json(q)],
             )
             .map(drop)
@@ -1139,7 +1145,10 @@ impl Tx for SqliteTx<'_> {
     fn put_volume_type(&mut self, t: &VolumeType) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO volume_types (id, name, body) VALUES (?1, ?2, ?3)",
+                // On the id only: a second record with another's name is an
+                // error (the UNIQUE name), never a silent replacement.
+                "INSERT INTO volume_types (id, name, body) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, body = excluded.body",
                 params![t.id, t.name, to_json(t)],
             )
             .map(drop)

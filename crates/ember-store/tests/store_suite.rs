@@ -552,3 +552,53 @@ fn postgres_connections_lost_are_unavailable_then_replaced() {
     assert!(failures >= 1, "the dropped connection went unnoticed");
     assert_eq!(found.expect("the pool reconnected").len(), 1);
 }
+
+/// A write that breaks a constraint (a second volume type of the same
+/// name) fails the transaction, at the write or at the commit (PostgreSQL
+/// queues writes without waiting for them), and nothing of the transaction
+/// is kept.
+#[test]
+fn a_failed_write_fails_the_whole_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in stores(dir.path()) {
+        eprintln!("engine: {engine}");
+        let vtype = |id: &str| VolumeType {
+            id: id.into(),
+            name: "gold".into(),
+            description: None,
+            is_public: true,
+            extra_specs: Metadata::new(),
+            access: vec![],
+            encryption: None,
+            qos_specs_id: None,
+            created_at: Timestamp(0),
+            updated_at: None,
+        };
+        let mut tx = store.write().unwrap();
+        tx.put_volume_type(&vtype("a")).unwrap();
+        tx.commit().unwrap();
+        let s = snapshot("p", VolumeId::new(), "lost", 1, 1);
+        let result = (|| {
+            let mut tx = store.write()?;
+            tx.put_snapshot(&s)?;
+            tx.put_volume_type(&vtype("b"))?;
+            tx.add_quota_usage(&ProjectId("p".into()), QuotaResource::Snapshots, 1)?;
+            tx.commit()
+        })();
+        assert!(result.is_err(), "{engine}: the duplicate name was accepted");
+        let mut tx = store.read().unwrap();
+        assert!(tx.snapshot(s.id).unwrap().is_none(), "{engine}");
+        assert_eq!(
+            tx.quota_usage(&ProjectId("p".into()), QuotaResource::Snapshots)
+                .unwrap(),
+            0
+        );
+        assert_eq!(tx.volume_types().unwrap().len(), 1);
+        drop(tx);
+        // The store goes on.
+        let mut tx = store.write().unwrap();
+        tx.put_snapshot(&s).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().snapshot(s.id).unwrap().is_some());
+    }
+}

@@ -147,6 +147,29 @@ impl Worker {
             .map_err(|_| StoreError::Unavailable("PostgreSQL connection is gone".into()))?
     }
 
+    /// Queues `f` on the connection without waiting for it: jobs run in
+    /// order, so what the caller sends next runs after it. A failure marks
+    /// the connection broken (it is closed instead of reused).
+    pub(crate) fn send(&self, f: impl FnOnce(&mut Conn) -> Result<()> + Send + 'static) {
+        let broken = self.broken.clone();
+        let queued = self.jobs.send(Box::new(move |conn| {
+            if let Err(e) = f(conn) {
+                tracing::debug!(error = %e, "a queued statement failed; closing the connection");
+                broken.store(true, Ordering::SeqCst);
+            }
+        }));
+        if queued.is_err() {
+            self.mark_broken();
+        }
+    }
+
+    /// Queues `f` without waiting; it reports its own failure.
+    pub(crate) fn queue(&self, f: impl FnOnce(&mut Conn) + Send + 'static) {
+        if self.jobs.send(Box::new(f)).is_err() {
+            self.mark_broken();
+        }
+    }
+
     pub(crate) fn mark_broken(&self) {
         self.broken.store(true, Ordering::SeqCst);
     }
