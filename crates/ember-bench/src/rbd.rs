@@ -94,6 +94,30 @@ pub fn rows(args: &Args, conf: &std::path::Path) -> Result<Vec<Row>> {
         reference: Some(("librbd rbd_snap_create".into(), floor)),
     });
 
+    // librbd's own create (and remove) at both sizes: what part of a
+    // volume create's cost at 1 TiB is RBD's (the object map of a
+    // 262 144-object image).
+    let mut create_1g = None;
+    for (label, gib) in [("1 GiB", 1u64), ("1 TiB", 1024)] {
+        let mut samples = vec![];
+        for i in 0..9 {
+            let name = format!("create-{gib}-{i}");
+            let t = Instant::now();
+            pool.create(&name, gib << 30)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            samples.push(t.elapsed());
+            pool.remove(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let took = median_of(samples);
+        rows.push(Row {
+            scenario: format!("RBD reference: librbd rbd_create (median of 9), {label}"),
+            value: took,
+            unit: "ms",
+            reference: create_1g.map(|r| ("same at 1 GiB".to_string(), r)),
+        });
+        create_1g.get_or_insert(took);
+    }
+
     // librbd's rollback, for the record: it writes every object.
     drop(image);
     let sizes: &[(&str, u64)] = if args.quick {
