@@ -84,3 +84,62 @@ pub struct Page<T> {
     /// The marker did not name an item in scope.
     pub marker_not_found: bool,
 }
+
+impl<F> ListQuery<F> {
+    /// The sort keys with `id` appended (in the last key's direction) when
+    /// absent: a total order, so keyset paging visits every row once.
+    pub(crate) fn total_sort(&self) -> Vec<(SortKey, SortDir)> {
+        let mut sort = self.sort.clone();
+        if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
+            let dir = sort.last().map(|(_, d)| *d).unwrap_or(SortDir::Desc);
+            sort.push((SortKey::Id, dir));
+        }
+        sort
+    }
+
+    /// What a listing whose filter can match nothing answers.
+    pub(crate) fn empty_page<T>(&self) -> Page<T> {
+        Page {
+            items: vec![],
+            count: self.with_count.then_some(0),
+            more: false,
+            marker_not_found: false,
+        }
+    }
+
+    /// The page from the rows an engine read, in order. `paged_in_sql`:
+    /// the engine applied offset and limit + 1 itself (only when there is
+    /// no metadata filter, which engines apply here, in Rust).
+    pub(crate) fn finish_page<T>(
+        &self,
+        mut items: Vec<T>,
+        mut count: Option<u64>,
+        metadata: &Metadata,
+        metadata_of: impl Fn(&T) -> &Metadata,
+        paged_in_sql: bool,
+    ) -> Page<T> {
+        if !paged_in_sql {
+            items.retain(|item| {
+                let have = metadata_of(item);
+                metadata.iter().all(|(k, v)| have.get(k) == Some(v))
+            });
+            if self.with_count {
+                count = Some(items.len() as u64);
+            }
+            items.drain(..(self.offset as usize).min(items.len()));
+            if let Some(limit) = self.limit {
+                items.truncate(limit as usize + 1);
+            }
+        }
+        let more = self.limit.is_some_and(|l| items.len() as u64 > l);
+        if let Some(limit) = self.limit {
+            items.truncate(limit as usize);
+        }
+        Page {
+            items,
+            count,
+            more,
+            marker_not_found: false,
+        }
+    }
+}

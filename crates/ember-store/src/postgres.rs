@@ -307,12 +307,7 @@ impl PostgresTx<'_> {
         metadata_of: impl Fn(&T) -> &Metadata,
     ) -> Result<Page<T>> {
         if match_nothing {
-            return Ok(Page {
-                items: vec![],
-                count: query.with_count.then_some(0),
-                more: false,
-                marker_not_found: false,
-            });
+            return Ok(query.empty_page());
         }
         let plan = ListPlan::new(table, query, selection, metadata.is_empty());
         let with_count = query.with_count && metadata.is_empty();
@@ -345,34 +340,11 @@ impl PostgresTx<'_> {
                 marker_not_found: true,
             });
         }
-        let mut items = bodies
+        let items = bodies
             .iter()
             .map(|b| from_json::<T>(table, b))
             .collect::<Result<Vec<_>>>()?;
-        let mut count = count;
-        if !metadata.is_empty() {
-            items.retain(|item| {
-                let have = metadata_of(item);
-                metadata.iter().all(|(k, v)| have.get(k) == Some(v))
-            });
-            if query.with_count {
-                count = Some(items.len() as u64);
-            }
-            items.drain(..(query.offset as usize).min(items.len()));
-            if let Some(limit) = query.limit {
-                items.truncate(limit as usize + 1);
-            }
-        }
-        let more = query.limit.is_some_and(|l| items.len() as u64 > l);
-        if let Some(limit) = query.limit {
-            items.truncate(limit as usize);
-        }
-        Ok(Page {
-            items,
-            count,
-            more,
-            marker_not_found: false,
-        })
+        Ok(query.finish_page(items, count, metadata, metadata_of, metadata.is_empty()))
     }
 }
 
@@ -442,11 +414,7 @@ struct ListPlan {
 
 impl ListPlan {
     fn new<F>(table: &str, query: &ListQuery<F>, mut selection: Selection, paged: bool) -> Self {
-        let mut sort = query.sort.clone();
-        if !sort.iter().any(|(k, _)| *k == SortKey::Id) {
-            let dir = sort.last().map(|(_, d)| *d).unwrap_or(SortDir::Desc);
-            sort.push((SortKey::Id, dir));
-        }
+        let sort = query.total_sort();
         let order_by = sort
             .iter()
             .map(|(k, d)| {

@@ -510,6 +510,10 @@ fn unowned_images(store: &dyn MetadataStore) {
 #[test]
 fn postgres_connections_lost_are_unavailable_then_replaced() {
     let Ok(base) = std::env::var("EMBER_TEST_DATABASE") else {
+        assert!(
+            std::env::var("EMBER_TEST_POSTGRES_REQUIRED").is_err(),
+            "EMBER_TEST_POSTGRES_REQUIRED is set but EMBER_TEST_DATABASE is not"
+        );
         return;
     };
     let url = ember_store::postgres::fresh_database(&base).unwrap();
