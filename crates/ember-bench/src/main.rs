@@ -130,6 +130,11 @@ impl Client {
     }
 
     fn wait(&self, collection: &str, id: &str, status: &str) -> Result<()> {
+        self.wait_every(collection, id, status, Duration::from_micros(200))
+    }
+
+    /// `wait`, asking every `every`.
+    fn wait_every(&self, collection: &str, id: &str, status: &str, every: Duration) -> Result<()> {
         let key = &collection[..collection.len() - 1];
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -143,7 +148,7 @@ impl Client {
             if Instant::now() > deadline {
                 bail!("{key} {id} never reached {status}");
             }
-            std::thread::sleep(Duration::from_micros(200));
+            std::thread::sleep(every);
         }
     }
 
@@ -159,6 +164,11 @@ impl Client {
     }
 
     fn volume(&self, size_gib: u64) -> Result<String> {
+        self.volume_every(size_gib, Duration::from_micros(200))
+    }
+
+    /// `volume`, asking for its status every `every`.
+    fn volume_every(&self, size_gib: u64, every: Duration) -> Result<String> {
         let (st, b) = self.call(
             "POST",
             "/volumes",
@@ -168,7 +178,7 @@ impl Client {
             bail!("volume create: {st} {b}");
         }
         let id = b["volume"]["id"].as_str().context("volume id")?.to_string();
-        self.wait("volumes", &id, "available")?;
+        self.wait_every("volumes", &id, "available", every)?;
         Ok(id)
     }
 

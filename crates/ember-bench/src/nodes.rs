@@ -54,25 +54,6 @@ fn snapshot_latency(ember: &std::path::Path, database: Option<&str>, n: usize) -
 /// that SQLite, in process, does not.
 const POLL: Duration = Duration::from_millis(5);
 
-fn volume_polled(c: &Client, every: Duration) -> Result<()> {
-    let (st, b) = c.call("POST", "/volumes", Some(json!({"volume": {"size": 1}})))?;
-    if st != 202 {
-        bail!("volume create: {st} {b}");
-    }
-    let id = b["volume"]["id"].as_str().context("volume id")?.to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        std::thread::sleep(every);
-        let (code, body) = c.call("GET", &format!("/volumes/{id}"), None)?;
-        if code == 200 && body["volume"]["status"] == "available" {
-            return Ok(());
-        }
-        if Instant::now() > deadline || body["volume"]["status"] == "error" {
-            bail!("volume {id} never became available: {code} {body}");
-        }
-    }
-}
-
 /// Volume creates (to `available`) per second by `clients` clients spread
 /// over `servers`, for `secs`, each client polling every `POLL`.
 fn creates_per_second(servers: &[Server], clients: usize, secs: Duration) -> Result<f64> {
@@ -85,7 +66,7 @@ fn creates_per_second(servers: &[Server], clients: usize, secs: Duration) -> Res
                     let c = Client::new(&base)?;
                     let mut done = 0;
                     while t.elapsed() < secs {
-                        volume_polled(&c, POLL)?;
+                        c.volume_every(1, POLL)?;
                         done += 1;
                     }
                     Ok(done)
