@@ -92,6 +92,50 @@ fn claim_orphans(core: &Core, own_too: bool) -> Result<Vec<WorkflowRecord>> {
     Ok(claimed)
 }
 
+/// Cuts off this node's live NBD clients whose export another node
+/// withdrew (the attachment deleted or moved, the snapshot unexported or
+/// deleted): a withdrawal on one node reaches every node's open
+/// connections within a heartbeat. Returns how many were cut off.
+fn sweep_withdrawn_exports(core: &Core) -> Result<usize> {
+    let live: Vec<uuid::Uuid> = core
+        .exports
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .keys()
+        .copied()
+        .collect();
+    if live.is_empty() {
+        return Ok(0);
+    }
+    let mut withdrawn = vec![];
+    {
+        let mut tx = core.store.read()?;
+        for id in live {
+            let attached = tx.volume_with_attachment(id)?.is_some_and(|v| {
+                v.attachments
+                    .iter()
+                    .any(|a| a.id == id && a.export_secret.is_some())
+            });
+            let exported = tx
+                .snapshot(ember_model::SnapshotId(id))?
+                .is_some_and(|s| s.export_secret.is_some());
+            if !attached && !exported {
+                withdrawn.push(id);
+            }
+        }
+    }
+    for id in &withdrawn {
+        core.revoke_export(*id);
+    }
+    if !withdrawn.is_empty() {
+        tracing::info!(
+            exports = withdrawn.len(),
+            "cut off NBD clients of exports another node withdrew"
+        );
+    }
+    Ok(withdrawn.len())
+}
+
 impl Service {
     /// This process as a node.
     pub fn me(&self) -> Node {
@@ -137,6 +181,7 @@ impl Service {
                     .run_blocking(move || {
                         let collector = heartbeat(&core, &me)?;
                         let claimed = claim_orphans(&core, false)?;
+                        sweep_withdrawn_exports(&core)?;
                         if collector {
                             // What every node released since the last
                             // round (the others do not collect).

@@ -372,6 +372,26 @@ fn three_nodes_on_one_database_lose_nothing_when_one_is_killed_under_load() {
     assert_eq!(nbd.read(1 << 20, 8192).unwrap(), vec![0x5A; 8192]);
     assert_eq!(nbd.read(2 << 20, 4096).unwrap(), vec![0xA5; 4096]);
     assert_eq!(nbd.read(4096, 65536).unwrap(), before);
+
+    // The attachment deleted through n1: n2's open client is cut off
+    // within a heartbeat, and cannot connect again.
+    let (st, body) = servers[1].call(
+        "DELETE",
+        &servers[1].v3(&format!("/attachments/{attachment}")),
+        &format!("member:{PROJECT}"),
+        Some("3.27"),
+        None,
+    );
+    assert_eq!(st, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nbd.read(0, 4096).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a client of n2 still reads after n1 withdrew its export"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(NbdClient::connect(info["uri"].as_str().unwrap()).is_err());
 }
 
 #[test]
