@@ -41,6 +41,7 @@ macro_rules! uuid_id {
 uuid_id!(VolumeId);
 uuid_id!(SnapshotId);
 uuid_id!(WorkflowId);
+uuid_id!(BackupId);
 
 /// A project (tenant). OpenStack ids are usually 32 hex digits, but the
 /// noauth strategy and Keystone allow other strings, so it stays a string.

@@ -10,7 +10,7 @@ mod time_util;
 
 pub use ember_storage::ImageId;
 pub use identity::*;
-pub use ids::{ProjectId, SnapshotId, UserId, VolumeId, WorkflowId};
+pub use ids::{BackupId, ProjectId, SnapshotId, UserId, VolumeId, WorkflowId};
 pub use resources::*;
 pub use time_util::Timestamp;
 

@@ -1,6 +1,6 @@
 //! Volumes, snapshots, images, quotas and workflow records.
 
-use crate::{ImageId, Metadata, ProjectId, SnapshotId, Timestamp, UserId, VolumeId, WorkflowId};
+use crate::{BackupId, ImageId, Metadata, ProjectId, SnapshotId, Timestamp, UserId, VolumeId, WorkflowId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -219,6 +219,67 @@ pub enum ImageOwner {
     /// Nobody, but kept: an unmanaged volume's or snapshot's data, offered
     /// for a later manage under the image's `label`.
     Unmanaged,
+    /// A volume's point in time as its latest backup read it, kept so
+    /// that the next incremental backup reads only what changed since.
+    Backup(BackupId),
+}
+
+status_enum!(BackupStatus {
+    Creating => "creating",
+    Available => "available",
+    Deleting => "deleting",
+    Error => "error",
+    ErrorDeleting => "error_deleting",
+    Restoring => "restoring",
+});
+
+impl BackupStatus {
+    pub fn is_transitional(self) -> bool {
+        matches!(
+            self,
+            BackupStatus::Creating | BackupStatus::Deleting | BackupStatus::Restoring
+        )
+    }
+}
+
+/// A copy of a volume (or of one of its snapshots) on the backup target:
+/// chunks named by their SHA-256, listed by `backup_refs` rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Backup {
+    pub id: BackupId,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub volume_id: VolumeId,
+    pub snapshot_id: Option<SnapshotId>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub availability_zone: Option<String>,
+    pub container: Option<String>,
+    pub size_gib: u64,
+    pub status: BackupStatus,
+    pub fail_reason: Option<String>,
+    pub is_incremental: bool,
+    pub parent_id: Option<BackupId>,
+    pub metadata: Metadata,
+    /// Chunks holding data, and the bytes they take on the target that
+    /// this backup added (the rest it shares).
+    pub object_count: u64,
+    pub stored_bytes: u64,
+    /// The moment the data is from (the snapshot's, for a snapshot's
+    /// backup).
+    pub data_timestamp: Timestamp,
+    /// The frozen data of the volume this backup read, while it is kept as
+    /// the base of the next incremental (see `ImageOwner::Backup`).
+    #[serde(default)]
+    pub point: Option<ImageId>,
+    /// The data the backup reads (the point, or the snapshot's data).
+    #[serde(default)]
+    pub source: Option<ImageId>,
+    /// The status before a restore, to return to.
+    #[serde(default)]
+    pub restore_volume_id: Option<VolumeId>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
 }
 
 /// The name of the embedded backend, and of every volume recorded before
@@ -268,8 +329,6 @@ pub enum QuotaResource {
     Gigabytes,
     /// The largest single volume; not a counter.
     PerVolumeGigabytes,
-    /// Kept and reported for clients; Ember has no backups or groups yet,
-    /// so their usage is always 0.
     Backups,
     BackupGigabytes,
     Groups,

@@ -14,7 +14,7 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project, ProjectId, QosSpecs,
+    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project, ProjectId, QosSpecs,
     QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User, UserMessage, Volume,
     VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -259,4 +259,67 @@ pub trait Tx {
     /// Stores `value` under `name` unless a value is there already (the
     /// first node to start creates each key).
     fn put_secret_if_absent(&mut self, name: &str, value: &str) -> Result<()>;
+
+    // Backups, and the chunks on the backup target they reference.
+    fn backup(&mut self, id: BackupId) -> Result<Option<Backup>>;
+    fn put_backup(&mut self, backup: &Backup) -> Result<()>;
+    /// Deletes the backup and its chunk references.
+    fn delete_backup(&mut self, id: BackupId) -> Result<()>;
+    /// Backups, oldest first; of one project, or all.
+    fn backups(&mut self, project: Option<&ProjectId>) -> Result<Vec<Backup>>;
+    /// Records that chunk `index` of `backup` (of `project`) holds the
+    /// chunk named `hash`; replaces what that index held.
+    fn put_backup_refs(
+        &mut self,
+        backup: BackupId,
+        project: &ProjectId,
+        refs: &[(u64, String)],
+    ) -> Result<()>;
+    /// The backup's (index, hash) references, by index.
+    fn backup_refs(&mut self, backup: BackupId) -> Result<Vec<(u64, String)>>;
+    fn clear_backup_refs(&mut self, backup: BackupId) -> Result<()>;
+    /// What is known of the chunk `hash` of `project` on the target.
+    fn chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<Option<ChunkState>>;
+    fn put_chunk_state(&mut self, project: &ProjectId, hash: &str, state: ChunkState)
+    -> Result<()>;
+    fn delete_chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<()>;
+    /// Up to `limit` chunks that no backup references.
+    fn unreferenced_chunks(&mut self, limit: usize)
+    -> Result<Vec<(ProjectId, String, ChunkState)>>;
+}
+
+/// A chunk's life on the backup target. A backup references a chunk
+/// (a `backup_refs` row) before it uploads it; the collector dooms chunks
+/// nobody references, deletes their objects, then forgets them. A backup
+/// that finds a chunk doomed waits for it to be forgotten and uploads it
+/// again, so an upload never races a deletion of the same object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkState {
+    /// Being uploaded (by the backup that recorded it).
+    Pending,
+    /// On the target.
+    Stored,
+    /// Unreferenced; its object is being deleted.
+    Doomed,
+}
+
+impl ChunkState {
+    pub fn code(self) -> i64 {
+        match self {
+            ChunkState::Pending => 0,
+            ChunkState::Stored => 1,
+            ChunkState::Doomed => 2,
+        }
+    }
+    pub fn from_code(code: i64) -> Result<Self> {
+        match code {
+            0 => Ok(ChunkState::Pending),
+            1 => Ok(ChunkState::Stored),
+            2 => Ok(ChunkState::Doomed),
+            other => Err(StoreError::Corrupt(
+                "backup_chunks".into(),
+                format!("unknown chunk state {other}"),
+            )),
+        }
+    }
 }

@@ -19,9 +19,10 @@ mod pool;
 mod schema;
 
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
-use crate::{MetadataStore, Result, StoreError, Tx, from_json, to_json};
+use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node, Project, ProjectId,
+    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
+    Project, ProjectId,
     QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
     UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -1233,6 +1234,135 @@ impl Tx for PostgresTx<'_> {
             p![name.to_string(), value.to_string()],
         )
         .map(drop)
+    }
+
+    fn backup(&mut self, id: BackupId) -> Result<Option<Backup>> {
+        self.body("backups", &id.to_string())
+    }
+
+    fn put_backup(&mut self, b: &Backup) -> Result<()> {
+        self.upsert(
+            "backups",
+            &["id", "project_id", "volume_id", "created_at", "body"],
+            p![
+                b.id.to_string(),
+                b.project_id.0.clone(),
+                b.volume_id.to_string(),
+                b.created_at.0,
+                to_json(b)
+            ],
+        )
+    }
+
+    fn delete_backup(&mut self, id: BackupId) -> Result<()> {
+        self.clear_backup_refs(id)?;
+        self.delete("backups", id.to_string())
+    }
+
+    fn backups(&mut self, project: Option<&ProjectId>) -> Result<Vec<Backup>> {
+        match project {
+            Some(p) => self.bodies(
+                "backups",
+                "SELECT body FROM backups WHERE project_id = $1 ORDER BY created_at, id COLLATE \"C\"",
+                p![p.0.clone()],
+            ),
+            None => self.bodies(
+                "backups",
+                "SELECT body FROM backups ORDER BY created_at, id COLLATE \"C\"",
+                p![],
+            ),
+        }
+    }
+
+    fn put_backup_refs(
+        &mut self,
+        backup: BackupId,
+        project: &ProjectId,
+        refs: &[(u64, String)],
+    ) -> Result<()> {
+        // One statement for the whole batch, the arrays unnested.
+        let mut indexes = Vec::with_capacity(refs.len());
+        for (index, _) in refs {
+            indexes.push(
+                i64::try_from(*index)
+                    .map_err(|_| StoreError::Backend("chunk index out of range".into()))?,
+            );
+        }
+        let hashes: Vec<String> = refs.iter().map(|(_, h)| h.clone()).collect();
+        self.exec(
+            "INSERT INTO backup_refs (backup_id, idx, project_id, hash) \
+             SELECT $1, i, $2, h FROM unnest($3::bigint[], $4::text[]) AS t(i, h) \
+             ON CONFLICT (backup_id, idx) DO UPDATE SET hash = EXCLUDED.hash",
+            p![backup.to_string(), project.0.clone(), indexes, hashes],
+        )
+    }
+
+    fn backup_refs(&mut self, backup: BackupId) -> Result<Vec<(u64, String)>> {
+        Ok(self
+            .rows(
+                "SELECT idx, hash FROM backup_refs WHERE backup_id = $1 ORDER BY idx",
+                p![backup.to_string()],
+            )?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
+            .collect())
+    }
+
+    fn clear_backup_refs(&mut self, backup: BackupId) -> Result<()> {
+        self.exec(
+            "DELETE FROM backup_refs WHERE backup_id = $1",
+            p![backup.to_string()],
+        )
+    }
+
+    fn chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<Option<ChunkState>> {
+        self.rows(
+            "SELECT state FROM backup_chunks WHERE project_id = $1 AND hash = $2",
+            p![project.0.clone(), hash.to_string()],
+        )?
+        .first()
+        .map(|r| ChunkState::from_code(r.get::<_, i64>(0)))
+        .transpose()
+    }
+
+    fn put_chunk_state(
+        &mut self,
+        project: &ProjectId,
+        hash: &str,
+        state: ChunkState,
+    ) -> Result<()> {
+        self.exec(
+            "INSERT INTO backup_chunks (project_id, hash, state) VALUES ($1, $2, $3) \
+             ON CONFLICT (project_id, hash) DO UPDATE SET state = EXCLUDED.state",
+            p![project.0.clone(), hash.to_string(), state.code()],
+        )
+    }
+
+    fn delete_chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<()> {
+        self.exec(
+            "DELETE FROM backup_chunks WHERE project_id = $1 AND hash = $2",
+            p![project.0.clone(), hash.to_string()],
+        )
+    }
+
+    fn unreferenced_chunks(
+        &mut self,
+        limit: usize,
+    ) -> Result<Vec<(ProjectId, String, ChunkState)>> {
+        self.rows(
+            "SELECT c.project_id, c.hash, c.state FROM backup_chunks c WHERE NOT EXISTS \
+             (SELECT 1 FROM backup_refs r WHERE r.project_id = c.project_id AND r.hash = c.hash) LIMIT $1",
+            p![limit as i64],
+        )?
+        .iter()
+        .map(|r| {
+            Ok((
+                ProjectId(r.get::<_, String>(0)),
+                r.get::<_, String>(1),
+                ChunkState::from_code(r.get::<_, i64>(2))?,
+            ))
+        })
+        .collect()
     }
 }
 

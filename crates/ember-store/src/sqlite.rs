@@ -7,9 +7,10 @@
 //! queries filter and sort on.
 
 use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
-use crate::{MetadataStore, Result, StoreError, Tx, from_json, to_json};
+use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
-    AccessKey, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node, Project, ProjectId,
+    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
+    Project, ProjectId,
     QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
     UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
@@ -110,6 +111,17 @@ UPDATE quota_usage SET in_use = CAST(MIN(MAX(in_use, -9223372036854775808), 9223
     r#"
 CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
+    // Backups, their chunk references, and the chunks on the target.
+    r#"
+CREATE TABLE backups (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, volume_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX backups_by_project ON backups (project_id, created_at);
+CREATE TABLE backup_refs (backup_id TEXT NOT NULL, idx INTEGER NOT NULL, project_id TEXT NOT NULL,
+    hash TEXT NOT NULL, PRIMARY KEY (backup_id, idx));
+CREATE INDEX backup_refs_by_chunk ON backup_refs (project_id, hash);
+CREATE TABLE backup_chunks (project_id TEXT NOT NULL, hash TEXT NOT NULL, state INTEGER NOT NULL,
+    PRIMARY KEY (project_id, hash));
 "#,
 ];
 
@@ -1452,5 +1464,152 @@ impl Tx for SqliteTx<'_> {
             )
             .map(drop)
             .map_err(backend)
+    }
+
+    fn backup(&mut self, id: BackupId) -> Result<Option<Backup>> {
+        get_body(&self.conn, "backups", &id.to_string())
+    }
+
+    fn put_backup(&mut self, b: &Backup) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO backups (id, project_id, volume_id, created_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    b.id.to_string(),
+                    b.project_id.0,
+                    b.volume_id.to_string(),
+                    b.created_at.0,
+                    to_json(b)
+                ],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_backup(&mut self, id: BackupId) -> Result<()> {
+        self.clear_backup_refs(id)?;
+        self.conn
+            .execute("DELETE FROM backups WHERE id = ?1", [id.to_string()])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn backups(&mut self, project: Option<&ProjectId>) -> Result<Vec<Backup>> {
+        match project {
+            Some(p) => bodies(
+                &self.conn,
+                "backups",
+                "SELECT body FROM backups WHERE project_id = ?1 ORDER BY created_at, id",
+                &[&p.0],
+            ),
+            None => bodies(
+                &self.conn,
+                "backups",
+                "SELECT body FROM backups ORDER BY created_at, id",
+                &[],
+            ),
+        }
+    }
+
+    fn put_backup_refs(
+        &mut self,
+        backup: BackupId,
+        project: &ProjectId,
+        refs: &[(u64, String)],
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO backup_refs (backup_id, idx, project_id, hash) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(backend)?;
+        let backup = backup.to_string();
+        for (index, hash) in refs {
+            let index = i64::try_from(*index)
+                .map_err(|_| StoreError::Backend("chunk index out of range".into()))?;
+            stmt.execute(params![backup, index, project.0, hash])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn backup_refs(&mut self, backup: BackupId) -> Result<Vec<(u64, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT idx, hash FROM backup_refs WHERE backup_id = ?1 ORDER BY idx")
+            .map_err(backend)?;
+        stmt.query_map([backup.to_string()], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })
+        .map_err(backend)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(backend)
+    }
+
+    fn clear_backup_refs(&mut self, backup: BackupId) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM backup_refs WHERE backup_id = ?1",
+                [backup.to_string()],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<Option<ChunkState>> {
+        let code: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT state FROM backup_chunks WHERE project_id = ?1 AND hash = ?2")
+            .and_then(|mut s| s.query_row([&project.0, hash], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        code.map(ChunkState::from_code).transpose()
+    }
+
+    fn put_chunk_state(
+        &mut self,
+        project: &ProjectId,
+        hash: &str,
+        state: ChunkState,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO backup_chunks (project_id, hash, state) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(params![project.0, hash, state.code()]))
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_chunk_state(&mut self, project: &ProjectId, hash: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM backup_chunks WHERE project_id = ?1 AND hash = ?2",
+                [&project.0, hash],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn unreferenced_chunks(
+        &mut self,
+        limit: usize,
+    ) -> Result<Vec<(ProjectId, String, ChunkState)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT c.project_id, c.hash, c.state FROM backup_chunks c WHERE NOT EXISTS \
+                 (SELECT 1 FROM backup_refs r WHERE r.project_id = c.project_id AND r.hash = c.hash) LIMIT ?1",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(backend)?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(|(p, h, c)| Ok((ProjectId(p), h, ChunkState::from_code(c)?)))
+            .collect()
     }
 }

@@ -606,3 +606,106 @@ fn a_failed_write_fails_the_whole_transaction() {
         assert!(store.read().unwrap().snapshot(s.id).unwrap().is_some());
     }
 }
+
+#[test]
+fn backups_their_chunk_references_and_unreferenced_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(dir.path()) {
+        eprintln!("engine {name}");
+        backups_and_chunks(store.as_ref());
+    }
+}
+
+fn backup(project: &str, volume: VolumeId, created: i64) -> Backup {
+    Backup {
+        id: BackupId::new(),
+        project_id: ProjectId(project.into()),
+        user_id: UserId("u".into()),
+        volume_id: volume,
+        snapshot_id: None,
+        name: Some("b".into()),
+        description: None,
+        availability_zone: Some("nova".into()),
+        container: None,
+        size_gib: 1,
+        status: BackupStatus::Creating,
+        fail_reason: None,
+        is_incremental: false,
+        parent_id: None,
+        metadata: Metadata::new(),
+        object_count: 0,
+        stored_bytes: 0,
+        data_timestamp: Timestamp(created),
+        point: None,
+        source: None,
+        restore_volume_id: None,
+        created_at: Timestamp(created),
+        updated_at: None,
+    }
+}
+
+fn backups_and_chunks(store: &dyn MetadataStore) {
+    use ember_store::ChunkState;
+    let volume = VolumeId::new();
+    let (b1, b2, other) = (
+        backup("p", volume, 1),
+        backup("p", volume, 2),
+        backup("q", VolumeId::new(), 3),
+    );
+    let p = ProjectId("p".into());
+    let q = ProjectId("q".into());
+    let mut tx = store.write().unwrap();
+    for b in [&b2, &b1, &other] {
+        tx.put_backup(b).unwrap();
+    }
+    tx.put_backup_refs(b1.id, &p, &[(0, "h0".into()), (3, "h3".into())])
+        .unwrap();
+    // Replacing index 3, and a reference to the same content by b2.
+    tx.put_backup_refs(b1.id, &p, &[(3, "h3b".into())]).unwrap();
+    tx.put_backup_refs(b2.id, &p, &[(1, "h0".into())]).unwrap();
+    tx.put_backup_refs(other.id, &q, &[(0, "h0".into())]).unwrap();
+    for (project, hash) in [(&p, "h0"), (&p, "h3"), (&p, "h3b"), (&q, "h0")] {
+        tx.put_chunk_state(project, hash, ChunkState::Stored).unwrap();
+    }
+    tx.commit().unwrap();
+
+    let mut tx = store.read().unwrap();
+    let ids: Vec<_> = tx.backups(Some(&p)).unwrap().iter().map(|b| b.id).collect();
+    assert_eq!(ids, vec![b1.id, b2.id], "oldest first, one project");
+    assert_eq!(tx.backups(None).unwrap().len(), 3);
+    assert_eq!(tx.backup(b1.id).unwrap().unwrap(), b1);
+    assert_eq!(
+        tx.backup_refs(b1.id).unwrap(),
+        vec![(0, "h0".to_string()), (3, "h3b".to_string())]
+    );
+    // Only the replaced chunk is referenced by nobody.
+    assert_eq!(
+        tx.unreferenced_chunks(10).unwrap(),
+        vec![(p.clone(), "h3".to_string(), ChunkState::Stored)]
+    );
+    drop(tx);
+
+    // Deleting b1 leaves h0 (b2 still needs it), and q's h0 is q's own.
+    let mut tx = store.write().unwrap();
+    tx.delete_backup(b1.id).unwrap();
+    tx.put_chunk_state(&p, "h3", ChunkState::Doomed).unwrap();
+    tx.commit().unwrap();
+    let mut tx = store.read().unwrap();
+    assert!(tx.backup(b1.id).unwrap().is_none());
+    assert!(tx.backup_refs(b1.id).unwrap().is_empty());
+    let mut orphans = tx.unreferenced_chunks(10).unwrap();
+    orphans.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        orphans,
+        vec![
+            (p.clone(), "h3".to_string(), ChunkState::Doomed),
+            (p.clone(), "h3b".to_string(), ChunkState::Stored)
+        ]
+    );
+    assert_eq!(tx.chunk_state(&q, "h0").unwrap(), Some(ChunkState::Stored));
+    drop(tx);
+    let mut tx = store.write().unwrap();
+    tx.delete_chunk_state(&p, "h3").unwrap();
+    tx.commit().unwrap();
+    assert_eq!(store.read().unwrap().chunk_state(&p, "h3").unwrap(), None);
+}

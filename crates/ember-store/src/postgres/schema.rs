@@ -81,4 +81,14 @@ CREATE TABLE revoked_subjects (subject TEXT PRIMARY KEY, before_ms BIGINT NOT NU
 CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
+    r#"
+CREATE TABLE backups (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, volume_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX backups_by_project ON backups (project_id, created_at);
+CREATE TABLE backup_refs (backup_id TEXT NOT NULL, idx BIGINT NOT NULL, project_id TEXT NOT NULL,
+    hash TEXT NOT NULL, PRIMARY KEY (backup_id, idx));
+CREATE INDEX backup_refs_by_chunk ON backup_refs (project_id, hash);
+CREATE TABLE backup_chunks (project_id TEXT NOT NULL, hash TEXT NOT NULL, state BIGINT NOT NULL,
+    PRIMARY KEY (project_id, hash));
+"#,
 ];
