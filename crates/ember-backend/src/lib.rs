@@ -22,7 +22,7 @@ pub mod manage;
 pub mod qcow2;
 pub mod rbd;
 
-use ember_model::{ImageId, SnapshotId, VolumeId};
+use ember_model::{BackupId, ImageId, ImageOwner, SnapshotId, VolumeId};
 use ember_storage::{BlockIo, Capacity, StorageError};
 use ember_store::{StoreError, Tx};
 pub use manage::{Claimed, Manageable};
@@ -216,6 +216,34 @@ pub trait VolumeBackend: Send + Sync + 'static {
     /// released data left behind, data that fails its checks.
     fn audit(&self) -> Result<Vec<String>>;
 
+    // --- Backups ---------------------------------------------------------
+
+    /// Keeps `frozen` (frozen by `record_freeze` for no snapshot) for
+    /// `backup`: the volume's point in time that backup read, the base of
+    /// the next incremental one. In the caller's transaction; given up
+    /// with `release`.
+    fn hold_for_backup(&self, tx: &mut dyn Tx, frozen: DataRef, backup: BackupId) -> Result<()> {
+        let mut row = tx.image(frozen)?.ok_or_else(|| {
+            BackendError::Internal(format!("image {frozen} is missing from the metadata store"))
+        })?;
+        row.owner = ImageOwner::Backup(backup);
+        tx.put_image(&row)?;
+        Ok(())
+    }
+
+    /// The byte ranges, ascending, where `data` may read differently from
+    /// `since` (an earlier point of the same volume, held by
+    /// `hold_for_backup`); with `since` None, or not in `data`'s history,
+    /// the ranges that may hold data at all. None when the backend cannot
+    /// tell: the caller then reads everything.
+    fn changed_ranges(
+        &self,
+        _data: DataRef,
+        _since: Option<DataRef>,
+    ) -> Result<Option<Vec<(u64, u64)>>> {
+        Ok(None)
+    }
+
     // --- Manage and unmanage (Cinder's) --------------------------------
 
     /// Keeps `data` for a later manage under `label` (see `manage::label`),
@@ -319,4 +347,28 @@ pub trait FileChains {
     fn chain(&self, tx: &mut dyn Tx, data: DataRef) -> Result<Vec<DataRef>>;
     /// Whether `data` exists, as a record or as a file.
     fn exists(&self, tx: &mut dyn Tx, data: DataRef) -> Result<bool>;
+}
+
+/// Sorts ranges and joins those that overlap or touch.
+pub fn join_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut joined: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (start, len) in ranges {
+        match joined.last_mut() {
+            Some((s, l)) if start <= *s + *l => *l = (*l).max(start + len - *s),
+            _ => joined.push((start, len)),
+        }
+    }
+    joined
+}
+
+#[cfg(test)]
+mod range_tests {
+    #[test]
+    fn ranges_join_where_they_overlap_or_touch() {
+        assert_eq!(
+            super::join_ranges(vec![(10, 5), (0, 4), (4, 2), (12, 10), (40, 1)]),
+            vec![(0, 6), (10, 12), (40, 1)]
+        );
+    }
 }

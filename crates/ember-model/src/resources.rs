@@ -49,6 +49,7 @@ status_enum!(VolumeStatus {
     Reverting => "reverting",
     Retyping => "retyping",
     AwaitingTransfer => "awaiting-transfer",
+    RestoringBackup => "restoring-backup",
 });
 
 impl VolumeStatus {
@@ -62,6 +63,7 @@ impl VolumeStatus {
                 | VolumeStatus::Extending
                 | VolumeStatus::Reverting
                 | VolumeStatus::Retyping
+                | VolumeStatus::RestoringBackup
         )
     }
 }
@@ -73,6 +75,7 @@ status_enum!(SnapshotStatus {
     Error => "error",
     ErrorDeleting => "error_deleting",
     Restoring => "restoring",
+    BackingUp => "backing-up",
 });
 
 impl SnapshotStatus {

@@ -153,6 +153,8 @@ pub struct Core {
     /// heartbeat; see `membership`), so that two nodes never remove the
     /// same data at once; with a private store, always.
     pub(crate) collector: std::sync::atomic::AtomicBool,
+    /// Where backups go (set once at start-up; none: backups are refused).
+    pub backup_target: std::sync::OnceLock<Arc<ember_backup::Target>>,
 }
 
 /// Held while a volume's chain changes; I/O waits meanwhile.
@@ -172,6 +174,7 @@ impl Core {
             exports: Mutex::new(HashMap::new()),
             started_at: ember_model::Timestamp::now(),
             collector: std::sync::atomic::AtomicBool::new(!store_shared),
+            backup_target: std::sync::OnceLock::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod assisted;
 pub mod attachments;
 pub mod backend;
+pub mod backups;
 mod context;
 pub mod core;
 pub mod engine;

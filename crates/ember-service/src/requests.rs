@@ -1,7 +1,7 @@
 //! Dialect-neutral requests. Each dialect fills these from its own wire
 //! format after validating syntax; the service checks the rules.
 
-use ember_model::{Metadata, SnapshotId, SnapshotStatus, VolumeId, VolumeStatus};
+use ember_model::{BackupId, Metadata, SnapshotId, SnapshotStatus, VolumeId, VolumeStatus};
 
 #[derive(Clone, Debug, Default)]
 pub struct CreateVolume {
@@ -67,4 +67,39 @@ pub struct AttachRequest {
 pub enum ResetStatus {
     Volume(VolumeStatus),
     Snapshot(SnapshotStatus),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateBackup {
+    pub volume_id: VolumeId,
+    pub snapshot_id: Option<SnapshotId>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub container: Option<String>,
+    pub availability_zone: Option<String>,
+    pub metadata: Metadata,
+    pub incremental: bool,
+    /// Whether an attached (`in-use`) volume may be backed up.
+    pub force: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct UpdateBackup {
+    pub name: Option<Option<String>>,
+    pub description: Option<Option<String>>,
+    pub metadata: Option<Metadata>,
+}
+
+/// Where a restore writes: an existing volume, or a new one (named).
+#[derive(Clone, Debug, Default)]
+pub struct RestoreBackup {
+    pub volume_id: Option<VolumeId>,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Restored {
+    pub backup_id: BackupId,
+    pub volume_id: VolumeId,
+    pub volume_name: Option<String>,
 }

@@ -141,6 +141,13 @@ pub trait StorageDriver: Send + Sync + 'static {
     /// one writes the child meanwhile. Re-running after a crash is safe.
     fn merge_into_child(&self, chain: &Chain) -> Result<()>;
 
+    /// The byte ranges that the top image of `chain` holds itself (data
+    /// or explicit zeroes; what it reads through to its backing is not
+    /// listed), ascending. None when the driver cannot tell.
+    fn own_ranges(&self, _chain: &Chain) -> Result<Option<Vec<(u64, u64)>>> {
+        Ok(None)
+    }
+
     /// Every image present on the storage, for the start-up orphan sweep.
     fn list_images(&self) -> Result<Vec<ImageId>>;
 

@@ -360,6 +360,32 @@ impl VolumeBackend for Qcow2Backend {
         Ok(problems)
     }
 
+    /// The layers above `since` are all that can differ from it: layers
+    /// at and below a held point only ever receive merges of layers below
+    /// them, which leave what they read unchanged.
+    fn changed_ranges(
+        &self,
+        data: DataRef,
+        since: Option<DataRef>,
+    ) -> Result<Option<Vec<(u64, u64)>>> {
+        self.with_chain(data, |chain| {
+            let above = since
+                .and_then(|s| chain.images.iter().position(|i| *i == s))
+                .unwrap_or(chain.images.len());
+            let mut ranges = Vec::new();
+            for depth in 0..above {
+                let layer = Chain {
+                    images: chain.images[depth..].to_vec(),
+                };
+                match self.driver.own_ranges(&layer)? {
+                    Some(own) => ranges.extend(own),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(crate::join_ranges(ranges)))
+        })
+    }
+
     fn in_lineage(&self, tx: &mut dyn Tx, frozen: DataRef, volume_data: DataRef) -> Result<bool> {
         Ok(Self::chain_of(tx, volume_data)?.images[1..].contains(&frozen))
     }

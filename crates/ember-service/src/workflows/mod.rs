@@ -2,6 +2,10 @@
 //! with undos (see `crate::engine`). Every step says which subsystem it
 //! touches: (DB) the metadata store, (Storage) image files.
 
+pub mod backup_chunks;
+pub mod backup_create;
+pub mod backup_delete;
+pub mod backup_restore;
 pub mod snapshot_create;
 pub mod snapshot_delete;
 pub mod volume_create;
@@ -17,7 +21,7 @@ use ember_model::WorkflowRecord;
 
 /// Runs a stored workflow record with the workflow its kind names.
 /// Every workflow kind, e.g. to show every kind's counters from the start.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 10] = [
     volume_create::VolumeCreate::KIND,
     volume_migrate::VolumeMigrate::KIND,
     volume_delete::VolumeDelete::KIND,
@@ -25,6 +29,9 @@ pub const KINDS: [&str; 7] = [
     volume_revert::VolumeRevert::KIND,
     snapshot_create::SnapshotCreate::KIND,
     snapshot_delete::SnapshotDelete::KIND,
+    backup_create::BackupCreate::KIND,
+    backup_delete::BackupDelete::KIND,
+    backup_restore::BackupRestore::KIND,
 ];
 
 pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
@@ -39,6 +46,11 @@ pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
         }
         snapshot_delete::SnapshotDelete::KIND => {
             drive::<snapshot_delete::SnapshotDelete>(core, record)
+        }
+        backup_create::BackupCreate::KIND => drive::<backup_create::BackupCreate>(core, record),
+        backup_delete::BackupDelete::KIND => drive::<backup_delete::BackupDelete>(core, record),
+        backup_restore::BackupRestore::KIND => {
+            drive::<backup_restore::BackupRestore>(core, record)
         }
         other => Err(ServiceError::Internal(format!(
             "unknown workflow kind {other}"

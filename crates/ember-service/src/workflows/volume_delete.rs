@@ -84,6 +84,7 @@ fn release(core: &Core, p: &Params) -> Result<()> {
     if let Some(data) = volume.image {
         core.backend_of(&volume)?.release(tx.as_mut(), data)?;
     }
+    crate::backups::release_points_of_volume(core, tx.as_mut(), &volume)?;
     tx.delete_volume(p.volume_id)?;
     tx.add_quota_usage(&volume.project_id, QuotaResource::Volumes, -1)?;
     tx.add_quota_usage(

@@ -71,6 +71,36 @@ pub(crate) fn merge_into_child(
     Ok(())
 }
 
+/// The ranges `layer` holds itself, found by walking its mapping (never by
+/// reading data), adjacent ranges joined.
+pub(crate) fn own_ranges(layer: &Layer) -> std::io::Result<Vec<(u64, u64)>> {
+    let end = layer.size();
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let (mapping, length) = layer.get_shallow_mapping(offset, end - offset)?;
+        let length = length.min(end - offset);
+        if length == 0 {
+            break;
+        }
+        let own = match mapping {
+            ShallowMapping::Raw { .. } | ShallowMapping::Special { .. } => true,
+            ShallowMapping::Zero { explicit, .. } => explicit,
+            ShallowMapping::Indirect { .. } => false,
+            ShallowMapping::Eof { .. } => break,
+            _ => true,
+        };
+        if own {
+            match ranges.last_mut() {
+                Some((start, len)) if *start + *len == offset => *len += length,
+                _ => ranges.push((offset, length)),
+            }
+        }
+        offset += length;
+    }
+    Ok(ranges)
+}
+
 fn copy_where_child_unallocated(child: &Layer, start: u64, length: u64) -> std::io::Result<()> {
     let end = start + length;
     let mut offset = start;

@@ -297,6 +297,13 @@ impl StorageDriver for Qcow2Driver {
         merged
     }
 
+    fn own_ranges(&self, chain: &Chain) -> Result<Option<Vec<(u64, u64)>>> {
+        let top = self.open_layers(chain, false)?;
+        merge::own_ranges(&top)
+            .map(Some)
+            .map_err(|e| StorageError::io(chain.top(), e))
+    }
+
     fn capacity(&self) -> Result<crate::Capacity> {
         use std::os::unix::ffi::OsStrExt;
         let path = std::ffi::CString::new(self.dir.as_os_str().as_bytes())
