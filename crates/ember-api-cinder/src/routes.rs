@@ -196,6 +196,18 @@ pub enum Endpoint {
         project: String,
     },
 
+    ListBackups {
+        detail: bool,
+    },
+    CreateBackup,
+    ShowBackup(String),
+    UpdateBackup(String),
+    DeleteBackup(String),
+    BackupAction(String),
+    RestoreBackup(String),
+    ExportBackupRecord(String),
+    ImportBackupRecord,
+
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
     ReadVolumeData(String),
     WriteVolumeData(String),
@@ -211,6 +223,11 @@ impl Endpoint {
             Endpoint::UpdateSnapshot(_) => "UpdateSnapshot",
             Endpoint::DeleteSnapshot(_) => "DeleteSnapshot",
             Endpoint::SnapshotAction(_) => "SnapshotAction",
+            Endpoint::ListBackups { .. } => "ListBackups",
+            Endpoint::CreateBackup => "CreateBackup",
+            Endpoint::ShowBackup(_) => "ShowBackup",
+            Endpoint::DeleteBackup(_) => "DeleteBackup",
+            Endpoint::RestoreBackup(_) => "RestoreBackup",
             _ => "Other",
         }
     }
@@ -246,6 +263,7 @@ const COLLECTIONS: &[&str] = &[
     "manageable_volumes",
     "os-snapshot-manage",
     "manageable_snapshots",
+    "backups",
 ];
 
 /// Parses the path after `/v3` or `/v2`. Returns the project named in the
@@ -404,6 +422,16 @@ pub fn parse<'a>(
             detail: true,
             since_38: true,
         },
+        ("GET", ["backups"]) => ListBackups { detail: false },
+        ("GET", ["backups", "detail"]) => ListBackups { detail: true },
+        ("POST", ["backups"]) => CreateBackup,
+        ("POST", ["backups", "import_record"]) => ImportBackupRecord,
+        ("GET", ["backups", id]) => ShowBackup(s(id)),
+        ("PUT", ["backups", id]) => UpdateBackup(s(id)),
+        ("DELETE", ["backups", id]) => DeleteBackup(s(id)),
+        ("POST", ["backups", id, "action"]) => BackupAction(s(id)),
+        ("POST", ["backups", id, "restore"]) => RestoreBackup(s(id)),
+        ("GET", ["backups", id, "export_record"]) => ExportBackupRecord(s(id)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
         ("GET", ["groups"]) => ListGroups { detail: false },

@@ -279,3 +279,96 @@ pub fn snapshot_manage() -> Schema {
         vec!["snapshot"],
     )
 }
+
+/// Cinder's backup `create` (3.43 adds metadata, 3.51 availability_zone;
+/// before those the keys are refused as unknown).
+pub fn backup_create(mv: crate::version::Microversion) -> Schema {
+    let mut properties = vec![
+        ("volume_id", Schema::Uuid { nullable: false }),
+        (
+            "container",
+            Schema::Str {
+                nullable: true,
+                min: Some(0),
+                max: Some(255),
+                printable: false,
+            },
+        ),
+        ("description", description()),
+        ("incremental", Schema::Boolean),
+        ("force", Schema::Boolean),
+        ("name", name()),
+        ("snapshot_id", Schema::UuidOrNull),
+    ];
+    if mv.at_least(43) {
+        properties.push(("metadata", metadata_allows_null()));
+    }
+    if mv.at_least(51) {
+        properties.push(("availability_zone", name()));
+    }
+    object(
+        vec![(
+            "backup",
+            Schema::Object(ObjectSchema {
+                properties,
+                required: vec!["volume_id"],
+                ..Default::default()
+            }),
+        )],
+        vec!["backup"],
+    )
+}
+
+/// Cinder's backup `update` (3.9; 3.43 adds metadata).
+pub fn backup_update(mv: crate::version::Microversion) -> Schema {
+    let mut properties = vec![("name", name()), ("description", description())];
+    if mv.at_least(43) {
+        properties.push(("metadata", metadata_allows_null()));
+    }
+    object(
+        vec![(
+            "backup",
+            Schema::Object(ObjectSchema {
+                properties,
+                ..Default::default()
+            }),
+        )],
+        vec!["backup"],
+    )
+}
+
+pub fn backup_restore() -> Schema {
+    object(
+        vec![(
+            "restore",
+            Schema::Object(ObjectSchema {
+                properties: vec![("volume_id", Schema::UuidOrNull), ("name", name())],
+                nullable: true,
+                ..Default::default()
+            }),
+        )],
+        vec!["restore"],
+    )
+}
+
+pub fn backup_import() -> Schema {
+    let text = |max| Schema::Str {
+        nullable: false,
+        min: Some(0),
+        max,
+        printable: false,
+    };
+    object(
+        vec![(
+            "backup-record",
+            object(
+                vec![
+                    ("backup_service", text(Some(255))),
+                    ("backup_url", text(None)),
+                ],
+                vec!["backup_service", "backup_url"],
+            ),
+        )],
+        vec!["backup-record"],
+    )
+}

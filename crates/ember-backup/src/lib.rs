@@ -59,7 +59,17 @@ pub struct Target {
     store: Arc<dyn ObjectStore>,
     /// What operators and admins see: the URL without credentials.
     describe: String,
-    runtime: tokio::runtime::Runtime,
+    /// Always Some until dropped (then shut down without blocking, which
+    /// is allowed even on an async worker thread).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl std::fmt::Debug for Target {
@@ -122,7 +132,7 @@ impl Target {
             return Ok(Target {
                 store,
                 describe,
-                runtime,
+                runtime: Some(runtime),
             });
         }
         let dir = url.strip_prefix("file://").unwrap_or(url);
@@ -135,13 +145,19 @@ impl Target {
         Ok(Target {
             store: Arc::new(store),
             describe: format!("file://{dir}"),
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
     /// The target as admins see it (no credentials).
     pub fn describe(&self) -> &str {
         &self.describe
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the target")
     }
 
     fn unavailable(&self, e: object_store::Error) -> TargetError {
@@ -161,14 +177,14 @@ impl Target {
     }
 
     fn put(&self, path: ObjectPath, body: Vec<u8>) -> Result<()> {
-        self.runtime
+        self.rt()
             .block_on(self.store.put(&path, PutPayload::from(body)))
             .map(|_| ())
             .map_err(|e| self.unavailable(e))
     }
 
     fn get(&self, path: &ObjectPath) -> Result<Vec<u8>> {
-        self.runtime
+        self.rt()
             .block_on(async {
                 let got = self.store.get(path).await?;
                 got.bytes().await
@@ -181,7 +197,7 @@ impl Target {
     }
 
     fn delete(&self, path: &ObjectPath) -> Result<()> {
-        match self.runtime.block_on(self.store.delete(path)) {
+        match self.rt().block_on(self.store.delete(path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.unavailable(e)),
         }
@@ -230,7 +246,8 @@ impl Target {
         let mut json = Vec::new();
         zstd::stream::copy_decode(&body[..], &mut json)
             .map_err(|e| TargetError::Corrupt(path.to_string(), e.to_string()))?;
-        serde_json::from_slice(&json).map_err(|e| TargetError::Corrupt(path.to_string(), e.to_string()))
+        serde_json::from_slice(&json)
+            .map_err(|e| TargetError::Corrupt(path.to_string(), e.to_string()))
     }
 
     pub fn delete_manifest(&self, project: &str, backup: &str) -> Result<()> {
@@ -241,7 +258,7 @@ impl Target {
     /// most one object.
     pub fn check(&self) -> Result<()> {
         use futures::StreamExt;
-        self.runtime.block_on(async {
+        self.rt().block_on(async {
             let mut list = self.store.list(Some(&ObjectPath::from("manifests")));
             match list.next().await {
                 Some(Err(e)) => Err(self.unavailable(e)),
@@ -287,9 +304,7 @@ mod tests {
         ));
         // A chunk whose bytes changed on the target is refused.
         let other = vec![8u8; CHUNK_SIZE as usize];
-        let path = dir
-            .path()
-            .join(format!("chunks/p1/{}/{hash}", &hash[..2]));
+        let path = dir.path().join(format!("chunks/p1/{}/{hash}", &hash[..2]));
         std::fs::write(&path, zstd::bulk::compress(&other, 3).unwrap()).unwrap();
         assert!(matches!(
             target.get_chunk("p1", &hash),

@@ -1,6 +1,8 @@
 //! Volumes, snapshots, images, quotas and workflow records.
 
-use crate::{BackupId, ImageId, Metadata, ProjectId, SnapshotId, Timestamp, UserId, VolumeId, WorkflowId};
+use crate::{
+    BackupId, ImageId, Metadata, ProjectId, SnapshotId, Timestamp, UserId, VolumeId, WorkflowId,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;

@@ -25,7 +25,9 @@ pub const BACKUP_SERVICE: &str = "ember.backup.chunked";
 pub(crate) fn load_backup(tx: &mut dyn Tx, caller: &Caller, id: BackupId) -> Result<Backup> {
     match tx.backup(id)? {
         Some(b) if caller.sees(&b.project_id) => Ok(b),
-        _ => Err(ServiceError::NotFound(format!("Backup {id} could not be found."))),
+        _ => Err(ServiceError::NotFound(format!(
+            "Backup {id} could not be found."
+        ))),
     }
 }
 
@@ -346,7 +348,9 @@ impl Service {
                         caller,
                         CreateVolume {
                             name: Some(name),
-                            description: Some(format!("auto-created_from_restore_from_backup {id}")),
+                            description: Some(format!(
+                                "auto-created_from_restore_from_backup {id}"
+                            )),
                             size_gib: Some(backup.size_gib),
                             ..Default::default()
                         },
@@ -464,7 +468,9 @@ impl Service {
         require_admin(caller, "backup:export-import")?;
         let b = self.backup(caller, id).await?;
         if b.status != BackupStatus::Available {
-            return Err(invalid("Invalid backup: Backup status must be available and not restoring."));
+            return Err(invalid(
+                "Invalid backup: Backup status must be available and not restoring.",
+            ));
         }
         let record = serde_json::json!({
             "id": b.id,
@@ -511,8 +517,8 @@ impl Service {
                 .map(str::to_string)
                 .ok_or_else(|| invalid(format!("Invalid backup_url: no {k}.")))
         };
-        let id = BackupId::parse(&parse("id")?)
-            .ok_or_else(|| invalid("Invalid backup_url: bad id."))?;
+        let id =
+            BackupId::parse(&parse("id")?).ok_or_else(|| invalid("Invalid backup_url: bad id."))?;
         let volume_id = VolumeId::parse(&parse("volume_id")?)
             .ok_or_else(|| invalid("Invalid backup_url: bad volume_id."))?;
         let project = ProjectId(parse("project_id")?);
@@ -532,11 +538,15 @@ impl Service {
                 .get_manifest(&project.0, &id.to_string())
                 .map_err(|e| invalid(format!("Invalid backup_url: {e}")))?;
             if manifest.size != size_gib << 30 {
-                return Err(invalid("Invalid backup_url: the manifest does not match the record."));
+                return Err(invalid(
+                    "Invalid backup_url: the manifest does not match the record.",
+                ));
             }
             let mut tx = core.store.write()?;
             if tx.backup(id)?.is_some() {
-                return Err(invalid(format!("Invalid backup: Backup {id} already exists.")));
+                return Err(invalid(format!(
+                    "Invalid backup: Backup {id} already exists."
+                )));
             }
             reserve(
                 tx.as_mut(),
@@ -547,9 +557,7 @@ impl Service {
                 ],
             )?;
             let now = Timestamp::now();
-            let timestamp = |k: &str| {
-                serde_json::from_value::<Timestamp>(field(k)).unwrap_or(now)
-            };
+            let timestamp = |k: &str| serde_json::from_value::<Timestamp>(field(k)).unwrap_or(now);
             let string = |k: &str| field(k).as_str().map(str::to_string);
             let backup = Backup {
                 id,
@@ -580,10 +588,13 @@ impl Service {
             for batch in manifest.chunks.chunks(4096) {
                 for (_, hash) in batch {
                     match tx.chunk_state(&project, hash)? {
-                        None => tx.put_chunk_state(&project, hash, ember_store::ChunkState::Stored)?,
+                        None => {
+                            tx.put_chunk_state(&project, hash, ember_store::ChunkState::Stored)?
+                        }
                         Some(ember_store::ChunkState::Doomed) => {
                             return Err(ServiceError::Busy(
-                                "Chunks of this backup are being collected; retry the import.".into(),
+                                "Chunks of this backup are being collected; retry the import."
+                                    .into(),
                             ));
                         }
                         Some(_) => {}

@@ -14,9 +14,9 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project, ProjectId, QosSpecs,
-    QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User, UserMessage, Volume,
-    VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project,
+    ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
+    UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]

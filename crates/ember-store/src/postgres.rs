@@ -22,9 +22,8 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
     AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
-    Project, ProjectId,
-    QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
-    UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
+    Transfer, User, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use pool::{Param, Pool, Pooled};
 

@@ -10,9 +10,8 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
     AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
-    Project, ProjectId,
-    QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
-    UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
+    Transfer, User, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -1603,7 +1602,11 @@ impl Tx for SqliteTx<'_> {
             .map_err(backend)?;
         let rows = stmt
             .query_map([limit as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
             })
             .map_err(backend)?
             .collect::<std::result::Result<Vec<_>, _>>()

@@ -663,9 +663,11 @@ fn backups_and_chunks(store: &dyn MetadataStore) {
     // Replacing index 3, and a reference to the same content by b2.
     tx.put_backup_refs(b1.id, &p, &[(3, "h3b".into())]).unwrap();
     tx.put_backup_refs(b2.id, &p, &[(1, "h0".into())]).unwrap();
-    tx.put_backup_refs(other.id, &q, &[(0, "h0".into())]).unwrap();
+    tx.put_backup_refs(other.id, &q, &[(0, "h0".into())])
+        .unwrap();
     for (project, hash) in [(&p, "h0"), (&p, "h3"), (&p, "h3b"), (&q, "h0")] {
-        tx.put_chunk_state(project, hash, ChunkState::Stored).unwrap();
+        tx.put_chunk_state(project, hash, ChunkState::Stored)
+            .unwrap();
     }
     tx.commit().unwrap();
 

@@ -81,6 +81,12 @@ pub struct ServeArgs {
     /// on the API listener needs an admin's token.
     #[arg(long, env = "EMBER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Where backups go: a directory (`/path` or `file:///path`) or an
+    /// S3-compatible bucket (`s3://bucket/prefix?endpoint=…&region=…`,
+    /// credentials in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`).
+    /// Default: `<data-dir>/backups`.
+    #[arg(long, env = "EMBER_BACKUP_TARGET")]
+    backup_target: Option<String>,
     /// Log format: `text` (default) or `json` (one JSON object per line).
     #[arg(long, env = "EMBER_LOG_FORMAT")]
     log_format: Option<String>,
@@ -123,6 +129,7 @@ struct FileConfig {
     reserved_space_mib: Option<u64>,
     public_endpoint: Option<String>,
     metrics_listen: Option<String>,
+    backup_target: Option<String>,
     log_format: Option<String>,
     max_connections: Option<usize>,
     header_timeout_secs: Option<u64>,
@@ -265,6 +272,8 @@ pub struct Settings {
     pub nbd_reply_timeout: std::time::Duration,
     pub public_endpoint: Option<String>,
     pub metrics_listen: Option<String>,
+    /// The backup target's URL (see `--backup-target`).
+    pub backup_target: String,
     /// One JSON object per log line instead of text.
     pub json_logs: bool,
     /// The backends, in placement order; never empty.
@@ -370,6 +379,13 @@ impl ServeArgs {
         {
             anyhow::bail!("--node-id must be 1-255 letters, digits, '-', '_' or '.'");
         }
+        let backup_target = match self.backup_target.or(file.backup_target) {
+            Some(url) => url,
+            None => format!(
+                "file://{}",
+                std::path::absolute(&data_dir)?.join("backups").display()
+            ),
+        };
         Ok(Settings {
             data_dir,
             database,
@@ -428,6 +444,7 @@ impl ServeArgs {
                 }
             },
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            backup_target,
             json_logs: match self.log_format.or(file.log_format).as_deref() {
                 None | Some("text") => false,
                 Some("json") => true,

@@ -137,6 +137,10 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
         });
     }
     let service = Service::new(store, ember_service::Backends::new(backends), config);
+    let target =
+        ember_backup::Target::open(&settings.backup_target).context("opening the backup target")?;
+    tracing::info!(target = target.describe(), "backups go to");
+    service.set_backup_target(std::sync::Arc::new(target));
     let resumed = service
         .recover()
         .await

@@ -2,6 +2,7 @@
 
 mod attachments;
 mod backend;
+mod backups;
 mod group_types;
 mod groups;
 mod manage;
@@ -40,6 +41,16 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
             snapshots::delete_metadata_key(svc, req, &id, &key).await
         }
         ReadSnapshotData(id) => snapshots::read_data(svc, req, &id).await,
+
+        ListBackups { detail } => backups::list(svc, req, detail).await,
+        CreateBackup => backups::create(svc, req).await,
+        ShowBackup(id) => backups::show(svc, req, &id).await,
+        UpdateBackup(id) => backups::update(svc, req, &id).await,
+        DeleteBackup(id) => backups::delete(svc, req, &id).await,
+        BackupAction(id) => backups::action(svc, req, &id).await,
+        RestoreBackup(id) => backups::restore(svc, req, &id).await,
+        ExportBackupRecord(id) => backups::export_record(svc, req, &id).await,
+        ImportBackupRecord => backups::import_record(svc, req).await,
 
         ListVolumes { detail } => volumes::list(svc, req, detail).await,
         CreateVolume => volumes::create(svc, req).await,

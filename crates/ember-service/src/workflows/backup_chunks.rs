@@ -106,7 +106,9 @@ pub(crate) fn collect(core: &Core) -> Result<usize> {
             return Ok(deleted);
         }
         for (project, hash, _) in &doomed {
-            target.delete_chunk(&project.0, hash).map_err(target_error)?;
+            target
+                .delete_chunk(&project.0, hash)
+                .map_err(target_error)?;
         }
         let mut tx = core.store.write()?;
         for (project, hash, _) in &doomed {

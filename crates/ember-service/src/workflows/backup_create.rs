@@ -221,9 +221,7 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
     // the target has are still not uploaded again).
     let (since, mut manifest): (Option<DataRef>, BTreeMap<u64, String>) = match parent {
         Some((parent, refs)) => match parent.point {
-            Some(point)
-                if backend.in_lineage(core.store.read()?.as_mut(), point, source)? =>
-            {
+            Some(point) if backend.in_lineage(core.store.read()?.as_mut(), point, source)? => {
                 (Some(point), refs.into_iter().collect())
             }
             _ => (None, BTreeMap::new()),

@@ -49,9 +49,7 @@ pub fn dispatch(core: &Core, record: WorkflowRecord) -> Result<Outcome> {
         }
         backup_create::BackupCreate::KIND => drive::<backup_create::BackupCreate>(core, record),
         backup_delete::BackupDelete::KIND => drive::<backup_delete::BackupDelete>(core, record),
-        backup_restore::BackupRestore::KIND => {
-            drive::<backup_restore::BackupRestore>(core, record)
-        }
+        backup_restore::BackupRestore::KIND => drive::<backup_restore::BackupRestore>(core, record),
         other => Err(ServiceError::Internal(format!(
             "unknown workflow kind {other}"
         ))),

@@ -1,0 +1,277 @@
+//! Backups leave the volume's storage and come back byte for byte: full
+//! and incremental backups to the default target (a directory), restores
+//! to a new and to an existing volume, deduplicated chunks, the parent
+//! rule, quotas, and chunks deleted once nothing references them. Run on
+//! every test backend.
+
+mod common;
+
+use common::{PROJECT, Server, TestBackend, test_backends};
+use serde_json::{Value, json};
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+
+fn create_backup(s: &Server, body: Value) -> String {
+    let (status, reply) = s.admin("POST", "/backups", Some(json!({ "backup": body })));
+    assert_eq!(status, 202, "{reply}");
+    let id = reply["backup"]["id"].as_str().unwrap().to_string();
+    s.wait_status("backups", &id, "available");
+    id
+}
+
+fn restore(s: &Server, backup: &str, body: Value) -> String {
+    let (status, reply) = s.admin(
+        "POST",
+        &format!("/backups/{backup}/restore"),
+        Some(json!({ "restore": body })),
+    );
+    assert_eq!(status, 202, "{reply}");
+    let volume = reply["restore"]["volume_id"].as_str().unwrap().to_string();
+    s.wait_status("volumes", &volume, "available");
+    s.wait_status("backups", backup, "available");
+    volume
+}
+
+/// Chunk objects on the directory target.
+fn chunk_files(dir: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        match std::fs::read_dir(p) {
+            Ok(entries) => entries
+                .map(|e| {
+                    let p = e.unwrap().path();
+                    if p.is_dir() { walk(&p) } else { 1 }
+                })
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+    walk(&dir.join("backups/chunks"))
+}
+
+/// How many chunks the copies of the backups so far read, from the log.
+fn chunks_read(s: &Server) -> Vec<u64> {
+    s.log()
+        .lines()
+        .filter(|l| l.contains("backup copied"))
+        .filter_map(|l| {
+            l.split("read_chunks=")
+                .nth(1)
+                .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn backups_restore_byte_for_byte_on_every_backend() {
+    for backend in test_backends() {
+        eprintln!("backend {backend:?}");
+        backups_restore_byte_for_byte(&backend);
+    }
+}
+
+fn backups_restore_byte_for_byte(backend: &TestBackend) {
+    let s = Server::start_on(backend);
+    let volume = s.create_volume(1);
+    s.write(&volume, 0, vec![0xA1; MIB as usize]);
+    s.write(&volume, 100 * MIB, vec![0xA2; 512 * 1024]);
+
+    // A full backup holds the three chunks with data.
+    let full = create_backup(&s, json!({"volume_id": volume, "name": "full"}));
+    let (_, shown) = s.admin("GET", &format!("/backups/{full}"), None);
+    let b = &shown["backup"];
+    assert_eq!(b["object_count"], 3, "{b}");
+    assert_eq!(b["is_incremental"], false);
+    assert_eq!(b["size"], 1);
+    assert_eq!(b["volume_id"], volume.as_str());
+    assert_eq!(b["os-backup-project-attr:project_id"], PROJECT);
+
+    // Written after the full backup: an incremental has it; reading it
+    // costs the changed chunks only where the backend can tell them.
+    s.write(&volume, 100 * MIB, vec![0xB2; 512 * 1024]);
+    s.write(&volume, 500 * MIB + 4096, vec![0xC3; 4096]);
+    let incr = create_backup(
+        &s,
+        json!({"volume_id": volume, "name": "incr", "incremental": true}),
+    );
+    let (_, shown) = s.admin("GET", &format!("/backups/{incr}"), None);
+    assert_eq!(shown["backup"]["is_incremental"], true);
+    assert_eq!(shown["backup"]["object_count"], 4);
+    let (_, shown) = s.admin("GET", &format!("/backups/{full}"), None);
+    assert_eq!(shown["backup"]["has_dependent_backups"], true);
+    let read = chunks_read(&s);
+    if *backend == TestBackend::Qcow2 {
+        assert_eq!(read, vec![3, 2], "an incremental reads what changed");
+    }
+
+    // Written after both: in neither.
+    s.write(&volume, 0, vec![0xD4; 4096]);
+
+    let restored = restore(&s, &incr, json!({"name": "from-incr"}));
+    let (_, v) = s.admin("GET", &format!("/volumes/{restored}"), None);
+    assert_eq!(v["volume"]["name"], "from-incr");
+    assert_eq!(
+        s.read("volumes", &restored, 0, MIB),
+        vec![0xA1; MIB as usize]
+    );
+    assert_eq!(
+        s.read("volumes", &restored, 100 * MIB, 512 * 1024),
+        vec![0xB2; 512 * 1024]
+    );
+    assert_eq!(
+        s.read("volumes", &restored, 500 * MIB, 3 * 4096),
+        [vec![0; 4096], vec![0xC3; 4096], vec![0; 4096]].concat()
+    );
+    assert_eq!(s.read("volumes", &restored, 900 * MIB, 4096), vec![0; 4096]);
+
+    // Restoring the full backup over the volume itself brings the old
+    // bytes back and zeroes what the backup had no data for.
+    restore(&s, &full, json!({"volume_id": volume}));
+    assert_eq!(s.read("volumes", &volume, 0, 4096), vec![0xA1; 4096]);
+    assert_eq!(
+        s.read("volumes", &volume, 100 * MIB, 4096),
+        vec![0xA2; 4096]
+    );
+    assert_eq!(
+        s.read("volumes", &volume, 500 * MIB + 4096, 4096),
+        vec![0; 4096]
+    );
+
+    // Same bytes in another volume of the project: stored once.
+    let before = chunk_files(&s.data_dir());
+    let twin = s.create_volume(1);
+    s.write(&twin, 0, vec![0xA1; MIB as usize]);
+    create_backup(&s, json!({"volume_id": twin}));
+    assert_eq!(chunk_files(&s.data_dir()), before, "deduplicated");
+
+    // The parent goes only after its incremental.
+    let (status, body) = s.admin("DELETE", &format!("/backups/{full}"), None);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string().contains("Incremental backups exist"),
+        "{body}"
+    );
+    for id in [&incr, &full] {
+        let (status, body) = s.admin("DELETE", &format!("/backups/{id}"), None);
+        assert_eq!(status, 202, "{body}");
+        s.wait_gone("backups", id);
+    }
+    let (_, listed) = s.admin("GET", "/backups/detail", None);
+    let left: Vec<_> = listed["backups"].as_array().unwrap().to_vec();
+    assert_eq!(left.len(), 1, "{listed}");
+    // Only the twin's chunk remains on the target (its two chunks with
+    // data hold the same bytes).
+    assert_eq!(chunk_files(&s.data_dir()), 1);
+    let (_, quotas) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
+    assert_eq!(quotas["quota_set"]["backups"]["in_use"], 1, "{quotas}");
+    assert_eq!(quotas["quota_set"]["backup_gigabytes"]["in_use"], 1);
+
+    // The volumes can go while a backup of one remains; the backup still
+    // restores.
+    let twin_backup = left[0]["id"].as_str().unwrap().to_string();
+    for v in [&volume, &twin, &restored] {
+        let (status, body) = s.admin("DELETE", &format!("/volumes/{v}"), None);
+        assert_eq!(status, 202, "{body}");
+        s.wait_gone("volumes", v);
+    }
+    let again = restore(&s, &twin_backup, json!(null));
+    assert_eq!(s.read("volumes", &again, 0, MIB), vec![0xA1; MIB as usize]);
+}
+
+#[test]
+fn backup_requests_are_checked() {
+    let s = Server::start();
+    let volume = s.create_volume(1);
+    // Unknown volume, bad body, an incremental without a full backup.
+    let (status, body) = s.admin(
+        "POST",
+        "/backups",
+        Some(json!({"backup": {"volume_id": uuid::Uuid::new_v4().to_string()}})),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = s.admin("POST", "/backups", Some(json!({"backup": {"size": 1}})));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = s.admin(
+        "POST",
+        "/backups",
+        Some(json!({"backup": {"volume_id": volume, "incremental": true}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("No backups available"), "{body}");
+    // A restore into a smaller volume is refused.
+    let backup = create_backup(&s, json!({"volume_id": volume}));
+    let (_, created) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 2}})));
+    let big = created["volume"]["id"].as_str().unwrap().to_string();
+    s.wait_status("volumes", &big, "available");
+    let small_backup = backup.clone();
+    let (_, created) = s.admin("POST", "/volumes", Some(json!({"volume": {"size": 1}})));
+    let small = created["volume"]["id"].as_str().unwrap().to_string();
+    s.wait_status("volumes", &small, "available");
+    let big_backup = create_backup(&s, json!({"volume_id": big}));
+    let (status, body) = s.admin(
+        "POST",
+        &format!("/backups/{big_backup}/restore"),
+        Some(json!({"restore": {"volume_id": small}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    // Another project sees nothing, and cannot back up this project's
+    // volume.
+    let other = |role: &str, method: &str, path: &str, body: Option<Value>| {
+        s.call(
+            method,
+            &s.url(&format!("/v3/{}{path}", common::OTHER_PROJECT)),
+            &format!("{role}:{}", common::OTHER_PROJECT),
+            Some("3.71"),
+            body,
+        )
+    };
+    let (status, _) = other("member", "GET", &format!("/backups/{small_backup}"), None);
+    assert_eq!(status, 404);
+    let (_, listed) = other("member", "GET", "/backups", None);
+    assert_eq!(listed["backups"], json!([]));
+    let (status, body) = other(
+        "member",
+        "POST",
+        "/backups",
+        Some(json!({"backup": {"volume_id": volume}})),
+    );
+    assert_eq!(status, 404, "{body}");
+    // Admin actions: reset status and export/import.
+    let (status, body) = s.admin(
+        "POST",
+        &format!("/backups/{backup}/action"),
+        Some(json!({"os-reset_status": {"status": "error"}})),
+    );
+    assert_eq!(status, 202, "{body}");
+    s.wait_status("backups", &backup, "error");
+    s.admin(
+        "POST",
+        &format!("/backups/{backup}/action"),
+        Some(json!({"os-reset_status": {"status": "available"}})),
+    );
+    let (status, exported) = s.admin("GET", &format!("/backups/{backup}/export_record"), None);
+    assert_eq!(status, 200, "{exported}");
+    let record = exported["backup-record"].clone();
+    assert_eq!(record["backup_service"], "ember.backup.chunked");
+    // Deleting the record keeps nothing; importing it back restores it.
+    let (status, _) = s.admin("DELETE", &format!("/backups/{backup}"), None);
+    assert_eq!(status, 202);
+    s.wait_gone("backups", &backup);
+    let (status, body) = s.admin(
+        "POST",
+        "/backups/import_record",
+        Some(json!({"backup-record": record})),
+    );
+    // The manifest went with the backup: nothing to import.
+    assert_eq!(status, 400, "{body}");
+    let keep = create_backup(&s, json!({"volume_id": volume}));
+    let (_, exported) = s.admin("GET", &format!("/backups/{keep}/export_record"), None);
+    let (status, body) = s.admin(
+        "POST",
+        "/backups/import_record",
+        Some(json!({"backup-record": exported["backup-record"]})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("already exists"), "{body}");
+}
