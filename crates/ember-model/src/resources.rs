@@ -238,6 +238,13 @@ status_enum!(BackupStatus {
     Restoring => "restoring",
 });
 
+impl Backup {
+    /// The project whose chunk namespace on the target holds the data.
+    pub fn chunk_namespace(&self) -> &ProjectId {
+        self.chunk_project.as_ref().unwrap_or(&self.project_id)
+    }
+}
+
 impl BackupStatus {
     pub fn is_transitional(self) -> bool {
         matches!(
@@ -280,9 +287,17 @@ pub struct Backup {
     /// The data the backup reads (the point, or the snapshot's data).
     #[serde(default)]
     pub source: Option<ImageId>,
-    /// The status before a restore, to return to.
+    /// The volume a restore is writing, while it runs.
     #[serde(default)]
     pub restore_volume_id: Option<VolumeId>,
+    /// The volume's metadata when it was backed up (a restore brings it
+    /// back, as Cinder's does).
+    #[serde(default)]
+    pub volume_metadata: Metadata,
+    /// The project whose chunks and manifest hold the data, when not the
+    /// backup's own (a backup imported into another project).
+    #[serde(default)]
+    pub chunk_project: Option<ProjectId>,
     pub created_at: Timestamp,
     pub updated_at: Option<Timestamp>,
 }

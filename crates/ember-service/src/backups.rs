@@ -20,7 +20,9 @@ use ember_store::Tx;
 use std::time::Duration;
 
 /// What `export_record` names as the backup service.
-pub const BACKUP_SERVICE: &str = "ember.backup.chunked";
+/// Named in Cinder's driver namespace, which clients (Tempest) expect of
+/// every `backup_service`.
+pub const BACKUP_SERVICE: &str = "cinder.backup.drivers.ember_chunked";
 
 pub(crate) fn load_backup(tx: &mut dyn Tx, caller: &Caller, id: BackupId) -> Result<Backup> {
     match tx.backup(id)? {
@@ -58,11 +60,12 @@ pub(crate) fn release_points_of_volume(
 ) -> Result<()> {
     let backend = core.backend_of(volume)?.clone();
     for mut b in tx.backups(Some(&volume.project_id))? {
-        if b.volume_id == volume.id && b.status != BackupStatus::Creating {
-            if let Some(point) = b.point.take() {
-                backend.release(tx, point)?;
-                tx.put_backup(&b)?;
-            }
+        if b.volume_id == volume.id
+            && b.status != BackupStatus::Creating
+            && let Some(point) = b.point.take()
+        {
+            backend.release(tx, point)?;
+            tx.put_backup(&b)?;
         }
     }
     Ok(())
@@ -188,6 +191,8 @@ impl Service {
                     point: None,
                     source: None,
                     restore_volume_id: None,
+                    volume_metadata: volume.metadata.clone(),
+                    chunk_project: None,
                     created_at: now,
                     updated_at: None,
                 };
@@ -486,6 +491,9 @@ impl Service {
             "data_timestamp": b.data_timestamp,
             "created_at": b.created_at,
             "metadata": b.metadata,
+            "volume_metadata": b.volume_metadata,
+            "chunk_project": b.chunk_namespace(),
+            "manifest_id": b.id,
         });
         use base64::Engine;
         let url = base64::engine::general_purpose::STANDARD.encode(record.to_string());
@@ -521,7 +529,17 @@ impl Service {
             BackupId::parse(&parse("id")?).ok_or_else(|| invalid("Invalid backup_url: bad id."))?;
         let volume_id = VolumeId::parse(&parse("volume_id")?)
             .ok_or_else(|| invalid("Invalid backup_url: bad volume_id."))?;
-        let project = ProjectId(parse("project_id")?);
+        // The chunks stay where they are; the backup is the importer's.
+        let chunks = ProjectId(
+            field("chunk_project")
+                .as_str()
+                .map(str::to_string)
+                .map_or_else(|| parse("project_id"), Ok)?,
+        );
+        let manifest_id = field("manifest_id")
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| id.to_string());
         let size_gib = field("size")
             .as_u64()
             .ok_or_else(|| invalid("Invalid backup_url: no size."))?;
@@ -534,8 +552,9 @@ impl Service {
                 .get()
                 .ok_or_else(|| invalid("No backup target is configured."))?
                 .clone();
+            let project = caller.project_id.clone();
             let manifest = target
-                .get_manifest(&project.0, &id.to_string())
+                .get_manifest(&chunks.0, &manifest_id)
                 .map_err(|e| invalid(format!("Invalid backup_url: {e}")))?;
             if manifest.size != size_gib << 30 {
                 return Err(invalid(
@@ -562,7 +581,7 @@ impl Service {
             let backup = Backup {
                 id,
                 project_id: project.clone(),
-                user_id: UserId(string("user_id").unwrap_or_else(|| caller.user_id.0.clone())),
+                user_id: caller.user_id.clone(),
                 volume_id,
                 snapshot_id: string("snapshot_id").and_then(|s| SnapshotId::parse(&s)),
                 name: string("display_name"),
@@ -581,6 +600,9 @@ impl Service {
                 point: None,
                 source: None,
                 restore_volume_id: None,
+                volume_metadata: serde_json::from_value(field("volume_metadata"))
+                    .unwrap_or_default(),
+                chunk_project: (chunks != project).then(|| chunks.clone()),
                 created_at: timestamp("created_at"),
                 updated_at: Some(now),
             };
@@ -600,7 +622,7 @@ impl Service {
                         Some(_) => {}
                     }
                 }
-                tx.put_backup_refs(id, &project, batch)?;
+                tx.put_backup_refs(id, &chunks, batch)?;
             }
             tx.commit()?;
             Ok(backup)

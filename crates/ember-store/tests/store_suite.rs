@@ -639,6 +639,8 @@ fn backup(project: &str, volume: VolumeId, created: i64) -> Backup {
         point: None,
         source: None,
         restore_volume_id: None,
+        volume_metadata: Metadata::new(),
+        chunk_project: None,
         created_at: Timestamp(created),
         updated_at: None,
     }

@@ -253,7 +253,10 @@ fn backup_requests_are_checked() {
     let (status, exported) = s.admin("GET", &format!("/backups/{backup}/export_record"), None);
     assert_eq!(status, 200, "{exported}");
     let record = exported["backup-record"].clone();
-    assert_eq!(record["backup_service"], "ember.backup.chunked");
+    assert_eq!(
+        record["backup_service"],
+        "cinder.backup.drivers.ember_chunked"
+    );
     // Deleting the record keeps nothing; importing it back restores it.
     let (status, _) = s.admin("DELETE", &format!("/backups/{backup}"), None);
     assert_eq!(status, 202);

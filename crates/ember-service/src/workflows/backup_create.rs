@@ -214,12 +214,13 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
         .source
         .ok_or_else(|| ServiceError::Internal("backup has no source data".into()))?;
     let size = crate::volumes::size_bytes(backup.size_gib)?;
-    let project = backup.project_id.clone();
+    let project = backup.chunk_namespace().clone();
     let backend = backend_of_data(core, core.store.read()?.as_mut(), source)?;
     // Only a parent whose point is in this data's history is a base to
     // diff against; otherwise every chunk with data is read (and chunks
     // the target has are still not uploaded again).
     let (since, mut manifest): (Option<DataRef>, BTreeMap<u64, String>) = match parent {
+        Some((parent, _)) if parent.chunk_namespace() != &project => (None, BTreeMap::new()),
         Some((parent, refs)) => match parent.point {
             Some(point) if backend.in_lineage(core.store.read()?.as_mut(), point, source)? => {
                 (Some(point), refs.into_iter().collect())
@@ -316,7 +317,7 @@ fn drop_references(core: &Core, p: &Params) -> Result<()> {
         && let Some(b) = core.store.read()?.backup(p.backup_id)?
     {
         target
-            .delete_manifest(&b.project_id.0, &p.backup_id.to_string())
+            .delete_manifest(&b.chunk_namespace().0, &p.backup_id.to_string())
             .map_err(backup_chunks::target_error)?;
     }
     Ok(())

@@ -65,7 +65,7 @@ fn delete_manifest(core: &Core, p: &Params) -> Result<()> {
         return Ok(());
     };
     backup_chunks::target(core)?
-        .delete_manifest(&b.project_id.0, &p.backup_id.to_string())
+        .delete_manifest(&b.chunk_namespace().0, &p.backup_id.to_string())
         .map_err(backup_chunks::target_error)
 }
 

@@ -85,7 +85,7 @@ fn write(core: &Core, p: &Params) -> Result<()> {
             .filter(|o| *o < size)
             .ok_or_else(|| ServiceError::Internal(format!("chunk {index} lies past the backup")))?;
         let data = target
-            .get_chunk(&backup.project_id.0, hash)
+            .get_chunk(&backup.chunk_namespace().0, hash)
             .map_err(backup_chunks::target_error)?;
         if !p.fresh_volume && next < offset {
             core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, offset - next)?))?;
@@ -102,14 +102,20 @@ fn write(core: &Core, p: &Params) -> Result<()> {
 fn finish(core: &Core, p: &Params) -> Result<()> {
     let mut tx = core.store.write()?;
     let now = Some(Timestamp::now());
+    let backup = tx.backup(p.backup_id)?;
     if let Some(mut v) = tx.volume(p.volume_id)?
         && v.status == VolumeStatus::RestoringBackup
     {
         v.status = VolumeStatus::Available;
+        if let Some(b) = &backup {
+            for (k, value) in &b.volume_metadata {
+                v.metadata.insert(k.clone(), value.clone());
+            }
+        }
         v.updated_at = now;
         tx.put_volume(&v)?;
     }
-    if let Some(mut b) = tx.backup(p.backup_id)?
+    if let Some(mut b) = backup
         && b.status == BackupStatus::Restoring
     {
         b.status = BackupStatus::Available;
