@@ -227,6 +227,62 @@ fn transfer_ops(base: &str, note: &str) -> Vec<Operation> {
     .collect()
 }
 
+/// Backups (`/backups`).
+fn backup_ops(base: &str) -> Vec<Operation> {
+    let ok = |body: Value| Content::Json(body);
+    let backup = || ok(wrapped("backup", any_object()));
+    let one = format!("{base}/{{backup_id}}");
+    let mv = crate::version::Microversion(crate::version::MAX_MINOR);
+    vec![
+        Operation::new("POST", base, "Create a backup (full or incremental)")
+            .json_body(schemas::backup_create(mv).to_json_schema())
+            .responds(202, backup()),
+        tenant_param(Operation::new("GET", base, "List backups"))
+            .responds(200, ok(list("backups", any_object()))),
+        tenant_param(Operation::new(
+            "GET",
+            format!("{base}/detail"),
+            "List backups with details",
+        ))
+        .responds(200, ok(list("backups", any_object()))),
+        Operation::new("GET", &one, "Show a backup").responds(200, backup()),
+        Operation::new("PUT", &one, "Update a backup (3.9)")
+            .json_body(schemas::backup_update(mv).to_json_schema())
+            .responds(200, backup()),
+        Operation::new("DELETE", &one, "Delete a backup").responds(202, Content::Empty),
+        Operation::new(
+            "POST",
+            format!("{one}/action"),
+            "Reset a backup's status or force-delete it (admin)",
+        )
+        .json_body(action_body(&["os-reset_status", "os-force_delete"]))
+        .responds(202, Content::Empty),
+        Operation::new(
+            "POST",
+            format!("{one}/restore"),
+            "Restore a backup to a new or an existing volume",
+        )
+        .json_body(schemas::backup_restore().to_json_schema())
+        .responds(202, ok(wrapped("restore", any_object()))),
+        Operation::new(
+            "GET",
+            format!("{one}/export_record"),
+            "Export a backup's record (admin)",
+        )
+        .responds(200, ok(wrapped("backup-record", any_object()))),
+        Operation::new(
+            "POST",
+            format!("{base}/import_record"),
+            "Import a backup's record (admin)",
+        )
+        .json_body(schemas::backup_import().to_json_schema())
+        .responds(201, backup()),
+    ]
+    .into_iter()
+    .map(|op| op.tag("backups"))
+    .collect()
+}
+
 /// The operations under one API root (`/v3/{project_id}` or
 /// `/v2/{project_id}`).
 fn under(root: &str) -> Vec<Operation> {
@@ -877,6 +933,7 @@ fn added_in_v3(root: &str) -> Vec<Operation> {
     // Volume transfers, under both names.
     ops.extend(transfer_ops(&p("/volume-transfers"), ""));
     ops.extend(transfer_ops(&p("/os-volume-transfer"), " (legacy path)"));
+    ops.extend(backup_ops(&p("/backups")));
     ops
 }
 
