@@ -18,6 +18,10 @@
 #                           remove then takes ~1 s); 0.05 for fast tests
 #   CEPH_MGR=0              1 starts a ceph-mgr too (`ceph -s` then knows
 #                           the PG states; RBD does not need it)
+#   CEPH_RGW=0              1 starts radosgw (S3) too, with a user and a
+#                           bucket `ember-backups`; `$CEPH_STATE/env` then
+#                           also exports EMBER_TEST_S3_URL and the user's
+#                           AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
 # Ports are chosen free at start-up.
 set -euo pipefail
 cmd="${1:-}"
@@ -59,6 +63,7 @@ took() { echo "$(date +%s.%N) $t0" | awk '{printf "%.1f s", $1-$2}'; }
 
 packages=(ceph-mon ceph-osd ceph-common uuid-runtime)
 [ "${CEPH_MGR:-0}" = 1 ] && packages+=(ceph-mgr)
+[ "${CEPH_RGW:-0}" = 1 ] && packages+=(radosgw curl)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -77,6 +82,7 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 MON_PORT=$(free_port)
+RGW_PORT=$(free_port)
 FSID=$(uuidgen)
 CONF="$STATE/ceph.conf"
 cat >"$CONF" <<CONF
@@ -116,6 +122,10 @@ admin socket = $STATE/run/\$name.asok
 $([ -n "${CEPH_PAXOS_INTERVAL:-}" ] && echo "paxos propose interval = $CEPH_PAXOS_INTERVAL")
 [mgr]
 mgr data = $STATE/\$name
+[client.rgw.a]
+rgw data = $STATE/\$name
+rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
+rgw dns name = 127.0.0.1
 [osd]
 osd data = $STATE/\$name
 admin socket = $STATE/run/\$name.asok
@@ -165,5 +175,31 @@ ceph osd pool create "$POOL" 8 8 >/dev/null 2>&1
 # Returns once the pool's placement groups are active: ready for RBD.
 timeout 120 rbd pool init "$POOL"
 echo "export CEPH_CONF=$CONF" >"$STATE/env"
+
+if [ "${CEPH_RGW:-0}" = 1 ]; then
+    mkdir -p "$STATE/client.rgw.a"
+    ceph auth get-or-create client.rgw.a mon 'allow rw' osd 'allow rwx' mgr 'allow rw' \
+        -o "$STATE/client.rgw.a/keyring"
+    radosgw -n client.rgw.a --keyring "$STATE/client.rgw.a/keyring"
+    for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$RGW_PORT/" >/dev/null && break; sleep 0.2; done
+    curl -sf "http://127.0.0.1:$RGW_PORT/" >/dev/null || { say "radosgw does not answer: $STATE/log/client.rgw.a.log"; exit 1; }
+    KEY=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    radosgw-admin user create --uid=ember --display-name=ember \
+        --access-key="$KEY" --secret-key="$SECRET" >/dev/null
+    # object_store does not create buckets: a signed PUT does (radosgw
+    # wants the payload's hash among the signed headers).
+    empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+    curl -sf -X PUT -H "x-amz-content-sha256: $empty_sha256" \
+        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$KEY:$SECRET" \
+        "http://127.0.0.1:$RGW_PORT/ember-backups" >/dev/null \
+        || { say "could not create the bucket"; exit 1; }
+    {
+        echo "export EMBER_TEST_S3_URL='s3://ember-backups?endpoint=http://127.0.0.1:$RGW_PORT&allow_http=true'"
+        echo "export AWS_ACCESS_KEY_ID=$KEY"
+        echo "export AWS_SECRET_ACCESS_KEY=$SECRET"
+    } >>"$STATE/env"
+    say "radosgw (S3) on http://127.0.0.1:$RGW_PORT, bucket ember-backups ($(took))"
+fi
 say "ready in $(took): pool $POOL, CEPH_CONF=$CONF"
-echo "export CEPH_CONF=$CONF"
+cat "$STATE/env"

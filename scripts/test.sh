@@ -22,16 +22,20 @@ fi
 
 # A throwaway single-node Ceph (scripts/ceph.sh) so that the backend
 # suites (the service's workflow suite, the SIGKILL crash test, the RBD
-# tests) run against RBD as well as qcow2. EMBER_SKIP_CEPH=1 runs them on
-# qcow2 only.
+# tests) run against RBD as well as qcow2, and the backup tests against
+# its radosgw (S3) as well as a directory. EMBER_SKIP_CEPH=1 runs them on
+# qcow2 and a directory only.
 if [ -z "${EMBER_SKIP_CEPH:-}" ]; then
     export CEPH_STATE="$PWD/target/ceph"
     # Snapshots in ~50 ms instead of Ceph's default 1 s batching (one test
     # in tests/rbd.rs measures with the default interval set at run time).
-    CEPH_PAXOS_INTERVAL=0.05 ./scripts/ceph.sh up >/dev/null
+    CEPH_PAXOS_INTERVAL=0.05 CEPH_RGW=1 ./scripts/ceph.sh up >/dev/null
     trap './scripts/ceph.sh down' EXIT
+    # EMBER_TEST_S3_URL and the S3 user's keys.
+    source "$CEPH_STATE/env"
     export EMBER_TEST_CEPH_CONF="$CEPH_STATE/ceph.conf"
     export EMBER_TEST_CEPH_REQUIRED=1
+    export EMBER_TEST_S3_REQUIRED=1
 fi
 
 # A throwaway PostgreSQL (scripts/postgres.sh): the store suite and the

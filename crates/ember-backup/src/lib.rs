@@ -254,6 +254,20 @@ impl Target {
         self.delete(&Self::manifest_path(project, backup))
     }
 
+    /// How many chunk objects the target holds (all projects).
+    pub fn count_chunks(&self) -> Result<usize> {
+        use futures::StreamExt;
+        self.rt().block_on(async {
+            let mut list = self.store.list(Some(&ObjectPath::from("chunks")));
+            let mut n = 0;
+            while let Some(item) = list.next().await {
+                item.map_err(|e| self.unavailable(e))?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
     /// Whether the target answers (the health check): a listing of at
     /// most one object.
     pub fn check(&self) -> Result<()> {

@@ -2,13 +2,13 @@
 //! and incremental backups to the default target (a directory), restores
 //! to a new and to an existing volume, deduplicated chunks, the parent
 //! rule, quotas, and chunks deleted once nothing references them. Run on
-//! every test backend.
+//! every test backend, and against an S3 server (radosgw, from
+//! `CEPH_RGW=1 scripts/ceph.sh up`) when `EMBER_TEST_S3_URL` names one.
 
 mod common;
 
 use common::{PROJECT, Server, TestBackend, test_backends};
 use serde_json::{Value, json};
-use std::path::Path;
 
 const MIB: u64 = 1 << 20;
 
@@ -33,20 +33,37 @@ fn restore(s: &Server, backup: &str, body: Value) -> String {
     volume
 }
 
-/// Chunk objects on the directory target.
-fn chunk_files(dir: &Path) -> usize {
-    fn walk(p: &Path) -> usize {
-        match std::fs::read_dir(p) {
-            Ok(entries) => entries
-                .map(|e| {
-                    let p = e.unwrap().path();
-                    if p.is_dir() { walk(&p) } else { 1 }
-                })
-                .sum(),
-            Err(_) => 0,
+/// The backup targets under test: the default directory, and a prefix of
+/// its own in the S3 bucket `EMBER_TEST_S3_URL` names.
+fn targets() -> Vec<Option<String>> {
+    let mut out = vec![None];
+    match std::env::var("EMBER_TEST_S3_URL") {
+        Ok(url) => {
+            let run = format!("run-{}", uuid::Uuid::new_v4().simple());
+            let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+            out.push(Some(format!(
+                "{}/{run}?{query}",
+                base.trim_end_matches('/')
+            )));
         }
+        Err(_) => assert!(
+            std::env::var("EMBER_TEST_S3_REQUIRED").as_deref() != Ok("1"),
+            "EMBER_TEST_S3_REQUIRED=1 but EMBER_TEST_S3_URL is not set"
+        ),
     }
-    walk(&dir.join("backups/chunks"))
+    out
+}
+
+/// Chunk objects on the server's target.
+fn chunk_count(s: &Server, target: &Option<String>) -> usize {
+    let url = match target {
+        Some(url) => url.clone(),
+        None => format!("file://{}", s.data_dir().join("backups").display()),
+    };
+    ember_backup::Target::open(&url)
+        .unwrap()
+        .count_chunks()
+        .unwrap()
 }
 
 /// How many chunks the copies of the backups so far read, from the log.
@@ -64,15 +81,22 @@ fn chunks_read(s: &Server) -> Vec<u64> {
 }
 
 #[test]
-fn backups_restore_byte_for_byte_on_every_backend() {
+fn backups_restore_byte_for_byte_on_every_backend_and_target() {
     for backend in test_backends() {
         eprintln!("backend {backend:?}");
-        backups_restore_byte_for_byte(&backend);
+        backups_restore_byte_for_byte(&backend, &None);
+    }
+    for target in targets().into_iter().skip(1) {
+        eprintln!("target {target:?}");
+        backups_restore_byte_for_byte(&TestBackend::Qcow2, &target);
     }
 }
 
-fn backups_restore_byte_for_byte(backend: &TestBackend) {
-    let s = Server::start_on(backend);
+fn backups_restore_byte_for_byte(backend: &TestBackend, target: &Option<String>) {
+    let s = match target {
+        None => Server::start_on(backend),
+        Some(url) => Server::start_with(&["--auth", "noauth", "--backup-target", url]),
+    };
     let volume = s.create_volume(1);
     s.write(&volume, 0, vec![0xA1; MIB as usize]);
     s.write(&volume, 100 * MIB, vec![0xA2; 512 * 1024]);
@@ -139,11 +163,11 @@ fn backups_restore_byte_for_byte(backend: &TestBackend) {
     );
 
     // Same bytes in another volume of the project: stored once.
-    let before = chunk_files(&s.data_dir());
+    let before = chunk_count(&s, target);
     let twin = s.create_volume(1);
     s.write(&twin, 0, vec![0xA1; MIB as usize]);
     create_backup(&s, json!({"volume_id": twin}));
-    assert_eq!(chunk_files(&s.data_dir()), before, "deduplicated");
+    assert_eq!(chunk_count(&s, target), before, "deduplicated");
 
     // The parent goes only after its incremental.
     let (status, body) = s.admin("DELETE", &format!("/backups/{full}"), None);
@@ -161,8 +185,13 @@ fn backups_restore_byte_for_byte(backend: &TestBackend) {
     let left: Vec<_> = listed["backups"].as_array().unwrap().to_vec();
     assert_eq!(left.len(), 1, "{listed}");
     // Only the twin's chunk remains on the target (its two chunks with
-    // data hold the same bytes).
-    assert_eq!(chunk_files(&s.data_dir()), 1);
+    // data hold the same bytes), once the collection that follows the
+    // deletes (after the records are gone) has run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while chunk_count(&s, target) != 1 {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (_, quotas) = s.admin("GET", &format!("/os-quota-sets/{PROJECT}?usage=true"), None);
     assert_eq!(quotas["quota_set"]["backups"]["in_use"], 1, "{quotas}");
     assert_eq!(quotas["quota_set"]["backup_gigabytes"]["in_use"], 1);
