@@ -54,7 +54,8 @@ pub fn chunk_hash(data: &[u8]) -> String {
 }
 
 /// Where backups are written. Calls block (a runtime of its own drives the
-/// object store), so they are made from blocking threads.
+/// object store), so they are made from blocking threads, never from an
+/// async task (tokio refuses to block one).
 pub struct Target {
     store: Arc<dyn ObjectStore>,
     /// What operators and admins see: the URL without credentials.

@@ -13,6 +13,9 @@ use ember_service::engine::Workflow;
 use ember_service::workflows::{snapshot_create::SnapshotCreate, snapshot_delete::SnapshotDelete};
 use ember_service::workflows::{volume_create::VolumeCreate, volume_delete::VolumeDelete};
 use ember_service::workflows::{volume_extend::VolumeExtend, volume_revert::VolumeRevert};
+use ember_service::workflows::{
+    backup_create::BackupCreate, backup_delete::BackupDelete, backup_restore::BackupRestore,
+};
 use ember_service::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,6 +151,34 @@ impl Env {
             gb as i64
         );
         assert!(tx.workflows().unwrap().is_empty(), "workflow records left");
+        // Backups: none in a transitional status, quota equal to them, and
+        // the target holds exactly the chunks they reference.
+        let backups = tx.backups(None).unwrap();
+        for b in &backups {
+            assert!(!b.status.is_transitional(), "backup left {}", b.status);
+        }
+        assert_eq!(
+            tx.quota_usage(&p, QuotaResource::Backups).unwrap(),
+            backups.len() as i64
+        );
+        assert_eq!(
+            tx.quota_usage(&p, QuotaResource::BackupGigabytes).unwrap(),
+            backups.iter().map(|b| b.size_gib as i64).sum::<i64>()
+        );
+        let mut referenced = std::collections::HashSet::new();
+        for b in &backups {
+            for (_, hash) in tx.backup_refs(b.id).unwrap() {
+                referenced.insert(hash);
+            }
+        }
+        assert!(
+            tx.unreferenced_chunks(10).unwrap().is_empty(),
+            "chunks nothing references"
+        );
+        let target = core.backup_target.get().unwrap();
+        // The target's calls block: off the async worker.
+        let stored = tokio::task::block_in_place(|| target.count_chunks().unwrap());
+        assert_eq!(stored, referenced.len());
         for images in self.backing.images_dirs() {
             for entry in std::fs::read_dir(images).unwrap() {
                 let path = entry.unwrap().path();
@@ -190,6 +221,10 @@ enum Op {
     DeleteSnapshot,
     Revert,
     Extend,
+    CreateBackup,
+    IncrementalBackup,
+    DeleteBackup,
+    RestoreBackup,
 }
 
 impl Op {
@@ -201,6 +236,9 @@ impl Op {
             Op::DeleteSnapshot => SnapshotDelete::KIND,
             Op::Revert => VolumeRevert::KIND,
             Op::Extend => VolumeExtend::KIND,
+            Op::CreateBackup | Op::IncrementalBackup => BackupCreate::KIND,
+            Op::DeleteBackup => BackupDelete::KIND,
+            Op::RestoreBackup => BackupRestore::KIND,
         }
     }
 
@@ -214,11 +252,14 @@ impl Op {
             Op::DeleteSnapshot => SnapshotDelete::steps().len(),
             Op::Revert => VolumeRevert::steps().len(),
             Op::Extend => VolumeExtend::steps().len(),
+            Op::CreateBackup | Op::IncrementalBackup => BackupCreate::steps().len(),
+            Op::DeleteBackup => BackupDelete::steps().len(),
+            Op::RestoreBackup => BackupRestore::steps().len(),
         }
     }
 }
 
-const ALL: [Op; 8] = [
+const ALL: [Op; 12] = [
     Op::CreateVolume,
     Op::CloneVolume,
     Op::VolumeFromSnapshot,
@@ -227,7 +268,19 @@ const ALL: [Op; 8] = [
     Op::DeleteSnapshot,
     Op::Revert,
     Op::Extend,
+    Op::CreateBackup,
+    Op::IncrementalBackup,
+    Op::DeleteBackup,
+    Op::RestoreBackup,
 ];
+
+fn backup_of(volume: VolumeId, incremental: bool) -> CreateBackup {
+    CreateBackup {
+        volume_id: volume,
+        incremental,
+        ..Default::default()
+    }
+}
 
 /// Sets up a volume (byte 1 snapshotted, then byte 2 written) and runs `op`.
 /// Returns the volume, the snapshot and the id of whatever `op` created.
@@ -240,8 +293,17 @@ async fn scenario(
     e.write(v.id, 1).await;
     let s = e.snapshot(v.id).await;
     e.write(v.id, 2).await;
-    arm(&e.svc.core().faults);
     let caller = admin();
+    // What the backup operations work on, made before the faults are armed.
+    let earlier = match op {
+        Op::IncrementalBackup | Op::DeleteBackup | Op::RestoreBackup => {
+            let b = e.svc.create_backup(&caller, backup_of(v.id, false)).await;
+            e.settle().await;
+            Some(b.unwrap().id)
+        }
+        _ => None,
+    };
+    arm(&e.svc.core().faults);
     let result = match op {
         Op::CreateVolume => e
             .svc
@@ -285,6 +347,26 @@ async fn scenario(
         Op::DeleteSnapshot => e.svc.delete_snapshot(&caller, s.id, false).await,
         Op::Revert => e.svc.revert_volume(&caller, v.id, s.id).await,
         Op::Extend => e.svc.extend_volume(&caller, v.id, 2).await,
+        Op::CreateBackup => e
+            .svc
+            .create_backup(&caller, backup_of(v.id, false))
+            .await
+            .map(drop),
+        Op::IncrementalBackup => e
+            .svc
+            .create_backup(&caller, backup_of(v.id, true))
+            .await
+            .map(drop),
+        Op::DeleteBackup => {
+            e.svc
+                .delete_backup(&caller, earlier.unwrap(), false)
+                .await
+        }
+        Op::RestoreBackup => e
+            .svc
+            .restore_backup(&caller, earlier.unwrap(), RestoreBackup::default())
+            .await
+            .map(drop),
     };
     result.unwrap();
     e.settle().await;
@@ -294,6 +376,17 @@ async fn scenario(
 /// The data promise after any outcome: the snapshot (if it still exists)
 /// reads byte 1; the volume (if it exists) reads 2, or 1 after a revert.
 async fn verify_data(e: &Env, v: VolumeId, s: SnapshotId, op: Op, succeeded: bool) {
+    // A volume a restore made reads what the backup read: byte 2.
+    if let Op::RestoreBackup = op {
+        let volumes = e.svc.core().store.read().unwrap().all_volumes().unwrap();
+        for other in volumes.iter().filter(|o| o.id != v) {
+            if other.status == VolumeStatus::Available {
+                assert_eq!(e.read(other.id).await, 2, "{op:?}: restored volume");
+            } else {
+                assert!(!succeeded, "{op:?}: restored volume {}", other.status);
+            }
+        }
+    }
     if let Ok(snap) = e.svc.snapshot(&admin(), s).await
         && snap.status == SnapshotStatus::Available
     {

@@ -79,6 +79,11 @@ impl Workflow for BackupCreate {
             tx.put_backup(&b)?;
         }
         tx.commit()?;
+        // The chunks only this backup had referenced go now, not at the
+        // next delete.
+        if let Err(e) = backup_chunks::collect(core) {
+            tracing::warn!(error = %e, "backup chunk collection failed; the next one retries");
+        }
         core.collect_garbage()
     }
 }

@@ -56,7 +56,9 @@ impl Workflow for BackupDelete {
             tx.put_backup(&b)?;
         }
         tx.commit()?;
-        Ok(())
+        // If only the collection failed, the record is gone: collect again
+        // so that nothing it gave up outlives the workflow.
+        collect(core, p)
     }
 }
 

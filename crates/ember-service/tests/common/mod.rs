@@ -61,7 +61,12 @@ impl Backing {
         let backends = (0..self.kinds.len())
             .map(|i| self.backend(i, store.clone()))
             .collect();
-        Service::new(store, Backends::new(backends), ServiceConfig::default())
+        let svc = Service::new(store, Backends::new(backends), ServiceConfig::default());
+        // Backups go to a directory beside the data.
+        let target = ember_backup::Target::open(self.dir.path().join("backups").to_str().unwrap())
+            .unwrap();
+        svc.set_backup_target(Arc::new(target));
+        svc
     }
 
     fn backend(&self, i: usize, store: Arc<dyn MetadataStore>) -> Arc<dyn VolumeBackend> {
