@@ -76,3 +76,37 @@ def test_admin_sees_all_projects_members_do_not(ember, tenants):
     mine = ember.openstack("volume", "list", "--all-projects", "-f", "json", env=tenants["alpha"])
     assert vol["id"] not in [v["ID"] for v in mine]
     ember.openstack("volume", "delete", vol["id"], env=tenants["beta"])
+
+
+def test_backup_create_restore_delete(ember, tenants):
+    env = tenants["alpha"]
+    vol = ember.openstack("volume", "create", "--size", "1", "cli-bvol", "-f", "json", env=env)
+    wait_status(ember, "volume", vol["id"], "available", env)
+    full = ember.openstack("volume", "backup", "create", "--name", "cli-full", "cli-bvol", "-f", "json", env=env)
+    wait_status(ember, "volume backup", full["id"], "available", env)
+    incr = ember.openstack("volume", "backup", "create", "--name", "cli-incr", "--incremental", "cli-bvol",
+                           "-f", "json", env=env)
+    wait_status(ember, "volume backup", incr["id"], "available", env)
+    shown = ember.openstack("volume", "backup", "show", "cli-incr", "-f", "json", env=env)
+    assert shown["is_incremental"] is True and shown["volume_id"] == vol["id"] and shown["size"] == 1
+    listed = ember.openstack("volume", "backup", "list", "-f", "json", env=env)
+    assert {b["Name"] for b in listed} >= {"cli-full", "cli-incr"}
+
+    # The parent of an incremental cannot go first.
+    out = ember.openstack("volume", "backup", "delete", "cli-full", env=env, check=False)
+    assert out.returncode != 0
+
+    # Restore over an existing volume.
+    target = ember.openstack("volume", "create", "--size", "1", "cli-target", "-f", "json", env=env)
+    wait_status(ember, "volume", target["id"], "available", env)
+    ember.openstack("volume", "backup", "restore", "--force", "cli-incr", "cli-target", env=env)
+    wait_status(ember, "volume backup", incr["id"], "available", env)
+    wait_status(ember, "volume", target["id"], "available", env)
+
+    for b in ("cli-incr", "cli-full"):
+        ember.openstack("volume", "backup", "delete", b, env=env)
+        deadline = time.time() + 60
+        while b in {x["Name"] for x in ember.openstack("volume", "backup", "list", "-f", "json", env=env)}:
+            assert time.time() < deadline, f"backup {b} never went away"
+            time.sleep(0.2)
+    ember.openstack("volume", "delete", "cli-target", "cli-bvol", env=env)

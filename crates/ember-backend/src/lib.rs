@@ -231,17 +231,11 @@ pub trait VolumeBackend: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The byte ranges, ascending, where `data` may read differently from
-    /// `since` (an earlier point of the same volume, held by
-    /// `hold_for_backup`); with `since` None, or not in `data`'s history,
-    /// the ranges that may hold data at all. None when the backend cannot
-    /// tell: the caller then reads everything.
-    fn changed_ranges(
-        &self,
-        _data: DataRef,
-        _since: Option<DataRef>,
-    ) -> Result<Option<Vec<(u64, u64)>>> {
-        Ok(None)
+    /// Where `data` may read differently from `since` (an earlier point
+    /// of the same volume, held by `hold_for_backup`), from the backend's
+    /// own knowledge, never by reading data.
+    fn changed_ranges(&self, _data: DataRef, _since: Option<DataRef>) -> Result<Changed> {
+        Ok(Changed::Unknown)
     }
 
     // --- Manage and unmanage (Cinder's) --------------------------------
@@ -347,6 +341,20 @@ pub trait FileChains {
     fn chain(&self, tx: &mut dyn Tx, data: DataRef) -> Result<Vec<DataRef>>;
     /// Whether `data` exists, as a record or as a file.
     fn exists(&self, tx: &mut dyn Tx, data: DataRef) -> Result<bool>;
+}
+
+/// What `VolumeBackend::changed_ranges` knows. Ranges are (offset,
+/// length), ascending, not overlapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// The ranges that may differ from `since`: everything else reads as
+    /// `since` does.
+    Since(Vec<(u64, u64)>),
+    /// `since` is no base (none given, or not in `data`'s history): the
+    /// ranges that may hold data at all; everything else reads as zeroes.
+    All(Vec<(u64, u64)>),
+    /// The backend cannot tell: every byte may hold data.
+    Unknown,
 }
 
 /// Sorts ranges and joins those that overlap or touch.

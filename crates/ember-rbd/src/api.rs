@@ -120,7 +120,11 @@ api! {
     rbd: rbd_write_zeroes: fn(ImageT, u64, usize, c_int, c_int) -> isize;
     rbd: rbd_flush: fn(ImageT) -> c_int;
     rbd: rbd_flatten: fn(ImageT) -> c_int;
+    rbd: rbd_diff_iterate2: fn(ImageT, *const c_char, u64, u64, u8, u8, DiffCallback, *mut c_void) -> c_int;
 }
+
+/// `int (*cb)(uint64_t offset, size_t len, int exists, void *arg)`.
+pub type DiffCallback = unsafe extern "C" fn(u64, usize, c_int, *mut c_void) -> c_int;
 
 /// The functions, or why they could not be loaded (a library or one of
 /// the symbols missing). Loaded once; kept for the life of the process.

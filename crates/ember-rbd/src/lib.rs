@@ -567,6 +567,47 @@ impl Image {
         Ok(())
     }
 
+    /// The extents (offset, length) that differ between snapshot
+    /// `from_snap` and this image (or the snapshot it was opened at),
+    /// written or discarded; with no `from_snap`, every allocated extent
+    /// (with `include_parent`, the parent's too). librbd may over-report
+    /// (whole objects created since), never under-report.
+    pub fn changed_extents(
+        &self,
+        from_snap: Option<&str>,
+        include_parent: bool,
+    ) -> Result<Vec<(u64, u64)>> {
+        unsafe extern "C" fn collect(
+            offset: u64,
+            len: usize,
+            _exists: std::ffi::c_int,
+            arg: *mut std::ffi::c_void,
+        ) -> std::ffi::c_int {
+            // SAFETY: `arg` is the Vec passed below, alive for the call.
+            let out = unsafe { &mut *(arg as *mut Vec<(u64, u64)>) };
+            out.push((offset, len as u64));
+            0
+        }
+        let from = from_snap
+            .map(|s| cstr("rbd_diff_iterate2", s))
+            .transpose()?;
+        let size = self.size()?;
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        check("rbd_diff_iterate2", unsafe {
+            (self.api().rbd_diff_iterate2)(
+                self.raw,
+                from.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                0,
+                size,
+                u8::from(include_parent),
+                0,
+                collect,
+                &mut out as *mut Vec<(u64, u64)> as *mut std::ffi::c_void,
+            )
+        })?;
+        Ok(out)
+    }
+
     /// Copies what the image reads from its parent into it, so it no
     /// longer depends on the parent's snapshot.
     pub fn flatten(&self) -> Result<()> {

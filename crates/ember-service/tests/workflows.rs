@@ -10,12 +10,12 @@ use common::{Backing, Kind, kinds};
 
 use ember_model::*;
 use ember_service::engine::Workflow;
-use ember_service::workflows::{snapshot_create::SnapshotCreate, snapshot_delete::SnapshotDelete};
-use ember_service::workflows::{volume_create::VolumeCreate, volume_delete::VolumeDelete};
-use ember_service::workflows::{volume_extend::VolumeExtend, volume_revert::VolumeRevert};
 use ember_service::workflows::{
     backup_create::BackupCreate, backup_delete::BackupDelete, backup_restore::BackupRestore,
 };
+use ember_service::workflows::{snapshot_create::SnapshotCreate, snapshot_delete::SnapshotDelete};
+use ember_service::workflows::{volume_create::VolumeCreate, volume_delete::VolumeDelete};
+use ember_service::workflows::{volume_extend::VolumeExtend, volume_revert::VolumeRevert};
 use ember_service::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -357,11 +357,7 @@ async fn scenario(
             .create_backup(&caller, backup_of(v.id, true))
             .await
             .map(drop),
-        Op::DeleteBackup => {
-            e.svc
-                .delete_backup(&caller, earlier.unwrap(), false)
-                .await
-        }
+        Op::DeleteBackup => e.svc.delete_backup(&caller, earlier.unwrap(), false).await,
         Op::RestoreBackup => e
             .svc
             .restore_backup(&caller, earlier.unwrap(), RestoreBackup::default())

@@ -363,15 +363,11 @@ impl VolumeBackend for Qcow2Backend {
     /// The layers above `since` are all that can differ from it: layers
     /// at and below a held point only ever receive merges of layers below
     /// them, which leave what they read unchanged.
-    fn changed_ranges(
-        &self,
-        data: DataRef,
-        since: Option<DataRef>,
-    ) -> Result<Option<Vec<(u64, u64)>>> {
+    fn changed_ranges(&self, data: DataRef, since: Option<DataRef>) -> Result<crate::Changed> {
         self.with_chain(data, |chain| {
-            let above = since
-                .and_then(|s| chain.images.iter().position(|i| *i == s))
-                .unwrap_or(chain.images.len());
+            // `since` must lie below `data` itself to be a base.
+            let base = since.and_then(|s| chain.images.iter().skip(1).position(|i| *i == s));
+            let above = base.map_or(chain.images.len(), |p| p + 1);
             let mut ranges = Vec::new();
             for depth in 0..above {
                 let layer = Chain {
@@ -379,10 +375,14 @@ impl VolumeBackend for Qcow2Backend {
                 };
                 match self.driver.own_ranges(&layer)? {
                     Some(own) => ranges.extend(own),
-                    None => return Ok(None),
+                    None => return Ok(crate::Changed::Unknown),
                 }
             }
-            Ok(Some(crate::join_ranges(ranges)))
+            let ranges = crate::join_ranges(ranges);
+            Ok(match base {
+                Some(_) => crate::Changed::Since(ranges),
+                None => crate::Changed::All(ranges),
+            })
         })
     }
 

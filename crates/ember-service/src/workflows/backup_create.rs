@@ -20,7 +20,7 @@ use super::backup_chunks;
 use crate::core::Core;
 use crate::engine::{Step, Workflow, nothing};
 use crate::error::{Result, ServiceError};
-use ember_backend::{DataRef, VolumeBackend};
+use ember_backend::{Changed, DataRef, VolumeBackend};
 use ember_backup::{CHUNK_SIZE, MANIFEST_FORMAT, Manifest, chunk_hash};
 use ember_model::{Backup, BackupId, BackupStatus, ImageId, SnapshotStatus, Timestamp};
 use ember_store::Tx;
@@ -179,28 +179,30 @@ fn unfreeze(core: &Core, p: &Params) -> Result<()> {
     Ok(())
 }
 
-/// The chunk indices whose bytes may differ from `since`'s (all chunks
-/// that may hold data when `since` is None).
-fn changed_chunks(
+/// The chunk indices to read, and whether they are relative to `since`
+/// (else to nothing: every other chunk reads as zeroes).
+fn chunks_to_read(
     backend: &dyn VolumeBackend,
     source: DataRef,
     since: Option<DataRef>,
     size: u64,
-) -> Result<BTreeSet<u64>> {
+) -> Result<(BTreeSet<u64>, bool)> {
     let chunks = size.div_ceil(CHUNK_SIZE);
-    Ok(match backend.changed_ranges(source, since)? {
-        None => (0..chunks).collect(),
-        Some(ranges) => {
-            let mut set = BTreeSet::new();
-            for (start, len) in ranges {
-                if len == 0 || start >= size {
-                    continue;
-                }
-                let end = start.saturating_add(len).min(size);
-                set.extend(start / CHUNK_SIZE..end.div_ceil(CHUNK_SIZE));
+    let to_indices = |ranges: Vec<(u64, u64)>| {
+        let mut set = BTreeSet::new();
+        for (start, len) in ranges {
+            if len == 0 || start >= size {
+                continue;
             }
-            set
+            let end = start.saturating_add(len).min(size);
+            set.extend(start / CHUNK_SIZE..end.div_ceil(CHUNK_SIZE));
         }
+        set
+    };
+    Ok(match backend.changed_ranges(source, since)? {
+        Changed::Since(ranges) => (to_indices(ranges), true),
+        Changed::All(ranges) => (to_indices(ranges), false),
+        Changed::Unknown => ((0..chunks).collect(), false),
     })
 }
 
@@ -221,20 +223,19 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
     let size = crate::volumes::size_bytes(backup.size_gib)?;
     let project = backup.chunk_namespace().clone();
     let backend = backend_of_data(core, core.store.read()?.as_mut(), source)?;
-    // Only a parent whose point is in this data's history is a base to
-    // diff against; otherwise every chunk with data is read (and chunks
-    // the target has are still not uploaded again).
-    let (since, mut manifest): (Option<DataRef>, BTreeMap<u64, String>) = match parent {
-        Some((parent, _)) if parent.chunk_namespace() != &project => (None, BTreeMap::new()),
-        Some((parent, refs)) => match parent.point {
-            Some(point) if backend.in_lineage(core.store.read()?.as_mut(), point, source)? => {
-                (Some(point), refs.into_iter().collect())
-            }
-            _ => (None, BTreeMap::new()),
-        },
-        None => (None, BTreeMap::new()),
+    // The parent's point is the base to diff against, if the backend
+    // finds it in this data's history; otherwise every chunk with data is
+    // read (and chunks the target has are still not uploaded again).
+    let (since, parent_refs) = match parent {
+        Some((parent, refs)) if parent.chunk_namespace() == &project => (parent.point, refs),
+        _ => (None, Vec::new()),
     };
-    let changed = changed_chunks(backend.as_ref(), source, since, size)?;
+    let (changed, relative) = chunks_to_read(backend.as_ref(), source, since, size)?;
+    let mut manifest: BTreeMap<u64, String> = if relative {
+        parent_refs.into_iter().collect()
+    } else {
+        BTreeMap::new()
+    };
     // A re-run starts over: references of an earlier run are replaced.
     {
         let mut tx = core.store.write()?;
@@ -308,7 +309,7 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
         read_chunks = changed.len(),
         chunks = manifest.chunks.len(),
         stored_bytes,
-        incremental = since.is_some(),
+        incremental = relative,
         "backup copied"
     );
     Ok(())

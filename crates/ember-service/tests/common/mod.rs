@@ -63,8 +63,8 @@ impl Backing {
             .collect();
         let svc = Service::new(store, Backends::new(backends), ServiceConfig::default());
         // Backups go to a directory beside the data.
-        let target = ember_backup::Target::open(self.dir.path().join("backups").to_str().unwrap())
-            .unwrap();
+        let target =
+            ember_backup::Target::open(self.dir.path().join("backups").to_str().unwrap()).unwrap();
         svc.set_backup_target(Arc::new(target));
         svc
     }
