@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod backup;
 mod nodes;
 mod rbd;
 mod wire;
@@ -44,7 +45,7 @@ struct Args {
     #[arg(long)]
     json: Option<std::path::PathBuf>,
     /// Run only these scenario groups (comma-separated: create, size,
-    /// chain, scale, data, rbd, nodes); all when absent.
+    /// chain, scale, data, backup, rbd, nodes); all when absent.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A Ceph cluster's configuration (with an admin keyring): adds the
@@ -657,6 +658,12 @@ fn main() -> Result<()> {
         match data_path_rows(&client, &args) {
             Ok(more) => rows.extend(more),
             Err(e) => eprintln!("data path scenarios skipped: {e:#}"),
+        }
+    }
+    if args.wants("backup") {
+        match backup::rows(&client, args.quick) {
+            Ok(more) => rows.extend(more),
+            Err(e) => eprintln!("backup scenarios failed: {e:#}"),
         }
     }
     if args.url.is_none() && args.wants("rbd") {

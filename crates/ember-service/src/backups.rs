@@ -606,12 +606,19 @@ impl Service {
                 created_at: timestamp("created_at"),
                 updated_at: Some(now),
             };
+            // Its own manifest, so that it can be exported in turn.
+            if manifest_id != id.to_string() {
+                target
+                    .put_manifest(&chunks.0, &id.to_string(), &manifest)
+                    .and_then(|()| target.sync())
+                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            }
             tx.put_backup(&backup)?;
             for batch in manifest.chunks.chunks(4096) {
                 for (_, hash) in batch {
-                    match tx.chunk_state(&project, hash)? {
+                    match tx.chunk_state(&chunks, hash)? {
                         None => {
-                            tx.put_chunk_state(&project, hash, ember_store::ChunkState::Stored)?
+                            tx.put_chunk_state(&chunks, hash, ember_store::ChunkState::Stored)?
                         }
                         Some(ember_store::ChunkState::Doomed) => {
                             return Err(ServiceError::Busy(

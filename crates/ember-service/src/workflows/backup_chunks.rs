@@ -16,6 +16,31 @@ use ember_model::{BackupId, ProjectId};
 use ember_store::ChunkState;
 use std::time::Duration;
 
+/// Applies `f` to every item on up to `available_parallelism` threads (at
+/// most 8), keeping the order: hashing, compressing and checking chunks
+/// use every core rather than one.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a chunk worker panicked"))
+            .collect()
+    })
+}
+
 pub(crate) fn target(core: &Core) -> Result<&Target> {
     core.backup_target
         .get()

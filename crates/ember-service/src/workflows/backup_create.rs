@@ -246,30 +246,41 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
     let mut stored_bytes = 0u64;
     let changed: Vec<u64> = changed.into_iter().collect();
     for batch in changed.chunks(BATCH) {
-        let mut refs = Vec::with_capacity(batch.len());
-        let mut bytes: HashMap<String, Vec<u8>> = HashMap::new();
+        // Read in order (one handle), hash on every core.
+        let mut buffers = Vec::with_capacity(batch.len());
         for &index in batch {
             let offset = index * CHUNK_SIZE;
             let len = CHUNK_SIZE.min(size - offset) as usize;
             let mut buf = vec![0u8; len];
             io.read_at(&mut buf, offset)?;
-            if buf.iter().all(|b| *b == 0) {
-                manifest.remove(&index);
-                continue;
+            buffers.push((index, buf));
+        }
+        let hashes = backup_chunks::parallel_map(&buffers, |(_, buf)| {
+            (!buf.iter().all(|b| *b == 0)).then(|| chunk_hash(buf))
+        });
+        let mut refs = Vec::with_capacity(batch.len());
+        let mut bytes: HashMap<&str, &[u8]> = HashMap::new();
+        for ((index, buf), hash) in buffers.iter().zip(&hashes) {
+            match hash {
+                None => {
+                    manifest.remove(index);
+                }
+                Some(hash) => {
+                    manifest.insert(*index, hash.clone());
+                    refs.push((*index, hash.clone()));
+                    bytes.insert(hash.as_str(), buf.as_slice());
+                }
             }
-            let hash = chunk_hash(&buf);
-            manifest.insert(index, hash.clone());
-            refs.push((index, hash.clone()));
-            bytes.insert(hash, buf);
         }
         if refs.is_empty() {
             continue;
         }
         let upload = backup_chunks::reference(core, p.backup_id, &project, &refs)?;
-        for hash in &upload {
-            stored_bytes += target
-                .put_chunk(&project.0, hash, &bytes[hash])
-                .map_err(backup_chunks::target_error)?;
+        let stored = backup_chunks::parallel_map(&upload, |hash| {
+            target.put_chunk(&project.0, hash, bytes[hash.as_str()])
+        });
+        for one in stored {
+            stored_bytes += one.map_err(backup_chunks::target_error)?;
         }
         backup_chunks::mark_stored(core, &project, &upload)?;
     }
@@ -297,6 +308,7 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
     };
     target
         .put_manifest(&project.0, &p.backup_id.to_string(), &manifest)
+        .and_then(|()| target.sync())
         .map_err(backup_chunks::target_error)?;
     let mut tx = core.store.write()?;
     let mut backup = load(tx.as_mut(), p.backup_id)?;

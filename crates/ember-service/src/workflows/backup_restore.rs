@@ -79,19 +79,26 @@ fn write(core: &Core, p: &Params) -> Result<()> {
     };
     let size = crate::volumes::size_bytes(backup.size_gib)?;
     let mut next = 0u64; // the first byte not yet written
-    for (index, hash) in &refs {
-        let offset = index
-            .checked_mul(CHUNK_SIZE)
-            .filter(|o| *o < size)
-            .ok_or_else(|| ServiceError::Internal(format!("chunk {index} lies past the backup")))?;
-        let data = target
-            .get_chunk(&backup.chunk_namespace().0, hash)
-            .map_err(backup_chunks::target_error)?;
-        if !p.fresh_volume && next < offset {
-            core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, offset - next)?))?;
+    // Fetched, decompressed and checked on every core, 64 at a time;
+    // written in order.
+    for batch in refs.chunks(64) {
+        let fetched = super::backup_chunks::parallel_map(batch, |(_, hash)| {
+            target.get_chunk(&backup.chunk_namespace().0, hash)
+        });
+        for ((index, _), data) in batch.iter().zip(fetched) {
+            let data = data.map_err(backup_chunks::target_error)?;
+            let offset = index
+                .checked_mul(CHUNK_SIZE)
+                .filter(|o| *o < size)
+                .ok_or_else(|| {
+                    ServiceError::Internal(format!("chunk {index} lies past the backup"))
+                })?;
+            if !p.fresh_volume && next < offset {
+                core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, offset - next)?))?;
+            }
+            core.with_io(p.volume_id, |io| Ok(io.write_at(&data, offset)?))?;
+            next = offset + data.len() as u64;
         }
-        core.with_io(p.volume_id, |io| Ok(io.write_at(&data, offset)?))?;
-        next = offset + data.len() as u64;
     }
     if !p.fresh_volume && next < size {
         core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, size - next)?))?;

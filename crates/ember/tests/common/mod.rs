@@ -345,7 +345,11 @@ impl Server {
                 .header("Content-Type", "application/json")
                 .body(b.to_string());
         }
-        let resp = rb.send().expect("request");
+        // A failed request (the server gone, a connection reset) says
+        // what the server logged.
+        let resp = rb
+            .send()
+            .unwrap_or_else(|e| panic!("request: {e}\nserver log:\n{}", self.log()));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -371,7 +375,11 @@ impl Server {
         if let Some(b) = body {
             rb = rb.header("Content-Type", "application/json").body(b);
         }
-        let resp = rb.send().expect("request");
+        // A failed request (the server gone, a connection reset) says
+        // what the server logged.
+        let resp = rb
+            .send()
+            .unwrap_or_else(|e| panic!("request: {e}\nserver log:\n{}", self.log()));
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp.text().unwrap_or_default();
