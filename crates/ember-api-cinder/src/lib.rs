@@ -98,6 +98,8 @@ pub struct Reply {
     /// Raw bytes instead of JSON (Ember's data API).
     /// Raw bytes (the data API), holding their memory budget until sent.
     pub raw: Option<ember_service::DataBuffer>,
+    /// Headers of a raw reply (a block's checksum).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -106,6 +108,7 @@ impl Reply {
             status: StatusCode::OK,
             body: Some(body),
             raw: None,
+            headers: Vec::new(),
         }
     }
     pub fn accepted(body: Value) -> Self {
@@ -113,6 +116,7 @@ impl Reply {
             status: StatusCode::ACCEPTED,
             body: Some(body),
             raw: None,
+            headers: Vec::new(),
         }
     }
     pub fn empty(status: StatusCode) -> Self {
@@ -120,6 +124,7 @@ impl Reply {
             status,
             body: None,
             raw: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -491,6 +496,11 @@ async fn answer(state: &CinderState, req: &Req, endpoint: routes::Endpoint) -> R
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
+                for (name, value) in &reply.headers {
+                    if let Ok(value) = HeaderValue::from_str(value) {
+                        r.headers_mut().insert(*name, value);
+                    }
+                }
                 r
             }
             None => {

@@ -227,6 +227,61 @@ fn transfer_ops(base: &str, note: &str) -> Vec<Operation> {
     .collect()
 }
 
+/// Ember's changed-blocks API (EBS direct APIs' style).
+fn block_ops(base: &str) -> Vec<Operation> {
+    let page = |key: &str| {
+        json!({"type": "object", "required": [key, "block_size", "volume_size"], "properties": {
+            key: {"type": "array", "items": {"type": "object", "properties": {
+                "block_index": {"type": "integer", "minimum": 0}}}},
+            "block_size": {"type": "integer"},
+            "volume_size": {"type": "integer"},
+            "next_token": {"type": ["string", "null"]},
+        }})
+    };
+    let paged = |op: Operation| {
+        op.query(
+            "max_results",
+            json!({"type": "integer", "minimum": 100, "maximum": 10000}),
+        )
+        .query(
+            "next_token",
+            json!({"type": "string", "pattern": "^[0-9]+$"}),
+        )
+        .query(
+            "starting_block_index",
+            json!({"type": "integer", "minimum": 0}),
+        )
+    };
+    vec![
+        paged(Operation::new(
+            "GET",
+            format!("{base}/{{snapshot_id}}/blocks"),
+            "Ember: list the 512 KiB blocks of a snapshot that hold data",
+        ))
+        .responds(200, Content::Json(page("blocks"))),
+        paged(Operation::new(
+            "GET",
+            format!("{base}/{{snapshot_id}}/changed-blocks"),
+            "Ember: list the blocks that differ from an earlier snapshot of the same volume",
+        ))
+        .query(
+            "first_snapshot_id",
+            json!({"type": "string", "format": "uuid"}),
+        )
+        .responds(200, Content::Json(page("changed_blocks"))),
+        Operation::new(
+            "GET",
+            format!("{base}/{{snapshot_id}}/blocks/{{block_index}}"),
+            "Ember: read one block (its SHA-256 in x-ember-checksum)",
+        )
+        .path_param("block_index", json!({"type": "integer", "minimum": 0}))
+        .responds(200, Content::Bytes),
+    ]
+    .into_iter()
+    .map(|op| op.tag("blocks"))
+    .collect()
+}
+
 /// Backups (`/backups`).
 fn backup_ops(base: &str) -> Vec<Operation> {
     let ok = |body: Value| Content::Json(body);
@@ -934,6 +989,7 @@ fn added_in_v3(root: &str) -> Vec<Operation> {
     ops.extend(transfer_ops(&p("/volume-transfers"), ""));
     ops.extend(transfer_ops(&p("/os-volume-transfer"), " (legacy path)"));
     ops.extend(backup_ops(&p("/backups")));
+    ops.extend(block_ops(&p("/ember/snapshots")));
     ops
 }
 

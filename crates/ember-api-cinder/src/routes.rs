@@ -208,6 +208,14 @@ pub enum Endpoint {
     ExportBackupRecord(String),
     ImportBackupRecord,
 
+    /// Ember's changed-blocks API (`/ember/snapshots/...`).
+    ListSnapshotBlocks(String),
+    GetSnapshotBlock {
+        id: String,
+        index: String,
+    },
+    ListChangedBlocks(String),
+
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
     ReadVolumeData(String),
     WriteVolumeData(String),
@@ -432,6 +440,12 @@ pub fn parse<'a>(
         ("POST", ["backups", id, "action"]) => BackupAction(s(id)),
         ("POST", ["backups", id, "restore"]) => RestoreBackup(s(id)),
         ("GET", ["backups", id, "export_record"]) => ExportBackupRecord(s(id)),
+        ("GET", ["ember", "snapshots", id, "blocks"]) => ListSnapshotBlocks(s(id)),
+        ("GET", ["ember", "snapshots", id, "blocks", index]) => GetSnapshotBlock {
+            id: s(id),
+            index: s(index),
+        },
+        ("GET", ["ember", "snapshots", id, "changed-blocks"]) => ListChangedBlocks(s(id)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
         ("GET", ["groups"]) => ListGroups { detail: false },

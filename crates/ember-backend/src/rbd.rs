@@ -738,6 +738,19 @@ impl VolumeBackend for RbdBackend {
             .filter(|s| s.kind == SNAP && s.parent == Some(image))
             .map(|s| snap_name(s.id));
         let opened = self.pool.open(&image_name(image), snap.as_deref(), true)?;
+        // The base must be older than the end (librbd refuses otherwise):
+        // snapshot ids grow with time.
+        let from = match (&from, &snap) {
+            (Some(base), Some(end)) => {
+                let ids = opened.snap_ids()?;
+                let at = |n: &str| ids.iter().find(|(_, s)| s == n).map(|(id, _)| *id);
+                match (at(base), at(end)) {
+                    (Some(b), Some(e)) if b < e => from,
+                    _ => None,
+                }
+            }
+            _ => from,
+        };
         let extents = crate::join_ranges(opened.changed_extents(from.as_deref(), from.is_none())?);
         Ok(match from {
             Some(_) => crate::Changed::Since(extents),

@@ -469,6 +469,11 @@ impl Image {
 
     /// Names of the image's snapshots (not those in the trash).
     pub fn snaps(&self) -> Result<Vec<String>> {
+        Ok(self.snap_ids()?.into_iter().map(|(_, name)| name).collect())
+    }
+
+    /// The image's snapshots with their ids (ids grow with time).
+    pub fn snap_ids(&self) -> Result<Vec<(u64, String)>> {
         let mut max: c_int = 16;
         loop {
             let mut infos = vec![SnapInfo::default(); max as usize + 1];
@@ -480,9 +485,12 @@ impl Image {
             let names = infos[..n]
                 .iter()
                 .map(|s| {
-                    unsafe { CStr::from_ptr(s.name) }
-                        .to_string_lossy()
-                        .into_owned()
+                    (
+                        s.id,
+                        unsafe { CStr::from_ptr(s.name) }
+                            .to_string_lossy()
+                            .into_owned(),
+                    )
                 })
                 .collect();
             unsafe { (self.api().rbd_snap_list_end)(infos.as_mut_ptr()) };

@@ -8,6 +8,7 @@ pub mod assisted;
 pub mod attachments;
 pub mod backend;
 pub mod backups;
+pub mod blocks;
 mod context;
 pub mod core;
 pub mod engine;

@@ -296,5 +296,6 @@ pub async fn import_record(svc: &Service, req: &Req) -> Result<Reply, CinderErro
         status: StatusCode::CREATED,
         body: Some(json!({"backup": summary(req, &backup)})),
         raw: None,
+        headers: Vec::new(),
     })
 }

@@ -114,6 +114,7 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         status: StatusCode::ACCEPTED,
         body: Some(json!({"group_type": view(&created)})),
         raw: None,
+        headers: Vec::new(),
     })
 }
 
@@ -164,6 +165,7 @@ pub async fn set_specs(svc: &Service, req: &Req, id: &str) -> Result<Reply, Cind
         status: StatusCode::ACCEPTED,
         body: Some(json!({"group_specs": new})),
         raw: None,
+        headers: Vec::new(),
     })
 }
 

@@ -110,6 +110,7 @@ pub async fn create(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
         status: StatusCode::ACCEPTED,
         body: Some(json!({"group": {"id": group.id, "name": group.name}})),
         raw: None,
+        headers: Vec::new(),
     })
 }
 
@@ -133,6 +134,7 @@ pub async fn create_from_source(svc: &Service, req: &Req) -> Result<Reply, Cinde
         status: StatusCode::ACCEPTED,
         body: Some(json!({"group": {"id": group.id, "name": group.name}})),
         raw: None,
+        headers: Vec::new(),
     })
 }
 
@@ -223,6 +225,7 @@ pub async fn create_snapshot(svc: &Service, req: &Req) -> Result<Reply, CinderEr
             json!({"group_snapshot": {"id": gs.id, "name": gs.name, "group_type_id": gs.group_type_id}}),
         ),
         raw: None,
+        headers: Vec::new(),
     })
 }
 

@@ -3,6 +3,7 @@
 mod attachments;
 mod backend;
 mod backups;
+mod blocks;
 mod group_types;
 mod groups;
 mod manage;
@@ -51,6 +52,9 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         RestoreBackup(id) => backups::restore(svc, req, &id).await,
         ExportBackupRecord(id) => backups::export_record(svc, req, &id).await,
         ImportBackupRecord => backups::import_record(svc, req).await,
+        ListSnapshotBlocks(id) => blocks::list(svc, req, &id).await,
+        GetSnapshotBlock { id, index } => blocks::get(svc, req, &id, &index).await,
+        ListChangedBlocks(id) => blocks::changed(svc, req, &id).await,
 
         ListVolumes { detail } => volumes::list(svc, req, detail).await,
         CreateVolume => volumes::create(svc, req).await,

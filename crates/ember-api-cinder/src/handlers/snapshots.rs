@@ -323,5 +323,6 @@ pub async fn read_data(svc: &Service, req: &Req, id: &str) -> Result<Reply, Cind
         status: StatusCode::OK,
         body: None,
         raw: Some(data),
+        headers: Vec::new(),
     })
 }

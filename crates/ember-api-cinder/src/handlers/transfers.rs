@@ -77,6 +77,7 @@ pub async fn create(svc: &Service, req: &Req, collection: &str) -> Result<Reply,
         status: StatusCode::ACCEPTED,
         body: Some(json!({"transfer": view})),
         raw: None,
+        headers: Vec::new(),
     })
 }
 
@@ -131,5 +132,6 @@ pub async fn accept(
         status: StatusCode::ACCEPTED,
         body: Some(json!({"transfer": render(req, &t, View::Summary, collection)})),
         raw: None,
+        headers: Vec::new(),
     })
 }
