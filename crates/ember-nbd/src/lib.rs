@@ -3,12 +3,14 @@
 //! Written here rather than taken from a crate: the published Rust NBD
 //! servers are synchronous, GPL, or panic on options modern clients send
 //! (`../shared/crates-evaluation.md`). Scope: the fixed-newstyle handshake
-//! with `OPT_EXPORT_NAME`, `OPT_INFO`, `OPT_GO`, `OPT_LIST` and
-//! `OPT_ABORT`; everything else (TLS, structured replies, extended headers,
-//! meta contexts) is answered `NBD_REP_ERR_UNSUP`, and clients fall back to
-//! simple replies. Transmission serves READ, WRITE, FLUSH, TRIM,
-//! WRITE_ZEROES and FUA, pipelined: requests run concurrently and replies
-//! go out as they finish, matched by cookie.
+//! with `OPT_EXPORT_NAME`, `OPT_INFO`, `OPT_GO`, `OPT_LIST`, `OPT_ABORT`,
+//! `OPT_STRUCTURED_REPLY` and the meta-context options with one context,
+//! `base:allocation` (so `nbdcopy`, `qemu-img convert` and backup tools
+//! skip holes); TLS and extended headers are answered
+//! `NBD_REP_ERR_UNSUP`, and clients fall back. Transmission serves READ,
+//! WRITE, FLUSH, TRIM, WRITE_ZEROES, FUA and BLOCK_STATUS, pipelined:
+//! requests run concurrently and replies go out as they finish, matched by
+//! cookie, as simple replies or (once negotiated) structured ones.
 //!
 //! The server knows nothing of volumes: an [`Exports`] resolves names to
 //! [`Device`]s, and decides what a name grants.

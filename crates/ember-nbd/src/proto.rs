@@ -25,11 +25,14 @@ pub const OPT_STARTTLS: u32 = 5;
 pub const OPT_INFO: u32 = 6;
 pub const OPT_GO: u32 = 7;
 pub const OPT_STRUCTURED_REPLY: u32 = 8;
+pub const OPT_LIST_META_CONTEXT: u32 = 9;
+pub const OPT_SET_META_CONTEXT: u32 = 10;
 
 // Option replies.
 pub const REP_ACK: u32 = 1;
 pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
+pub const REP_META_CONTEXT: u32 = 4;
 const REP_ERR: u32 = 1 << 31;
 pub const REP_ERR_UNSUP: u32 = REP_ERR | 1;
 pub const REP_ERR_POLICY: u32 = REP_ERR | 2;
@@ -59,8 +62,25 @@ pub const CMD_DISC: u16 = 2;
 pub const CMD_FLUSH: u16 = 3;
 pub const CMD_TRIM: u16 = 4;
 pub const CMD_WRITE_ZEROES: u16 = 6;
+pub const CMD_BLOCK_STATUS: u16 = 7;
 pub const CMD_FLAG_FUA: u16 = 1 << 0;
 pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
+pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
+
+// Structured replies.
+pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+pub const REPLY_FLAG_DONE: u16 = 1 << 0;
+pub const REPLY_TYPE_NONE: u16 = 0;
+pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
+pub const REPLY_TYPE_ERROR: u16 = (1 << 15) + 1;
+
+// The `base:allocation` meta context.
+pub const BASE_ALLOCATION: &str = "base:allocation";
+pub const STATE_HOLE: u32 = 1 << 0;
+pub const STATE_ZERO: u32 = 1 << 1;
+/// Most meta-context queries one option may carry.
+pub const MAX_META_QUERIES: usize = 16;
 
 // Errors (errno values as the protocol fixes them).
 pub const EPERM: u32 = 1;
@@ -168,6 +188,64 @@ pub fn parse_info_request(data: &[u8]) -> Result<InfoRequest, ProtoError> {
     Ok(InfoRequest { name, requests })
 }
 
+/// The payload of `NBD_OPT_LIST_META_CONTEXT` / `NBD_OPT_SET_META_CONTEXT`:
+/// the export name and the queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaContextRequest {
+    pub name: String,
+    pub queries: Vec<String>,
+}
+
+pub fn parse_meta_context_request(data: &[u8]) -> Result<MetaContextRequest, ProtoError> {
+    let text = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_string)
+            .map_err(|_| ProtoError::MalformedOption)
+    };
+    let take = |rest: &mut &[u8], n: usize| -> Result<Vec<u8>, ProtoError> {
+        if rest.len() < n {
+            return Err(ProtoError::MalformedOption);
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head.to_vec())
+    };
+    let mut rest = data;
+    let name_len = be_u32(&take(&mut rest, 4)?) as usize;
+    let name = text(&take(&mut rest, name_len)?)?;
+    let count = be_u32(&take(&mut rest, 4)?) as usize;
+    if count > MAX_META_QUERIES {
+        return Err(ProtoError::MalformedOption);
+    }
+    let mut queries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = be_u32(&take(&mut rest, 4)?) as usize;
+        queries.push(text(&take(&mut rest, len)?)?);
+    }
+    if !rest.is_empty() {
+        return Err(ProtoError::MalformedOption);
+    }
+    Ok(MetaContextRequest { name, queries })
+}
+
+/// `NBD_REP_META_CONTEXT`'s payload: the context's id and name.
+pub fn meta_context(id: u32, name: &str) -> Vec<u8> {
+    let mut out = id.to_be_bytes().to_vec();
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// A structured reply chunk's header; `length` bytes of payload follow.
+pub fn structured_header(flags: u16, kind: u16, cookie: u64, length: u32) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    out[..4].copy_from_slice(&STRUCTURED_REPLY_MAGIC.to_be_bytes());
+    out[4..6].copy_from_slice(&flags.to_be_bytes());
+    out[6..8].copy_from_slice(&kind.to_be_bytes());
+    out[8..16].copy_from_slice(&cookie.to_be_bytes());
+    out[16..20].copy_from_slice(&length.to_be_bytes());
+    out
+}
+
 /// An export name as `NBD_OPT_EXPORT_NAME` carries it (the whole payload).
 pub fn parse_export_name(data: &[u8]) -> Result<String, ProtoError> {
     std::str::from_utf8(data)
@@ -265,6 +343,13 @@ pub enum Action {
         fua: bool,
     },
     Flush,
+    /// `NBD_CMD_BLOCK_STATUS` (answered only when a meta context was
+    /// negotiated).
+    BlockStatus {
+        offset: u64,
+        length: u32,
+        req_one: bool,
+    },
     Disconnect,
     /// Answer with this error; `payload` bytes of write data follow the
     /// header and must be consumed first.
@@ -296,6 +381,12 @@ pub fn classify(req: &Request, size: u64, read_only: bool) -> Action {
     match req.command {
         CMD_DISC => Action::Disconnect,
         CMD_FLUSH => Action::Flush,
+        CMD_BLOCK_STATUS if req.length == 0 || !in_range => refuse(EINVAL),
+        CMD_BLOCK_STATUS => Action::BlockStatus {
+            offset: req.offset,
+            length: req.length,
+            req_one: req.flags & CMD_FLAG_REQ_ONE != 0,
+        },
         CMD_READ | CMD_WRITE | CMD_WRITE_ZEROES | CMD_TRIM => {
             let writes = req.command != CMD_READ;
             if writes && read_only {
@@ -344,6 +435,28 @@ mod tests {
         b[16..24].copy_from_slice(&offset.to_be_bytes());
         b[24..28].copy_from_slice(&length.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn meta_context_requests_parse_and_refuse_garbage() {
+        let mut b = vec![];
+        b.extend_from_slice(&3u32.to_be_bytes());
+        b.extend_from_slice(b"vol");
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&15u32.to_be_bytes());
+        b.extend_from_slice(b"base:allocation");
+        assert_eq!(
+            parse_meta_context_request(&b).unwrap(),
+            MetaContextRequest {
+                name: "vol".into(),
+                queries: vec!["base:allocation".into()]
+            }
+        );
+        assert!(parse_meta_context_request(&b[..b.len() - 1]).is_err());
+        let mut many = vec![0, 0, 0, 0];
+        many.extend_from_slice(&1000u32.to_be_bytes());
+        assert!(parse_meta_context_request(&many).is_err());
+        assert!(parse_meta_context_request(&[0, 0, 0, 9]).is_err());
     }
 
     #[test]

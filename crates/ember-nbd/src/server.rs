@@ -28,6 +28,26 @@ pub trait Device: Send + Sync + 'static {
     fn is_live(&self) -> bool {
         true
     }
+    /// What `[offset, offset + length)` holds, as consecutive runs of
+    /// (length, `NBD_STATE_HOLE`/`NBD_STATE_ZERO` flags) from `offset`, for
+    /// the `base:allocation` meta context. None when the device cannot
+    /// tell: the whole range is then reported as data.
+    fn extents(&self, _offset: u64, _length: u64) -> io::Result<Option<Vec<(u64, u32)>>> {
+        Ok(None)
+    }
+}
+
+/// The id `base:allocation` has on every connection (the only context).
+const ALLOCATION_CONTEXT: u32 = 1;
+
+/// What negotiation settled besides the export.
+#[derive(Clone, Debug, Default)]
+struct Session {
+    /// Structured replies (`NBD_OPT_STRUCTURED_REPLY`) were agreed.
+    structured: bool,
+    /// `base:allocation` was selected (`NBD_OPT_SET_META_CONTEXT`), for
+    /// the export of this name.
+    allocation_for: Option<String>,
 }
 
 /// Resolves export names. Blocking: it may consult the metadata store.
@@ -200,7 +220,7 @@ where
     };
     drop(negotiating);
     match device {
-        Some(device) => transmit(rd, wr, device, shared).await,
+        Some((device, session)) => transmit(rd, wr, device, session, shared).await,
         None => Ok(()),
     }
 }
@@ -248,10 +268,11 @@ async fn negotiate<S>(
     rd: &mut Reader<S>,
     wr: &mut Writer<S>,
     exports: &Arc<dyn Exports>,
-) -> io::Result<Option<Arc<dyn Device>>>
+) -> io::Result<Option<(Arc<dyn Device>, Session)>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut session = Session::default();
     wr.write_all(&proto::greeting()).await?;
     wr.flush().await?;
     let mut flags = [0u8; 4];
@@ -277,7 +298,10 @@ where
                     wr.write_all(&[0u8; 124]).await?;
                 }
                 wr.flush().await?;
-                return Ok(Some(device));
+                if session.allocation_for.as_deref() != Some(name.as_str()) {
+                    session.allocation_for = None;
+                }
+                return Ok(Some((device, session)));
             }
             proto::OPT_ABORT => {
                 let _ = reply(wr, option, proto::REP_ACK, &[]).await;
@@ -324,19 +348,85 @@ where
                 }
                 reply(wr, option, proto::REP_ACK, &[]).await?;
                 if option == proto::OPT_GO {
-                    return Ok(Some(device));
+                    // A context selected for another export does not apply.
+                    if session.allocation_for.as_deref() != Some(request.name.as_str()) {
+                        session.allocation_for = None;
+                    }
+                    return Ok(Some((device, session)));
                 }
             }
-            // TLS, structured replies, meta contexts, extended headers and
-            // anything newer: not offered; clients fall back.
+            proto::OPT_STRUCTURED_REPLY => {
+                if !data.is_empty() {
+                    reply(wr, option, proto::REP_ERR_INVALID, b"takes no data").await?;
+                    continue;
+                }
+                session.structured = true;
+                reply(wr, option, proto::REP_ACK, &[]).await?;
+            }
+            proto::OPT_LIST_META_CONTEXT | proto::OPT_SET_META_CONTEXT => {
+                if !session.structured {
+                    reply(
+                        wr,
+                        option,
+                        proto::REP_ERR_INVALID,
+                        b"structured replies first",
+                    )
+                    .await?;
+                    continue;
+                }
+                let request = match proto::parse_meta_context_request(&data) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        reply(wr, option, proto::REP_ERR_INVALID, b"malformed request").await?;
+                        continue;
+                    }
+                };
+                if open_export(exports, &request.name).await.is_none() {
+                    reply(wr, option, proto::REP_ERR_UNKNOWN, b"unknown export").await?;
+                    continue;
+                }
+                let listing = option == proto::OPT_LIST_META_CONTEXT;
+                // The one context there is; a listing may ask by namespace.
+                let wanted = request
+                    .queries
+                    .iter()
+                    .any(|q| q == proto::BASE_ALLOCATION || (listing && q == "base:"))
+                    || (listing && request.queries.is_empty());
+                if wanted {
+                    let payload = proto::meta_context(ALLOCATION_CONTEXT, proto::BASE_ALLOCATION);
+                    wr.write_all(&proto::option_reply(
+                        option,
+                        proto::REP_META_CONTEXT,
+                        &payload,
+                    ))
+                    .await?;
+                }
+                if !listing {
+                    session.allocation_for = wanted.then(|| request.name.clone());
+                }
+                reply(wr, option, proto::REP_ACK, &[]).await?;
+            }
+            // TLS, extended headers and anything newer: not offered;
+            // clients fall back.
             _ => reply(wr, option, proto::REP_ERR_UNSUP, &[]).await?,
         }
     }
 }
 
+/// What a successful reply carries, for structured replies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carries {
+    Nothing,
+    /// Read data from this offset.
+    Data(u64),
+    /// A `base:allocation` block status payload.
+    Status,
+}
+
 struct Reply {
     cookie: u64,
     error: u32,
+    carries: Carries,
     data: Vec<u8>,
     /// The payload's share of the budgets, returned once the reply is
     /// written to the socket.
@@ -362,6 +452,7 @@ fn op_of(action: &Action, payload: usize) -> (&'static str, &'static str, u64) {
         Action::Write { .. } => ("write", "written", payload as u64),
         Action::WriteZeroes { .. } => ("write_zeroes", "written", 0),
         Action::Trim { .. } => ("trim", "written", 0),
+        Action::BlockStatus { .. } => ("block_status", "read", 0),
         _ => ("flush", "written", 0),
     }
 }
@@ -385,6 +476,11 @@ async fn execute_inner(
     action: Action,
     payload: Vec<u8>,
 ) -> Reply {
+    let carries = match action {
+        Action::Read { offset, .. } => Carries::Data(offset),
+        Action::BlockStatus { .. } => Carries::Status,
+        _ => Carries::Nothing,
+    };
     let result = tokio::task::spawn_blocking(move || -> io::Result<Vec<u8>> {
         if !device.is_live() {
             return Err(io::Error::from_raw_os_error(proto::ESHUTDOWN as i32));
@@ -420,6 +516,16 @@ async fn execute_inner(
                 Ok(Vec::new())
             }
             Action::Flush => device.flush().map(|()| Vec::new()),
+            Action::BlockStatus {
+                offset,
+                length,
+                req_one,
+            } => {
+                let runs = device
+                    .extents(offset, length as u64)?
+                    .unwrap_or_else(|| vec![(length as u64, 0)]);
+                Ok(block_status_payload(&runs, length, req_one))
+            }
             Action::Disconnect | Action::Close | Action::Refuse { .. } => {
                 unreachable!("answered without I/O")
             }
@@ -430,6 +536,7 @@ async fn execute_inner(
         Ok(Ok(data)) => Reply {
             cookie,
             error: 0,
+            carries,
             data,
             held: Vec::new(),
         },
@@ -444,6 +551,7 @@ async fn execute_inner(
             Reply {
                 cookie,
                 error,
+                carries,
                 data: Vec::new(),
                 held: Vec::new(),
             }
@@ -453,11 +561,38 @@ async fn execute_inner(
             Reply {
                 cookie,
                 error: proto::EIO,
+                carries,
                 data: Vec::new(),
                 held: Vec::new(),
             }
         }
     }
+}
+
+/// The payload of a `base:allocation` block status chunk: the context id,
+/// then (length, flags) descriptors covering at most `length` bytes from
+/// the request's offset (one descriptor with `req_one`), none empty.
+fn block_status_payload(runs: &[(u64, u32)], length: u32, req_one: bool) -> Vec<u8> {
+    let mut out = ALLOCATION_CONTEXT.to_be_bytes().to_vec();
+    let mut left = length as u64;
+    for &(run, flags) in runs {
+        let run = run.min(left);
+        if run == 0 {
+            continue;
+        }
+        out.extend_from_slice(&(run as u32).to_be_bytes());
+        out.extend_from_slice(&(flags & (proto::STATE_HOLE | proto::STATE_ZERO)).to_be_bytes());
+        left -= run;
+        if req_one || left == 0 {
+            break;
+        }
+    }
+    if out.len() == 4 {
+        // The device said nothing about the range: data.
+        out.extend_from_slice(&length.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+    }
+    out
 }
 
 /// Writes `data` in slices of at most 1 MiB, each of which must go out
@@ -487,11 +622,39 @@ async fn write_replies<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut replies: mpsc::Receiver<Reply>,
     timeout: Duration,
+    structured: bool,
 ) -> io::Result<bool> {
     let mut shutdown = false;
     while let Some(r) = replies.recv().await {
-        write_paced(&mut wr, &proto::simple_reply(r.cookie, r.error), timeout).await?;
-        if r.error == 0 {
+        if !structured {
+            write_paced(&mut wr, &proto::simple_reply(r.cookie, r.error), timeout).await?;
+            if r.error == 0 {
+                write_paced(&mut wr, &r.data, timeout).await?;
+            }
+        } else if r.error != 0 {
+            let mut chunk = proto::structured_header(
+                proto::REPLY_FLAG_DONE,
+                proto::REPLY_TYPE_ERROR,
+                r.cookie,
+                6,
+            )
+            .to_vec();
+            chunk.extend_from_slice(&r.error.to_be_bytes());
+            chunk.extend_from_slice(&0u16.to_be_bytes());
+            write_paced(&mut wr, &chunk, timeout).await?;
+        } else {
+            let (kind, prefix) = match r.carries {
+                Carries::Nothing => (proto::REPLY_TYPE_NONE, Vec::new()),
+                Carries::Data(offset) => {
+                    (proto::REPLY_TYPE_OFFSET_DATA, offset.to_be_bytes().to_vec())
+                }
+                Carries::Status => (proto::REPLY_TYPE_BLOCK_STATUS, Vec::new()),
+            };
+            let length = (prefix.len() + r.data.len()) as u32;
+            let mut head =
+                proto::structured_header(proto::REPLY_FLAG_DONE, kind, r.cookie, length).to_vec();
+            head.extend_from_slice(&prefix);
+            write_paced(&mut wr, &head, timeout).await?;
             write_paced(&mut wr, &r.data, timeout).await?;
         }
         if replies.is_empty() {
@@ -528,13 +691,20 @@ async fn transmit<S>(
     mut rd: Reader<S>,
     wr: Writer<S>,
     device: Arc<dyn Device>,
+    session: Session,
     shared: &Shared,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (tx, rx) = mpsc::channel::<Reply>(MAX_IN_FLIGHT * 2);
-    let mut writer = tokio::spawn(write_replies(wr, rx, shared.limits.reply_timeout));
+    let mut writer = tokio::spawn(write_replies(
+        wr,
+        rx,
+        shared.limits.reply_timeout,
+        session.structured,
+    ));
+    let allocation = session.allocation_for.is_some();
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let connection_bytes = Arc::new(Semaphore::new(shared.limits.connection_bytes / UNIT));
     let size = device.size();
@@ -560,7 +730,15 @@ where
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            match proto::classify(&request, size, read_only) {
+            let action = match proto::classify(&request, size, read_only) {
+                // Block status only for a client that selected the context.
+                Action::BlockStatus { .. } if !allocation => Action::Refuse {
+                    error: proto::EINVAL,
+                    payload: 0,
+                },
+                action => action,
+            };
+            match action {
                 Action::Disconnect => return Ok(()),
                 Action::Close => {
                     return Err(io::Error::new(
@@ -573,6 +751,7 @@ where
                     let reply = Reply {
                         cookie: request.cookie,
                         error,
+                        carries: Carries::Nothing,
                         data: Vec::new(),
                         held: Vec::new(),
                     };

@@ -291,14 +291,28 @@ fn malformed_handshakes_are_refused_without_harm() {
     b.extend_from_slice(&u32::MAX.to_be_bytes());
     s.write_all(&b).unwrap();
     assert!(closed(&mut s));
-    // Unknown options, TLS and structured replies are politely refused;
-    // a malformed GO is answered; an unknown export is unknown.
+    // Unknown options, TLS and extended headers are politely refused;
+    // meta contexts need structured replies first, and malformed ones are
+    // answered; a malformed GO is answered; an unknown export is unknown.
     let mut s = connect(addr);
     s.write_all(&1u32.to_be_bytes()).unwrap();
-    for opt in [proto::OPT_STARTTLS, proto::OPT_STRUCTURED_REPLY, 11, 0xdead] {
+    for opt in [proto::OPT_STARTTLS, 11, 0xdead] {
         option(&mut s, opt, &[]);
         assert_eq!(option_reply(&mut s).1, proto::REP_ERR_UNSUP);
     }
+    option(&mut s, proto::OPT_SET_META_CONTEXT, &[0; 8]);
+    assert_eq!(option_reply(&mut s).1, proto::REP_ERR_INVALID);
+    option(&mut s, proto::OPT_STRUCTURED_REPLY, &[1]);
+    assert_eq!(option_reply(&mut s).1, proto::REP_ERR_INVALID);
+    option(&mut s, proto::OPT_STRUCTURED_REPLY, &[]);
+    assert_eq!(option_reply(&mut s).1, proto::REP_ACK);
+    option(&mut s, proto::OPT_SET_META_CONTEXT, &[0, 0, 0, 9, 1]);
+    assert_eq!(option_reply(&mut s).1, proto::REP_ERR_INVALID);
+    let mut unknown = 5u32.to_be_bytes().to_vec();
+    unknown.extend_from_slice(b"guess");
+    unknown.extend_from_slice(&0u32.to_be_bytes());
+    option(&mut s, proto::OPT_LIST_META_CONTEXT, &unknown);
+    assert_eq!(option_reply(&mut s).1, proto::REP_ERR_UNKNOWN);
     option(&mut s, proto::OPT_GO, &[0, 0, 0, 200, b'x']);
     assert_eq!(option_reply(&mut s).1, proto::REP_ERR_INVALID);
     let mut data = 5u32.to_be_bytes().to_vec();

@@ -846,4 +846,9 @@ impl VolumeExport {
             Target::Volume(_) => self.io(|io| Ok(io.flush()?)),
         }
     }
+    /// What the range holds (data, zeroes, holes), from the format's
+    /// mapping; None when the backend cannot tell.
+    pub fn extents(&self, offset: u64, length: u64) -> Result<Option<Vec<ember_storage::Extent>>> {
+        self.io(|io| Ok(io.extents(offset, length)?))
+    }
 }

@@ -94,6 +94,22 @@ pub trait BlockIo: Send + Sync {
     fn write_zeroes(&self, offset: u64, length: u64) -> Result<()>;
     /// Make every completed write durable (metadata caches and fsync).
     fn flush(&self) -> Result<()>;
+    /// What `[offset, offset + length)` holds, as consecutive extents from
+    /// `offset` (they may end before `offset + length`), found from the
+    /// format's mapping without reading data. None when the driver cannot
+    /// tell (everything then counts as data).
+    fn extents(&self, _offset: u64, _length: u64) -> Result<Option<Vec<Extent>>> {
+        Ok(None)
+    }
+}
+
+/// One run of bytes that read alike: data, or zeroes (`zero`), stored or
+/// not (`hole`: nothing allocated anywhere in the chain).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub length: u64,
+    pub hole: bool,
+    pub zero: bool,
 }
 
 /// What a storage engine must offer the service. All methods are blocking

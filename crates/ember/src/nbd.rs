@@ -49,4 +49,20 @@ impl Device for Export {
     fn is_live(&self) -> bool {
         self.0.is_live()
     }
+    fn extents(&self, offset: u64, length: u64) -> io::Result<Option<Vec<(u64, u32)>>> {
+        use ember_nbd::proto::{STATE_HOLE, STATE_ZERO};
+        Ok(self
+            .0
+            .extents(offset, length)
+            .map_err(io_error)?
+            .map(|runs| {
+                runs.iter()
+                    .map(|e| {
+                        let hole = if e.hole { STATE_HOLE } else { 0 };
+                        let zero = if e.zero { STATE_ZERO } else { 0 };
+                        (e.length, hole | zero)
+                    })
+                    .collect()
+            }))
+    }
 }

@@ -523,6 +523,40 @@ impl BlockIo for Qcow2Io {
             .and_then(|()| self.top.sync())
             .map_err(|e| StorageError::io(self.image, e))
     }
+
+    /// Through the whole chain (imago resolves each layer's references to
+    /// the one below): data, zeroes written as such, or nothing anywhere.
+    fn extents(&self, offset: u64, length: u64) -> Result<Option<Vec<crate::Extent>>> {
+        self.check_range(offset, length)?;
+        let end = offset + length;
+        let mut out: Vec<crate::Extent> = Vec::new();
+        let mut at = offset;
+        while at < end {
+            let (mapping, run) = self
+                .top
+                .get_mapping(at, end - at)
+                .map_err(|e| StorageError::io(self.image, e))?;
+            let run = run.min(end - at);
+            if run == 0 {
+                break;
+            }
+            let (hole, zero) = match mapping {
+                imago::Mapping::Zero { explicit, .. } => (!explicit, true),
+                imago::Mapping::Eof { .. } => (true, true),
+                _ => (false, false),
+            };
+            match out.last_mut() {
+                Some(last) if last.hole == hole && last.zero == zero => last.length += run,
+                _ => out.push(crate::Extent {
+                    length: run,
+                    hole,
+                    zero,
+                }),
+            }
+            at += run;
+        }
+        Ok(Some(out))
+    }
 }
 
 impl Drop for Qcow2Io {
