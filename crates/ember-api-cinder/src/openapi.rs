@@ -282,6 +282,52 @@ fn block_ops(base: &str) -> Vec<Operation> {
     .collect()
 }
 
+/// Ember's snapshot and backup policies.
+fn policy_ops(base: &str) -> Vec<Operation> {
+    let body = json!({"type": "object", "required": ["policy"], "properties": {"policy": {
+        "type": "object",
+        "required": ["name", "kind", "schedule", "volumes"],
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 255},
+            "kind": {"type": "string", "enum": ["snapshot", "backup"]},
+            "schedule": {"type": "object", "properties": {
+                "interval_seconds": {"type": "integer", "minimum": 1},
+                "cron": {"type": "string"},
+                "time_zone": {"type": "string"}}},
+            "retention": {"type": "object", "properties": {
+                "count": {"type": "integer", "minimum": 1},
+                "max_age_seconds": {"type": "integer", "minimum": 0}}},
+            "volumes": {"type": "object", "properties": {
+                "ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+                "volume_type": {"type": "string"},
+                "metadata": {"type": "object", "additionalProperties": {"type": "string"}}}},
+            "enabled": {"type": "boolean"}}}}});
+    let one = format!("{base}/{{policy_id}}");
+    let policy = || Content::Json(wrapped("policy", any_object()));
+    vec![
+        Operation::new("POST", base, "Ember: create a snapshot or backup policy")
+            .json_body(body.clone())
+            .responds(201, policy()),
+        tenant_param(Operation::new("GET", base, "Ember: list policies"))
+            .responds(200, Content::Json(list("policies", any_object()))),
+        Operation::new("GET", &one, "Ember: show a policy (next and last run)")
+            .responds(200, policy()),
+        Operation::new("PUT", &one, "Ember: replace a policy's settings")
+            .json_body(body)
+            .responds(200, policy()),
+        Operation::new(
+            "DELETE",
+            &one,
+            "Ember: delete a policy (what it made stays)",
+        )
+        .responds(204, Content::Empty),
+    ]
+    .into_iter()
+    .map(|op| op.tag("policies"))
+    .collect()
+}
+
 /// Backups (`/backups`).
 fn backup_ops(base: &str) -> Vec<Operation> {
     let ok = |body: Value| Content::Json(body);
@@ -990,6 +1036,7 @@ fn added_in_v3(root: &str) -> Vec<Operation> {
     ops.extend(transfer_ops(&p("/os-volume-transfer"), " (legacy path)"));
     ops.extend(backup_ops(&p("/backups")));
     ops.extend(block_ops(&p("/ember/snapshots")));
+    ops.extend(policy_ops(&p("/ember/policies")));
     ops
 }
 

@@ -215,6 +215,11 @@ pub enum Endpoint {
         index: String,
     },
     ListChangedBlocks(String),
+    ListPolicies,
+    CreatePolicy,
+    ShowPolicy(String),
+    UpdatePolicy(String),
+    DeletePolicy(String),
 
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
     ReadVolumeData(String),
@@ -446,6 +451,11 @@ pub fn parse<'a>(
             index: s(index),
         },
         ("GET", ["ember", "snapshots", id, "changed-blocks"]) => ListChangedBlocks(s(id)),
+        ("GET", ["ember", "policies"]) => ListPolicies,
+        ("POST", ["ember", "policies"]) => CreatePolicy,
+        ("GET", ["ember", "policies", id]) => ShowPolicy(s(id)),
+        ("PUT", ["ember", "policies", id]) => UpdatePolicy(s(id)),
+        ("DELETE", ["ember", "policies", id]) => DeletePolicy(s(id)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
         ("GET", ["groups"]) => ListGroups { detail: false },

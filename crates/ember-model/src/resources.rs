@@ -563,3 +563,87 @@ pub struct GroupSnapshot {
     pub status_override: Option<String>,
     pub created_at: Timestamp,
 }
+
+/// What a policy makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyKind {
+    Snapshot,
+    Backup,
+}
+
+/// When a policy runs: every `interval_seconds`, or at the times a cron
+/// expression names in `time_zone` (an IANA name).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(default = "utc")]
+    pub time_zone: String,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// What a policy keeps of what it made: at most `count`, none older than
+/// `max_age_seconds` (either or both; the newest is always kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_seconds: Option<u64>,
+}
+
+/// The volumes of its project a policy covers: those listed, those of a
+/// volume type (id or name), those carrying every metadata pair given.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selector {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<VolumeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+/// One run of a policy, as it went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRun {
+    /// The time the run was due.
+    pub scheduled_at: Timestamp,
+    pub started_at: Timestamp,
+    /// How late it started (a run missed while Ember was down runs once,
+    /// late, and says so here).
+    pub late_seconds: u64,
+    pub made: u32,
+    pub deleted: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+}
+
+/// A snapshot or backup policy of a project.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    pub id: String,
+    pub project_id: ProjectId,
+    pub user_id: UserId,
+    pub name: String,
+    pub kind: PolicyKind,
+    pub schedule: Schedule,
+    pub retention: Retention,
+    pub volumes: Selector,
+    pub enabled: bool,
+    pub next_run: Timestamp,
+    /// A run that was claimed (due time) and has not finished: it is
+    /// finished after a restart, never started twice.
+    #[serde(default)]
+    pub pending_run: Option<Timestamp>,
+    #[serde(default)]
+    pub last_run: Option<PolicyRun>,
+    pub created_at: Timestamp,
+    pub updated_at: Option<Timestamp>,
+}

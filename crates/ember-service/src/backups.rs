@@ -45,6 +45,30 @@ fn invalid(message: impl Into<String>) -> ServiceError {
     ServiceError::InvalidInput(message.into())
 }
 
+/// Refuses a name a client may not give a backup.
+fn check_client_name(name: Option<&str>) -> Result<()> {
+    if name.is_some_and(|n| n.starts_with(crate::policies::RESERVED_BACKUP_PREFIX)) {
+        return Err(invalid(format!(
+            "the prefix {} is reserved for policies.",
+            crate::policies::RESERVED_BACKUP_PREFIX
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a client's change to a backup a policy made.
+fn check_changeable(b: &Backup) -> Result<()> {
+    if b.name
+        .as_deref()
+        .is_some_and(|n| n.starts_with(crate::policies::RESERVED_BACKUP_PREFIX))
+    {
+        return Err(ServiceError::Protected(
+            "Operations cannot be performed on backups made by policies.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether another backup names `backup` as its parent.
 pub fn has_dependents(all: &[Backup], backup: BackupId) -> bool {
     all.iter().any(|b| b.parent_id == Some(backup))
@@ -86,6 +110,16 @@ impl Service {
     }
 
     pub async fn create_backup(&self, caller: &Caller, req: CreateBackup) -> Result<Backup> {
+        check_client_name(req.name.as_deref())?;
+        self.create_backup_named(caller, req).await
+    }
+
+    /// `create_backup` without the reserved-name rule (policies' backups).
+    pub(crate) async fn create_backup_named(
+        &self,
+        caller: &Caller,
+        req: CreateBackup,
+    ) -> Result<Backup> {
         require_writer(caller, "backup:create")?;
         if self.core.backup_target.get().is_none() {
             return Err(invalid("No backup target is configured."));
@@ -268,6 +302,8 @@ impl Service {
         self.run_blocking(move || {
             let mut tx = core.store.write()?;
             let mut b = load_backup(tx.as_mut(), &caller, id)?;
+            check_changeable(&b)?;
+            check_client_name(update.name.as_ref().and_then(|n| n.as_deref()))?;
             if let Some(name) = update.name {
                 b.name = name;
             }
@@ -286,12 +322,34 @@ impl Service {
     }
 
     /// Deletes a backup; `force` (admin `os-force_delete`) also takes one
-    /// that is being made or restored.
+    /// in `error_deleting`.
     pub async fn delete_backup(&self, caller: &Caller, id: BackupId, force: bool) -> Result<()> {
         require_writer(caller, "backup:delete")?;
         if force {
             require_admin(caller, "backup:force_delete")?;
         }
+        self.start_backup_delete(caller, id, force, false).await
+    }
+
+    /// A policy's retention deleting one of its backups: allowed although
+    /// the backup is protected, and although later backups name it as
+    /// their parent (they are re-parented to its parent: every backup's
+    /// chunk list is complete, so none of them needs it).
+    pub(crate) async fn delete_backup_of_policy(
+        &self,
+        caller: &Caller,
+        id: BackupId,
+    ) -> Result<()> {
+        self.start_backup_delete(caller, id, false, true).await
+    }
+
+    async fn start_backup_delete(
+        &self,
+        caller: &Caller,
+        id: BackupId,
+        force: bool,
+        by_policy: bool,
+    ) -> Result<()> {
         let core = self.core.clone();
         let caller = caller.clone();
         let record = self
@@ -307,9 +365,21 @@ impl Service {
                         "Invalid backup: Backup status must be available or error".to_string()
                     }));
                 }
+                if !by_policy {
+                    check_changeable(&b)?;
+                }
                 let all = tx.backups(Some(&b.project_id))?;
                 if has_dependents(&all, id) {
-                    return Err(invalid("Invalid backup: Incremental backups exist for this backup."));
+                    if !by_policy {
+                        return Err(invalid(
+                            "Invalid backup: Incremental backups exist for this backup.",
+                        ));
+                    }
+                    for mut child in all.into_iter().filter(|c| c.parent_id == Some(id)) {
+                        child.parent_id = b.parent_id;
+                        child.updated_at = Some(Timestamp::now());
+                        tx.put_backup(&child)?;
+                    }
                 }
                 b.status = BackupStatus::Deleting;
                 b.updated_at = Some(Timestamp::now());

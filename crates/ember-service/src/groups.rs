@@ -524,7 +524,7 @@ impl Service {
             .filter(|s| s.status != SnapshotStatus::Deleting)
         {
             // Policy was checked for the group snapshot as a whole.
-            self.start_snapshot_delete(caller, s.id, false, true)
+            self.start_snapshot_delete(caller, s.id, false, true, false)
                 .await?;
         }
         Ok(())

@@ -19,6 +19,7 @@ pub mod health;
 pub mod manage;
 pub mod membership;
 pub mod messages;
+pub mod policies;
 pub mod qos;
 pub mod quotas;
 mod requests;
@@ -152,6 +153,7 @@ impl Service {
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
         let n = records.len();
         self.keep_membership(self.me());
+        self.keep_policies();
         let service = self.clone();
         self.running.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
@@ -195,6 +197,23 @@ impl Service {
             service.running.fetch_sub(1, Ordering::SeqCst);
         });
         Ok(n)
+    }
+
+    /// Checks the snapshot and backup policies every second (the collector
+    /// node only runs them: see `run_due_policies`), for as long as the
+    /// process runs.
+    fn keep_policies(&self) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = service.run_due_policies().await {
+                    tracing::warn!(error = %e, "policy check failed; the next one retries");
+                }
+            }
+        });
     }
 
     /// Takes `length` bytes of the data budget, waiting a while for other

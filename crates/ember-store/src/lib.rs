@@ -14,9 +14,9 @@ pub mod sqlite;
 pub use list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilter};
 
 use ember_model::{
-    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Project,
-    ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId, Transfer, User,
-    UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
+    AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Node, Policy,
+    Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
+    Transfer, User, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -286,6 +286,13 @@ pub trait Tx {
     /// Up to `limit` chunks that no backup references.
     fn unreferenced_chunks(&mut self, limit: usize)
     -> Result<Vec<(ProjectId, String, ChunkState)>>;
+
+    // Snapshot and backup policies.
+    fn policy(&mut self, id: &str) -> Result<Option<Policy>>;
+    fn put_policy(&mut self, policy: &Policy) -> Result<()>;
+    fn delete_policy(&mut self, id: &str) -> Result<()>;
+    /// Policies, oldest first; of one project, or all.
+    fn policies(&mut self, project: Option<&ProjectId>) -> Result<Vec<Policy>>;
 }
 
 /// A chunk's life on the backup target. A backup references a chunk

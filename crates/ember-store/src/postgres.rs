@@ -22,7 +22,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
     AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
-    Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
+    Policy, Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
     Transfer, User, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use pool::{Param, Pool, Pooled};
@@ -1362,6 +1362,42 @@ impl Tx for PostgresTx<'_> {
             ))
         })
         .collect()
+    }
+
+    fn policy(&mut self, id: &str) -> Result<Option<Policy>> {
+        self.body("policies", id)
+    }
+
+    fn put_policy(&mut self, p: &Policy) -> Result<()> {
+        self.upsert(
+            "policies",
+            &["id", "project_id", "created_at", "body"],
+            p![
+                p.id.clone(),
+                p.project_id.0.clone(),
+                p.created_at.0,
+                to_json(p)
+            ],
+        )
+    }
+
+    fn delete_policy(&mut self, id: &str) -> Result<()> {
+        self.delete("policies", id.to_string())
+    }
+
+    fn policies(&mut self, project: Option<&ProjectId>) -> Result<Vec<Policy>> {
+        match project {
+            Some(p) => self.bodies(
+                "policies",
+                "SELECT body FROM policies WHERE project_id = $1 ORDER BY created_at, id COLLATE \"C\"",
+                p![p.0.clone()],
+            ),
+            None => self.bodies(
+                "policies",
+                "SELECT body FROM policies ORDER BY created_at, id COLLATE \"C\"",
+                p![],
+            ),
+        }
     }
 }
 

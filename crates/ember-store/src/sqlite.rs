@@ -10,7 +10,7 @@ use crate::list::{ListQuery, Page, SnapshotFilter, SortDir, SortKey, VolumeFilte
 use crate::{ChunkState, MetadataStore, Result, StoreError, Tx, from_json, to_json};
 use ember_model::{
     AccessKey, Backup, BackupId, Group, GroupSnapshot, GroupType, Image, ImageId, Metadata, Node,
-    Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
+    Policy, Project, ProjectId, QosSpecs, QuotaResource, Role, ServiceSwitch, Snapshot, SnapshotId,
     Transfer, User, UserMessage, Volume, VolumeId, VolumeType, WorkflowId, WorkflowRecord,
 };
 use rusqlite::types::Value;
@@ -121,6 +121,11 @@ CREATE TABLE backup_refs (backup_id TEXT NOT NULL, idx INTEGER NOT NULL, project
 CREATE INDEX backup_refs_by_chunk ON backup_refs (project_id, hash);
 CREATE TABLE backup_chunks (project_id TEXT NOT NULL, hash TEXT NOT NULL, state INTEGER NOT NULL,
     PRIMARY KEY (project_id, hash));
+"#,
+    // Snapshot and backup policies.
+    r#"
+CREATE TABLE policies (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+    body TEXT NOT NULL);
 "#,
 ];
 
@@ -1614,5 +1619,43 @@ impl Tx for SqliteTx<'_> {
         rows.into_iter()
             .map(|(p, h, c)| Ok((ProjectId(p), h, ChunkState::from_code(c)?)))
             .collect()
+    }
+
+    fn policy(&mut self, id: &str) -> Result<Option<Policy>> {
+        get_body(&self.conn, "policies", id)
+    }
+
+    fn put_policy(&mut self, p: &Policy) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO policies (id, project_id, created_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![p.id, p.project_id.0, p.created_at.0, to_json(p)],
+            )
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn delete_policy(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM policies WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
+    }
+
+    fn policies(&mut self, project: Option<&ProjectId>) -> Result<Vec<Policy>> {
+        match project {
+            Some(p) => bodies(
+                &self.conn,
+                "policies",
+                "SELECT body FROM policies WHERE project_id = ?1 ORDER BY created_at, id",
+                &[&p.0],
+            ),
+            None => bodies(
+                &self.conn,
+                "policies",
+                "SELECT body FROM policies ORDER BY created_at, id",
+                &[],
+            ),
+        }
     }
 }

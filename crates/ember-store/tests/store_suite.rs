@@ -713,3 +713,55 @@ fn backups_and_chunks(store: &dyn MetadataStore) {
     tx.commit().unwrap();
     assert_eq!(store.read().unwrap().chunk_state(&p, "h3").unwrap(), None);
 }
+
+#[test]
+fn policies_round_trip_per_project() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, store) in stores(dir.path()) {
+        eprintln!("engine {name}");
+        let policy = |project: &str, created: i64| Policy {
+            id: uuid::Uuid::new_v4().to_string(),
+            project_id: ProjectId(project.into()),
+            user_id: UserId("u".into()),
+            name: "p".into(),
+            kind: PolicyKind::Snapshot,
+            schedule: Schedule {
+                interval_seconds: Some(60),
+                cron: None,
+                time_zone: "UTC".into(),
+            },
+            retention: Retention {
+                count: Some(3),
+                max_age_seconds: None,
+            },
+            volumes: Selector::default(),
+            enabled: true,
+            next_run: Timestamp(created + 60),
+            pending_run: Some(Timestamp(created)),
+            last_run: None,
+            created_at: Timestamp(created),
+            updated_at: None,
+        };
+        let (a, b, c) = (policy("p", 2), policy("p", 1), policy("q", 3));
+        let mut tx = store.write().unwrap();
+        for p in [&a, &b, &c] {
+            tx.put_policy(p).unwrap();
+        }
+        tx.commit().unwrap();
+        let mut tx = store.read().unwrap();
+        let mine: Vec<_> = tx
+            .policies(Some(&ProjectId("p".into())))
+            .unwrap()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(mine, vec![b.id.clone(), a.id.clone()], "oldest first");
+        assert_eq!(tx.policies(None).unwrap().len(), 3);
+        assert_eq!(tx.policy(&a.id).unwrap().unwrap(), a);
+        drop(tx);
+        let mut tx = store.write().unwrap();
+        tx.delete_policy(&a.id).unwrap();
+        tx.commit().unwrap();
+        assert!(store.read().unwrap().policy(&a.id).unwrap().is_none());
+    }
+}

@@ -9,6 +9,7 @@ mod groups;
 mod manage;
 mod messages;
 mod misc;
+mod policies;
 mod qos;
 mod snapshots;
 mod transfers;
@@ -55,6 +56,11 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         ListSnapshotBlocks(id) => blocks::list(svc, req, &id).await,
         GetSnapshotBlock { id, index } => blocks::get(svc, req, &id, &index).await,
         ListChangedBlocks(id) => blocks::changed(svc, req, &id).await,
+        ListPolicies => policies::list(svc, req).await,
+        CreatePolicy => policies::create(svc, req).await,
+        ShowPolicy(id) => policies::show(svc, req, &id).await,
+        UpdatePolicy(id) => policies::update(svc, req, &id).await,
+        DeletePolicy(id) => policies::delete(svc, req, &id).await,
 
         ListVolumes { detail } => volumes::list(svc, req, detail).await,
         CreateVolume => volumes::create(svc, req).await,

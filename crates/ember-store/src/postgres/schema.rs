@@ -91,4 +91,8 @@ CREATE INDEX backup_refs_by_chunk ON backup_refs (project_id, hash);
 CREATE TABLE backup_chunks (project_id TEXT NOT NULL, hash TEXT NOT NULL, state BIGINT NOT NULL,
     PRIMARY KEY (project_id, hash));
 "#,
+    r#"
+CREATE TABLE policies (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, created_at BIGINT NOT NULL,
+    body TEXT NOT NULL);
+"#,
 ];
