@@ -4,9 +4,10 @@
 //! servers are synchronous, GPL, or panic on options modern clients send
 //! (`../shared/crates-evaluation.md`). Scope: the fixed-newstyle handshake
 //! with `OPT_EXPORT_NAME`, `OPT_INFO`, `OPT_GO`, `OPT_LIST`, `OPT_ABORT`,
-//! `OPT_STRUCTURED_REPLY` and the meta-context options with one context,
-//! `base:allocation` (so `nbdcopy`, `qemu-img convert` and backup tools
-//! skip holes); TLS and extended headers are answered
+//! `OPT_STRUCTURED_REPLY` and the meta-context options: `base:allocation`
+//! for every export (so `nbdcopy`, `qemu-img convert` and backup tools
+//! skip holes), and whatever contexts a [`Device`] adds (Ember's snapshot
+//! exports: `ember:changed-since:<snapshot>`); TLS and extended headers are answered
 //! `NBD_REP_ERR_UNSUP`, and clients fall back. Transmission serves READ,
 //! WRITE, FLUSH, TRIM, WRITE_ZEROES, FUA and BLOCK_STATUS, pipelined:
 //! requests run concurrently and replies go out as they finish, matched by

@@ -35,19 +35,36 @@ pub trait Device: Send + Sync + 'static {
     fn extents(&self, _offset: u64, _length: u64) -> io::Result<Option<Vec<(u64, u32)>>> {
         Ok(None)
     }
+    /// The meta contexts besides `base:allocation` this device serves
+    /// that `query` names (a full name; a listing may also ask for a
+    /// namespace, `ns:`).
+    fn meta_contexts(&self, _query: &str) -> Vec<String> {
+        Vec::new()
+    }
+    /// Block status in a context `meta_contexts` named: (length, flags)
+    /// runs from `offset`.
+    fn context_status(
+        &self,
+        _context: &str,
+        _offset: u64,
+        _length: u64,
+    ) -> io::Result<Vec<(u64, u32)>> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 }
 
-/// The id `base:allocation` has on every connection (the only context).
-const ALLOCATION_CONTEXT: u32 = 1;
+/// Most meta contexts one connection may select.
+const MAX_CONTEXTS: usize = 8;
 
 /// What negotiation settled besides the export.
 #[derive(Clone, Debug, Default)]
 struct Session {
     /// Structured replies (`NBD_OPT_STRUCTURED_REPLY`) were agreed.
     structured: bool,
-    /// `base:allocation` was selected (`NBD_OPT_SET_META_CONTEXT`), for
-    /// the export of this name.
-    allocation_for: Option<String>,
+    /// The meta contexts selected (`NBD_OPT_SET_META_CONTEXT`; context id
+    /// = index + 1), for the export of this name.
+    contexts: Vec<String>,
+    contexts_for: Option<String>,
 }
 
 /// Resolves export names. Blocking: it may consult the metadata store.
@@ -298,8 +315,8 @@ where
                     wr.write_all(&[0u8; 124]).await?;
                 }
                 wr.flush().await?;
-                if session.allocation_for.as_deref() != Some(name.as_str()) {
-                    session.allocation_for = None;
+                if session.contexts_for.as_deref() != Some(name.as_str()) {
+                    session.contexts.clear();
                 }
                 return Ok(Some((device, session)));
             }
@@ -349,8 +366,8 @@ where
                 reply(wr, option, proto::REP_ACK, &[]).await?;
                 if option == proto::OPT_GO {
                     // A context selected for another export does not apply.
-                    if session.allocation_for.as_deref() != Some(request.name.as_str()) {
-                        session.allocation_for = None;
+                    if session.contexts_for.as_deref() != Some(request.name.as_str()) {
+                        session.contexts.clear();
                     }
                     return Ok(Some((device, session)));
                 }
@@ -381,19 +398,35 @@ where
                         continue;
                     }
                 };
-                if open_export(exports, &request.name).await.is_none() {
+                let Some(device) = open_export(exports, &request.name).await else {
                     reply(wr, option, proto::REP_ERR_UNKNOWN, b"unknown export").await?;
                     continue;
-                }
+                };
                 let listing = option == proto::OPT_LIST_META_CONTEXT;
-                // The one context there is; a listing may ask by namespace.
-                let wanted = request
+                let mut matched: Vec<String> = Vec::new();
+                let base_wanted = request
                     .queries
                     .iter()
                     .any(|q| q == proto::BASE_ALLOCATION || (listing && q == "base:"))
                     || (listing && request.queries.is_empty());
-                if wanted {
-                    let payload = proto::meta_context(ALLOCATION_CONTEXT, proto::BASE_ALLOCATION);
+                if base_wanted {
+                    matched.push(proto::BASE_ALLOCATION.to_string());
+                }
+                for query in &request.queries {
+                    let device = device.clone();
+                    let query = query.clone();
+                    let more = tokio::task::spawn_blocking(move || device.meta_contexts(&query))
+                        .await
+                        .unwrap_or_default();
+                    for name in more {
+                        if !matched.contains(&name) {
+                            matched.push(name);
+                        }
+                    }
+                }
+                matched.truncate(MAX_CONTEXTS);
+                for (i, name) in matched.iter().enumerate() {
+                    let payload = proto::meta_context(i as u32 + 1, name);
                     wr.write_all(&proto::option_reply(
                         option,
                         proto::REP_META_CONTEXT,
@@ -402,7 +435,8 @@ where
                     .await?;
                 }
                 if !listing {
-                    session.allocation_for = wanted.then(|| request.name.clone());
+                    session.contexts = matched;
+                    session.contexts_for = Some(request.name.clone());
                 }
                 reply(wr, option, proto::REP_ACK, &[]).await?;
             }
@@ -458,9 +492,15 @@ fn op_of(action: &Action, payload: usize) -> (&'static str, &'static str, u64) {
 }
 
 /// Runs one request on the blocking pool; returns its reply.
-async fn execute(device: Arc<dyn Device>, cookie: u64, action: Action, payload: Vec<u8>) -> Reply {
+async fn execute(
+    device: Arc<dyn Device>,
+    cookie: u64,
+    action: Action,
+    payload: Vec<u8>,
+    contexts: Arc<Vec<String>>,
+) -> Reply {
     let (op, direction, bytes) = op_of(&action, payload.len());
-    let reply = execute_inner(device, cookie, action, payload).await;
+    let reply = execute_inner(device, cookie, action, payload, contexts).await;
     let m = ember_metrics::metrics();
     let result = if reply.error == 0 { "ok" } else { "error" };
     m.nbd_requests.with_label_values(&[op, result]).inc();
@@ -475,6 +515,7 @@ async fn execute_inner(
     cookie: u64,
     action: Action,
     payload: Vec<u8>,
+    contexts: Arc<Vec<String>>,
 ) -> Reply {
     let carries = match action {
         Action::Read { offset, .. } => Carries::Data(offset),
@@ -521,10 +562,31 @@ async fn execute_inner(
                 length,
                 req_one,
             } => {
-                let runs = device
-                    .extents(offset, length as u64)?
-                    .unwrap_or_else(|| vec![(length as u64, 0)]);
-                Ok(block_status_payload(&runs, length, req_one))
+                // One chunk per selected context, the last one DONE.
+                let mut wire = Vec::new();
+                for (i, name) in contexts.iter().enumerate() {
+                    let runs = if name == proto::BASE_ALLOCATION {
+                        device
+                            .extents(offset, length as u64)?
+                            .unwrap_or_else(|| vec![(length as u64, 0)])
+                    } else {
+                        device.context_status(name, offset, length as u64)?
+                    };
+                    let body = block_status_payload(i as u32 + 1, &runs, length, req_one);
+                    let flags = if i + 1 == contexts.len() {
+                        proto::REPLY_FLAG_DONE
+                    } else {
+                        0
+                    };
+                    wire.extend_from_slice(&proto::structured_header(
+                        flags,
+                        proto::REPLY_TYPE_BLOCK_STATUS,
+                        cookie,
+                        body.len() as u32,
+                    ));
+                    wire.extend_from_slice(&body);
+                }
+                Ok(wire)
             }
             Action::Disconnect | Action::Close | Action::Refuse { .. } => {
                 unreachable!("answered without I/O")
@@ -569,11 +631,11 @@ async fn execute_inner(
     }
 }
 
-/// The payload of a `base:allocation` block status chunk: the context id,
-/// then (length, flags) descriptors covering at most `length` bytes from
-/// the request's offset (one descriptor with `req_one`), none empty.
-fn block_status_payload(runs: &[(u64, u32)], length: u32, req_one: bool) -> Vec<u8> {
-    let mut out = ALLOCATION_CONTEXT.to_be_bytes().to_vec();
+/// The payload of a block status chunk: the context id, then (length,
+/// flags) descriptors covering at most `length` bytes from the request's
+/// offset (one descriptor with `req_one`), none empty.
+fn block_status_payload(context: u32, runs: &[(u64, u32)], length: u32, req_one: bool) -> Vec<u8> {
+    let mut out = context.to_be_bytes().to_vec();
     let mut left = length as u64;
     for &(run, flags) in runs {
         let run = run.min(left);
@@ -581,7 +643,7 @@ fn block_status_payload(runs: &[(u64, u32)], length: u32, req_one: bool) -> Vec<
             continue;
         }
         out.extend_from_slice(&(run as u32).to_be_bytes());
-        out.extend_from_slice(&(flags & (proto::STATE_HOLE | proto::STATE_ZERO)).to_be_bytes());
+        out.extend_from_slice(&flags.to_be_bytes());
         left -= run;
         if req_one || left == 0 {
             break;
@@ -642,13 +704,15 @@ async fn write_replies<W: AsyncWrite + Unpin>(
             chunk.extend_from_slice(&r.error.to_be_bytes());
             chunk.extend_from_slice(&0u16.to_be_bytes());
             write_paced(&mut wr, &chunk, timeout).await?;
+        } else if r.carries == Carries::Status {
+            // Chunks already framed, one per selected context.
+            write_paced(&mut wr, &r.data, timeout).await?;
         } else {
             let (kind, prefix) = match r.carries {
-                Carries::Nothing => (proto::REPLY_TYPE_NONE, Vec::new()),
                 Carries::Data(offset) => {
                     (proto::REPLY_TYPE_OFFSET_DATA, offset.to_be_bytes().to_vec())
                 }
-                Carries::Status => (proto::REPLY_TYPE_BLOCK_STATUS, Vec::new()),
+                _ => (proto::REPLY_TYPE_NONE, Vec::new()),
             };
             let length = (prefix.len() + r.data.len()) as u32;
             let mut head =
@@ -704,7 +768,7 @@ where
         shared.limits.reply_timeout,
         session.structured,
     ));
-    let allocation = session.allocation_for.is_some();
+    let contexts = Arc::new(session.contexts.clone());
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let connection_bytes = Arc::new(Semaphore::new(shared.limits.connection_bytes / UNIT));
     let size = device.size();
@@ -732,7 +796,7 @@ where
                 .expect("the semaphore is never closed");
             let action = match proto::classify(&request, size, read_only) {
                 // Block status only for a client that selected the context.
-                Action::BlockStatus { .. } if !allocation => Action::Refuse {
+                Action::BlockStatus { .. } if contexts.is_empty() => Action::Refuse {
                     error: proto::EINVAL,
                     payload: 0,
                 },
@@ -794,8 +858,10 @@ where
                     }
                     let device = device.clone();
                     let tx = tx.clone();
+                    let contexts = contexts.clone();
                     tokio::spawn(async move {
-                        let mut reply = execute(device, request.cookie, action, payload).await;
+                        let mut reply =
+                            execute(device, request.cookie, action, payload, contexts).await;
                         reply.held = held;
                         let _ = tx.send(reply).await;
                         drop(permit);

@@ -721,7 +721,7 @@ impl Service {
         Some(VolumeExport {
             core,
             size: io.size(),
-            target: Target::Snapshot(io),
+            target: Target::Snapshot(io, Box::new(s.clone())),
             read_only: true,
             live: flag,
         })
@@ -776,9 +776,14 @@ impl Service {
 enum Target {
     /// An attached volume, through its slot.
     Volume(VolumeId),
-    /// A snapshot's frozen chain, opened read-only.
-    Snapshot(Arc<dyn ember_storage::BlockIo>),
+    /// A snapshot's frozen chain, opened read-only, and its record.
+    Snapshot(Arc<dyn ember_storage::BlockIo>, Box<Snapshot>),
 }
+
+/// The meta context of a snapshot export that marks what changed since an
+/// earlier snapshot (`ember:changed-since:<snapshot id>`), as qemu's
+/// `qemu:dirty-bitmap:` does: flag 1 (dirty) on the changed runs.
+pub const CHANGED_SINCE: &str = "ember:changed-since:";
 
 fn pick(v: Volume, id: uuid::Uuid) -> AttachmentView {
     let a = v
@@ -818,7 +823,7 @@ impl VolumeExport {
     fn io<R>(&self, f: impl FnOnce(&dyn ember_storage::BlockIo) -> Result<R>) -> Result<R> {
         match &self.target {
             Target::Volume(volume) => self.core.with_io(*volume, f),
-            Target::Snapshot(io) => f(io.as_ref()),
+            Target::Snapshot(io, _) => f(io.as_ref()),
         }
     }
     fn writable(&self) -> Result<()> {
@@ -842,9 +847,53 @@ impl VolumeExport {
     }
     pub fn flush(&self) -> Result<()> {
         match &self.target {
-            Target::Snapshot(_) => Ok(()),
+            Target::Snapshot(..) => Ok(()),
             Target::Volume(_) => self.io(|io| Ok(io.flush()?)),
         }
+    }
+
+    /// The `ember:changed-since:` contexts `query` names: a snapshot export
+    /// offers one per earlier snapshot of the same volume's lineage (of
+    /// the same project), asked for by its full name (`ember:` lists none:
+    /// the bases are the client's to name).
+    pub fn meta_contexts(&self, query: &str) -> Vec<String> {
+        match query.strip_prefix(CHANGED_SINCE) {
+            Some(base) if self.changed_since(base).ok().flatten().is_some() => {
+                vec![query.to_string()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The byte ranges of this snapshot export that may differ from the
+    /// earlier snapshot `base` (None when `base` is no earlier point of
+    /// its volume or the backend cannot tell).
+    pub fn changed_since(&self, base: &str) -> Result<Option<Vec<(u64, u64)>>> {
+        let Target::Snapshot(_, snapshot) = &self.target else {
+            return Ok(None);
+        };
+        let Some(base) = SnapshotId::parse(base) else {
+            return Ok(None);
+        };
+        let mut tx = self.core.store.read()?;
+        let Some(base) = tx.snapshot(base)? else {
+            return Ok(None);
+        };
+        let (Some(base_data), Some(data)) = (base.image, snapshot.image) else {
+            return Ok(None);
+        };
+        if base.project_id != snapshot.project_id || base.volume_id != snapshot.volume_id {
+            return Ok(None);
+        }
+        let backend = self
+            .core
+            .backend_of_snapshot(tx.as_mut(), snapshot)?
+            .clone();
+        drop(tx);
+        Ok(match backend.changed_ranges(data, Some(base_data))? {
+            ember_backend::Changed::Since(ranges) => Some(ranges),
+            _ => None,
+        })
     }
     /// What the range holds (data, zeroes, holes), from the format's
     /// mapping; None when the backend cannot tell.

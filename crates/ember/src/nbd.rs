@@ -49,6 +49,29 @@ impl Device for Export {
     fn is_live(&self) -> bool {
         self.0.is_live()
     }
+    fn meta_contexts(&self, query: &str) -> Vec<String> {
+        self.0.meta_contexts(query)
+    }
+
+    /// `ember:changed-since:<snapshot>`: flag 1 where the export may differ
+    /// from that earlier snapshot, 0 where it reads the same.
+    fn context_status(
+        &self,
+        context: &str,
+        offset: u64,
+        length: u64,
+    ) -> io::Result<Vec<(u64, u32)>> {
+        let base = context
+            .strip_prefix(ember_service::attachments::CHANGED_SINCE)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
+        let ranges = self
+            .0
+            .changed_since(base)
+            .map_err(io_error)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::Unsupported))?;
+        Ok(window(&ranges, offset, length))
+    }
+
     fn extents(&self, offset: u64, length: u64) -> io::Result<Option<Vec<(u64, u32)>>> {
         use ember_nbd::proto::{STATE_HOLE, STATE_ZERO};
         Ok(self
@@ -64,5 +87,46 @@ impl Device for Export {
                     })
                     .collect()
             }))
+    }
+}
+
+/// `[offset, offset + length)` as runs flagged 1 inside `ranges` (sorted,
+/// disjoint) and 0 outside.
+fn window(ranges: &[(u64, u64)], offset: u64, length: u64) -> Vec<(u64, u32)> {
+    let end = offset + length;
+    let mut runs: Vec<(u64, u32)> = Vec::new();
+    let mut at = offset;
+    let push = |len: u64, flag: u32, runs: &mut Vec<(u64, u32)>| {
+        if len == 0 {
+            return;
+        }
+        match runs.last_mut() {
+            Some((l, f)) if *f == flag => *l += len,
+            _ => runs.push((len, flag)),
+        }
+    };
+    for &(start, len) in ranges {
+        let (start, stop) = (start.max(at), (start + len).min(end));
+        if stop <= at || start >= end {
+            continue;
+        }
+        push(start - at, 0, &mut runs);
+        push(stop - start, 1, &mut runs);
+        at = stop;
+    }
+    push(end.saturating_sub(at), 0, &mut runs);
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn changed_ranges_become_flagged_runs_of_the_window() {
+        let ranges = [(10, 10), (30, 5), (100, 50)];
+        assert_eq!(
+            super::window(&ranges, 15, 100),
+            vec![(5, 1), (10, 0), (5, 1), (65, 0), (15, 1)]
+        );
+        assert_eq!(super::window(&[], 0, 8), vec![(8, 0)]);
     }
 }
