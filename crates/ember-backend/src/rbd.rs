@@ -388,6 +388,47 @@ impl BlockIo for RbdIo {
     fn flush(&self) -> ember_storage::Result<()> {
         self.image.flush().map_err(io_error)
     }
+    /// From librbd's allocation (`rbd_diff_iterate2` from nothing, the
+    /// parent's included): data where objects hold data, holes elsewhere.
+    fn extents(
+        &self,
+        offset: u64,
+        length: u64,
+    ) -> ember_storage::Result<Option<Vec<ember_storage::Extent>>> {
+        self.check(offset, length)?;
+        let mut allocated = self
+            .image
+            .changed_extents_in(None, true, offset, length)
+            .map_err(io_error)?;
+        allocated.sort_unstable();
+        let end = offset + length;
+        let mut out: Vec<ember_storage::Extent> = Vec::new();
+        let mut push = |length: u64, hole: bool| {
+            if length == 0 {
+                return;
+            }
+            match out.last_mut() {
+                Some(last) if last.hole == hole => last.length += length,
+                _ => out.push(ember_storage::Extent {
+                    length,
+                    hole,
+                    zero: hole,
+                }),
+            }
+        };
+        let mut at = offset;
+        for (start, len) in allocated {
+            let (start, stop) = (start.max(at), start.saturating_add(len).min(end));
+            if stop <= start {
+                continue;
+            }
+            push(start - at, true);
+            push(stop - start, false);
+            at = stop;
+        }
+        push(end - at, true);
+        Ok(Some(out))
+    }
 }
 
 impl VolumeBackend for RbdBackend {

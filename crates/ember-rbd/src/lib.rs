@@ -585,6 +585,18 @@ impl Image {
         from_snap: Option<&str>,
         include_parent: bool,
     ) -> Result<Vec<(u64, u64)>> {
+        let size = self.size()?;
+        self.changed_extents_in(from_snap, include_parent, 0, size)
+    }
+
+    /// `changed_extents` within `[offset, offset + length)`.
+    pub fn changed_extents_in(
+        &self,
+        from_snap: Option<&str>,
+        include_parent: bool,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<(u64, u64)>> {
         unsafe extern "C" fn collect(
             offset: u64,
             len: usize,
@@ -599,14 +611,13 @@ impl Image {
         let from = from_snap
             .map(|s| cstr("rbd_diff_iterate2", s))
             .transpose()?;
-        let size = self.size()?;
         let mut out: Vec<(u64, u64)> = Vec::new();
         check("rbd_diff_iterate2", unsafe {
             (self.api().rbd_diff_iterate2)(
                 self.raw,
                 from.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-                0,
-                size,
+                offset,
+                length,
                 u8::from(include_parent),
                 0,
                 collect,
