@@ -78,31 +78,45 @@ fn write(core: &Core, p: &Params) -> Result<()> {
         (b, refs)
     };
     let size = crate::volumes::size_bytes(backup.size_gib)?;
-    let mut next = 0u64; // the first byte not yet written
-    // Fetched, decompressed and checked on every core, 64 at a time;
-    // written in order.
-    for batch in refs.chunks(64) {
-        let fetched = super::backup_chunks::parallel_map(batch, |(_, hash)| {
-            target.get_chunk(&backup.chunk_namespace().0, hash)
-        });
-        for ((index, _), data) in batch.iter().zip(fetched) {
-            let data = data.map_err(backup_chunks::target_error)?;
-            let offset = index
-                .checked_mul(CHUNK_SIZE)
-                .filter(|o| *o < size)
-                .ok_or_else(|| {
-                    ServiceError::Internal(format!("chunk {index} lies past the backup"))
-                })?;
-            if !p.fresh_volume && next < offset {
-                core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, offset - next)?))?;
+    let namespace = &backup.chunk_namespace().0;
+    // Fetched, decompressed and checked on every core, 64 at a time, one
+    // batch ahead of the writing (which goes in order through the
+    // volume's handle): at most two batches (64 MiB) in memory.
+    std::thread::scope(|scope| -> Result<()> {
+        let (ahead, fetched) = std::sync::mpsc::sync_channel(1);
+        let refs = &refs;
+        scope.spawn(move || {
+            for batch in refs.chunks(64) {
+                let chunks = super::backup_chunks::parallel_map(batch, |(_, hash)| {
+                    target.get_chunk(namespace, hash)
+                });
+                if ahead.send(chunks).is_err() {
+                    return; // the writer stopped
+                }
             }
-            core.with_io(p.volume_id, |io| Ok(io.write_at(&data, offset)?))?;
-            next = offset + data.len() as u64;
+        });
+        let mut next = 0u64; // the first byte not yet written
+        for (batch, chunks) in refs.chunks(64).zip(fetched.iter()) {
+            for ((index, _), data) in batch.iter().zip(chunks) {
+                let data = data.map_err(backup_chunks::target_error)?;
+                let offset = index
+                    .checked_mul(CHUNK_SIZE)
+                    .filter(|o| *o < size)
+                    .ok_or_else(|| {
+                        ServiceError::Internal(format!("chunk {index} lies past the backup"))
+                    })?;
+                if !p.fresh_volume && next < offset {
+                    core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, offset - next)?))?;
+                }
+                core.with_io(p.volume_id, |io| Ok(io.write_at(&data, offset)?))?;
+                next = offset + data.len() as u64;
+            }
         }
-    }
-    if !p.fresh_volume && next < size {
-        core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, size - next)?))?;
-    }
+        if !p.fresh_volume && next < size {
+            core.with_io(p.volume_id, |io| Ok(io.write_zeroes(next, size - next)?))?;
+        }
+        Ok(())
+    })?;
     core.with_io(p.volume_id, |io| Ok(io.flush()?))
 }
 
