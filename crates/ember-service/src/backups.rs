@@ -12,7 +12,7 @@
 
 use crate::engine::new_record;
 use crate::quotas::reserve;
-use crate::volumes::{load_volume, require_admin};
+use crate::volumes::{load_volume, require_admin, require_writer};
 use crate::workflows::{backup_create, backup_delete, backup_restore};
 use crate::*;
 use ember_model::*;
@@ -30,14 +30,6 @@ pub(crate) fn load_backup(tx: &mut dyn Tx, caller: &Caller, id: BackupId) -> Res
         _ => Err(ServiceError::NotFound(format!(
             "Backup {id} could not be found."
         ))),
-    }
-}
-
-fn require_writer(caller: &Caller, action: &str) -> Result<()> {
-    if caller.can_write() {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(action.into()))
     }
 }
 
@@ -626,7 +618,7 @@ impl Service {
             let manifest = target
                 .get_manifest(&chunks.0, &manifest_id)
                 .map_err(|e| invalid(format!("Invalid backup_url: {e}")))?;
-            if manifest.size != size_gib << 30 {
+            if Some(manifest.size) != size_gib.checked_mul(1 << 30) {
                 return Err(invalid(
                     "Invalid backup_url: the manifest does not match the record.",
                 ));

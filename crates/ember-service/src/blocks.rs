@@ -27,24 +27,44 @@ pub struct BlockPage {
     pub volume_size_gib: u64,
 }
 
-fn indices(ranges: &[(u64, u64)], size: u64) -> Vec<u64> {
-    let mut out: Vec<u64> = Vec::new();
-    for &(start, len) in ranges {
-        if len == 0 || start >= size {
-            continue;
+/// The block indices `ranges` touch (all blocks when None), ascending,
+/// from block `from`, produced lazily: a page costs its own length, never
+/// the volume's size.
+fn indices(
+    ranges: Option<Vec<(u64, u64)>>,
+    size: u64,
+    from: u64,
+) -> Box<dyn Iterator<Item = u64> + Send> {
+    let blocks = size.div_ceil(BLOCK_SIZE);
+    match ranges {
+        None => Box::new(from.min(blocks)..blocks),
+        Some(ranges) => {
+            let mut last: Option<u64> = None;
+            Box::new(
+                ranges
+                    .into_iter()
+                    .filter(move |&(start, len)| len > 0 && start < size)
+                    .flat_map(move |(start, len)| {
+                        let end = start.saturating_add(len).min(size).div_ceil(BLOCK_SIZE);
+                        (start / BLOCK_SIZE).max(from)..end
+                    })
+                    .filter(move |&i| {
+                        // Ranges may share a block: each block once.
+                        let new = last.is_none_or(|l| i > l);
+                        if new {
+                            last = Some(i);
+                        }
+                        new
+                    }),
+            )
         }
-        let end = start.saturating_add(len).min(size);
-        let first = (start / BLOCK_SIZE).max(out.last().map_or(0, |l| l + 1));
-        out.extend(first..end.div_ceil(BLOCK_SIZE));
     }
-    out
 }
 
-fn page(all: Vec<u64>, from: u64, max: usize, volume_size_gib: u64) -> BlockPage {
-    let mut rest = all.into_iter().filter(|i| *i >= from);
-    let indices: Vec<u64> = rest.by_ref().take(max).collect();
+fn page(mut all: impl Iterator<Item = u64>, max: usize, volume_size_gib: u64) -> BlockPage {
+    let indices: Vec<u64> = all.by_ref().take(max).collect();
     BlockPage {
-        next: rest.next(),
+        next: all.next(),
         indices,
         volume_size_gib,
     }
@@ -69,11 +89,11 @@ impl Service {
             let backend = core
                 .backend_of_snapshot(core.store.read()?.as_mut(), &s)?
                 .clone();
-            let all = match backend.changed_ranges(data, None)? {
-                Changed::All(ranges) | Changed::Since(ranges) => indices(&ranges, size),
-                Changed::Unknown => (0..size.div_ceil(BLOCK_SIZE)).collect(),
+            let ranges = match backend.changed_ranges(data, None)? {
+                Changed::All(ranges) | Changed::Since(ranges) => Some(ranges),
+                Changed::Unknown => None,
             };
-            Ok(page(all, from, max, s.size_gib))
+            Ok(page(indices(ranges, size, from), max, s.size_gib))
         })
         .await
     }
@@ -101,16 +121,16 @@ impl Service {
             let backend = core
                 .backend_of_snapshot(core.store.read()?.as_mut(), &b)?
                 .clone();
-            let all = match backend.changed_ranges(data, Some(base))? {
-                Changed::Since(ranges) => indices(&ranges, size),
+            let ranges = match backend.changed_ranges(data, Some(base))? {
+                Changed::Since(ranges) => Some(ranges),
                 Changed::All(_) => {
                     return Err(ServiceError::InvalidInput(format!(
                         "Snapshot {first} is not an earlier point of snapshot {second}'s volume."
                     )));
                 }
-                Changed::Unknown => (0..size.div_ceil(BLOCK_SIZE)).collect(),
+                Changed::Unknown => None,
             };
-            Ok(page(all, from, max, b.size_gib))
+            Ok(page(indices(ranges, size, from), max, b.size_gib))
         })
         .await
     }
@@ -147,9 +167,14 @@ mod tests {
     #[test]
     fn ranges_become_block_indices_once_each() {
         let b = BLOCK_SIZE;
-        let ranges = [(0, 1), (10, 20), (b - 1, 2), (5 * b, b), (9 * b + 7, 3 * b)];
-        assert_eq!(indices(&ranges, 10 * b), vec![0, 1, 5, 9]);
-        let p = page(vec![0, 1, 5, 9], 1, 2, 5);
+        let ranges = vec![(0, 1), (10, 20), (b - 1, 2), (5 * b, b), (9 * b + 7, 3 * b)];
+        let all: Vec<u64> = indices(Some(ranges.clone()), 10 * b, 0).collect();
+        assert_eq!(all, vec![0, 1, 5, 9]);
+        let p = page(indices(Some(ranges), 10 * b, 1), 2, 5);
         assert_eq!((p.indices, p.next), (vec![1, 5], Some(9)));
+        // Unknown: every block, lazily, even for the largest volume.
+        let huge = u64::MAX - BLOCK_SIZE;
+        let p = page(indices(None, huge, 7), 3, 1);
+        assert_eq!((p.indices, p.next), (vec![7, 8, 9], Some(10)));
     }
 }

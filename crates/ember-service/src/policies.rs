@@ -16,7 +16,7 @@
 //! through any API: only the policy's retention deletes them.
 
 use crate::snapshots::RESERVED_SNAPSHOT_PREFIX;
-use crate::volumes::require_admin;
+use crate::volumes::require_writer;
 use crate::*;
 use chrono::TimeZone;
 use ember_model::*;
@@ -149,9 +149,7 @@ fn covers(policy: &Policy, v: &Volume) -> bool {
 
 impl Service {
     pub async fn create_policy(&self, caller: &Caller, spec: PolicySpec) -> Result<Policy> {
-        if !caller.can_write() {
-            return Err(ServiceError::Forbidden("ember:policy:create".into()));
-        }
+        require_writer(caller, "ember:policy:create")?;
         check_spec(&spec)?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -208,9 +206,7 @@ impl Service {
         id: String,
         spec: PolicySpec,
     ) -> Result<Policy> {
-        if !caller.can_write() {
-            return Err(ServiceError::Forbidden("ember:policy:update".into()));
-        }
+        require_writer(caller, "ember:policy:update")?;
         check_spec(&spec)?;
         let core = self.core.clone();
         let caller = caller.clone();
@@ -237,9 +233,7 @@ impl Service {
 
     /// Deletes a policy; what it made stays (and stays protected).
     pub async fn delete_policy(&self, caller: &Caller, id: String) -> Result<()> {
-        if !caller.can_write() {
-            return Err(ServiceError::Forbidden("ember:policy:delete".into()));
-        }
+        require_writer(caller, "ember:policy:delete")?;
         let core = self.core.clone();
         let caller = caller.clone();
         self.run_blocking(move || {
@@ -461,7 +455,10 @@ impl Service {
                 let newest = i + 1 == items.len();
                 let too_many = i < keep_from;
                 let too_old = r.max_age_seconds.is_some_and(|age| {
-                    now.saturating_sub(t.0) > (age as i64).saturating_mul(1_000_000)
+                    now.saturating_sub(t.0)
+                        > i64::try_from(age)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(1_000_000)
                 });
                 if newest || !(too_many || too_old) {
                     continue;
@@ -486,11 +483,5 @@ impl Service {
             }
         }
         deleted
-    }
-
-    /// Admin: every policy's state, for audits (tests).
-    pub async fn all_policies(&self, caller: &Caller) -> Result<Vec<Policy>> {
-        require_admin(caller, "ember:policy:all")?;
-        self.list_policies(caller, true).await
     }
 }

@@ -41,6 +41,35 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
     })
 }
 
+/// Backup copies and restores running at once, per process: each holds up
+/// to two 32 MiB batches, so this bounds their memory (256 MiB) whatever
+/// the number of backups clients start; the others wait their turn.
+const MAX_COPIES: usize = 4;
+
+static COPIES: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A turn to copy, held until dropped.
+pub(crate) struct CopyTurn(());
+
+pub(crate) fn copy_turn() -> CopyTurn {
+    let (count, freed) = &COPIES;
+    let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+    while *n >= MAX_COPIES {
+        n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+    }
+    *n += 1;
+    CopyTurn(())
+}
+
+impl Drop for CopyTurn {
+    fn drop(&mut self) {
+        let (count, freed) = &COPIES;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
 pub(crate) fn target(core: &Core) -> Result<&Target> {
     core.backup_target
         .get()

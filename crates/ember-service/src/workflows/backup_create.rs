@@ -242,6 +242,7 @@ fn copy(core: &Core, p: &Params) -> Result<()> {
         tx.clear_backup_refs(p.backup_id)?;
         tx.commit()?;
     }
+    let _turn = backup_chunks::copy_turn();
     let io = backend.open(source, false)?;
     let mut stored_bytes = 0u64;
     let changed: Vec<u64> = changed.into_iter().collect();

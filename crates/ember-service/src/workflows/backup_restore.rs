@@ -79,6 +79,7 @@ fn write(core: &Core, p: &Params) -> Result<()> {
     };
     let size = crate::volumes::size_bytes(backup.size_gib)?;
     let namespace = &backup.chunk_namespace().0;
+    let _turn = backup_chunks::copy_turn();
     // Fetched, decompressed and checked on every core, 64 at a time, one
     // batch ahead of the writing (which goes in order through the
     // volume's handle): at most two batches (64 MiB) in memory.
