@@ -6,12 +6,15 @@
 # Installs the system tools the tests use when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
 
 need=()
 command -v qemu-img >/dev/null || need+=(qemu-utils)
 # libnbd's nbdinfo/nbdcopy: NBD clients the attach tests use beside qemu-io.
 command -v nbdinfo >/dev/null || need+=(libnbd-bin)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# gdb: scripts/watchdog.sh prints a hung test's stacks with it.
+command -v gdb >/dev/null || need+=(gdb)
 if ((${#need[@]})); then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -30,7 +33,7 @@ if [ -z "${EMBER_SKIP_CEPH:-}" ]; then
     # Snapshots in ~50 ms instead of Ceph's default 1 s batching (one test
     # in tests/rbd.rs measures with the default interval set at run time).
     CEPH_PAXOS_INTERVAL=0.05 CEPH_RGW=1 ./scripts/ceph.sh up >/dev/null
-    trap './scripts/ceph.sh down' EXIT
+    trap '"$root/scripts/ceph.sh" down' EXIT
     # EMBER_TEST_S3_URL and the S3 user's keys.
     source "$CEPH_STATE/env"
     export EMBER_TEST_CEPH_CONF="$CEPH_STATE/ceph.conf"
@@ -45,14 +48,16 @@ if [ -z "${EMBER_SKIP_POSTGRES:-}" ]; then
     export PG_STATE="${PG_STATE:-/tmp/ember-postgres-ci-$$}"
     eval "$(./scripts/postgres.sh up)"
     if [ -z "${EMBER_SKIP_CEPH:-}" ]; then
-        trap './scripts/ceph.sh down; ./scripts/postgres.sh down' EXIT
+        trap '"$root/scripts/ceph.sh" down; "$root/scripts/postgres.sh" down' EXIT
     else
-        trap './scripts/postgres.sh down' EXIT
+        trap '"$root/scripts/postgres.sh" down' EXIT
     fi
     export EMBER_TEST_POSTGRES_REQUIRED=1
 fi
 
-cargo test --workspace --locked "$@"
+# A test binary that runs past 15 minutes is hung: its stacks are printed
+# and it is killed (the longest takes about two minutes).
+./scripts/watchdog.sh cargo test --workspace --locked "$@"
 
 # The standard OpenStack clients, unmodified, against the real binary.
 if [ -z "${EMBER_SKIP_INTEROP:-}" ]; then
