@@ -189,6 +189,12 @@ pub trait VolumeBackend: Send + Sync + 'static {
     /// and after a crash at any point.
     fn collect(&self, fence: &dyn IoFence) -> Result<()>;
 
+    /// Whether the last `collect` left released data for later because
+    /// something still read it: the service collects again shortly.
+    fn collect_deferred(&self) -> bool {
+        false
+    }
+
     /// Opens `data` for block I/O (writable for a volume's data).
     fn open(&self, data: DataRef, writable: bool) -> Result<Arc<dyn BlockIo>>;
 

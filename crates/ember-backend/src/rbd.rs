@@ -24,6 +24,7 @@ use ember_storage::{BlockIo, Capacity, StorageError};
 use ember_store::{MetadataStore, Tx};
 use std::collections::HashSet;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const IMAGE: &str = "image";
@@ -64,6 +65,9 @@ pub struct RbdBackend {
     pool: Pool,
     store: Arc<dyn MetadataStore>,
     gc_lock: Mutex<()>,
+    /// The last collection left data something still read (see
+    /// `collect_deferred`).
+    deferred: AtomicBool,
     node: String,
 }
 
@@ -135,6 +139,7 @@ impl RbdBackend {
             pool,
             store,
             gc_lock: Mutex::new(()),
+            deferred: AtomicBool::new(false),
             node: settings.node.clone(),
         };
         backend.fence_previous_incarnation()?;
@@ -291,6 +296,7 @@ impl RbdBackend {
             // removing it right now: the next collection finishes the job.
             Err(e) if e.is_busy() || e.is_stale() => {
                 tracing::info!(backend = %self.name, data = %data.id, error = %e, "released RBD data still in use; removed later");
+                self.deferred.store(true, Ordering::Relaxed);
                 return Ok(false);
             }
             other => other?,
@@ -709,6 +715,7 @@ impl VolumeBackend for RbdBackend {
     /// let a released image go. No data is ever copied.
     fn collect(&self, _fence: &dyn IoFence) -> Result<()> {
         let _only_one = self.gc_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.deferred.store(false, Ordering::Relaxed);
         loop {
             let released: Vec<Image> = self
                 .store
@@ -727,6 +734,10 @@ impl VolumeBackend for RbdBackend {
                 return Ok(());
             }
         }
+    }
+
+    fn collect_deferred(&self) -> bool {
+        self.deferred.load(Ordering::Relaxed)
     }
 
     fn open(&self, data: DataRef, writable: bool) -> Result<Arc<dyn BlockIo>> {

@@ -15,9 +15,10 @@
 mod api;
 
 use api::{Api, ImageSpec, SnapInfo};
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// A failed call: which one, and the errno it returned.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -219,6 +220,7 @@ impl Cluster {
         let pool = Pool(Arc::new(PoolHandle {
             cluster: self.clone(),
             raw,
+            handles: Mutex::new(Handles::default()),
         }));
         if let Some(ns) = namespace {
             let ns = cstr("rbd_namespace_create", ns)?;
@@ -239,6 +241,36 @@ impl Cluster {
 struct PoolHandle {
     cluster: Cluster,
     raw: api::IoctxT,
+    handles: Mutex<Handles>,
+}
+
+/// The images (`name`) and snapshots (`name@snap`) this process has open
+/// in the pool, and those it is removing. librbd refuses to remove an
+/// image only while it has *watchers*, and a read-only handle (every
+/// snapshot reader) registers none, nor does a handle still opening; a
+/// removal would pull the data from under them, and a writable handle
+/// whose header vanished can hang librbd's close. So removals of what this
+/// process has open are refused here (EBUSY, as librbd would), and opens
+/// of what it is removing fail at once (ENOENT, as they would after).
+#[derive(Default)]
+struct Handles {
+    open: HashMap<String, usize>,
+    removing: HashSet<String>,
+}
+
+impl Handles {
+    fn is_open(&self, key: &str) -> bool {
+        self.open.contains_key(key)
+    }
+
+    /// Whether the image `name` or any snapshot of it is open.
+    fn any_open(&self, name: &str) -> bool {
+        self.open.keys().any(|k| {
+            k == name
+                || k.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('@'))
+        })
+    }
 }
 
 // An I/O context may be used from many threads (librados).
@@ -342,13 +374,38 @@ impl Pool {
         Ok(())
     }
 
-    /// Removes an image (it must have no snapshots and no watchers).
+    /// Removes an image (it must have no snapshots, no watchers, and no
+    /// handle open in this process: EBUSY otherwise).
     pub fn remove(&self, name: &str) -> Result<()> {
         let c = cstr("rbd_remove", name)?;
+        let _removing = self.begin_removal("rbd_remove", name, name)?;
         check("rbd_remove", unsafe {
             (self.api().rbd_remove)(self.0.raw, c.as_ptr())
         })?;
         Ok(())
+    }
+
+    /// Marks `key` (an image, or `image@snap`) as being removed until the
+    /// guard drops; EBUSY if this process has it open (for an image: it
+    /// or any of its snapshots).
+    fn begin_removal(&self, op: &'static str, name: &str, key: &str) -> Result<Removal> {
+        let mut handles = self.0.handles.lock().unwrap_or_else(|p| p.into_inner());
+        let busy = if key == name {
+            handles.any_open(name)
+        } else {
+            handles.is_open(key)
+        };
+        if busy || handles.removing.contains(key) {
+            return Err(RbdError {
+                op,
+                errno: libc_errno::EBUSY,
+            });
+        }
+        handles.removing.insert(key.to_string());
+        Ok(Removal {
+            pool: self.clone(),
+            key: key.to_string(),
+        })
     }
 
     /// Renames an image within the pool (its data and snapshots stay).
@@ -387,6 +444,23 @@ impl Pool {
     pub fn open(&self, name: &str, snap: Option<&str>, read_only: bool) -> Result<Image> {
         let c = cstr("rbd_open", name)?;
         let s = snap.map(|s| cstr("rbd_open", s)).transpose()?;
+        let key = snap.map_or_else(|| name.to_string(), |snap| format!("{name}@{snap}"));
+        // Counted before librbd opens it, so a removal starting meanwhile
+        // sees it; released by `Image`'s drop, or below on failure.
+        {
+            let mut handles = self.0.handles.lock().unwrap_or_else(|p| p.into_inner());
+            if handles.removing.contains(name) || handles.removing.contains(&key) {
+                return Err(RbdError {
+                    op: "rbd_open",
+                    errno: libc_errno::ENOENT,
+                });
+            }
+            *handles.open.entry(key.clone()).or_default() += 1;
+        }
+        let counted = Counted {
+            pool: self.clone(),
+            key,
+        };
         let snap_ptr = s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
         let mut raw: api::ImageT = std::ptr::null_mut();
         let rc = unsafe {
@@ -398,16 +472,61 @@ impl Pool {
         };
         check("rbd_open", rc)?;
         Ok(Image {
-            pool: self.clone(),
             raw,
+            name: name.to_string(),
+            counted,
         })
+    }
+}
+
+/// One open handle counted in the pool's `Handles`, uncounted on drop.
+struct Counted {
+    pool: Pool,
+    key: String,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let mut handles = self
+            .pool
+            .0
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = handles.open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                handles.open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A removal in progress (see `Handles`), ended on drop.
+struct Removal {
+    pool: Pool,
+    key: String,
+}
+
+impl Drop for Removal {
+    fn drop(&mut self) {
+        let mut handles = self
+            .pool
+            .0
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        handles.removing.remove(&self.key);
     }
 }
 
 /// An open image (or snapshot of one).
 pub struct Image {
-    pool: Pool,
     raw: api::ImageT,
+    name: String,
+    // Dropped after `rbd_close` (fields drop after `Drop::drop`): the
+    // handle counts as open until librbd has closed it.
+    counted: Counted,
 }
 
 // librbd serializes operations on an image handle internally; I/O from
@@ -417,13 +536,13 @@ unsafe impl Sync for Image {}
 
 impl Drop for Image {
     fn drop(&mut self) {
-        unsafe { (self.pool.api().rbd_close)(self.raw) };
+        unsafe { (self.api().rbd_close)(self.raw) };
     }
 }
 
 impl Image {
     fn api(&self) -> &'static Api {
-        self.pool.api()
+        self.counted.pool.api()
     }
 
     pub fn size(&self) -> Result<u64> {
@@ -449,8 +568,14 @@ impl Image {
         Ok(())
     }
 
+    /// Removes a snapshot (EBUSY while this process reads it).
     pub fn snap_remove(&self, snap: &str) -> Result<()> {
         let c = cstr("rbd_snap_remove", snap)?;
+        let _removing = self.counted.pool.begin_removal(
+            "rbd_snap_remove",
+            &self.name,
+            &format!("{}@{snap}", self.name),
+        )?;
         check("rbd_snap_remove", unsafe {
             (self.api().rbd_snap_remove)(self.raw, c.as_ptr())
         })?;

@@ -200,8 +200,9 @@ impl Service {
     }
 
     /// Checks the snapshot and backup policies every second (the collector
-    /// node only runs them: see `run_due_policies`), for as long as the
-    /// process runs.
+    /// node only runs them: see `run_due_policies`), and collects again
+    /// what a collection had to leave because something still read it,
+    /// for as long as the process runs.
     fn keep_policies(&self) {
         let service = self.clone();
         tokio::spawn(async move {
@@ -211,6 +212,12 @@ impl Service {
                 tick.tick().await;
                 if let Err(e) = service.run_due_policies().await {
                     tracing::warn!(error = %e, "policy check failed; the next one retries");
+                }
+                let core = service.core.clone();
+                if core.backends.all().any(|b| b.collect_deferred())
+                    && let Err(e) = service.run_blocking(move || core.collect_garbage()).await
+                {
+                    tracing::warn!(error = %e, "garbage collection failed; the next one retries");
                 }
             }
         });

@@ -517,6 +517,38 @@ async fn reads_race_snapshot_deletes_on(kind: Kind) {
     e.verify_clean_slate();
 }
 
+/// A reader that opened a snapshot (an NBD export of it, a backup reading
+/// it) keeps reading the snapshot's bytes after the snapshot is deleted;
+/// its data goes once the reader has closed. (librbd itself removes an
+/// image or snapshot that only read-only handles have open: they register
+/// no watch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_snapshot_stays_readable_until_its_reader_closes() {
+    for kind in kinds() {
+        let e = env(kind);
+        let v = e.volume(1).await;
+        e.write(v.id, 1).await;
+        let s = e.snapshot(v.id).await;
+        e.write(v.id, 2).await;
+        let core = e.svc.core().clone();
+        let reader = tokio::task::block_in_place(|| core.open_snapshot(&s)).unwrap();
+        e.svc.delete_snapshot(&admin(), s.id, false).await.unwrap();
+        e.settle().await;
+        assert!(e.svc.snapshot(&admin(), s.id).await.is_err(), "{kind:?}");
+        let mut buf = vec![0u8; 4096];
+        tokio::task::block_in_place(|| reader.read_at(&mut buf, 0)).unwrap();
+        assert!(
+            buf.iter().all(|b| *b == 1),
+            "{kind:?}: the deleted snapshot's reader read {} at 0, not 1",
+            buf[0]
+        );
+        drop(reader);
+        tokio::task::block_in_place(|| core.collect_garbage()).unwrap();
+        e.verify_clean_slate();
+        assert_eq!(e.read(v.id).await, 2, "{kind:?}");
+    }
+}
+
 /// How a migration run is disturbed.
 #[derive(Clone, Copy, Debug)]
 enum Disturb {
