@@ -145,6 +145,15 @@ impl Cluster {
         if let Some(keyring) = options.keyring {
             set("keyring", &keyring.to_string_lossy())?;
         }
+        // librbd wakes the caller of `rbd_open` and only then takes the
+        // image's state lock again (`ImageState::complete_action_unlock`):
+        // a caller that closes at once can have the close complete on
+        // librados' *other* callback thread and free the image before that
+        // lock is taken again: a use-after-free that hung `rbd_close` or
+        // aborted the process under load (seen in the workflow suite). With
+        // one callback thread the close's completions queue behind the
+        // open's. Callbacks are short; the OSDs do the work.
+        set("librados_thread_count", "1")?;
         for (k, v) in options.options {
             set(k, v)?;
         }
