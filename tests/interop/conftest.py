@@ -35,6 +35,7 @@ class Ember:
         self.log_path = os.path.join(data_dir, "ember.log")
         self.proc = None
         self.extra_args = ["--admin-password", ADMIN_PASSWORD]
+        self.extra_env = {}
         # Answers without credentials once the server is up.
         self.ready_path = "/identity/v3"
 
@@ -42,7 +43,7 @@ class Ember:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--nbd-listen", "127.0.0.1:0", "--data-dir", self.data_dir, *self.extra_args],
-            stdout=log, stderr=log, env={**os.environ, "EMBER_LOG": "info"},
+            stdout=log, stderr=log, env={**os.environ, "EMBER_LOG": "info", **self.extra_env},
         )
         deadline = time.time() + 30
         while time.time() < deadline:
