@@ -149,6 +149,19 @@ fn three_nodes_on_one_database_lose_nothing_when_one_is_killed_under_load() {
         .map(|s| s["host"].as_str().unwrap())
         .collect();
     assert_eq!(hosts, ["n0", "n1", "n2"], "{body}");
+    // os-hosts names the same hosts.
+    let (st, body) = servers[1].admin("GET", "/os-hosts", None);
+    assert_eq!(st, 200, "{body}");
+    let hosts: Vec<&str> = body["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["service"] == "cinder-scheduler" && h["service-status"] == "available")
+        .map(|h| h["host_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["n0", "n1", "n2"], "{body}");
+    let (st, body) = servers[0].admin("GET", "/os-hosts/n2", None);
+    assert_eq!(st, 200, "{body}");
 
     // Quota: 24 volumes, far fewer than the clients will ask for.
     const QUOTA: usize = 24;
@@ -310,6 +323,15 @@ fn three_nodes_on_one_database_lose_nothing_when_one_is_killed_under_load() {
             .cloned()
             .unwrap();
         if n1["state"] == "down" {
+            let (_, hosts) = get(&live, "/os-hosts");
+            let n1 = hosts["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["host_name"] == "n1")
+                .cloned()
+                .unwrap();
+            assert_eq!(n1["service-status"], "unavailable", "{hosts}");
             break;
         }
         assert!(Instant::now() < deadline, "n1 never shown down: {body}");

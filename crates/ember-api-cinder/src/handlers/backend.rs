@@ -13,28 +13,34 @@ fn host_not_found(host: &str) -> CinderError {
     CinderError::not_found(format!("Host {host} could not be found."))
 }
 
-/// Ember runs the scheduler and a volume service per backend in one
-/// process.
+/// Every service as a host, as `os-services` lists them: a scheduler per
+/// node (one when the store is private), a volume service per backend.
 pub async fn list_hosts(svc: &Service, req: &Req) -> Result<Reply, CinderError> {
     // Same admin rule as the per-host view; its result is not needed here.
     svc.host_usage(&req.caller).await?;
-    let now = Timestamp::now().to_iso_micros();
-    let entry = |service: &str, host: String| {
-        json!({"service-status": "available", "service": service, "zone": svc.config().availability_zone,
-               "service-state": "enabled", "host_name": host, "last-update": now})
-    };
-    let mut hosts = vec![entry("cinder-scheduler", HOST.to_string())];
-    hosts.extend(
-        svc.volume_hosts()
-            .into_iter()
-            .map(|h| entry("cinder-volume", h)),
-    );
+    let services = svc.list_services(&req.caller).await?;
+    let hosts: Vec<Value> = services
+        .iter()
+        .map(|s| {
+            json!({"service-status": if s.up { "available" } else { "unavailable" },
+                   "service": s.binary, "zone": svc.config().availability_zone,
+                   "service-state": if s.switch.disabled { "disabled" } else { "enabled" },
+                   "host_name": s.host,
+                   "last-update": s.switch.updated_at.unwrap_or_else(Timestamp::now).to_iso_micros()})
+        })
+        .collect();
     Ok(Reply::ok(json!({ "hosts": hosts })))
 }
 
 pub async fn show_host(svc: &Service, req: &Req, host: &str) -> Result<Reply, CinderError> {
     let usage = svc.host_usage(&req.caller).await?;
-    if host != HOST && !svc.volume_hosts().iter().any(|h| h == host) {
+    let known = host == HOST
+        || svc
+            .list_services(&req.caller)
+            .await?
+            .iter()
+            .any(|s| s.host == host);
+    if !known {
         return Err(host_not_found(host));
     }
     let resources: Vec<Value> = usage
