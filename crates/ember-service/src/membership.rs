@@ -8,8 +8,9 @@
 //! owns the workflow and stops (`engine::save`). With a private store
 //! (SQLite) there is one node and none of this runs.
 
-use crate::{Core, Result, Service};
+use crate::{Core, Result, Service, ServiceError};
 use ember_model::{Node, Timestamp, WorkflowRecord};
+use ember_store::MetadataStore;
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -25,12 +26,56 @@ pub fn alive(node: &Node, now: Timestamp) -> bool {
     now.0.saturating_sub(node.heartbeat.0) < LEASE.as_micros() as i64
 }
 
+/// Refuses to start a second live node under an id already in use. A
+/// fresh heartbeat under `id` is a live node, or this node's previous
+/// incarnation killed less than a lease ago; a live node renews within a
+/// heartbeat, so this waits two and a half to tell them apart. Call it
+/// before touching any backend: starting also fences the previous
+/// incarnation's clients (RBD blocklist), which must never hit a live
+/// node.
+pub fn ensure_node_id_free(store: &dyn MetadataStore, id: &str) -> Result<()> {
+    let row =
+        || -> Result<Option<Node>> { Ok(store.read()?.nodes()?.into_iter().find(|n| n.id == id)) };
+    let Some(first) = row()? else {
+        return Ok(());
+    };
+    if !alive(&first, Timestamp::now()) {
+        return Ok(());
+    }
+    std::thread::sleep(HEARTBEAT * 5 / 2);
+    match row()? {
+        Some(again) if again.heartbeat != first.heartbeat => Err(ServiceError::Conflict(format!(
+            "node id {id:?} is in use by a live node (API at {}, started {}): give every node its own --node-id",
+            again.api,
+            again.started_at.to_iso_micros()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Renews this node's registration (creating it on first call), and
 /// decides whether it is the one live node that collects garbage: the one
 /// with the smallest id. Returns whether it is.
-fn heartbeat(core: &Core, me: &Node) -> Result<bool> {
+///
+/// After the first renewal the row must still be this process's: another
+/// incarnation's renewal in between means two live processes share the
+/// id (started together, so `ensure_node_id_free` saw neither). The newer
+/// one stops (exits), the older carries on.
+fn heartbeat(core: &Core, me: &Node, first: bool) -> Result<bool> {
     let now = Timestamp::now();
     let mut tx = core.store.write()?;
+    if !first
+        && let Some(row) = tx.nodes()?.into_iter().find(|n| n.id == me.id)
+        && row.started_at != me.started_at
+        && alive(&row, now)
+    {
+        if row.started_at.0 > me.started_at.0 {
+            tracing::error!(node = %me.id, other_api = %row.api, "another process started with this node id; it stops itself");
+        } else {
+            tracing::error!(node = %me.id, other_api = %row.api, "a node with this id was already running: this process stops (give every node its own --node-id)");
+            std::process::exit(78);
+        }
+    }
     tx.put_node(&Node {
         heartbeat: now,
         ..me.clone()
@@ -160,7 +205,7 @@ impl Service {
         if !core.store.shared() {
             return Ok(core.store.read()?.workflows()?);
         }
-        heartbeat(core, me)?;
+        heartbeat(core, me, true)?;
         claim_orphans(core, true)
     }
 
@@ -179,7 +224,7 @@ impl Service {
                 let me = me.clone();
                 let claimed = service
                     .run_blocking(move || {
-                        let collector = heartbeat(&core, &me)?;
+                        let collector = heartbeat(&core, &me, false)?;
                         let claimed = claim_orphans(&core, false)?;
                         sweep_withdrawn_exports(&core)?;
                         if collector {

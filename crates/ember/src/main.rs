@@ -92,6 +92,14 @@ async fn serve(mut settings: config::Settings) -> anyhow::Result<()> {
                 .context("connecting to the PostgreSQL metadata store")?,
         ),
     };
+    if store.shared() {
+        let (store, id) = (store.clone(), settings.node_id.clone());
+        tokio::task::spawn_blocking(move || {
+            ember_service::membership::ensure_node_id_free(store.as_ref(), &id)
+        })
+        .await?
+        .context("checking the node id")?;
+    }
     let backends = backends::open(&settings, &store)?;
     // The NBD listener is bound first: connection_info names its port.
     let nbd_listener = match &settings.nbd_listen {

@@ -483,3 +483,30 @@ fn a_token_from_one_node_works_on_every_node_and_a_revocation_reaches_them_all()
     }
     assert_eq!(list(&servers[1], &other), 200);
 }
+
+/// A second process started under a node id a live node uses refuses to
+/// start (it would otherwise take the live node's workflows and fence its
+/// Ceph client); the live node keeps serving.
+#[test]
+fn a_second_node_under_a_live_nodes_id_refuses_to_start() {
+    let Some(url) = database() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("database = {url:?}\n");
+    let servers = nodes(1, dir.path(), &config, &["--auth", "noauth"], "0");
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(["serve", "--auth", "noauth", "--listen"])
+        .arg(format!("127.0.0.1:{}", common::free_port()))
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--config")
+        .arg(dir.path().join("ember.toml"))
+        .args(["--node-id", "n0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the duplicate started: {stderr}");
+    assert!(stderr.contains("in use by a live node"), "{stderr}");
+    let (st, _) = servers[0].admin("GET", "/volumes", None);
+    assert_eq!(st, 200);
+}
