@@ -113,9 +113,21 @@ impl Target {
                 .ok_or_else(|| config("no bucket".into()))?
                 .to_string();
             let prefix = parsed.path().trim_matches('/').to_string();
+            // An unreachable store answers within seconds, not the
+            // crate's default three minutes of retries: requests that touch
+            // the target (import) answer 503 while a client still waits.
+            let retry = object_store::RetryConfig {
+                max_retries: 5,
+                retry_timeout: std::time::Duration::from_secs(30),
+                ..Default::default()
+            };
+            let client = object_store::ClientOptions::new()
+                .with_connect_timeout(std::time::Duration::from_secs(5));
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(&bucket)
-                .with_virtual_hosted_style_request(false);
+                .with_virtual_hosted_style_request(false)
+                .with_retry(retry)
+                .with_client_options(client);
             for (key, value) in parsed.query_pairs() {
                 builder = match key.as_ref() {
                     "endpoint" => builder.with_endpoint(value.as_ref()),

@@ -617,7 +617,10 @@ impl Service {
             let project = caller.project_id.clone();
             let manifest = target
                 .get_manifest(&chunks.0, &manifest_id)
-                .map_err(|e| invalid(format!("Invalid backup_url: {e}")))?;
+                .map_err(|e| match e {
+                    ember_backup::TargetError::Unavailable { .. } => unreachable_target(e),
+                    e => invalid(format!("Invalid backup_url: {e}")),
+                })?;
             if Some(manifest.size) != size_gib.checked_mul(1 << 30) {
                 return Err(invalid(
                     "Invalid backup_url: the manifest does not match the record.",
@@ -673,7 +676,10 @@ impl Service {
                 target
                     .put_manifest(&chunks.0, &id.to_string(), &manifest)
                     .and_then(|()| target.sync())
-                    .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    .map_err(|e| match e {
+                        ember_backup::TargetError::Unavailable { .. } => unreachable_target(e),
+                        e => ServiceError::Internal(e.to_string()),
+                    })?;
             }
             tx.put_backup(&backup)?;
             for batch in manifest.chunks.chunks(4096) {
@@ -698,4 +704,10 @@ impl Service {
         })
         .await
     }
+}
+
+/// The backup target did not answer: 503, retry later (neither the
+/// caller's fault nor a fault of Ember's).
+fn unreachable_target(e: ember_backup::TargetError) -> ServiceError {
+    ServiceError::Busy(format!("{e}; retry later."))
 }

@@ -309,3 +309,43 @@ fn backup_requests_are_checked() {
     assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("already exists"), "{body}");
 }
+
+/// A backup target that does not answer is the target's outage, not the
+/// caller's mistake nor Ember's: importing a record while the S3 store is
+/// unreachable answers 503 within seconds (the object store client's
+/// retries are bounded), and Ember keeps answering everything else.
+#[test]
+fn an_unreachable_s3_target_answers_503_not_400_or_500() {
+    let source = Server::start();
+    let volume = source.create_volume(1);
+    source.write(&volume, 0, vec![0x5A; 4096]);
+    let backup = create_backup(&source, json!({"volume_id": volume}));
+    let (status, exported) = source.admin("GET", &format!("/backups/{backup}/export_record"), None);
+    assert_eq!(status, 200, "{exported}");
+
+    let nobody = format!(
+        "s3://ember-backups?endpoint=http://127.0.0.1:{}&allow_http=true",
+        common::free_port()
+    );
+    // Keys of its own: the client must get as far as connecting.
+    let s = Server::start_with_env(
+        &["--auth", "noauth", "--backup-target", &nobody],
+        &[
+            ("AWS_ACCESS_KEY_ID", "ember"),
+            ("AWS_SECRET_ACCESS_KEY", "unused"),
+        ],
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = s.admin(
+        "POST",
+        "/backups/import_record",
+        Some(json!({"backup-record": exported["backup-record"]})),
+    );
+    assert_eq!(status, 503, "{body}");
+    let message = body.to_string();
+    assert!(message.contains("retry later"), "{body}");
+    assert!(!message.contains("169.254"), "{body}");
+    eprintln!("answered in {:?}: {body}", started.elapsed());
+    let (status, _) = s.admin("GET", "/backups", None);
+    assert_eq!(status, 200);
+}
