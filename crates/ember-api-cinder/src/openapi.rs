@@ -328,6 +328,28 @@ fn policy_ops(base: &str) -> Vec<Operation> {
     .collect()
 }
 
+/// Ember's nodes (`/ember/nodes`), admin only.
+fn node_ops(base: &str) -> Vec<Operation> {
+    let one = format!("{base}/{{node_id}}");
+    vec![
+        Operation::new(
+            "GET",
+            base,
+            "Ember: list the nodes sharing the database (up or down)",
+        )
+        .responds(200, Content::Json(list("nodes", any_object()))),
+        Operation::new(
+            "DELETE",
+            &one,
+            "Ember: forget a node gone for good (409 while its lease is current)",
+        )
+        .responds(204, Content::Empty),
+    ]
+    .into_iter()
+    .map(|op| op.tag("nodes"))
+    .collect()
+}
+
 /// Backups (`/backups`).
 fn backup_ops(base: &str) -> Vec<Operation> {
     let ok = |body: Value| Content::Json(body);
@@ -1037,6 +1059,7 @@ fn added_in_v3(root: &str) -> Vec<Operation> {
     ops.extend(backup_ops(&p("/backups")));
     ops.extend(block_ops(&p("/ember/snapshots")));
     ops.extend(policy_ops(&p("/ember/policies")));
+    ops.extend(node_ops(&p("/ember/nodes")));
     ops
 }
 

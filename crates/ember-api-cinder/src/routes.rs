@@ -220,6 +220,8 @@ pub enum Endpoint {
     ShowPolicy(String),
     UpdatePolicy(String),
     DeletePolicy(String),
+    ListNodes,
+    ForgetNode(String),
 
     /// Ember's data API: raw bytes of a volume or snapshot (`/data`).
     ReadVolumeData(String),
@@ -456,6 +458,8 @@ pub fn parse<'a>(
         ("GET", ["ember", "policies", id]) => ShowPolicy(s(id)),
         ("PUT", ["ember", "policies", id]) => UpdatePolicy(s(id)),
         ("DELETE", ["ember", "policies", id]) => DeletePolicy(s(id)),
+        ("GET", ["ember", "nodes"]) => ListNodes,
+        ("DELETE", ["ember", "nodes", id]) => ForgetNode(s(id)),
         ("GET", ["extensions"]) => Extensions,
         ("GET", ["os-services"]) => ListServices,
         ("GET", ["groups"]) => ListGroups { detail: false },

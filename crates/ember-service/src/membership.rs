@@ -8,6 +8,8 @@
 //! owns the workflow and stops (`engine::save`). With a private store
 //! (SQLite) there is one node and none of this runs.
 
+use crate::Caller;
+use crate::volumes::require_admin;
 use crate::{Core, Result, Service, ServiceError};
 use ember_model::{Node, Timestamp, WorkflowRecord};
 use ember_store::MetadataStore;
@@ -251,5 +253,61 @@ impl Service {
                 }
             }
         });
+    }
+}
+
+/// A registered node and whether its lease is current.
+pub struct NodeState {
+    pub node: Node,
+    pub up: bool,
+}
+
+impl Service {
+    /// Every registered node, up or down. Admin only.
+    pub async fn list_nodes(&self, caller: &Caller) -> Result<Vec<NodeState>> {
+        require_admin(caller, "ember:nodes:index")?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let now = Timestamp::now();
+            Ok(core
+                .store
+                .read()?
+                .nodes()?
+                .into_iter()
+                .map(|node| NodeState {
+                    up: alive(&node, now),
+                    node,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Forgets a node that is gone for good, so that it is no longer
+    /// listed (as `cinder-manage service remove` does for Cinder). A node
+    /// whose lease is current is refused: stop it first. Its workflows,
+    /// if any were left, are orphans and the live nodes take them over.
+    /// Admin only.
+    pub async fn forget_node(&self, caller: &Caller, id: String) -> Result<()> {
+        require_admin(caller, "ember:nodes:delete")?;
+        let core = self.core.clone();
+        self.run_blocking(move || {
+            let mut tx = core.store.write()?;
+            let Some(node) = tx.nodes()?.into_iter().find(|n| n.id == id) else {
+                return Err(ServiceError::NotFound(format!(
+                    "Node {id} could not be found."
+                )));
+            };
+            if alive(&node, Timestamp::now()) {
+                return Err(ServiceError::Conflict(format!(
+                    "Node {id} is up (its lease is current); stop it before forgetting it."
+                )));
+            }
+            tx.delete_node(&id)?;
+            tx.commit()?;
+            tracing::info!(node = %id, "forgot a node");
+            Ok(())
+        })
+        .await
     }
 }

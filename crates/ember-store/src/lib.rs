@@ -254,6 +254,8 @@ pub trait Tx {
     /// Every node that has registered, by id.
     fn nodes(&mut self) -> Result<Vec<Node>>;
     fn put_node(&mut self, node: &Node) -> Result<()>;
+    /// Forgets a node (gone for good); nothing else names it.
+    fn delete_node(&mut self, id: &str) -> Result<()>;
     /// A value every node shares (signing keys), by name.
     fn secret(&mut self, name: &str) -> Result<Option<String>>;
     /// Stores `value` under `name` unless a value is there already (the

@@ -1218,6 +1218,10 @@ impl Tx for PostgresTx<'_> {
         self.upsert("nodes", &["id", "body"], p![node.id.clone(), to_json(node)])
     }
 
+    fn delete_node(&mut self, id: &str) -> Result<()> {
+        self.delete("nodes", id.to_string())
+    }
+
     fn secret(&mut self, name: &str) -> Result<Option<String>> {
         Ok(self
             .strings(

@@ -1451,6 +1451,13 @@ impl Tx for SqliteTx<'_> {
             .map_err(backend)
     }
 
+    fn delete_node(&mut self, id: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM nodes WHERE id = ?1", [id])
+            .map(drop)
+            .map_err(backend)
+    }
+
     fn secret(&mut self, name: &str) -> Result<Option<String>> {
         self.conn
             .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |r| {

@@ -765,3 +765,38 @@ fn policies_round_trip_per_project() {
         assert!(store.read().unwrap().policy(&a.id).unwrap().is_none());
     }
 }
+
+/// Nodes register, renew and are forgotten by id.
+#[test]
+fn nodes_register_renew_and_are_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    for (engine, store) in stores(dir.path()) {
+        eprintln!("engine: {engine}");
+        let node = |id: &str, beat: i64| Node {
+            id: id.into(),
+            api: format!("{id}:8776"),
+            nbd: None,
+            started_at: Timestamp(1),
+            heartbeat: Timestamp(beat),
+        };
+        let mut tx = store.write().unwrap();
+        tx.put_node(&node("n1", 10)).unwrap();
+        tx.put_node(&node("n0", 10)).unwrap();
+        tx.put_node(&node("n1", 20)).unwrap();
+        tx.commit().unwrap();
+        let ids = |store: &dyn MetadataStore| -> Vec<(String, i64)> {
+            let mut tx = store.read().unwrap();
+            tx.nodes()
+                .unwrap()
+                .into_iter()
+                .map(|n| (n.id, n.heartbeat.0))
+                .collect()
+        };
+        assert_eq!(ids(store.as_ref()), [("n0".into(), 10), ("n1".into(), 20)]);
+        let mut tx = store.write().unwrap();
+        tx.delete_node("n1").unwrap();
+        tx.delete_node("never-was").unwrap();
+        tx.commit().unwrap();
+        assert_eq!(ids(store.as_ref()), [("n0".into(), 10)]);
+    }
+}

@@ -337,6 +337,31 @@ fn three_nodes_on_one_database_lose_nothing_when_one_is_killed_under_load() {
         assert!(Instant::now() < deadline, "n1 never shown down: {body}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Gone for good: an admin forgets it (never a live one).
+    let (st, body) = servers[0].admin("GET", "/ember/nodes", None);
+    assert_eq!(st, 200, "{body}");
+    let states: Vec<(&str, &str)> = body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap(), n["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("n0", "up"), ("n1", "down"), ("n2", "up")]);
+    let (st, body) = servers[2].admin("DELETE", "/ember/nodes/n0", None);
+    assert_eq!(st, 409, "{body}");
+    let (st, body) = servers[2].admin("DELETE", "/ember/nodes/n1", None);
+    assert_eq!(st, 204, "{body}");
+    let (_, body) = get(&live, "/os-services?binary=cinder-scheduler");
+    let hosts: Vec<&str> = body["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["n0", "n2"], "{body}");
+    let (st, _) = servers[2].admin("DELETE", "/ember/nodes/n1", None);
+    assert_eq!(st, 404);
+    // Started again, it registers again.
     servers[1].start_again();
     let (st, _) = servers[1].admin("GET", "/volumes", None);
     assert_eq!(st, 200);

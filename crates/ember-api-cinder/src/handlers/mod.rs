@@ -9,6 +9,7 @@ mod groups;
 mod manage;
 mod messages;
 mod misc;
+mod nodes;
 mod policies;
 mod qos;
 mod snapshots;
@@ -61,6 +62,8 @@ pub async fn run(state: &CinderState, req: &Req, endpoint: Endpoint) -> Result<R
         ShowPolicy(id) => policies::show(svc, req, &id).await,
         UpdatePolicy(id) => policies::update(svc, req, &id).await,
         DeletePolicy(id) => policies::delete(svc, req, &id).await,
+        ListNodes => nodes::list(svc, req).await,
+        ForgetNode(id) => nodes::delete(svc, req, &id).await,
 
         ListVolumes { detail } => volumes::list(svc, req, detail).await,
         CreateVolume => volumes::create(svc, req).await,
