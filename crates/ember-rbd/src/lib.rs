@@ -301,6 +301,12 @@ pub const DEFAULT_FEATURES: u64 = 1 | 4 | 8 | 16 | 32;
 pub struct Pool(Arc<PoolHandle>);
 
 impl Pool {
+    /// What this process has open or is removing in the pool (a poisoned
+    /// lock still guards consistent counts: every update is one step).
+    fn handles(&self) -> std::sync::MutexGuard<'_, Handles> {
+        self.0.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn api(&self) -> &'static Api {
         self.0.cluster.0.api
     }
@@ -398,7 +404,7 @@ impl Pool {
     /// guard drops; EBUSY if this process has it open (for an image: it
     /// or any of its snapshots).
     fn begin_removal(&self, op: &'static str, name: &str, key: &str) -> Result<Removal> {
-        let mut handles = self.0.handles.lock().unwrap_or_else(|p| p.into_inner());
+        let mut handles = self.handles();
         let busy = if key == name {
             handles.any_open(name)
         } else {
@@ -457,7 +463,7 @@ impl Pool {
         // Counted before librbd opens it, so a removal starting meanwhile
         // sees it; released by `Image`'s drop, or below on failure.
         {
-            let mut handles = self.0.handles.lock().unwrap_or_else(|p| p.into_inner());
+            let mut handles = self.handles();
             if handles.removing.contains(name) || handles.removing.contains(&key) {
                 return Err(RbdError {
                     op: "rbd_open",
@@ -496,12 +502,7 @@ struct Counted {
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        let mut handles = self
-            .pool
-            .0
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut handles = self.pool.handles();
         if let Some(n) = handles.open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
@@ -519,12 +520,7 @@ struct Removal {
 
 impl Drop for Removal {
     fn drop(&mut self) {
-        let mut handles = self
-            .pool
-            .0
-            .handles
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut handles = self.pool.handles();
         handles.removing.remove(&self.key);
     }
 }
